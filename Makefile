@@ -1,0 +1,33 @@
+# bayes_ising: two commands on a fresh machine.
+#   make demo   -> creates .venv if missing, installs, runs the whole analysis on the embedded data
+#   make test   -> creates .venv if missing, installs, runs the default (fast) test suite
+#   make test-slow -> the slow statistical tests (calibration, coverage, long sampling)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench install clean
+
+$(STAMP): pyproject.toml
+	@bash scripts/setup_env.sh $(VENV)
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bayes-ising demo --out demo_output --force
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -n 2 -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bayes_ising tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo_output

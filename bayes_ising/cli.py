@@ -1,0 +1,135 @@
+"""The ``bayes-ising`` command.
+
+Each verb lives in its own module under :mod:`bayes_ising.commands` and exposes
+``register(subparsers, parents)``: it adds its sub-parser and sets ``func`` to a function
+``run(args) -> int``. This module owns what all verbs share: the data-selection flags (named as
+in the Python API), the float64 switch, and the exit codes
+
+* 0 — success;
+* 2 — bad input or usage: one line on stderr naming the problem, no traceback;
+* 1 — internal error (traceback shown, since it is a bug).
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+from .errors import BayesIsingError
+
+__all__ = ["main", "build_parser", "add_data_selection_flags", "load_selected_data", "VERBS"]
+
+#: verb name -> module under bayes_ising.commands (the order is the order of ``--help``)
+VERBS = {
+    "summary": "summary",
+    "mle": "mle",
+    "fit": "fit",
+    "diagnose": "diagnose",
+    "check": "check",
+    "thermo": "thermo",
+    "compare-mle": "compare_mle",
+    "report": "report",
+    "demo": "demo",
+    "batch": "batch",
+}
+
+
+class _UsageError(BayesIsingError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as exit 2 with one line (argparse's own convention)."""
+
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def add_data_selection_flags(parser):
+    """The flags every data-reading verb shares; names follow :meth:`SpikeData.select`."""
+    g = parser.add_argument_group("data selection")
+    g.add_argument("--bin-size", type=float, default=None,
+                   help="bin width for spike times, in --time-units (required for spike times)")
+    g.add_argument("--time-units", default=None, choices=["s", "ms", "us"],
+                   help="units of spike times and --bin-size (default: the file's, else s)")
+    g.add_argument("--population", default=None,
+                   help="cell types to keep, comma separated (e.g. E, I or E,I)")
+    g.add_argument("--state", default=None, help="keep only bins of this state (e.g. wake)")
+    g.add_argument("--min-rate", type=float, default=None,
+                   help="keep neurons firing in at least this fraction of bins")
+    g.add_argument("--variable", default=None,
+                   help="MATLAB variable holding the raster (when the file has several)")
+    g.add_argument("--orientation", default=None, choices=["bins-by-neurons", "neurons-by-bins"],
+                   help="force the raster orientation (default: more bins than neurons)")
+    return parser
+
+
+def load_selected_data(args):
+    """Load ``args.data`` and apply the data-selection flags; returns a SpikeData."""
+    from . import data as data_module
+
+    loaded = data_module.load(
+        args.data,
+        bin_size=args.bin_size,
+        time_units=args.time_units,
+        variable=args.variable,
+        orientation=args.orientation,
+    )
+    population = args.population.split(",") if args.population else None
+    return loaded.select(population=population, state=args.state, min_rate=args.min_rate)
+
+
+def build_parser():
+    from . import __version__
+
+    parser = _Parser(prog="bayes-ising",
+                     description="Bayesian pairwise maximum-entropy (Ising) analysis of spiking.")
+    parser.add_argument("--version", action="version", version=f"bayes_ising {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    sub.required = True
+    for verb, module_name in VERBS.items():
+        try:
+            module = importlib.import_module(f".commands.{module_name}", __package__)
+        except ModuleNotFoundError as err:
+            if err.name and err.name.endswith(f"commands.{module_name}"):
+                continue  # verb not built yet
+            raise
+        module.register(sub, verb)
+    return parser
+
+
+def _configure_jax():
+    """float64 and one CPU device per core, chosen before JAX starts (the CLI is an edge)."""
+    if "jax" not in sys.modules:
+        cores = os.cpu_count() or 1
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_force_host_platform_device_count" not in flags:
+            os.environ["XLA_FLAGS"] = (
+                f"{flags} --xla_force_host_platform_device_count={min(cores, 8)}"
+            ).strip()
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _configure_jax()
+        return int(args.func(args) or 0)
+    except (BayesIsingError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
+            message = f"{type(err).__name__}: {err.filename or message}" if getattr(
+                err, "filename", None) else message
+        print(f"bayes-ising: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bayes-ising: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

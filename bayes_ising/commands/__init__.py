@@ -1,0 +1,1 @@
+"""One module per ``bayes-ising`` verb; each defines ``register(subparsers, name)``."""
