@@ -1,0 +1,970 @@
+r"""Bayesian posteriors over the fields h and couplings J of the pairwise Ising model (NumPyro).
+
+Model (one convention everywhere): :math:`P(s \mid h, J) = e^{-E(s)}/Z`,
+:math:`E(s) = -\sum_i h_i s_i - \sum_{i<j} J_{ij} s_i s_j`; couplings are a flat vector in
+:func:`bayes_ising.ising.pair_indices` order (dimension ``pair``).
+
+Likelihoods
+    * ``"exact"`` (N ≤ 22): :math:`\log L = T[\sum_i h_i m_i + \sum_{i<j} J_{ij} Q_{ij} -
+      \log Z(h, J)]` — the data enter only through (T, m, Q); log Z by exact enumeration.
+    * ``"pseudo"`` (any N): :math:`\log \mathrm{PL} = \sum_u c_u \sum_i \log\sigma(2 s_{ui}
+      H_{ui})` over the unique patterns u with counts :math:`c_u` (Besag 1975).
+
+Priors (:class:`~bayes_ising.model_spec.ModelSpec`, TOML files in ``models/``)
+    :math:`h_i \sim \mathcal N(\mu_h, \sigma_h)`; :math:`J_{ij} \sim \mathcal N(0, \sigma_J)`, or
+    hierarchical :math:`J_{ij} \sim \mathcal N(0, \sigma_{b(ij)})`,
+    :math:`\sigma_b \sim \mathcal N^+(0, s_J)` per cell-type block b (E-E, E-I, I-I; non-centred),
+    or the regularised horseshoe (Piironen & Vehtari 2017, non-centred).
+
+Sampler (fast by construction)
+    NUTS is started near the posterior mode with a good metric instead of being left to find
+    both: (1) the MAP is found by damped Newton iterations on the log posterior in NumPyro's
+    unconstrained space, with the exact Hessian :math:`J_\theta^\top H_{\rm lik} J_\theta +
+    \nabla^2[\text{prior part}]`, where :math:`H_{\rm lik} = T\,F(\theta)` (F = Fisher
+    information of one bin, exact enumeration) for the exact likelihood and the closed-form
+    pseudolikelihood Hessian :math:`\sum_i X_i^\top \mathrm{diag}(c\,\mathrm{sech}^2 H_{\cdot i})
+    X_i` otherwise; (2) the **inverse of that Hessian is the fixed dense mass matrix** (for the
+    Normal prior it is exactly :math:`(T F + \mathrm{diag}(\sigma^{-2}))^{-1}`), so the
+    posterior looks like a unit Gaussian to the integrator and trajectories are short (~7–15
+    leapfrog steps instead of 127–1023); (3) each chain starts at a draw from this Laplace
+    approximation, so it is already in the typical set; (4) warmup only adapts the step size
+    (dual averaging), so it can be short. ``mass_matrix = "adapt"`` in the spec gives plain NUTS
+    (diagonal mass adapted from scratch, random start) — the benchmark baseline.
+
+Pseudo-posterior calibration (``adjust``; Bouranis, Friel & Maire 2017, 2018)
+    Draws θ of the pseudo-posterior with mode :math:`\hat\theta_{PL}` are mapped to
+    :math:`\hat\theta_c + W(\theta - \hat\theta_{PL})`. ``"curvature"``: :math:`\hat\theta_c =
+    \hat\theta_{PL}`, W chosen so that the covariance :math:`\Sigma_{PL} = (H_{PL} +
+    \Lambda)^{-1}` becomes :math:`\Sigma_F = (T F(\hat\theta_c) + \Lambda)^{-1}`
+    (:math:`W = L_F L_{PL}^{-1}` with Cholesky factors; Λ the prior precision, at the MAP
+    scales for hierarchical priors); ``"mode"``: W = I and :math:`\hat\theta_c` the
+    full-likelihood MAP (exact enumeration for N ≤ 22, Boltzmann learning for larger N);
+    ``"mode+curvature"``: both. For N > 22 the Fisher information comes from Gibbs samples and
+    every centre is checked by simulating it (:func:`bayes_ising.mle.model_check`).
+
+The result is an ArviZ 1.x :class:`xarray.DataTree` (see :func:`fit_posterior`).
+"""
+
+import functools
+import json
+import math
+import time
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import xarray as xr
+from jax.flatten_util import ravel_pytree
+from numpyro.infer import MCMC, NUTS, init_to_value
+from numpyro.infer.util import initialize_model
+
+from . import ising
+from ._io import atomic_path, to_jsonable
+from .errors import BayesIsingError, DataError, Float64Error, ModelSpecError
+from .model_spec import (
+    ADJUSTMENTS,
+    LIKELIHOODS,
+    ModelSpec,
+    default_model_spec,
+    load_model_spec,
+)
+
+__all__ = [
+    "ModelSpec",
+    "load_model_spec",
+    "default_model_spec",
+    "exact_model",
+    "pseudo_model",
+    "fit_posterior",
+    "save_posterior",
+    "load_posterior",
+    "j_matrix",
+    "pair_blocks",
+    "convergence_summary",
+    "format_convergence_summary",
+]
+
+#: keep the raw spin raster in ``observed_data`` when it has at most this many entries
+MAX_STORED_SPINS = 4_000_000
+#: sample_stats fields NumPyro records (mapped to ArviZ names in :func:`_sample_stats`)
+_EXTRA_FIELDS = (
+    "diverging",
+    "num_steps",
+    "accept_prob",
+    "energy",
+    "potential_energy",
+    "adapt_state.step_size",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Cell-type blocks
+# --------------------------------------------------------------------------------------------
+
+
+def pair_blocks(cell_types, num_neurons):
+    """Block label of every pair in pair order, the sorted block names and each pair's index.
+
+    The label of pair (i, j) is the two cell types sorted and joined by "-" ("E-E", "E-I",
+    "I-I"); without cell types every label is "".
+
+    Returns
+    -------
+    labels : (P,) str;  blocks : tuple of str (sorted unique);  index : (P,) int
+    """
+    i, j = ising.pair_indices(num_neurons)
+    if cell_types is None:
+        labels = np.full(i.shape, "", dtype=object)
+    else:
+        types = np.asarray(cell_types).astype(str)
+        if types.shape != (num_neurons,):
+            raise DataError(f"cell_types has shape {types.shape}, expected ({num_neurons},)")
+        labels = np.array(["-".join(sorted((a, b))) for a, b in zip(types[i], types[j], strict=True)],
+                          dtype=object)
+    blocks = tuple(sorted(set(labels.tolist()))) or ("",)
+    index = np.array([blocks.index(label) for label in labels], dtype=np.int32)
+    return labels.astype(str), blocks, index
+
+
+# --------------------------------------------------------------------------------------------
+# Priors and models
+# --------------------------------------------------------------------------------------------
+
+
+def _horseshoe_scale(tau, lam, c2):
+    """Regularised horseshoe sd: τ λ̃ with λ̃² = c² λ² / (c² + τ² λ²) (Piironen & Vehtari 2017)."""
+    lam_tilde_sq = c2 * lam**2 / (c2 + tau**2 * lam**2)
+    return tau * jnp.sqrt(lam_tilde_sq)
+
+
+def _sample_prior(spec, num_neurons, block_index, num_blocks):
+    """The prior sample sites; returns (h (N,), j (P,)) in the constrained space."""
+    num_pair = ising.num_pairs(num_neurons)
+    h = numpyro.sample(
+        "h", dist.Normal(spec.h_mean, spec.h_scale).expand([num_neurons]).to_event(1)
+    )
+    if spec.j_family == "normal":
+        j = numpyro.sample("J", dist.Normal(0.0, spec.j_scale).expand([num_pair]).to_event(1))
+    elif spec.j_family == "hierarchical":
+        block_scale = numpyro.sample(
+            "J_block_scale", dist.HalfNormal(spec.j_scale).expand([num_blocks]).to_event(1)
+        )
+        raw = numpyro.sample("J_raw", dist.Normal(0.0, 1.0).expand([num_pair]).to_event(1))
+        j = numpyro.deterministic("J", raw * block_scale[block_index])
+    elif spec.j_family == "horseshoe":
+        tau = numpyro.sample("J_tau", dist.HalfCauchy(spec.global_scale))
+        lam = numpyro.sample("J_lambda", dist.HalfCauchy(1.0).expand([num_pair]).to_event(1))
+        c2 = numpyro.sample(
+            "J_slab_c2",
+            dist.InverseGamma(0.5 * spec.slab_df, 0.5 * spec.slab_df * spec.slab_scale**2),
+        )
+        raw = numpyro.sample("J_raw", dist.Normal(0.0, 1.0).expand([num_pair]).to_event(1))
+        j = numpyro.deterministic("J", raw * _horseshoe_scale(tau, lam, c2))
+    else:  # pragma: no cover - validated in model_spec
+        raise ModelSpecError(f"unknown prior.J.family {spec.j_family!r}")
+    return h, j
+
+
+def _conditional_j_scale(spec, params, block_index):
+    """Prior sd of each J_ij given the hyperparameters in ``params`` (constrained), (P,)."""
+    num_pair = block_index.shape[0]
+    if spec.j_family == "normal":
+        return np.full(num_pair, spec.j_scale)
+    if spec.j_family == "hierarchical":
+        return np.asarray(params["J_block_scale"])[block_index]
+    return np.asarray(
+        _horseshoe_scale(params["J_tau"], params["J_lambda"], params["J_slab_c2"])
+    )
+
+
+def _resolve_blocks(block_index, num_neurons):
+    num_pair = ising.num_pairs(num_neurons)
+    if block_index is None:
+        block_index = np.zeros(num_pair, dtype=np.int32)
+    block_index = np.asarray(block_index, dtype=np.int32)
+    if block_index.shape != (num_pair,):
+        raise ValueError(f"block_index must have shape ({num_pair},), got {block_index.shape}")
+    return block_index, int(block_index.max(initial=0)) + 1
+
+
+class _Sufficient(NamedTuple):
+    """What the exact likelihood needs of the data (duck-types ``stats.Moments``)."""
+
+    num_bins: int
+    m: np.ndarray  # (N,)
+    Q: np.ndarray  # (N, N), unit diagonal
+
+
+def _exact_log_likelihood(h, j, moments, num_neurons, float32=False):
+    dtype = jnp.float32 if float32 else jnp.result_type(h.dtype, jnp.float32)
+    J = ising.couplings_to_matrix(j.astype(dtype), num_neurons)
+    return ising.exact_log_likelihood(h.astype(dtype), J, moments)
+
+
+def _pseudo_log_likelihood(h, j, patterns, counts, float32=False):
+    dtype = jnp.float32 if float32 else jnp.result_type(h.dtype, jnp.float32)
+    num_neurons = patterns.shape[1]
+    J = ising.couplings_to_matrix(j.astype(dtype), num_neurons)
+    return ising.log_pseudolikelihood(h.astype(dtype), J, patterns.astype(dtype),
+                                      counts.astype(dtype))
+
+
+def exact_model(moments, num_neurons, spec=None, block_index=None):
+    r"""NumPyro model with the exact likelihood :math:`T[h\cdot m + \sum_{i<j} J_{ij}Q_{ij} -
+    \log Z]` (``numpyro.factor("log_likelihood", ...)``).
+
+    Parameters
+    ----------
+    moments : object with ``num_bins``, ``m`` (N,), ``Q`` (N, N) (e.g. ``stats.Moments``)
+    num_neurons : N ≤ 22
+    spec : :class:`ModelSpec` (default :func:`default_model_spec`)
+    block_index : (P,) int cell-type block of each pair (hierarchical prior); default one block
+    """
+    spec = default_model_spec() if spec is None else spec
+    block_index, num_blocks = _resolve_blocks(block_index, num_neurons)
+    h, j = _sample_prior(spec, num_neurons, block_index, num_blocks)
+    numpyro.factor(
+        "log_likelihood",
+        _exact_log_likelihood(h, j, moments, num_neurons, spec.float32).astype(h.dtype),
+    )
+
+
+def pseudo_model(patterns, counts, spec=None, block_index=None):
+    r"""NumPyro model with the log pseudolikelihood :math:`\sum_u c_u \sum_i \log\sigma(2 s_{ui}
+    H_{ui})` over unique patterns (``numpyro.factor("log_pseudolikelihood", ...)``).
+
+    Parameters
+    ----------
+    patterns : (U, N) ±1 unique patterns;  counts : (U,) multiplicities
+    spec, block_index : as in :func:`exact_model`
+    """
+    spec = default_model_spec() if spec is None else spec
+    num_neurons = patterns.shape[1]
+    block_index, num_blocks = _resolve_blocks(block_index, num_neurons)
+    h, j = _sample_prior(spec, num_neurons, block_index, num_blocks)
+    numpyro.factor(
+        "log_pseudolikelihood",
+        _pseudo_log_likelihood(h, j, patterns, counts, spec.float32).astype(h.dtype),
+    )
+
+
+def _prior_model(num_neurons, spec, block_index):
+    block_index, num_blocks = _resolve_blocks(block_index, num_neurons)
+    _sample_prior(spec, num_neurons, block_index, num_blocks)
+
+
+# --------------------------------------------------------------------------------------------
+# Likelihood derivatives in theta = pack(h, J) (pack order)
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _pseudo_param_index(num_neurons):
+    """idx[i, k]: position in theta of the coefficient of s_k in H_i (k = i → h_i)."""
+    i, j = ising.pair_indices(num_neurons)
+    pair_id = np.zeros((num_neurons, num_neurons), dtype=np.int64)
+    pair_id[i, j] = np.arange(i.size)
+    pair_id[j, i] = np.arange(i.size)
+    idx = num_neurons + pair_id
+    idx[np.arange(num_neurons), np.arange(num_neurons)] = np.arange(num_neurons)
+    return idx
+
+
+def _pseudo_hessian(theta, patterns, counts):
+    r"""Negative Hessian of the log pseudolikelihood in theta, (P, P), in closed form.
+
+    :math:`-\nabla^2 \log\mathrm{PL} = \sum_i X_i^\top \mathrm{diag}(c_u\,
+    \mathrm{sech}^2 H_{ui}) X_i`, where row u of :math:`X_i` holds 1 at h_i and
+    :math:`s_{uk}` at J_ik (H_i is linear in theta). Cost :math:`U N^3`.
+    """
+    num_neurons = patterns.shape[1]
+    h, J = ising.unpack(theta, num_neurons)
+    s = jnp.asarray(patterns, theta.dtype)
+    fields = h + s @ J
+    weights = jnp.asarray(counts, theta.dtype)[:, None] / jnp.cosh(fields) ** 2  # (U, N)
+
+    def block(i):
+        features = s.at[:, i].set(1.0)
+        return (features * weights[:, i : i + 1]).T @ features
+
+    blocks = jax.lax.map(block, jnp.arange(num_neurons))  # (N, N, N)
+    idx = jnp.asarray(_pseudo_param_index(num_neurons))
+    num_params = theta.shape[0]
+    hess = jnp.zeros((num_params, num_params), theta.dtype)
+    return hess.at[idx[:, :, None], idx[:, None, :]].add(blocks)
+
+
+class _Likelihood(NamedTuple):
+    """The likelihood as functions of theta (pack order), for the Laplace approximation."""
+
+    name: str
+    model: object  # NumPyro model in float64, no arguments (MAP, Hessian)
+    sampling_model: object  # the model NUTS samples (float32 likelihood if the spec says so)
+    log_likelihood: object  # theta -> scalar
+    neg_hessian: object  # theta -> (P, P), −∇² log likelihood
+
+
+def _make_likelihood(kind, spec, num_neurons, block_index, moments=None, patterns=None,
+                     counts=None):
+    spec64 = spec if not spec.float32 else spec.replace(float32=False)
+    if kind == "exact":
+        model_fn, data_args = exact_model, (moments, num_neurons)
+
+        def log_likelihood(theta):
+            h, j = theta[:num_neurons], theta[num_neurons:]
+            return _exact_log_likelihood(h, j, moments, num_neurons)
+
+        def neg_hessian(theta):
+            h, J = ising.unpack(theta, num_neurons)
+            return moments.num_bins * ising.fisher_information(h, J)
+
+    else:
+        model_fn, data_args = pseudo_model, (patterns, counts)
+
+        def log_likelihood(theta):
+            h, j = theta[:num_neurons], theta[num_neurons:]
+            return _pseudo_log_likelihood(h, j, patterns, counts)
+
+        def neg_hessian(theta):
+            return _pseudo_hessian(theta, patterns, counts)
+
+    return _Likelihood(
+        kind,
+        functools.partial(model_fn, *data_args, spec64, block_index),
+        functools.partial(model_fn, *data_args, spec, block_index),
+        log_likelihood,
+        neg_hessian,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# MAP and Laplace approximation in the unconstrained space
+# --------------------------------------------------------------------------------------------
+
+
+class _Laplace(NamedTuple):
+    phi: np.ndarray  # (Pφ,) MAP in NumPyro's unconstrained space, ravel_pytree order
+    hessian: np.ndarray  # (Pφ, Pφ) −∇² log posterior at the MAP (made positive definite)
+    theta: np.ndarray  # (P,) pack(h, J) at the MAP
+    params: dict  # constrained values (and deterministics) at the MAP
+    unravel: object
+    iterations: int
+    converged: bool
+    gradient_norm: float
+
+
+def _init_values(spec, num_neurons, num_blocks, h0, j0=None):
+    values = {"h": jnp.asarray(h0)}
+    num_pair = ising.num_pairs(num_neurons)
+    j0 = jnp.zeros(num_pair) if j0 is None else jnp.asarray(j0)
+    if spec.j_family == "normal":
+        values["J"] = j0
+    elif spec.j_family == "hierarchical":
+        values["J_block_scale"] = jnp.full(num_blocks, spec.j_scale)
+        values["J_raw"] = j0 / spec.j_scale
+    else:
+        values["J_tau"] = jnp.asarray(spec.global_scale)
+        values["J_lambda"] = jnp.ones(num_pair)
+        values["J_slab_c2"] = jnp.asarray(spec.slab_scale**2)
+        scale = _horseshoe_scale(spec.global_scale, 1.0, spec.slab_scale**2)
+        values["J_raw"] = j0 / scale
+    return values
+
+
+def _laplace(rng_key, likelihood, prior_model, init_values, *, max_iterations=100,
+             tolerance=1e-10):
+    r"""MAP by damped Newton on the potential U(φ) = −log posterior (unconstrained), and the
+    exact Hessian there.
+
+    Hessian: :math:`J_\theta^\top H_{\rm lik} J_\theta + \nabla^2_\phi[U_{\rm prior}(\phi) -
+    g\cdot\theta(\phi)]` with g = ∇θ log L held fixed — exact, and cheap because the only
+    P×P likelihood term is the closed form ``neg_hessian``. Negative eigenvalues (possible away
+    from the mode for non-centred priors) are reflected, so every step is a descent step.
+    """
+    strategy = init_to_value(values=init_values)
+    info = initialize_model(rng_key, likelihood.model, init_strategy=strategy)
+    prior_info = initialize_model(rng_key, prior_model, init_strategy=strategy)
+    phi0, unravel = ravel_pytree(info.param_info.z)
+    num_neurons = init_values["h"].shape[0]
+
+    def potential(phi):
+        return info.potential_fn(unravel(phi))
+
+    def constrained(phi):
+        return prior_info.postprocess_fn(unravel(phi))
+
+    def theta_of_phi(phi):
+        params = constrained(phi)
+        return jnp.concatenate([params["h"], params["J"]])
+
+    @jax.jit
+    def hessian(phi):
+        theta = theta_of_phi(phi)
+        jac = jax.jacfwd(theta_of_phi)(phi)
+        grad_lik = jax.lax.stop_gradient(jax.grad(likelihood.log_likelihood)(theta))
+        second = jax.hessian(
+            lambda p: prior_info.potential_fn(unravel(p)) - grad_lik @ theta_of_phi(p)
+        )(phi)
+        return jac.T @ likelihood.neg_hessian(theta) @ jac + second
+
+    value_and_grad = jax.jit(jax.value_and_grad(potential))
+    value_fn = jax.jit(potential)
+
+    phi = np.asarray(phi0, dtype=np.float64)
+    converged = False
+    iterations = 0
+    grad = None
+    for iterations in range(1, max_iterations + 1):  # noqa: B007
+        value, grad = value_and_grad(phi)
+        value, grad = float(value), np.asarray(grad)
+        hess = np.asarray(hessian(phi))
+        step = -_solve_positive(hess, grad)
+        decrement = float(-grad @ step)
+        if not math.isfinite(decrement):
+            raise BayesIsingError("MAP search failed: non-finite gradient or Hessian")
+        if decrement / 2 < tolerance:
+            converged = True
+            break
+        t = 1.0
+        while t > 1e-10:
+            trial = float(value_fn(phi + t * step))
+            if math.isfinite(trial) and trial <= value - 1e-4 * t * decrement:
+                break
+            t *= 0.5
+        phi = phi + t * step
+    hess = np.asarray(hessian(phi))
+    hess = _make_positive_definite(hess)
+    params = {k: np.asarray(v) for k, v in constrained(phi).items()}
+    theta = np.concatenate([params["h"], params["J"]])
+    del num_neurons
+    return _Laplace(phi, hess, theta, params, unravel, iterations, converged,
+                    float(np.linalg.norm(grad)))
+
+
+def _make_positive_definite(matrix):
+    """Symmetrise and reflect/clip eigenvalues: |λ| floored at 1e-10 · max|λ|."""
+    matrix = 0.5 * (matrix + matrix.T)
+    evals, evecs = np.linalg.eigh(matrix)
+    floor = max(np.abs(evals).max() * 1e-10, 1e-12)
+    evals = np.maximum(np.abs(evals), floor)
+    return (evecs * evals) @ evecs.T
+
+
+def _solve_positive(matrix, vector):
+    """Solve with the positive-definite version of a symmetric matrix (Newton step)."""
+    matrix = 0.5 * (matrix + matrix.T)
+    evals, evecs = np.linalg.eigh(matrix)
+    floor = max(np.abs(evals).max() * 1e-10, 1e-12)
+    evals = np.maximum(np.abs(evals), floor)
+    return evecs @ ((evecs.T @ vector) / evals)
+
+
+def _inverse_and_cholesky(precision):
+    """Covariance = precision⁻¹ and its lower Cholesky factor (via the eigen-decomposition)."""
+    precision = 0.5 * (precision + precision.T)
+    evals, evecs = np.linalg.eigh(precision)
+    cov = (evecs / evals) @ evecs.T
+    cov = 0.5 * (cov + cov.T)
+    return cov, np.linalg.cholesky(cov)
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+
+class _Data(NamedTuple):
+    spins: np.ndarray  # (T, N) int8 ±1
+    neuron_ids: list
+    cell_types: list | None
+    source: str
+
+
+def _as_data(data):
+    spins = np.asarray(getattr(data, "spins", data))
+    if spins.ndim != 2 or spins.shape[0] < 1 or spins.shape[1] < 2:
+        raise DataError(f"spins must be a (num_bins, N) array with N >= 2, got {spins.shape}")
+    values = np.unique(spins)
+    if not np.all(np.isin(values, (-1, 1))):
+        raise DataError(
+            f"spins must be ±1 (got values {values[:5].tolist()}); convert 0/1 rasters with "
+            "bayes_ising.data.to_spins"
+        )
+    num_neurons = spins.shape[1]
+    ids = getattr(data, "neuron_ids", None)
+    ids = [str(i) for i in (range(num_neurons) if ids is None else list(ids))]
+    types = getattr(data, "cell_types", None)
+    types = None if types is None else [str(t) for t in list(types)]
+    source = str(getattr(data, "source", "array"))
+    return _Data(spins.astype(np.int8), ids, types, source)
+
+
+def _unique_patterns(spins):
+    patterns, counts = np.unique(spins, axis=0, return_counts=True)
+    return patterns.astype(np.int8), counts.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------------------------
+
+
+def _chain_method(num_chains, requested=None):
+    if requested is not None:
+        return requested
+    return "parallel" if num_chains <= jax.local_device_count() else "vectorized"
+
+
+def _as_key(rng_key):
+    if isinstance(rng_key, (int, np.integer)):
+        return jax.random.PRNGKey(int(rng_key)), int(rng_key)
+    key = jnp.asarray(rng_key)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return key, [int(k) for k in np.asarray(key).ravel()]
+
+
+def fit_posterior(
+    rng_key,
+    data,
+    spec=None,
+    *,
+    likelihood=None,
+    adjust=None,
+    num_chains=None,
+    num_draws=None,
+    num_warmup=None,
+    progress=True,
+    chain_method=None,
+):
+    """Sample the posterior over (h, J) with NUTS; return an ArviZ DataTree.
+
+    Parameters
+    ----------
+    rng_key : JAX PRNG key or int seed (recorded in ``attrs["seed"]``)
+    data : :class:`bayes_ising.data.SpikeData` (or a (num_bins, N) ±1 array)
+    spec : :class:`ModelSpec` or a path to a TOML file; default :func:`default_model_spec`
+    likelihood : "exact" | "pseudo"; default ``spec.likelihood``
+    adjust : "none" | "curvature" | "mode" | "mode+curvature" — pseudo-posterior calibration
+        (module docstring); default ``spec.adjust`` for "pseudo", "none" for "exact"
+    num_chains, num_draws, num_warmup : override the spec's sampler settings
+    progress : show NumPyro's progress bar
+    chain_method : NumPyro chain method; default "parallel" when the chains fit on the
+        devices (``numpyro.set_host_device_count`` / XLA_FLAGS), else "vectorized"
+
+    Returns
+    -------
+    xarray.DataTree with groups ``posterior`` (``h`` (chain, draw, neuron), ``J`` (chain, draw,
+    pair) with pair coordinates ``neuron_i``, ``neuron_j``, ``block``; neuron coordinate
+    ``cell_type``; hyperparameters of hierarchical priors), ``sample_stats`` (diverging,
+    tree_depth, n_steps, acceptance_rate, energy, lp, step_size), ``observed_data`` (num_bins,
+    m, Q, firing_probability, patterns, counts, spins when small), ``point_estimate`` (MAP of the
+    sampled density and the centre of the adjusted one) and root attributes ``model_spec``
+    (JSON), ``likelihood``, ``adjust``, ``seed``, ``data_source``, ``bayes_ising_version``,
+    ``neuron_ids``, ``cell_types``, timings and (N > 22) ``model_check`` (JSON).
+
+    Raises
+    ------
+    TooManyNeuronsError : likelihood "exact" with N > 22.
+    Float64Error : JAX float64 is off.
+    ModelSpecError, BayesIsingError : bad settings.
+    """
+    from . import __version__
+
+    if not jax.config.jax_enable_x64:
+        raise Float64Error(
+            "fit_posterior needs JAX float64 (MAP, Hessian and enumeration); call "
+            "bayes_ising.enable_x64() first"
+        )
+    start_time = time.perf_counter()
+    if spec is None:
+        spec = default_model_spec()
+    elif not isinstance(spec, ModelSpec):
+        spec = load_model_spec(spec)
+    likelihood = spec.likelihood if likelihood is None else likelihood
+    if likelihood not in LIKELIHOODS:
+        raise BayesIsingError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    if adjust is None:
+        adjust = spec.adjust if likelihood == "pseudo" else "none"
+    if adjust not in ADJUSTMENTS:
+        raise BayesIsingError(f"adjust must be one of {ADJUSTMENTS}, got {adjust!r}")
+    if likelihood == "exact" and adjust != "none":
+        raise BayesIsingError(
+            f"adjust={adjust!r} calibrates pseudo-posteriors; the exact posterior needs none "
+            "(use adjust='none' with likelihood='exact')"
+        )
+    num_chains = spec.num_chains if num_chains is None else int(num_chains)
+    num_draws = spec.num_draws if num_draws is None else int(num_draws)
+    num_warmup = spec.num_warmup if num_warmup is None else int(num_warmup)
+    if num_chains < 1 or num_draws < 1 or num_warmup < 0:
+        raise BayesIsingError(
+            f"need chains >= 1, draws >= 1, warmup >= 0; got {num_chains}, {num_draws}, "
+            f"{num_warmup}"
+        )
+    key, seed = _as_key(rng_key)
+    key_laplace, key_init, key_mcmc, key_adjust = jax.random.split(key, 4)
+
+    data = _as_data(data)
+    spins = data.spins
+    num_bins, num_neurons = spins.shape
+    if likelihood == "exact":
+        ising.check_exact(num_neurons, "the exact likelihood (likelihood='exact')")
+    labels, blocks, block_index = pair_blocks(data.cell_types, num_neurons)
+    spins_f = spins.astype(np.float64)
+    moments = _Sufficient(int(num_bins), spins_f.mean(axis=0), spins_f.T @ spins_f / num_bins)
+    patterns, counts = _unique_patterns(spins)
+    lik = _make_likelihood(likelihood, spec, num_neurons, block_index, moments=moments,
+                           patterns=patterns, counts=counts)
+    prior_model = functools.partial(_prior_model, num_neurons, spec, block_index)
+
+    # 1. MAP and Hessian (skipped for plain NUTS unless the adjustment needs them)
+    h0 = np.arctanh(np.clip(moments.m, -1 + 1.0 / num_bins, 1 - 1.0 / num_bins))
+    h0 = (h0 * spec.h_scale**2 * num_bins + spec.h_mean) / (spec.h_scale**2 * num_bins + 1)
+    init_values = _init_values(spec, num_neurons, len(blocks), h0)
+    laplace = None
+    if spec.mass_matrix != "adapt" or (likelihood == "pseudo" and adjust != "none"):
+        laplace = _laplace(key_laplace, lik, prior_model, init_values)
+    prep_time = time.perf_counter() - start_time
+
+    # 2. NUTS
+    if spec.mass_matrix == "adapt":
+        kernel = NUTS(lik.sampling_model, target_accept_prob=spec.target_accept,
+                      max_tree_depth=spec.max_tree_depth)
+        init_params = None
+    else:
+        cov, chol = _inverse_and_cholesky(laplace.hessian)
+        kernel = NUTS(
+            lik.sampling_model,
+            inverse_mass_matrix=jnp.asarray(cov),
+            dense_mass=True,
+            adapt_mass_matrix=spec.mass_matrix == "hessian+adapt",
+            step_size=1.0 / len(laplace.phi) ** 0.25,
+            target_accept_prob=spec.target_accept,
+            max_tree_depth=spec.max_tree_depth,
+        )
+        noise = np.asarray(jax.random.normal(key_init, (num_chains, len(laplace.phi))))
+        starts = laplace.phi + noise @ chol.T
+        init_params = jax.vmap(laplace.unravel)(jnp.asarray(starts))
+        if num_chains == 1:
+            init_params = jax.tree.map(lambda x: x[0], init_params)
+    method = _chain_method(num_chains, chain_method)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There are not enough devices")
+        mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
+                    chain_method=method, progress_bar=progress)
+        sample_start = time.perf_counter()
+        mcmc.run(key_mcmc, extra_fields=_EXTRA_FIELDS, init_params=init_params)
+        samples = {k: np.asarray(v, dtype=np.float64)
+                   for k, v in mcmc.get_samples(group_by_chain=True).items()}
+        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    sampling_time = time.perf_counter() - sample_start
+
+    # 3. Pseudo-posterior calibration
+    adjust_info = {}
+    point = {}
+    if laplace is not None:
+        point["h_map"] = laplace.theta[:num_neurons]
+        point["J_map"] = laplace.theta[num_neurons:]
+    model_check = None
+    if likelihood == "pseudo" and adjust != "none":
+        adjusted, centre, adjust_info, model_check = _adjust(
+            key_adjust, adjust, samples, laplace, spec, lik, spins, moments, block_index,
+            init_values,
+        )
+        samples["h"], samples["J"] = adjusted
+        point["h_centre"] = centre[:num_neurons]
+        point["J_centre"] = centre[num_neurons:]
+    elif num_neurons > ising.MAX_EXACT_NEURONS and laplace is not None:
+        model_check = _model_check(key_adjust, laplace.theta, spins)
+
+    total_time = time.perf_counter() - start_time
+    attrs = {
+        "model_spec": spec.to_json(),
+        "likelihood": likelihood,
+        "adjust": adjust,
+        "seed": json.dumps(seed),
+        "data_source": data.source,
+        "bayes_ising_version": __version__,
+        "neuron_ids": json.dumps(data.neuron_ids),
+        "cell_types": json.dumps(data.cell_types),
+        "num_chains": num_chains,
+        "num_draws": num_draws,
+        "num_warmup": num_warmup,
+        "chain_method": method,
+        "mass_matrix": spec.mass_matrix,
+        "preparation_time_s": prep_time,
+        "sampling_time_s": sampling_time,
+        "wall_time_s": total_time,
+        "map_converged": int(bool(laplace.converged)) if laplace is not None else -1,
+        "map_iterations": laplace.iterations if laplace is not None else 0,
+        "adjust_info": json.dumps(to_jsonable(adjust_info)),
+    }
+    if model_check is not None:
+        attrs["model_check"] = json.dumps(to_jsonable(model_check))
+    return _build_tree(samples, extra, point, data, moments, patterns, counts, labels, blocks,
+                       attrs)
+
+
+# --------------------------------------------------------------------------------------------
+# Pseudo-posterior adjustment
+# --------------------------------------------------------------------------------------------
+
+
+def _prior_precision(spec, params, block_index, num_neurons):
+    """Diagonal prior precision on theta = (h, J), J's at the MAP hyperparameters."""
+    j_scale = _conditional_j_scale(spec, params, block_index)
+    return np.concatenate([np.full(num_neurons, spec.h_scale**-2.0), j_scale**-2.0])
+
+
+def _fisher_from_samples(rng_key, h, J, num_samples=20_000):
+    """Fisher information of one bin as the covariance of (s_i, s_i s_j) over Gibbs samples."""
+    from . import gibbs
+
+    samples = np.asarray(gibbs.sample_spins(rng_key, h, J, num_samples), dtype=np.float64)
+    i, j = ising.pair_indices(h.shape[0])
+    features = np.concatenate([samples, samples[:, i] * samples[:, j]], axis=1)
+    features -= features.mean(axis=0)
+    return features.T @ features / (features.shape[0] - 1)
+
+
+def _model_check(rng_key, theta, spins):
+    """Simulate the model at ``theta`` and compare with the data (mle.model_check)."""
+    from . import mle
+
+    num_neurons = spins.shape[1]
+    h, J = ising.unpack(jnp.asarray(theta), num_neurons)
+    result = mle.model_check(rng_key, np.asarray(h), np.asarray(J), spins)
+    return result.to_dict() if hasattr(result, "to_dict") else result
+
+
+def _adjust(rng_key, adjust, samples, laplace, spec, lik, spins, moments, block_index,
+            init_values):
+    """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL); see the module docstring."""
+    num_bins, num_neurons = spins.shape
+    key_mode, key_fisher, key_check = jax.random.split(rng_key, 3)
+    theta_pl = laplace.theta
+    precision_prior = _prior_precision(spec, laplace.params, block_index, num_neurons)
+    info = {"theta_pl_source": "pseudo-posterior MAP"}
+    large = num_neurons > ising.MAX_EXACT_NEURONS
+
+    centre = theta_pl
+    if "mode" in adjust:
+        if not large:
+            exact_lik = _make_likelihood("exact", spec, num_neurons, block_index,
+                                         moments=moments)
+            values = dict(init_values)
+            values.update({k: jnp.asarray(v) for k, v in laplace.params.items()
+                           if k in init_values})
+            prior_model = functools.partial(_prior_model, num_neurons, spec, block_index)
+            full = _laplace(key_mode, exact_lik, prior_model, values)
+            centre = full.theta
+            info["centre"] = "exact-likelihood MAP (enumeration)"
+            info["centre_converged"] = bool(full.converged)
+        else:
+            from . import mle
+
+            h_pl, J_pl = ising.unpack(jnp.asarray(theta_pl), num_neurons)
+            fit = mle.fit_boltzmann(key_mode, spins, init=(np.asarray(h_pl), np.asarray(J_pl)))
+            centre = np.asarray(ising.pack(jnp.asarray(fit.h), jnp.asarray(fit.J)))
+            info["centre"] = "full-likelihood MLE (Boltzmann learning)"
+            info["centre_converged"] = bool(getattr(fit, "converged", True))
+
+    if "curvature" in adjust:
+        h_c, J_c = ising.unpack(jnp.asarray(centre), num_neurons)
+        if not large:
+            fisher = np.asarray(ising.fisher_information(h_c, J_c))
+            info["fisher"] = "exact (enumeration)"
+        else:
+            fisher = _fisher_from_samples(key_fisher, np.asarray(h_c), np.asarray(J_c))
+            info["fisher"] = "Gibbs samples"
+        h_pl = np.asarray(lik.neg_hessian(jnp.asarray(theta_pl)))
+        cov_pl, chol_pl = _inverse_and_cholesky(h_pl + np.diag(precision_prior))
+        cov_full, chol_full = _inverse_and_cholesky(num_bins * fisher + np.diag(precision_prior))
+        transform = chol_full @ np.linalg.inv(chol_pl)
+        info["sd_ratio_median"] = float(np.median(np.sqrt(np.diag(cov_full) / np.diag(cov_pl))))
+    else:
+        transform = np.eye(theta_pl.shape[0])
+
+    theta = np.concatenate([samples["h"], samples["J"]], axis=-1)
+    adjusted = centre + (theta - theta_pl) @ transform.T
+    model_check = _model_check(key_check, centre, spins) if large else None
+    return (adjusted[..., :num_neurons], adjusted[..., num_neurons:]), centre, info, model_check
+
+
+# --------------------------------------------------------------------------------------------
+# ArviZ DataTree
+# --------------------------------------------------------------------------------------------
+
+
+def _sample_stats(extra):
+    num_steps = extra["num_steps"].astype(np.int64)
+    return {
+        "diverging": extra["diverging"].astype(bool),
+        "n_steps": num_steps,
+        "tree_depth": np.ceil(np.log2(num_steps + 1)).astype(np.int64),
+        "acceptance_rate": extra["accept_prob"].astype(np.float64),
+        "energy": extra["energy"].astype(np.float64),
+        "lp": -extra["potential_energy"].astype(np.float64),
+        "step_size": extra["adapt_state.step_size"].astype(np.float64),
+    }
+
+
+def _build_tree(samples, extra, point, data, moments, patterns, counts, labels, blocks, attrs):
+    import arviz_base
+
+    num_neurons = len(data.neuron_ids)
+    i, j = ising.pair_indices(num_neurons)
+    ids = np.asarray(data.neuron_ids, dtype=str)
+    posterior = {"h": samples["h"], "J": samples["J"]}
+    dims = {"h": ["neuron"], "J": ["pair"], "J_block_scale": ["coupling_block"],
+            "J_lambda": ["pair"], "m": ["neuron"], "firing_probability": ["neuron"],
+            "Q": ["neuron_i", "neuron_j"], "patterns": ["pattern", "neuron"],
+            "counts": ["pattern"], "spins": ["bin", "neuron"],
+            "h_map": ["neuron"], "J_map": ["pair"], "h_centre": ["neuron"],
+            "J_centre": ["pair"]}
+    for name in ("J_block_scale", "J_tau", "J_lambda", "J_slab_c2"):
+        if name in samples:
+            posterior[name] = samples[name]
+    observed = {
+        "num_bins": np.asarray(moments.num_bins, dtype=np.int64),
+        "m": np.asarray(moments.m),
+        "Q": np.asarray(moments.Q),
+        "firing_probability": (1.0 + np.asarray(moments.m)) / 2.0,
+        "patterns": patterns,
+        "counts": counts,
+    }
+    if data.spins.size <= MAX_STORED_SPINS:
+        observed["spins"] = data.spins
+    groups = {"posterior": posterior, "sample_stats": _sample_stats(extra),
+              "observed_data": observed}
+    if point:
+        groups["point_estimate"] = {k: np.asarray(v) for k, v in point.items()}
+    coords = {"neuron": ids, "pair": np.arange(i.size), "neuron_i": ids, "neuron_j": ids,
+              "coupling_block": np.asarray(blocks, dtype=str)}
+    tree = arviz_base.from_dict(groups, coords=coords, dims=dims, attrs={"/": attrs},
+                                check_conventions=False)
+    cell_types = (np.asarray(data.cell_types, dtype=str) if data.cell_types is not None
+                  else np.full(num_neurons, "", dtype=str))
+    pair_coords = {"neuron_i": ("pair", ids[i]), "neuron_j": ("pair", ids[j]),
+                   "block": ("pair", np.asarray(labels, dtype=str))}
+    for group in ("posterior", "point_estimate"):
+        if group in tree.children:
+            ds = tree[group].to_dataset()
+            ds = ds.assign_coords(pair_coords).assign_coords(cell_type=("neuron", cell_types))
+            tree[group] = xr.DataTree(ds)
+    ds = tree["observed_data"].to_dataset()
+    tree["observed_data"] = xr.DataTree(ds.assign_coords(cell_type=("neuron", cell_types)))
+    for name, value in attrs.items():
+        tree.attrs[name] = value
+    return tree
+
+
+def save_posterior(tree, path, force=False):
+    """Write a posterior DataTree to netCDF (h5netcdf) atomically.
+
+    Raises
+    ------
+    ExistingOutputError : ``path`` exists and ``force`` is false.
+    """
+    with atomic_path(path, force) as tmp:
+        tree.to_netcdf(tmp, engine="h5netcdf")
+    return path
+
+
+def load_posterior(path):
+    """Read a posterior written by :func:`save_posterior` (fully into memory; no pickle).
+
+    Raises
+    ------
+    DataError : the file is not a bayes_ising posterior.
+    """
+    try:
+        with xr.open_datatree(path, engine="h5netcdf") as opened:
+            tree = opened.load().copy(deep=True)
+    except (OSError, ValueError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise DataError(f"{path}: not a readable netCDF posterior ({err})") from None
+    if "posterior" not in tree.children or "bayes_ising_version" not in tree.attrs:
+        raise DataError(f"{path}: not a bayes_ising posterior (no posterior group or version)")
+    return tree
+
+
+def j_matrix(tree):
+    """Couplings as draws of symmetric matrices: DataArray (chain, draw, neuron_i, neuron_j).
+
+    Zero diagonal; J[..., i, j] = J[..., j, i] = the pair (i, j) coupling.
+    """
+    posterior = tree["posterior"]
+    j_flat = posterior["J"].values
+    ids = posterior["neuron"].values
+    num_neurons = ids.shape[0]
+    i, j = ising.pair_indices(num_neurons)
+    matrix = np.zeros(j_flat.shape[:2] + (num_neurons, num_neurons), dtype=j_flat.dtype)
+    matrix[..., i, j] = j_flat
+    matrix[..., j, i] = j_flat
+    return xr.DataArray(
+        matrix,
+        dims=("chain", "draw", "neuron_i", "neuron_j"),
+        coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values,
+                "neuron_i": ids, "neuron_j": ids},
+        name="J",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Convergence summary (for the CLI)
+# --------------------------------------------------------------------------------------------
+
+
+def convergence_summary(tree):
+    """R-hat max, min bulk/tail ESS over h and J, divergences, mean leapfrog steps, time."""
+    import arviz_stats
+
+    posterior = tree["posterior"].to_dataset()[["h", "J"]]
+    rhat = arviz_stats.rhat(posterior)
+    ess_bulk = arviz_stats.ess(posterior, method="bulk")
+    ess_tail = arviz_stats.ess(posterior, method="tail")
+    stats = tree["sample_stats"]
+    wall = float(tree.attrs.get("wall_time_s", float("nan")))
+
+    def extreme(ds, fn):
+        return float(fn([fn(np.asarray(ds[v])) for v in ds.data_vars]))
+
+    min_ess = extreme(ess_bulk, np.min)
+    return {
+        "rhat_max": extreme(rhat, np.max),
+        "ess_bulk_min": min_ess,
+        "ess_tail_min": extreme(ess_tail, np.min),
+        "divergences": int(np.asarray(stats["diverging"]).sum()),
+        "mean_leapfrog_steps": float(np.asarray(stats["n_steps"]).mean()),
+        "num_chains": int(posterior.sizes["chain"]),
+        "num_draws": int(posterior.sizes["draw"]),
+        "wall_time_s": wall,
+        "min_ess_per_s": min_ess / wall if wall > 0 else float("nan"),
+    }
+
+
+def format_convergence_summary(summary, tree=None):
+    """One paragraph in words from :func:`convergence_summary`."""
+    s = summary
+    ok = s["rhat_max"] <= 1.01 and s["ess_bulk_min"] >= 400 and s["divergences"] == 0
+    what = ""
+    if tree is not None:
+        what = (f"{tree.attrs.get('likelihood')} likelihood"
+                + (f", adjust={tree.attrs.get('adjust')}"
+                   if tree.attrs.get("likelihood") == "pseudo" else "") + ": ")
+    verdict = ("converged (R-hat <= 1.01, bulk ESS >= 400, no divergences)" if ok else
+               "NOT converged by the usual rules (R-hat <= 1.01, bulk ESS >= 400, no "
+               "divergences): run longer or check the model")
+    return (
+        f"{what}{s['num_chains']} chains x {s['num_draws']} draws in {s['wall_time_s']:.1f} s; "
+        f"max R-hat {s['rhat_max']:.4f}, min bulk ESS {s['ess_bulk_min']:.0f}, min tail ESS "
+        f"{s['ess_tail_min']:.0f} ({s['min_ess_per_s']:.0f} min-ESS/s), {s['divergences']} "
+        f"divergent transitions, {s['mean_leapfrog_steps']:.1f} leapfrog steps per draw; "
+        f"{verdict}."
+    )

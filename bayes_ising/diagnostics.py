@@ -1,0 +1,560 @@
+r"""Convergence and per-neuron reliability of a posterior over (h, J).
+
+Everything here reads the posterior DataTree of :func:`bayes_ising.bayes.fit_posterior`
+(group ``posterior`` with ``h`` (chain, draw, neuron) and ``J`` (chain, draw, pair), pair
+coordinates ``neuron_i``/``neuron_j``; group ``sample_stats``; attrs ``model_spec``).
+
+Per parameter (``arviz_stats``): rank-normalised split R-hat, bulk and tail ESS, MCSE of the
+mean and of the sd (Vehtari et al. 2021). Per run: divergences, E-BFMI per chain
+(Betancourt 2016) and the fraction of transitions that hit the maximum tree depth (written here:
+NumPyro stores the depth, not a saturation flag). Identification: the posterior contraction
+
+.. math:: c = 1 - \mathrm{Var}_\text{post}(\theta) / \mathrm{Var}_\text{ref}(\theta)
+
+and the central 90% interval width.
+
+**Reference variance.** ``contraction_prior`` uses the prior variance of the model spec:
+:math:`\sigma_h^2` for h; for J, :math:`\sigma_J^2` (normal), :math:`E[\sigma_b^2] = \sigma_J^2`
+for the hierarchical prior (σ_b ~ HalfNormal(σ_J), so the prior predictive variance of J_ij is
+σ_J²) and a fixed-seed Monte Carlo of the regularised horseshoe's prior predictive variance.
+With 10⁴–10⁵ bins every parameter contracts to ≥ 0.9 against a prior of sd 1 while couplings of
+0.05 are the scale of interest — so the reliability rule measures contraction against the scale
+the data show: ``contraction`` uses
+
+.. math:: \mathrm{Var}_\text{ref} = \min\big(\mathrm{Var}_\text{prior},
+          \max(s^2, s_\text{min}^2)\big),
+
+where *s* is the robust spread (1.4826 · MAD) of the posterior means of that parameter type
+across the population (neurons for h, pairs for J) and :math:`s_\text{min}` =
+``min_reference_sd`` (default 0.02: a coupling of 0.02 changes the log-odds of joint firing by
+4·0.02 = 0.08). A coupling whose posterior sd is as large as the spread of couplings in the
+network (c ≤ 0) says nothing about the network's structure.
+
+**Flagging rule** (:func:`neuron_reliability`). A neuron's parameters are h_i and its N−1
+couplings J_i·. It is flagged
+
+* *non-convergence*: max R-hat > ``rhat_max`` (1.01), or min bulk or tail ESS < ``ess_min``
+  (400), over its parameters; or divergent transitions localised on its parameters (divergent
+  draws concentrated in a tail of one of its parameters: rank test |z| > 4 with at least 5
+  divergences, see :func:`divergence_localization`);
+* *weak identification*: contraction of h_i < ``contraction_min`` (0.5), or the median
+  contraction over J_i· < ``contraction_min``.
+
+Each flag carries its reasons as strings. The run-level verdict (:func:`diagnose`) is
+"converged" when no parameter breaks the R-hat/ESS cuts, there are no divergences, every
+chain has E-BFMI ≥ 0.3 and fewer than 1% of transitions saturate the tree depth; otherwise the
+reasons list says which.
+"""
+
+import json
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "RHAT_MAX",
+    "ESS_MIN",
+    "CONTRACTION_MIN",
+    "BFMI_MIN",
+    "TREE_DEPTH_SATURATION_MAX",
+    "prior_variance",
+    "parameter_table",
+    "sampler_diagnostics",
+    "divergence_localization",
+    "neuron_reliability",
+    "diagnose",
+    "compare_rules",
+    "rule_recovery",
+]
+
+#: R-hat above this is non-convergence (Vehtari et al. 2021)
+RHAT_MAX = 1.01
+#: bulk/tail ESS below this is too few effective draws (Vehtari et al. 2021: 100 per chain, 4 chains)
+ESS_MIN = 400
+#: contraction below this is weak identification (posterior sd > 0.71 of the reference sd)
+CONTRACTION_MIN = 0.5
+#: E-BFMI below this is poor energy exploration (Betancourt 2016)
+BFMI_MIN = 0.3
+#: fraction of transitions at the maximum tree depth above which the run is not trusted
+TREE_DEPTH_SATURATION_MAX = 0.01
+#: smallest reference sd for contraction (a coupling of 0.02 moves joint-firing log-odds by 0.08)
+MIN_REFERENCE_SD = 0.02
+#: central interval probability for the interval width
+INTERVAL_PROB = 0.9
+_SAMPLE_DIMS = ("chain", "draw")
+
+
+# --------------------------------------------------------------------------------------------
+# Prior variance
+# --------------------------------------------------------------------------------------------
+
+
+def _model_spec(tree):
+    """The ModelSpec stored in ``tree.attrs['model_spec']`` (JSON), or the default."""
+    from .model_spec import ModelSpec, default_model_spec
+
+    text = tree.attrs.get("model_spec")
+    if text is None:
+        return default_model_spec()
+    if isinstance(text, dict):
+        text = json.dumps(text)
+    return ModelSpec.from_json(text)
+
+
+def _horseshoe_variance(global_scale, slab_scale, slab_df, num_samples=200_000, seed=0):
+    r"""Prior predictive variance of a regularised-horseshoe coupling (fixed-seed Monte Carlo).
+
+    J = τ λ̃ z, λ̃² = c² λ² / (c² + τ² λ²), τ ~ HalfCauchy(global_scale), λ ~ HalfCauchy(1),
+    c² ~ InvGamma(ν/2, ν s²/2), z ~ Normal(0, 1)  ⇒  Var J = E[τ² λ̃²] ≤ E[c²] (finite).
+    """
+    rng = np.random.default_rng(seed)
+    tau = np.abs(global_scale * rng.standard_cauchy(num_samples))
+    lam = np.abs(rng.standard_cauchy(num_samples))
+    c2 = (slab_df * slab_scale**2 / 2) / rng.gamma(slab_df / 2, 1.0, num_samples)
+    lam_tilde2 = c2 * lam**2 / (c2 + tau**2 * lam**2)
+    return float(np.mean(tau**2 * lam_tilde2))
+
+
+def prior_variance(tree):
+    """Prior variances of h_i and J_ij from the model spec in ``tree.attrs``.
+
+    If the tree has a ``prior`` group with ``h`` and ``J`` draws, their variances are used
+    instead (whatever prior produced them).
+
+    Returns
+    -------
+    dict with ``"h"`` (N,) and ``"J"`` (P,) float arrays.
+    """
+    posterior = tree["posterior"]
+    num_neurons = posterior.sizes["neuron"]
+    num_pairs = posterior.sizes["pair"]
+    if "prior" in tree.children and {"h", "J"} <= set(tree["prior"].data_vars):
+        prior = tree["prior"]
+        dims = [d for d in _SAMPLE_DIMS if d in prior["h"].dims]
+        return {"h": prior["h"].var(dims).values, "J": prior["J"].var(dims).values}
+    spec = _model_spec(tree)
+    var_h = spec.h_scale**2
+    if spec.j_family in ("normal", "hierarchical"):
+        # hierarchical: J ~ N(0, σ_b), σ_b ~ HalfNormal(scale) ⇒ Var J = E[σ_b²] = scale²
+        var_j = spec.j_scale**2
+    else:
+        var_j = _horseshoe_variance(spec.global_scale, spec.slab_scale, spec.slab_df)
+    return {"h": np.full(num_neurons, var_h), "J": np.full(num_pairs, var_j)}
+
+
+# --------------------------------------------------------------------------------------------
+# Per-parameter table
+# --------------------------------------------------------------------------------------------
+
+
+def _robust_sd(values):
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def parameter_table(tree, *, min_reference_sd=MIN_REFERENCE_SD, interval_prob=INTERVAL_PROB):
+    """Per-parameter diagnostics and identification of ``h`` and ``J``.
+
+    Returns
+    -------
+    xarray.Dataset with variables ``<stat>_h`` (neuron) and ``<stat>_J`` (pair) for stat in
+    mean, sd, rhat, ess_bulk, ess_tail, mcse_mean, mcse_sd, lower, upper, width (central
+    ``interval_prob`` interval), prior_var, reference_var, contraction_prior, contraction.
+    """
+    import arviz_stats as azs
+
+    posterior = tree["posterior"].to_dataset()[["h", "J"]]
+    num_chains = posterior.sizes.get("chain", 1)
+    prior_var = prior_variance(tree)
+    out = {}
+    for name in ("h", "J"):
+        da = posterior[name]
+        mean = da.mean(_SAMPLE_DIMS)
+        sd = da.std(_SAMPLE_DIMS, ddof=1)
+        if num_chains >= 2:
+            rhat = azs.rhat(da, sample_dims=list(_SAMPLE_DIMS))
+        else:
+            rhat = xr.full_like(mean, np.nan)
+        ess_bulk = azs.ess(da, sample_dims=list(_SAMPLE_DIMS), method="bulk")
+        ess_tail = azs.ess(da, sample_dims=list(_SAMPLE_DIMS), method="tail")
+        mcse_mean = azs.mcse(da, sample_dims=list(_SAMPLE_DIMS), method="mean")
+        mcse_sd = azs.mcse(da, sample_dims=list(_SAMPLE_DIMS), method="sd")
+        tail = (1 - interval_prob) / 2
+        lower = da.quantile(tail, _SAMPLE_DIMS).drop_vars("quantile")
+        upper = da.quantile(1 - tail, _SAMPLE_DIMS).drop_vars("quantile")
+        pv = xr.DataArray(prior_var[name], dims=mean.dims, coords=mean.coords)
+        spread = max(_robust_sd(mean.values), min_reference_sd)
+        ref = np.minimum(pv, spread**2)
+        var_post = sd**2
+        for stat, value in dict(
+            mean=mean, sd=sd, rhat=rhat, ess_bulk=ess_bulk, ess_tail=ess_tail,
+            mcse_mean=mcse_mean, mcse_sd=mcse_sd, lower=lower, upper=upper,
+            width=upper - lower, prior_var=pv, reference_var=ref,
+            contraction_prior=1 - var_post / pv, contraction=1 - var_post / ref,
+        ).items():
+            out[f"{stat}_{name}"] = value
+    ds = xr.Dataset(out)
+    ds.attrs.update(interval_prob=interval_prob, min_reference_sd=min_reference_sd)
+    return ds
+
+
+# --------------------------------------------------------------------------------------------
+# Sampler diagnostics
+# --------------------------------------------------------------------------------------------
+
+
+def _max_tree_depth(tree, sample_stats):
+    for source in (sample_stats.attrs, tree.attrs):
+        if "max_tree_depth" in source:
+            return int(source["max_tree_depth"])
+    try:
+        return int(_model_spec(tree).max_tree_depth)
+    except Exception:  # noqa: BLE001 - an unreadable spec falls back to NumPyro's default
+        return 10
+
+
+def _bfmi(energy):
+    """E-BFMI per chain: Σ (E_t − E_{t−1})² / Σ (E_t − Ē)², energy (chains, draws)."""
+    energy = np.asarray(energy, float)
+    num = np.sum(np.diff(energy, axis=1) ** 2, axis=1)
+    den = np.sum((energy - energy.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    return num / np.where(den > 0, den, np.nan)
+
+
+def sampler_diagnostics(tree):
+    """Divergences, E-BFMI per chain and tree-depth saturation from ``sample_stats``.
+
+    Returns
+    -------
+    dict: ``num_transitions``, ``num_divergent``, ``divergent_fraction``, ``bfmi`` (list per
+    chain, or None without ``energy``), ``max_tree_depth``, ``tree_depth_saturation``
+    (fraction of transitions with depth ≥ max; None without ``tree_depth``/``num_steps``).
+    """
+    posterior = tree["posterior"]
+    num_transitions = int(np.prod([posterior.sizes[d] for d in _SAMPLE_DIMS]))
+    out = dict(num_transitions=num_transitions, num_divergent=0, divergent_fraction=0.0,
+               bfmi=None, max_tree_depth=None, tree_depth_saturation=None)
+    if "sample_stats" not in tree.children:
+        return out
+    stats = tree["sample_stats"]
+    if "diverging" in stats.data_vars:
+        num_div = int(np.asarray(stats["diverging"]).astype(bool).sum())
+        out.update(num_divergent=num_div, divergent_fraction=num_div / num_transitions)
+    if "energy" in stats.data_vars:
+        energy = stats["energy"].transpose("chain", "draw").values
+        out["bfmi"] = [float(v) for v in _bfmi(energy)]
+    max_depth = _max_tree_depth(tree, stats)
+    if "reached_max_treedepth" in stats.data_vars:
+        saturated = np.asarray(stats["reached_max_treedepth"]).astype(bool)
+    elif "tree_depth" in stats.data_vars:
+        saturated = np.asarray(stats["tree_depth"]) >= max_depth
+    elif "num_steps" in stats.data_vars:
+        # NumPyro: a tree of depth d takes up to 2^d − 1 leapfrog steps
+        depth = np.ceil(np.log2(np.asarray(stats["num_steps"], float) + 1))
+        saturated = depth >= max_depth
+    else:
+        saturated = None
+    if saturated is not None:
+        out.update(max_tree_depth=max_depth, tree_depth_saturation=float(np.mean(saturated)))
+    return out
+
+
+def divergence_localization(tree, *, min_divergences=5, z_cut=4.0):
+    r"""Which parameters the divergent transitions concentrate on.
+
+    For each parameter θ, let :math:`u_d \in (0, 1)` be the rank of divergent draw d among all
+    draws. Without localisation u is uniform: :math:`\bar u` has mean 1/2 and variance
+    1/(12 n), :math:`\overline{|u - 1/2|}` mean 1/4 and variance 1/(48 n), n = number of
+    divergences. z = max(|z(ū)|, z(|u − ½|)) flags divergent draws piled in one tail (a
+    boundary) or in both tails (a funnel's neck).
+
+    Returns
+    -------
+    dict ``{"h": bool (N,), "J": bool (P,), "z_h": (N,), "z_J": (P,)}``; all False when there
+    are fewer than ``min_divergences`` divergences.
+    """
+    posterior = tree["posterior"]
+    num_neurons, num_pairs = posterior.sizes["neuron"], posterior.sizes["pair"]
+    empty = {"h": np.zeros(num_neurons, bool), "J": np.zeros(num_pairs, bool),
+             "z_h": np.zeros(num_neurons), "z_J": np.zeros(num_pairs)}
+    if "sample_stats" not in tree.children or "diverging" not in tree["sample_stats"].data_vars:
+        return empty
+    diverging = tree["sample_stats"]["diverging"].transpose("chain", "draw").values
+    diverging = diverging.astype(bool).reshape(-1)
+    n = int(diverging.sum())
+    if n < min_divergences:
+        return empty
+    out = {}
+    for name, dim in (("h", "neuron"), ("J", "pair")):
+        values = posterior[name].transpose("chain", "draw", dim).values
+        values = values.reshape(-1, values.shape[-1])
+        ranks = (np.argsort(np.argsort(values, axis=0), axis=0) + 0.5) / values.shape[0]
+        u = ranks[diverging]
+        z_mean = (u.mean(axis=0) - 0.5) / np.sqrt(1 / (12 * n))
+        z_tail = (np.abs(u - 0.5).mean(axis=0) - 0.25) / np.sqrt(1 / (48 * n))
+        z = np.maximum(np.abs(z_mean), z_tail)
+        out[name], out[f"z_{name}"] = z > z_cut, z
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Per-neuron reliability and the run verdict
+# --------------------------------------------------------------------------------------------
+
+
+def _pair_members(posterior):
+    """Index arrays (P,) of the two neurons of each pair, in the neuron order."""
+    ids = [str(v) for v in posterior["neuron"].values]
+    index = {v: k for k, v in enumerate(ids)}
+    if "neuron_i" in posterior.coords:
+        first = np.array([index[str(v)] for v in posterior["neuron_i"].values])
+        second = np.array([index[str(v)] for v in posterior["neuron_j"].values])
+    else:
+        first, second = np.triu_indices(len(ids), 1)
+    return first, second
+
+
+def _cell_types(tree, posterior):
+    if "cell_type" in posterior.coords:
+        return [str(v) for v in posterior["cell_type"].values]
+    types = tree.attrs.get("cell_types")
+    if types is None:
+        return [""] * posterior.sizes["neuron"]
+    if isinstance(types, str):
+        types = json.loads(types) if types.startswith("[") else types.split(",")
+    return [str(v) for v in np.atleast_1d(types)]
+
+
+def _firing_probability(tree, num_neurons):
+    if "observed_data" in tree.children and "firing_probability" in tree["observed_data"]:
+        return np.asarray(tree["observed_data"]["firing_probability"].values, float)
+    if "observed_data" in tree.children and "m" in tree["observed_data"]:
+        return (1 + np.asarray(tree["observed_data"]["m"].values, float)) / 2
+    return np.full(num_neurons, np.nan)
+
+
+def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
+                       contraction_min=CONTRACTION_MIN, localization=None):
+    """Per-neuron reliability table (see the module docstring for the rule).
+
+    Parameters
+    ----------
+    tree : posterior DataTree.
+    params : the :func:`parameter_table` of ``tree`` (computed when None).
+    localization : :func:`divergence_localization` of ``tree`` (computed when None).
+
+    Returns
+    -------
+    list of dicts, one per neuron: ``id``, ``cell_type``, ``firing_probability``, ``flagged``,
+    ``reasons`` (list of str), ``non_convergence``, ``weak_identification`` (bools),
+    ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``contraction`` (= min of the h
+    contraction and the median J_i· contraction), ``contraction_h``, ``contraction_J_median``,
+    ``contraction_prior_h``, ``contraction_prior_J_median``, ``width_h``,
+    ``width_J_median``, ``divergence_touched``.
+    """
+    if params is None:
+        params = parameter_table(tree)
+    if localization is None:
+        localization = divergence_localization(tree)
+    posterior = tree["posterior"]
+    ids = [str(v) for v in posterior["neuron"].values]
+    num_neurons = len(ids)
+    first, second = _pair_members(posterior)
+    cell_types = _cell_types(tree, posterior)
+    firing = _firing_probability(tree, num_neurons)
+    get = {k: np.asarray(params[k].values, float) for k in params.data_vars}
+    rows = []
+    for i in range(num_neurons):
+        pairs = np.flatnonzero((first == i) | (second == i))
+        rhat = np.concatenate([[get["rhat_h"][i]], get["rhat_J"][pairs]])
+        ess_bulk = np.concatenate([[get["ess_bulk_h"][i]], get["ess_bulk_J"][pairs]])
+        ess_tail = np.concatenate([[get["ess_tail_h"][i]], get["ess_tail_J"][pairs]])
+        c_h = float(get["contraction_h"][i])
+        c_j = float(np.median(get["contraction_J"][pairs])) if pairs.size else np.nan
+        c_prior_j = (float(np.median(get["contraction_prior_J"][pairs])) if pairs.size
+                     else np.nan)
+        max_rhat = float(np.nanmax(rhat)) if np.any(np.isfinite(rhat)) else np.nan
+        min_bulk, min_tail = float(np.nanmin(ess_bulk)), float(np.nanmin(ess_tail))
+        touched = bool(localization["h"][i] or np.any(localization["J"][pairs]))
+        reasons, non_conv, weak = [], False, False
+        if np.isfinite(max_rhat) and max_rhat > rhat_max:
+            non_conv = True
+            reasons.append(f"non-convergence: max R-hat {max_rhat:.3f} > {rhat_max}")
+        if min_bulk < ess_min or min_tail < ess_min:
+            non_conv = True
+            reasons.append(
+                f"non-convergence: min ESS bulk {min_bulk:.0f} / tail {min_tail:.0f} < {ess_min}"
+            )
+        if touched:
+            non_conv = True
+            reasons.append("non-convergence: divergent transitions localised on its parameters")
+        if c_h < contraction_min:
+            weak = True
+            reasons.append(
+                f"weak identification: contraction of h {c_h:.2f} < {contraction_min}"
+            )
+        if np.isfinite(c_j) and c_j < contraction_min:
+            weak = True
+            reasons.append(
+                f"weak identification: median contraction of its couplings {c_j:.2f} < "
+                f"{contraction_min}"
+            )
+        rows.append(dict(
+            id=ids[i], cell_type=cell_types[i] if i < len(cell_types) else "",
+            firing_probability=float(firing[i]), flagged=bool(reasons), reasons=reasons,
+            non_convergence=non_conv, weak_identification=weak,
+            max_rhat=max_rhat, min_ess_bulk=min_bulk, min_ess_tail=min_tail,
+            contraction=float(np.nanmin([c_h, c_j])), contraction_h=c_h,
+            contraction_J_median=c_j, contraction_prior_h=float(get["contraction_prior_h"][i]),
+            contraction_prior_J_median=c_prior_j, width_h=float(get["width_h"][i]),
+            width_J_median=float(np.median(get["width_J"][pairs])) if pairs.size else np.nan,
+            divergence_touched=touched,
+        ))
+    return rows
+
+
+def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRACTION_MIN,
+             bfmi_min=BFMI_MIN, tree_depth_saturation_max=TREE_DEPTH_SATURATION_MAX,
+             min_reference_sd=MIN_REFERENCE_SD):
+    """Run-level verdict and per-neuron reliability of a posterior.
+
+    Returns
+    -------
+    dict (JSON-able): ``converged`` (bool), ``reasons`` (list of str; empty when converged),
+    ``sampler`` (:func:`sampler_diagnostics`), ``summary`` (max R-hat, min bulk/tail ESS,
+    number of parameters over each cut), ``thresholds``, ``neurons``
+    (:func:`neuron_reliability`), ``num_flagged``, and ``parameters`` (the
+    :func:`parameter_table` Dataset; drop it before writing JSON).
+    """
+    params = parameter_table(tree, min_reference_sd=min_reference_sd)
+    sampler = sampler_diagnostics(tree)
+    localization = divergence_localization(tree)
+    neurons = neuron_reliability(tree, params, rhat_max=rhat_max, ess_min=ess_min,
+                                 contraction_min=contraction_min, localization=localization)
+    rhat = np.concatenate([params["rhat_h"].values, params["rhat_J"].values])
+    ess_bulk = np.concatenate([params["ess_bulk_h"].values, params["ess_bulk_J"].values])
+    ess_tail = np.concatenate([params["ess_tail_h"].values, params["ess_tail_J"].values])
+    reasons = []
+    num_chains = tree["posterior"].sizes.get("chain", 1)
+    if num_chains < 2:
+        reasons.append("only one chain: R-hat cannot detect non-convergence")
+    num_bad_rhat = int(np.sum(rhat > rhat_max))
+    if num_bad_rhat:
+        reasons.append(f"{num_bad_rhat} of {rhat.size} parameters have R-hat > {rhat_max} "
+                       f"(max {np.nanmax(rhat):.3f})")
+    num_low_ess = int(np.sum((ess_bulk < ess_min) | (ess_tail < ess_min)))
+    if num_low_ess:
+        reasons.append(f"{num_low_ess} of {rhat.size} parameters have bulk or tail ESS < "
+                       f"{ess_min} (min bulk {np.nanmin(ess_bulk):.0f}, "
+                       f"min tail {np.nanmin(ess_tail):.0f})")
+    if sampler["num_divergent"]:
+        reasons.append(f"{sampler['num_divergent']} of {sampler['num_transitions']} transitions "
+                       "diverged")
+    if sampler["bfmi"] is not None:
+        low = [k for k, v in enumerate(sampler["bfmi"]) if np.isfinite(v) and v < bfmi_min]
+        if low:
+            reasons.append(f"E-BFMI < {bfmi_min} in chain(s) {low} "
+                           f"({', '.join(f'{sampler['bfmi'][k]:.2f}' for k in low)})")
+    saturation = sampler["tree_depth_saturation"]
+    if saturation is not None and saturation > tree_depth_saturation_max:
+        reasons.append(f"{100 * saturation:.1f}% of transitions hit the maximum tree depth "
+                       f"{sampler['max_tree_depth']}")
+    summary = dict(
+        num_parameters=int(rhat.size), max_rhat=float(np.nanmax(rhat)) if num_chains > 1
+        else None, min_ess_bulk=float(np.nanmin(ess_bulk)), min_ess_tail=float(np.nanmin(ess_tail)),
+        num_rhat_over=num_bad_rhat, num_ess_under=num_low_ess,
+    )
+    thresholds = dict(rhat_max=rhat_max, ess_min=ess_min, contraction_min=contraction_min,
+                      bfmi_min=bfmi_min, tree_depth_saturation_max=tree_depth_saturation_max,
+                      min_reference_sd=min_reference_sd)
+    converged = not reasons
+    return dict(converged=converged, reasons=reasons, sampler=sampler, summary=summary,
+                thresholds=thresholds, neurons=neurons,
+                num_flagged=int(sum(row["flagged"] for row in neurons)), parameters=params)
+
+
+# --------------------------------------------------------------------------------------------
+# The old way side by side, and which rule predicts bad recovery
+# --------------------------------------------------------------------------------------------
+
+
+def _confusion(a, b):
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    return dict(both=int(np.sum(a & b)), neither=int(np.sum(~a & ~b)),
+                only_first=int(np.sum(a & ~b)), only_second=int(np.sum(~a & b)),
+                agree=int(np.sum(a == b)), total=int(a.size))
+
+
+def compare_rules(diagnosis, *, restart_flagged=None, firing_flagged=None):
+    """Per-neuron verdicts of the three rules side by side, with agreement counts.
+
+    Parameters
+    ----------
+    diagnosis : output of :func:`diagnose`.
+    restart_flagged : bool (N,), True where the restart cosine-similarity rule rejects the
+        neuron (``~restart_table["reliable"]`` of :func:`bayes_ising.mle.restart_reliability`).
+    firing_flagged : bool (N,), True where the firing rule rejects it
+        (``~mle.firing_threshold_rule(spins)``).
+
+    Returns
+    -------
+    dict: ``neurons`` (rows with id and each rule's flag), ``agreement`` (pairwise confusion
+    counts: both / neither / only_first / only_second / agree / total).
+    """
+    diag = np.array([row["flagged"] for row in diagnosis["neurons"]])
+    rules = {"diagnostics": diag}
+    if restart_flagged is not None:
+        rules["restarts"] = np.asarray(restart_flagged, bool)
+    if firing_flagged is not None:
+        rules["firing"] = np.asarray(firing_flagged, bool)
+    rows = [{"id": row["id"], **{name: bool(flags[k]) for name, flags in rules.items()}}
+            for k, row in enumerate(diagnosis["neurons"])]
+    names = list(rules)
+    agreement = {f"{a}_vs_{b}": _confusion(rules[a], rules[b])
+                 for k, a in enumerate(names) for b in names[k + 1:]}
+    return dict(neurons=rows, agreement=agreement)
+
+
+def _auc(score, label):
+    """Area under the ROC curve of ``score`` for the binary ``label`` (Mann–Whitney, ties ½)."""
+    score, label = np.asarray(score, float), np.asarray(label, bool)
+    pos, neg = score[label], score[~label]
+    if pos.size == 0 or neg.size == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (pos.size * neg.size))
+
+
+def rule_recovery(errors, badly_recovered_cut, rules):
+    """How well each rule predicts the neurons whose parameters are recovered badly.
+
+    Parameters
+    ----------
+    errors : (N,) per-neuron recovery error against planted truth, e.g. the RMS over h_i and
+        J_i· of (posterior mean − truth).
+    badly_recovered_cut : a neuron is *badly recovered* when its error exceeds this.
+    rules : dict name -> (flags bool (N,), score (N,) or None); a higher score means "less
+        reliable" (e.g. 1 − contraction, −cosine similarity, −firing probability).
+
+    Returns
+    -------
+    dict: ``cut``, ``num_bad``, and per rule ``precision``, ``recall``, ``f1`` of the flags and
+    ``auc`` of the score (Mann–Whitney; 0.5 = chance).
+    """
+    bad = np.asarray(errors, float) > badly_recovered_cut
+    out = dict(cut=float(badly_recovered_cut), num_bad=int(bad.sum()), num_neurons=int(bad.size))
+    for name, (flags, score) in rules.items():
+        flags = np.asarray(flags, bool)
+        tp = int(np.sum(flags & bad))
+        precision = tp / flags.sum() if flags.sum() else float("nan")
+        recall = tp / bad.sum() if bad.sum() else float("nan")
+        f1 = (2 * precision * recall / (precision + recall)
+              if np.isfinite(precision) and np.isfinite(recall) and precision + recall > 0
+              else float("nan"))
+        out[name] = dict(precision=float(precision), recall=float(recall), f1=float(f1),
+                         num_flagged=int(flags.sum()),
+                         auc=_auc(score, bad) if score is not None else _auc(flags, bad))
+    return out

@@ -1,0 +1,294 @@
+"""Declarative model specifications (TOML files in ``models/``): priors, likelihood, sampler.
+
+A spec file looks like::
+
+    name = "default"
+    description = "Normal priors on h and J"
+    likelihood = "exact"          # "exact" (N <= 22) or "pseudo"
+    adjust = "mode+curvature"     # pseudo-posterior calibration, see bayes.fit_posterior
+
+    [prior.h]
+    mean = 0.0                    # h_i ~ Normal(mean, scale)
+    scale = 2.0
+
+    [prior.J]
+    family = "normal"             # "normal" | "hierarchical" | "horseshoe"
+    scale = 1.0                   # normal: J_ij ~ Normal(0, scale);
+                                  # hierarchical: sd of each cell-type block ~ HalfNormal(scale)
+    # horseshoe only: global_scale, slab_scale, slab_df (Piironen & Vehtari 2017)
+
+    [sampler]
+    chains = 4
+    draws = 1000
+    warmup = 200
+    target_accept = 0.8
+    max_tree_depth = 10
+    mass_matrix = "hessian"       # "hessian" (fixed) | "hessian+adapt" | "adapt"
+    float32 = false               # likelihood in float32 inside NUTS
+
+Every key is optional (defaults below); unknown keys and impossible values raise
+:class:`~bayes_ising.errors.ModelSpecError` naming the key and the file.
+"""
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelSpecError
+
+__all__ = [
+    "ModelSpec",
+    "load_model_spec",
+    "default_model_spec",
+    "model_spec_from_dict",
+    "LIKELIHOODS",
+    "ADJUSTMENTS",
+    "J_FAMILIES",
+    "MASS_MATRICES",
+    "DEFAULT_ADJUST",
+]
+
+LIKELIHOODS = ("exact", "pseudo")
+ADJUSTMENTS = ("none", "curvature", "mode", "mode+curvature")
+J_FAMILIES = ("normal", "hierarchical", "horseshoe")
+MASS_MATRICES = ("hessian", "hessian+adapt", "adapt")
+#: the pseudo-posterior adjustment the calibration study supports (docs/calibration.md)
+DEFAULT_ADJUST = "mode+curvature"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Prior, likelihood and sampler settings of one Bayesian Ising fit (hashable, immutable).
+
+    Attributes
+    ----------
+    h_mean, h_scale : prior h_i ~ Normal(h_mean, h_scale).
+    j_family : "normal" (J_ij ~ Normal(0, j_scale)), "hierarchical" (J_ij ~ Normal(0, σ_b) with
+        σ_b ~ HalfNormal(j_scale) learned per cell-type block b ∈ {E-E, E-I, I-I, ...}) or
+        "horseshoe" (regularised horseshoe with global scale τ ~ HalfCauchy(global_scale),
+        local λ_ij ~ HalfCauchy(1), slab c² ~ InvGamma(slab_df/2, slab_df·slab_scale²/2)).
+    num_chains, num_draws, num_warmup, target_accept, max_tree_depth : NUTS settings.
+    mass_matrix : "hessian" — fixed dense mass = posterior Hessian at the MAP (default);
+        "hessian+adapt" — the same as a start, then adapted; "adapt" — plain NUTS.
+    float32 : evaluate the likelihood in float32 inside NUTS (the MAP, Hessian and every
+        exact quantity stay float64).
+    source : where the spec came from (a path or "<default>").
+    """
+
+    name: str = "default"
+    description: str = "Normal priors on fields and couplings"
+    likelihood: str = "exact"
+    adjust: str = DEFAULT_ADJUST
+    h_mean: float = 0.0
+    h_scale: float = 2.0
+    j_family: str = "normal"
+    j_scale: float = 1.0
+    global_scale: float = 0.1
+    slab_scale: float = 1.0
+    slab_df: float = 4.0
+    num_chains: int = 4
+    num_draws: int = 1000
+    num_warmup: int = 200
+    target_accept: float = 0.8
+    max_tree_depth: int = 10
+    mass_matrix: str = "hessian"
+    float32: bool = False
+    source: str = "<default>"
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated)."""
+        new = dataclasses.replace(self, **changes)
+        _validate(_spec_to_toml_dict(new), new.source)
+        return new
+
+    def to_dict(self):
+        """The nested TOML layout (what :func:`model_spec_from_dict` reads)."""
+        return _spec_to_toml_dict(self)
+
+    def to_json(self):
+        """JSON text of :meth:`to_dict` plus the source (stored in posterior attributes)."""
+        return json.dumps({**self.to_dict(), "source": self.source}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(text)
+        source = data.pop("source", "<json>")
+        return model_spec_from_dict(data, source=source)
+
+
+# key path -> (ModelSpec field, kind, allowed values or None)
+_SCHEMA = {
+    ("name",): ("name", "str", None),
+    ("description",): ("description", "str", None),
+    ("likelihood",): ("likelihood", "choice", LIKELIHOODS),
+    ("adjust",): ("adjust", "choice", ADJUSTMENTS),
+    ("prior", "h", "family"): (None, "choice", ("normal",)),
+    ("prior", "h", "mean"): ("h_mean", "real", None),
+    ("prior", "h", "scale"): ("h_scale", "positive", None),
+    ("prior", "J", "family"): ("j_family", "choice", J_FAMILIES),
+    ("prior", "J", "scale"): ("j_scale", "positive", None),
+    ("prior", "J", "global_scale"): ("global_scale", "positive", None),
+    ("prior", "J", "slab_scale"): ("slab_scale", "positive", None),
+    ("prior", "J", "slab_df"): ("slab_df", "positive", None),
+    ("sampler", "chains"): ("num_chains", "count", None),
+    ("sampler", "draws"): ("num_draws", "count", None),
+    ("sampler", "warmup"): ("num_warmup", "count0", None),
+    ("sampler", "target_accept"): ("target_accept", "probability", None),
+    ("sampler", "max_tree_depth"): ("max_tree_depth", "depth", None),
+    ("sampler", "mass_matrix"): ("mass_matrix", "choice", MASS_MATRICES),
+    ("sampler", "float32"): ("float32", "bool", None),
+}
+_TABLES = {(), ("prior",), ("prior", "h"), ("prior", "J"), ("sampler",)}
+_HORSESHOE_ONLY = ("global_scale", "slab_scale", "slab_df")
+
+
+def _dotted(path):
+    return ".".join(path)
+
+
+def _check_value(path, kind, allowed, value, source):
+    key = _dotted(path)
+    where = f"{source}: {key}"
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ModelSpecError(f"{where} must be a string, got {value!r}")
+    elif kind == "choice":
+        if value not in allowed:
+            raise ModelSpecError(
+                f"{where} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}"
+            )
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ModelSpecError(f"{where} must be true or false, got {value!r}")
+    elif kind in ("count", "count0", "depth"):
+        low = {"count": 1, "count0": 0, "depth": 1}[kind]
+        high = 15 if kind == "depth" else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high
+        ):
+            bound = f"an integer >= {low}" + (f" and <= {high}" if high else "")
+            raise ModelSpecError(f"{where} must be {bound}, got {value!r}")
+    else:  # real-valued kinds
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value
+        ):
+            raise ModelSpecError(f"{where} must be a finite number, got {value!r}")
+        if kind == "positive" and not value > 0:
+            raise ModelSpecError(f"{where} must be a positive number, got {value!r}")
+        if kind == "probability" and not 0 < value < 1:
+            raise ModelSpecError(f"{where} must lie strictly between 0 and 1, got {value!r}")
+
+
+def _validate(data, source):
+    """Check a nested dict against the schema; return {field: value}."""
+    fields = {}
+
+    def walk(table, path):
+        if not isinstance(table, dict):
+            raise ModelSpecError(f"{source}: {_dotted(path)} must be a table, got {table!r}")
+        for key, value in table.items():
+            sub = path + (key,)
+            if sub in _TABLES:
+                walk(value, sub)
+            elif sub in _SCHEMA:
+                field, kind, allowed = _SCHEMA[sub]
+                _check_value(sub, kind, allowed, value, source)
+                if field is not None:
+                    fields[field] = float(value) if kind in ("real", "positive",
+                                                            "probability") else value
+            else:
+                siblings = sorted(
+                    {p[len(path)] for p in list(_SCHEMA) + list(_TABLES)
+                     if len(p) > len(path) and p[: len(path)] == path}
+                )
+                raise ModelSpecError(
+                    f"{source}: unknown key '{_dotted(sub)}' (allowed here: {', '.join(siblings)})"
+                )
+
+    walk(data, ())
+    family = fields.get("j_family", "normal")
+    prior_j = data.get("prior", {}).get("J", {}) if isinstance(data.get("prior", {}), dict) else {}
+    if family != "horseshoe":
+        for key in _HORSESHOE_ONLY:
+            if key in prior_j:
+                raise ModelSpecError(
+                    f"{source}: prior.J.{key} applies only to family = \"horseshoe\", "
+                    f"not {family!r}"
+                )
+    elif "scale" in prior_j:
+        raise ModelSpecError(
+            f"{source}: prior.J.scale does not apply to family = \"horseshoe\" "
+            "(use global_scale, slab_scale, slab_df)"
+        )
+    return fields
+
+
+def model_spec_from_dict(data, source="<dict>"):
+    """Validate a nested dict (the TOML layout) and return a :class:`ModelSpec`.
+
+    Raises
+    ------
+    ModelSpecError
+        Unknown key or impossible value; the message names the key and ``source``.
+    """
+    fields = _validate(data, str(source))
+    return ModelSpec(**fields, source=str(source))
+
+
+def load_model_spec(path):
+    """Read and validate a model spec TOML file (see the module docstring for the layout).
+
+    Raises
+    ------
+    ModelSpecError
+        Unreadable TOML, unknown keys or impossible values (the message names key and file).
+    FileNotFoundError
+        No such file.
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ModelSpecError(f"{path}: not valid TOML ({err})") from None
+    return model_spec_from_dict(data, source=str(path))
+
+
+def default_model_spec():
+    """The default spec: h ~ Normal(0, 2), J ~ Normal(0, 1), exact likelihood, 4×1000 draws.
+
+    Identical to ``models/default.toml``.
+    """
+    return ModelSpec()
+
+
+def _spec_to_toml_dict(spec):
+    prior_j = {"family": spec.j_family}
+    if spec.j_family == "horseshoe":
+        prior_j.update(global_scale=spec.global_scale, slab_scale=spec.slab_scale,
+                       slab_df=spec.slab_df)
+    else:
+        prior_j["scale"] = spec.j_scale
+    return {
+        "name": spec.name,
+        "description": spec.description,
+        "likelihood": spec.likelihood,
+        "adjust": spec.adjust,
+        "prior": {
+            "h": {"family": "normal", "mean": spec.h_mean, "scale": spec.h_scale},
+            "J": prior_j,
+        },
+        "sampler": {
+            "chains": spec.num_chains,
+            "draws": spec.num_draws,
+            "warmup": spec.num_warmup,
+            "target_accept": spec.target_accept,
+            "max_tree_depth": spec.max_tree_depth,
+            "mass_matrix": spec.mass_matrix,
+            "float32": spec.float32,
+        },
+    }

@@ -1,0 +1,616 @@
+"""Figures of the report, one function per figure, drawn from plain arrays.
+
+Every function takes NumPy arrays (the contract's shapes: spins ``(num_bins, N)`` in {−1, +1},
+h ``(N,)``, J ``(N, N)``, draws ``(chain, draw, ...)``) and returns a
+:class:`matplotlib.figure.Figure` built without pyplot, so nothing global is touched and the
+figures can be made in worker threads or notebooks alike. Every axis carries a label with its
+unit; quantities without a physical unit say what they count (e.g. "fraction of bins").
+
+Conventions: the Ising energy is E(s) = −Σ h_i s_i − Σ_{i<j} J_ij s_i s_j in units of k_B T at the
+fitted temperature T = 1, so h and J are dimensionless; entropies are in nats.
+"""
+
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+__all__ = [
+    "cell_type_order",
+    "plot_raster",
+    "plot_firing_rates",
+    "plot_states",
+    "plot_rank_trace",
+    "plot_coupling_matrix",
+    "plot_synchrony_distribution",
+    "plot_pattern_frequencies",
+    "plot_information",
+    "plot_interval_comparison",
+    "plot_state_comparison",
+    "plot_thermodynamics",
+    "plot_mle_vs_bayes",
+    "plot_reliability",
+]
+
+#: colours by cell type (others fall back to grey)
+CELL_TYPE_COLORS = {"E": "#c0392b", "I": "#2471a3"}
+_OTHER_COLOR = "#7f8c8d"
+_STATE_COLORS = ["#f5b041", "#58d68d", "#5d6d7e", "#af7ac5", "#48c9b0", "#ec7063"]
+
+
+def _figure(width, height):
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _time_label(time_units):
+    return f"time ({time_units})" if time_units else "time (bins)"
+
+
+def _type_color(cell_type):
+    return CELL_TYPE_COLORS.get(str(cell_type), _OTHER_COLOR)
+
+
+def cell_type_order(cell_types, num_neurons=None):
+    """Indices that sort neurons by cell type (E, then I, then others), stable within a type.
+
+    Parameters
+    ----------
+    cell_types : array of str, shape (N,), or None
+    num_neurons : int, used when ``cell_types`` is None (identity order)
+
+    Returns
+    -------
+    order : (N,) int
+    """
+    if cell_types is None:
+        return np.arange(int(num_neurons))
+    cell_types = np.asarray(cell_types).astype(str)
+    rank = {"E": 0, "I": 1}
+    keys = np.array([rank.get(t, 2) for t in cell_types])
+    return np.lexsort((cell_types, keys))
+
+
+def _type_boundaries(sorted_types):
+    """Positions between runs of equal cell types (for block separators)."""
+    sorted_types = np.asarray(sorted_types).astype(str)
+    return [k for k in range(1, len(sorted_types)) if sorted_types[k] != sorted_types[k - 1]]
+
+
+def plot_raster(spins, *, neuron_ids=None, cell_types=None, states=None, bin_size=None,
+                time_units=None, max_bins=600, start=0):
+    """Raster excerpt: active bins (s = +1) as ticks, neurons ordered by cell type.
+
+    Parameters
+    ----------
+    spins : (num_bins, N) array in {−1, +1}
+    states : (num_bins,) array of str or None — drawn as a coloured strip above the raster
+    bin_size, time_units : the time axis is ``bin index × bin_size`` in ``time_units``
+    max_bins, start : the excerpt shown is ``spins[start:start + max_bins]``
+    """
+    spins = np.asarray(spins)
+    num_bins, num_neurons = spins.shape
+    stop = min(num_bins, start + max_bins)
+    excerpt = spins[start:stop]
+    order = cell_type_order(cell_types, num_neurons)
+    scale = float(bin_size) if bin_size else 1.0
+    times = (np.arange(start, stop) + 0.5) * scale
+    fig = _figure(10, 0.6 + 0.09 * num_neurons + (0.4 if states is not None else 0))
+    if states is not None:
+        ax_state, ax = fig.subplots(2, 1, sharex=True,
+                                    gridspec_kw={"height_ratios": [1, max(4, num_neurons / 4)]})
+        _draw_state_strip(ax_state, np.asarray(states)[start:stop], times, scale)
+    else:
+        ax = fig.subplots()
+    for row, neuron in enumerate(order):
+        active = excerpt[:, neuron] > 0
+        color = _type_color(cell_types[neuron]) if cell_types is not None else "k"
+        ax.vlines(times[active], row + 0.1, row + 0.9, color=color, linewidth=0.8)
+    ax.set_ylim(0, num_neurons)
+    ax.set_xlim(times[0] - 0.5 * scale, times[-1] + 0.5 * scale)
+    ax.invert_yaxis()
+    ax.set_xlabel(_time_label(time_units if bin_size else None))
+    ax.set_ylabel("neuron (ordered by cell type)")
+    if num_neurons <= 40 and neuron_ids is not None:
+        ax.set_yticks(np.arange(num_neurons) + 0.5)
+        ax.set_yticklabels(np.asarray(neuron_ids).astype(str)[order], fontsize=6)
+    if cell_types is not None:
+        for boundary in _type_boundaries(np.asarray(cell_types)[order]):
+            ax.axhline(boundary, color="0.5", linewidth=0.6)
+        _cell_type_legend(ax, cell_types)
+    ax.set_title(f"Raster excerpt: bins {start}–{stop - 1} of {num_bins} (ticks: spike in bin)")
+    return fig
+
+
+def _draw_state_strip(ax, states, times, scale):
+    names = list(dict.fromkeys(states.tolist()))
+    colors = {name: _STATE_COLORS[k % len(_STATE_COLORS)] for k, name in enumerate(names)}
+    for name in names:
+        mask = states == name
+        ax.bar(times[mask], np.ones(mask.sum()), width=scale, color=colors[name], label=name,
+               linewidth=0)
+    ax.set_yticks([])
+    ax.set_ylabel("state", rotation=0, ha="right", va="center")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.3), fontsize=7, frameon=False)
+
+
+def _cell_type_legend(ax, cell_types):
+    from matplotlib.lines import Line2D
+
+    types = list(dict.fromkeys(np.asarray(cell_types).astype(str).tolist()))
+    handles = [Line2D([], [], color=_type_color(t), linewidth=3, label=t) for t in types]
+    ax.legend(handles=handles, title="cell type", loc="upper left", bbox_to_anchor=(1.0, 1.0),
+              fontsize=7, title_fontsize=7, frameon=False)
+
+
+def plot_firing_rates(firing_probability, *, neuron_ids=None, cell_types=None, threshold=0.05,
+                      flagged=None, bin_size=None, time_units=None):
+    """Firing probability per neuron (fraction of bins with a spike), with the 5% rule.
+
+    ``flagged`` (N,) bool marks neurons the diagnostics flagged (hatched bars). When
+    ``bin_size`` is given a second axis shows the rate in spikes per ``time_units`` (a lower
+    bound: a bin counts one spike however many it holds).
+    """
+    p = np.asarray(firing_probability, dtype=float)
+    num_neurons = p.size
+    order = cell_type_order(cell_types, num_neurons)
+    colors = [_type_color(cell_types[k]) if cell_types is not None else "0.4" for k in order]
+    fig = _figure(10, 3.2)
+    ax = fig.subplots()
+    bars = ax.bar(np.arange(num_neurons), p[order], color=colors)
+    if flagged is not None:
+        flagged = np.asarray(flagged, dtype=bool)
+        for bar, neuron in zip(bars, order, strict=True):
+            if flagged[neuron]:
+                bar.set_hatch("///")
+                bar.set_edgecolor("k")
+    if threshold is not None:
+        ax.axhline(threshold, color="k", linestyle="--", linewidth=1,
+                   label=f"{threshold:.0%} firing rule")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_yscale("log")
+    ax.set_xlabel("neuron (ordered by cell type)" + ("; hatched = flagged" if flagged is not None
+                                                      else ""))
+    ax.set_ylabel("firing probability\n(fraction of bins)")
+    if neuron_ids is not None and num_neurons <= 60:
+        ax.set_xticks(np.arange(num_neurons))
+        ax.set_xticklabels(np.asarray(neuron_ids).astype(str)[order], rotation=90, fontsize=6)
+    if bin_size:
+        unit = time_units or "s"
+        secondary = ax.secondary_yaxis("right", functions=(lambda q: q / bin_size,
+                                                           lambda r: r * bin_size))
+        secondary.set_ylabel(f"≥ rate (spikes / {unit})")
+    ax.set_title("Firing probability per neuron")
+    return fig
+
+
+def plot_states(state_names, bin_counts, *, bin_size=None, time_units=None):
+    """Time spent in each state (number of bins, and duration when the bin size is known)."""
+    names = [str(n) for n in state_names]
+    counts = np.asarray(bin_counts, dtype=float)
+    fig = _figure(5, 2.6)
+    ax = fig.subplots()
+    ax.barh(names, counts, color=[_STATE_COLORS[k % len(_STATE_COLORS)] for k in range(len(names))])
+    ax.set_xlabel("number of bins")
+    ax.set_ylabel("state")
+    if bin_size:
+        unit = time_units or "s"
+        secondary = ax.secondary_xaxis("top", functions=(lambda b: b * bin_size,
+                                                         lambda t: t / bin_size))
+        secondary.set_xlabel(f"duration ({unit})")
+    return fig
+
+
+def plot_rank_trace(draws, names, *, rhat=None, ess_bulk=None, num_rank_bins=20):
+    """Trace and rank plots of a few parameters (the worst converged ones).
+
+    Parameters
+    ----------
+    draws : (P, chain, draw) array — the draws of the P parameters to show
+    names : P labels
+    rhat, ess_bulk : optional (P,) values printed in each row's title
+
+    Each row: left, the trace of every chain (value vs draw index); right, the rank histogram
+    per chain (ranks of all draws pooled, split by chain; a well-mixed run gives flat
+    histograms at the dashed line = draws per chain / number of rank bins).
+    """
+    draws = np.asarray(draws, dtype=float)
+    num_params, num_chains, num_draws = draws.shape
+    fig = _figure(10, 0.4 + 1.7 * num_params)
+    axes = np.atleast_2d(fig.subplots(num_params, 2, squeeze=False))
+    colors = [f"C{c % 10}" for c in range(num_chains)]
+    for p in range(num_params):
+        ax_trace, ax_rank = axes[p]
+        flat = draws[p].reshape(-1)
+        ranks = np.argsort(np.argsort(flat, kind="stable"), kind="stable").reshape(
+            num_chains, num_draws)
+        edges = np.linspace(0, flat.size, num_rank_bins + 1)
+        for c in range(num_chains):
+            ax_trace.plot(np.arange(num_draws), draws[p, c], color=colors[c], linewidth=0.6,
+                          alpha=0.8)
+            counts, _ = np.histogram(ranks[c], bins=edges)
+            ax_rank.step(np.arange(num_rank_bins + 1),
+                         np.append(counts, counts[-1]), where="post", color=colors[c],
+                         linewidth=1)
+        ax_rank.axhline(num_draws / num_rank_bins, color="k", linestyle="--", linewidth=0.8)
+        title = names[p]
+        extras = []
+        if rhat is not None:
+            extras.append(f"R-hat {rhat[p]:.3f}")
+        if ess_bulk is not None:
+            extras.append(f"bulk ESS {ess_bulk[p]:.0f}")
+        if extras:
+            title += " (" + ", ".join(extras) + ")"
+        ax_trace.set_title(title, fontsize=8, loc="left")
+        ax_trace.set_ylabel("value\n(dimensionless)", fontsize=7)
+        ax_rank.set_ylabel("draws per\nrank bin", fontsize=7)
+        ax_trace.set_xlabel("draw (after warmup)", fontsize=7)
+        ax_rank.set_xlabel(f"rank bin (of {num_rank_bins}, pooled chains)", fontsize=7)
+        ax_rank.set_ylim(bottom=0)
+    return fig
+
+
+def plot_coupling_matrix(J_mean, significant, *, neuron_ids=None, cell_types=None,
+                         interval=0.9):
+    """Posterior mean of J (left) and the same with non-significant couplings blanked (right).
+
+    Parameters
+    ----------
+    J_mean : (N, N) symmetric, zero diagonal
+    significant : (N, N) bool — the ``interval`` credible interval excludes 0
+    Neurons are ordered by cell type (E, then I); thin lines separate the blocks.
+    """
+    J_mean = np.asarray(J_mean, dtype=float)
+    significant = np.asarray(significant, dtype=bool)
+    num_neurons = J_mean.shape[0]
+    order = cell_type_order(cell_types, num_neurons)
+    ordered = J_mean[np.ix_(order, order)]
+    mask = significant[np.ix_(order, order)]
+    limit = float(np.nanmax(np.abs(ordered))) if ordered.size else 1.0
+    limit = limit if limit > 0 else 1.0
+    norm = TwoSlopeNorm(vmin=-limit, vcenter=0.0, vmax=limit)
+    fig = _figure(11, 5.0)
+    axes = fig.subplots(1, 2)
+    titles = ["posterior mean of J_ij",
+              f"significant only ({interval:.0%} interval excludes 0): "
+              f"{int(np.triu(mask, 1).sum())} of {num_neurons * (num_neurons - 1) // 2} pairs"]
+    image = None
+    for ax, values, title in zip(axes, [ordered, np.where(mask, ordered, np.nan)], titles,
+                                 strict=True):
+        image = ax.imshow(values, cmap="RdBu_r", norm=norm, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("neuron j (ordered by cell type)")
+        ax.set_ylabel("neuron i (ordered by cell type)")
+        if cell_types is not None:
+            sorted_types = np.asarray(cell_types).astype(str)[order]
+            for boundary in _type_boundaries(sorted_types):
+                ax.axhline(boundary - 0.5, color="k", linewidth=0.8)
+                ax.axvline(boundary - 0.5, color="k", linewidth=0.8)
+            _type_ticks(ax, sorted_types)
+        elif neuron_ids is not None and num_neurons <= 30:
+            ids = np.asarray(neuron_ids).astype(str)[order]
+            ax.set_xticks(range(num_neurons), ids, rotation=90, fontsize=6)
+            ax.set_yticks(range(num_neurons), ids, fontsize=6)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="J_ij (dimensionless, units of k_B T)")
+    return fig
+
+
+def _type_ticks(ax, sorted_types):
+    """Put one tick per cell-type block, at its centre, labelled with the type."""
+    starts = [0] + _type_boundaries(sorted_types)
+    stops = starts[1:] + [len(sorted_types)]
+    centres = [(a + b - 1) / 2 for a, b in zip(starts, stops, strict=True)]
+    labels = [f"{sorted_types[a]} ({b - a})" for a, b in zip(starts, stops, strict=True)]
+    ax.set_xticks(centres, labels, fontsize=8)
+    ax.set_yticks(centres, labels, fontsize=8)
+
+
+def plot_synchrony_distribution(observed, *, predicted=None, lower=None, upper=None,
+                                independent=None, interval=0.9, title=None, label="pairwise",
+                                ax=None):
+    """P(K): probability that K neurons are active in a bin, data vs model(s), log scale.
+
+    Parameters
+    ----------
+    observed : (N+1,) empirical P(K)
+    predicted, lower, upper : (N+1,) posterior-predictive median and interval of P(K)
+    independent : (N+1,) P(K) of the independent model (J = 0)
+    """
+    observed = np.asarray(observed, dtype=float)
+    k = np.arange(observed.size)
+    fig = None
+    if ax is None:
+        fig = _figure(6, 3.8)
+        ax = fig.subplots()
+    floor = _positive_floor(observed, predicted, lower, independent)
+    if lower is not None and upper is not None:
+        ax.fill_between(k, np.maximum(lower, floor), np.maximum(upper, floor), color="C0",
+                        alpha=0.3, step=None, label=f"{label} model, {interval:.0%} band")
+    if predicted is not None:
+        ax.plot(k, np.maximum(predicted, floor), color="C0", label=f"{label} model")
+    if independent is not None:
+        ax.plot(k, np.maximum(independent, floor), color="C2", linestyle="--",
+                label="independent model")
+    shown = observed > 0
+    ax.plot(k[shown], observed[shown], "ko", markersize=3, label="data")
+    ax.set_yscale("log")
+    ax.set_xlabel("K (number of neurons active in a bin)")
+    ax.set_ylabel("P(K) (fraction of bins)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "Synchrony distribution P(K)", fontsize=9)
+    return fig if fig is not None else ax.figure
+
+
+def _positive_floor(*arrays):
+    positives = [np.asarray(a, dtype=float)[np.asarray(a) > 0] for a in arrays if a is not None]
+    positives = [p for p in positives if p.size]
+    if not positives:
+        return 1e-12
+    return 0.3 * min(float(p.min()) for p in positives)
+
+
+def plot_pattern_frequencies(observed, predicted, *, lower=None, upper=None, num_bins=None,
+                             label="pairwise model"):
+    """Observed vs predicted pattern probability, log–log (each point one spike pattern).
+
+    The dashed lines show the ±2 standard-error band of a probability estimated from
+    ``num_bins`` bins (binomial), so points inside it agree within sampling noise.
+    """
+    observed = np.asarray(observed, dtype=float)
+    predicted = np.asarray(predicted, dtype=float)
+    fig = _figure(5, 4.6)
+    ax = fig.subplots()
+    if lower is not None and upper is not None:
+        err = np.vstack([predicted - np.asarray(lower), np.asarray(upper) - predicted])
+        ax.errorbar(observed, predicted, yerr=np.clip(err, 0, None), fmt="o", markersize=3,
+                    color="C0", ecolor="C0", alpha=0.7, elinewidth=0.6, label=label)
+    else:
+        ax.plot(observed, predicted, "o", markersize=3, color="C0", alpha=0.7, label=label)
+    positive = np.concatenate([observed[observed > 0], predicted[predicted > 0]])
+    low = float(positive.min()) * 0.5 if positive.size else 1e-6
+    high = min(1.0, float(positive.max()) * 2) if positive.size else 1.0
+    grid = np.geomspace(low, high, 100)
+    ax.plot(grid, grid, color="k", linewidth=0.8, label="equality")
+    if num_bins:
+        spread = 2 * np.sqrt(grid * (1 - grid) / num_bins)
+        ax.plot(grid, grid + spread, "k--", linewidth=0.6, label="±2 s.e. of the data")
+        ax.plot(grid, np.clip(grid - spread, low, None), "k--", linewidth=0.6)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_xlabel("observed pattern probability (fraction of bins)")
+    ax.set_ylabel("predicted pattern probability")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Pattern frequencies", fontsize=9)
+    return fig
+
+
+def plot_information(entries):
+    """Entropies and the multi-information ratio I2/IN for one or more fits.
+
+    Parameters
+    ----------
+    entries : list of dicts with keys ``label``, ``S1``, ``S2``, ``SN`` (nats; S2 may be a dict
+        with ``median``/``lower``/``upper``) and ``ratio`` (dict ``median``/``lower``/``upper``).
+    """
+    fig = _figure(10, 3.4)
+    ax_s, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    labels = [e["label"] for e in entries]
+    x = np.arange(len(entries))
+    width = 0.26
+    for offset, key, color in [(-width, "S1", "C2"), (0.0, "S2", "C0"), (width, "SN", "0.3")]:
+        values = [_centre(e.get(key)) for e in entries]
+        errs = [_error(e.get(key)) for e in entries]
+        errs = np.array(errs).T if any(np.any(np.asarray(er) > 0) for er in errs) else None
+        names = {"S1": "S1 independent", "S2": "S2 pairwise", "SN": "SN data (plug-in, corrected)"}
+        ax_s.bar(x + offset, values, width, yerr=errs, color=color, label=names[key],
+                 capsize=2)
+    ax_s.set_xticks(x, labels, fontsize=8)
+    ax_s.set_ylabel("entropy (nats per bin)")
+    ax_s.legend(fontsize=7)
+    ax_s.set_title("Entropies", fontsize=9)
+    for k, entry in enumerate(entries):
+        ratio = entry.get("ratio") or {}
+        centre = _centre(ratio)
+        if centre is None or not np.isfinite(centre):
+            continue
+        err = np.array(_error(ratio)).reshape(2, 1)
+        ax_r.errorbar([k], [centre], yerr=err, fmt="o", color="C0", capsize=3)
+    ax_r.axhline(1.0, color="k", linewidth=0.6, linestyle=":")
+    ax_r.set_xticks(x, labels, fontsize=8)
+    ax_r.set_xlim(-0.6, len(entries) - 0.4)
+    ax_r.set_ylabel("I2 / IN (fraction of\nmulti-information)")
+    ax_r.set_title("Multi-information captured by pairs", fontsize=9)
+    return fig
+
+
+def _centre(value):
+    if value is None:
+        return np.nan
+    if isinstance(value, dict):
+        for key in ("median", "mean", "value", "estimate"):
+            if value.get(key) is not None:
+                return float(value[key])
+        return np.nan
+    return float(value)
+
+
+def _error(value):
+    if isinstance(value, dict) and value.get("lower") is not None:
+        centre = _centre(value)
+        return [max(centre - float(value["lower"]), 0.0), max(float(value["upper"]) - centre, 0.0)]
+    return [0.0, 0.0]
+
+
+def plot_interval_comparison(labels, median, lower, upper, *, xlabel, title=None,
+                             reference=None, colors=None):
+    """Horizontal forest plot: one row per label, point with its interval."""
+    median = np.asarray(median, dtype=float)
+    rows = np.arange(len(labels))
+    fig = _figure(6.5, 0.8 + 0.35 * len(labels))
+    ax = fig.subplots()
+    err = np.vstack([median - np.asarray(lower, float), np.asarray(upper, float) - median])
+    for row in rows:
+        ax.errorbar([median[row]], [row], xerr=np.clip(err[:, [row]], 0, None), fmt="o",
+                    color=(colors[row] if colors else "C0"), capsize=3)
+    if reference is not None:
+        ax.axvline(reference, color="k", linewidth=0.6, linestyle=":")
+    ax.set_yticks(rows, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("comparison")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def plot_state_comparison(states, blocks, *, quantity="coupling", interval=0.9):
+    """Mean coupling (or correlation) per cell-type block and state, with intervals.
+
+    Parameters
+    ----------
+    states : list of state names (x positions)
+    blocks : dict block -> dict with ``median``, ``lower``, ``upper`` lists (one per state)
+    quantity : "coupling" (J, dimensionless) or "correlation" (connected C_ij, dimensionless)
+    """
+    fig = _figure(6.5, 3.6)
+    ax = fig.subplots()
+    x = np.arange(len(states))
+    block_colors = {"E-E": CELL_TYPE_COLORS["E"], "I-I": CELL_TYPE_COLORS["I"], "E-I": "#7d3c98"}
+    spread = np.linspace(-0.15, 0.15, max(len(blocks), 1))
+    for offset, (block, values) in zip(spread, blocks.items(), strict=False):
+        med = np.asarray(values["median"], dtype=float)
+        err = np.vstack([med - np.asarray(values["lower"], float),
+                         np.asarray(values["upper"], float) - med])
+        ax.errorbar(x + offset, med, yerr=np.clip(err, 0, None), fmt="o-",
+                    color=block_colors.get(block, _OTHER_COLOR), capsize=3, label=block)
+    ax.axhline(0, color="k", linewidth=0.5)
+    ax.set_xticks(x, states)
+    ax.set_xlabel("state")
+    if quantity == "coupling":
+        ax.set_ylabel("mean J within block\n(dimensionless, k_B T)")
+    else:
+        ax.set_ylabel("mean connected correlation\nC_ij (dimensionless)")
+    ax.legend(title=f"block ({interval:.0%} interval)", fontsize=7, title_fontsize=7)
+    ax.set_title(f"Mean {quantity} per block across states", fontsize=9)
+    return fig
+
+
+def plot_thermodynamics(temperature, heat_capacity, entropy, *, peak=None, shuffled=None,
+                        interval=0.9, num_neurons=None):
+    """C(T)/N and S(T)/N with posterior bands, the peak T*, and the shuffled-data control.
+
+    Parameters
+    ----------
+    temperature : (K,) grid (T = 1 is the fitted model)
+    heat_capacity, entropy : dicts with ``median``, ``lower``, ``upper`` lists of length K
+        (per neuron: C/N = Var_T(E)/(N T²) in units of k_B; S/N in nats)
+    peak : dict with ``temperature`` {median, lower, upper}
+    shuffled : dict with ``heat_capacity`` (and optionally ``entropy``), same layout, for the
+        model fitted to shuffled data (correlations destroyed)
+    """
+    temperature = np.asarray(temperature, dtype=float)
+    fig = _figure(11, 3.8)
+    ax_c, ax_s = fig.subplots(1, 2)
+    for ax, curve, key, ylabel in [
+        (ax_c, heat_capacity, "heat_capacity", "heat capacity C(T)/N\n(k_B per neuron)"),
+        (ax_s, entropy, "entropy", "entropy S(T)/N\n(nats per neuron)"),
+    ]:
+        if curve is not None:
+            _band(ax, temperature, curve, "C0", f"fitted model ({interval:.0%} band)")
+        if shuffled is not None and shuffled.get(key) is not None:
+            shuffled_t = np.asarray(shuffled.get("temperature", temperature), dtype=float)
+            _band(ax, shuffled_t, shuffled[key], "0.5", "shuffled-data control", linestyle="--")
+        ax.axvline(1.0, color="k", linewidth=0.6, linestyle=":", label="T = 1 (data)")
+        ax.set_xlabel("temperature T (relative to the fitted model)")
+        ax.set_ylabel(ylabel)
+    if peak is not None and peak.get("temperature") is not None:
+        t_peak = peak["temperature"]
+        ax_c.axvspan(float(t_peak["lower"]), float(t_peak["upper"]), color="C1", alpha=0.2,
+                     label=f"T* = {float(t_peak['median']):.2f} "
+                           f"[{float(t_peak['lower']):.2f}, {float(t_peak['upper']):.2f}]")
+    if num_neurons:
+        ax_s.axhline(np.log(2), color="C3", linewidth=0.6, linestyle="--",
+                     label="log 2 (T → ∞)")
+    ax_c.legend(fontsize=7)
+    ax_s.legend(fontsize=7, loc="lower right")
+    ax_c.set_title("Heat capacity per neuron", fontsize=9)
+    ax_s.set_title("Entropy per neuron", fontsize=9)
+    return fig
+
+
+def _band(ax, x, curve, color, label, linestyle="-"):
+    median = np.asarray(curve["median"], dtype=float)
+    if curve.get("lower") is not None and curve.get("upper") is not None:
+        ax.fill_between(x, np.asarray(curve["lower"], float), np.asarray(curve["upper"], float),
+                        color=color, alpha=0.25)
+    ax.plot(x, median, color=color, linestyle=linestyle, label=label)
+
+
+def plot_mle_vs_bayes(kind, mle, mle_lower, mle_upper, bayes, bayes_lower, bayes_upper):
+    """Point estimates (left) and interval widths (right), MLE + adaptive Metropolis vs NUTS.
+
+    Parameters
+    ----------
+    kind : (P,) array of "h" or "J" per parameter
+    mle, mle_lower, mle_upper : (P,) MLE and its adaptive-Metropolis interval
+    bayes, bayes_lower, bayes_upper : (P,) posterior mean and NUTS credible interval
+    """
+    kind = np.asarray(kind).astype(str)
+    values = {name: np.asarray(v, dtype=float) for name, v in [
+        ("mle", mle), ("mle_lower", mle_lower), ("mle_upper", mle_upper), ("bayes", bayes),
+        ("bayes_lower", bayes_lower), ("bayes_upper", bayes_upper)]}
+    fig = _figure(11, 4.2)
+    ax_point, ax_width = fig.subplots(1, 2)
+    for name, color in [("h", "C1"), ("J", "C0")]:
+        sel = kind == name
+        if not sel.any():
+            continue
+        ax_point.plot(values["bayes"][sel], values["mle"][sel], "o", markersize=3, alpha=0.6,
+                      color=color, label=f"{name} ({int(sel.sum())})")
+        width_mle = values["mle_upper"][sel] - values["mle_lower"][sel]
+        width_bayes = values["bayes_upper"][sel] - values["bayes_lower"][sel]
+        ax_width.plot(width_bayes, width_mle, "o", markersize=3, alpha=0.6, color=color,
+                      label=name)
+    for ax in (ax_point, ax_width):
+        finite = np.concatenate([np.asarray(line.get_xydata()).ravel() for line in ax.lines]
+                                ) if ax.lines else np.array([0.0, 1.0])
+        finite = finite[np.isfinite(finite)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        ax.plot([low, high], [low, high], color="k", linewidth=0.8, label="equality")
+        ax.legend(fontsize=7)
+    ax_point.set_xlabel("posterior mean, NUTS (dimensionless)")
+    ax_point.set_ylabel("MLE (dimensionless)")
+    ax_point.set_title("Point estimates", fontsize=9)
+    ax_width.set_xlabel("NUTS credible-interval width (dimensionless)")
+    ax_width.set_ylabel("adaptive-Metropolis interval width")
+    ax_width.set_title("Interval widths", fontsize=9)
+    return fig
+
+
+def plot_reliability(firing_probability, max_rhat, contraction, flagged, *, cell_types=None,
+                     threshold=0.05):
+    """Per-neuron diagnostics against firing probability: worst R-hat and posterior contraction.
+
+    Flagged neurons are drawn as open red circles; the dashed line is the 5% firing rule.
+    """
+    p = np.asarray(firing_probability, dtype=float)
+    flagged = np.asarray(flagged, dtype=bool)
+    fig = _figure(10, 3.4)
+    ax_r, ax_c = fig.subplots(1, 2)
+    colors = [_type_color(t) for t in cell_types] if cell_types is not None else ["0.3"] * p.size
+    for ax, values, ylabel in [(ax_r, max_rhat, "worst R-hat of the neuron's\nparameters"),
+                               (ax_c, contraction, "median posterior contraction\n"
+                                                   "1 − Var_post/Var_prior")]:
+        values = np.asarray(values, dtype=float)
+        ax.scatter(p, values, c=colors, s=14)
+        ax.scatter(p[flagged], values[flagged], s=60, facecolors="none", edgecolors="r",
+                   label="flagged")
+        if threshold is not None:
+            ax.axvline(threshold, color="k", linestyle="--", linewidth=0.8,
+                       label=f"{threshold:.0%} rule")
+        ax.set_xscale("log")
+        ax.set_xlabel("firing probability (fraction of bins)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    ax_r.axhline(1.01, color="C1", linewidth=0.8, linestyle=":")
+    return fig

@@ -1,0 +1,835 @@
+r"""Thermodynamics of a fitted Ising model: energy, heat capacity, entropy, the peak.
+
+The fitted energy :math:`E(s) = -\sum_i h_i s_i - \sum_{i<j} J_{ij} s_i s_j` (each pair once) is
+scaled by a temperature T,
+
+.. math:: P_T(s) = e^{-E(s)/T} / Z(T), \qquad \beta = 1/T,
+
+so T = 1 is the fitted model. Reported per neuron (N neurons, entropies in nats):
+
+* energy :math:`\langle E\rangle_T / N`;
+* heat capacity :math:`C(T)/N = \mathrm{Var}_T(E) / (N T^2)`;
+* entropy :math:`S(T)/N` by thermodynamic integration from :math:`S(\infty) = N \log 2`:
+  with :math:`S(\beta) = \log Z(\beta) + \beta\langle E\rangle_\beta`,
+  :math:`d\log Z/d\beta = -\langle E\rangle_\beta` and :math:`\log Z(0) = N\log 2`,
+
+  .. math::
+
+      S(\beta) = N\log 2 - \int_0^\beta \langle E\rangle_{\beta'}\, d\beta'
+                 + \beta \langle E\rangle_\beta .
+
+  **Integration grid and rule.** The β grid is 0 (T = ∞, where :math:`\langle E\rangle_0 = 0`
+  and :math:`\mathrm{Var}_0(E) = \sum_i h_i^2 + \sum_{i<j} J_{ij}^2` are known in closed form,
+  since every term of E has mean zero over uniform spins), a uniform grid of ``num_grid`` steps
+  on :math:`(0, \beta_{\max}]` with :math:`\beta_{\max} = 1/\min T` (grid points closer than
+  half a step to a requested temperature are dropped) and the requested :math:`\beta = 1/T`
+  themselves (so no gap exceeds 1.5 steps). Each interval :math:`[a, b]` is integrated with
+  the endpoint-corrected trapezoid (cubic Hermite) rule, which uses the derivative
+  :math:`d\langle E\rangle/d\beta = -\mathrm{Var}_\beta(E)` that we estimate anyway:
+
+  .. math::
+
+      \int_a^b \langle E\rangle\, d\beta \approx \tfrac{b-a}{2}\big(\langle E\rangle_a
+      + \langle E\rangle_b\big) + \tfrac{(b-a)^2}{12}\big(\mathrm{Var}_b - \mathrm{Var}_a\big),
+
+  with error :math:`O((b-a)^5)` per interval (fourth order overall). In exact mode the result
+  is checked against :math:`S = \log Z(\beta) + \beta \langle E\rangle_\beta` computed
+  directly, and the largest difference is reported (``entropy_integration_error``).
+
+* the peak of C(T)/N inside the requested range: the grid maximum refined by the parabola
+  through it and its two neighbours (at an end of the range the end is reported and flagged).
+
+Exact enumeration (:func:`bayes_ising.ising.exact_energy_moments`) for small N; otherwise the
+JAX Gibbs sampler (:mod:`bayes_ising.gibbs`), all temperatures of the grid in one vectorised
+run, with replica exchange across the ladder by default. The energy's integrated
+autocorrelation time (multi-chain, so chains stuck in different modes count) is reported per
+temperature, and a run shorter than ``min_sweeps_per_tau`` autocorrelation times is refused
+(:class:`RunTooShortError`) or warned about (:class:`AutocorrelationWarning`).
+
+Posterior bands repeat everything over posterior draws and report the median and a central
+interval of each curve, of T* and of C_max. A peak near T = 1 can arise from subsampling,
+shared input or the inference itself, not only from criticality (:data:`CRITICALITY_CAVEAT`);
+the shuffled-data control (:func:`shuffled_control`) and C_max versus the number of neurons
+(:func:`peak_versus_subsample`) help to read it.
+
+References
+----------
+Tkačik et al. (2015), PNAS 112, 11508 (thermodynamics of retinal codes, C(T) peak near T = 1).
+Zanoci, Dehghani & Tegmark (2019), Phys. Rev. E 99, 032408.
+Sokal (1997), Monte Carlo methods in statistical mechanics (integrated autocorrelation time).
+Vehtari et al. (2021), Bayesian Analysis 16, 667 (multi-chain effective sample size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import ising
+from .errors import BayesIsingError, DataError, Float64Error
+
+__all__ = [
+    "CRITICALITY_CAVEAT",
+    "AUTO_EXACT_MAX_NEURONS",
+    "ThermoResult",
+    "TemperatureError",
+    "RunTooShortError",
+    "AutocorrelationWarning",
+    "parse_temperatures",
+    "integration_grid",
+    "thermodynamics",
+    "exact_thermodynamics",
+    "sampled_thermodynamics",
+    "independent_thermodynamics",
+    "posterior_parameters",
+    "posterior_thermodynamics",
+    "shuffle_bins",
+    "shuffled_control",
+    "peak_versus_subsample",
+    "autocorrelation_time",
+]
+
+#: Printed with every thermodynamic result.
+CRITICALITY_CAVEAT = (
+    "a peak near T = 1 can arise from subsampling, shared input or the inference itself, "
+    "not only from criticality"
+)
+
+#: ``method="auto"`` enumerates up to this many neurons (2^20 states per temperature and
+#: posterior draw), and samples above it.
+AUTO_EXACT_MAX_NEURONS = 20
+
+#: Sokal's rule of thumb: an autocorrelation time is only estimated reliably, and a mean or
+#: variance has a usable MCSE, when the run is at least ~50 autocorrelation times long.
+MIN_SWEEPS_PER_TAU = 50.0
+
+
+class TemperatureError(BayesIsingError):
+    """A temperature specification that cannot be used (not positive, badly formed, ...)."""
+
+
+class RunTooShortError(BayesIsingError):
+    """A Gibbs run shorter than the energy's autocorrelation time allows to trust."""
+
+
+class AutocorrelationWarning(UserWarning):
+    """A Gibbs run too short for the energy's autocorrelation time (estimates unreliable)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Temperatures and the integration grid
+# --------------------------------------------------------------------------------------------
+
+
+def parse_temperatures(text):
+    """Parse ``"start:stop:count"`` (inclusive, evenly spaced), ``"T1,T2,..."`` or ``"T"``.
+
+    Returns a sorted float64 array of distinct positive temperatures.
+
+    Raises
+    ------
+    TemperatureError
+        Badly formed text, count < 2, stop ≤ start, non-positive or non-finite temperatures.
+    """
+    text = str(text).strip()
+    if not text:
+        raise TemperatureError("--temperatures is empty; expected START:STOP:COUNT, e.g. 0.5:3:26")
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) != 3:
+            raise TemperatureError(
+                f"--temperatures {text!r}: expected START:STOP:COUNT (three fields), e.g. 0.5:3:26"
+            )
+        try:
+            start, stop = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise TemperatureError(
+                f"--temperatures {text!r}: START and STOP must be numbers"
+            ) from None
+        try:
+            count = int(parts[2])
+        except ValueError:
+            raise TemperatureError(
+                f"--temperatures {text!r}: COUNT must be an integer, got {parts[2]!r}"
+            ) from None
+        if count < 2:
+            raise TemperatureError(f"--temperatures {text!r}: COUNT must be at least 2")
+        if not (np.isfinite(start) and np.isfinite(stop)) or stop <= start:
+            raise TemperatureError(f"--temperatures {text!r}: need finite STOP > START")
+        values = np.linspace(start, stop, count)
+    else:
+        try:
+            values = np.array([float(v) for v in text.split(",")], dtype=np.float64)
+        except ValueError:
+            raise TemperatureError(
+                f"--temperatures {text!r}: expected START:STOP:COUNT or comma-separated numbers"
+            ) from None
+    return _check_temperatures(values, what=f"--temperatures {text!r}: temperatures")
+
+
+def _check_temperatures(temperatures, what="temperatures"):
+    values = np.atleast_1d(np.asarray(temperatures, dtype=np.float64))
+    if values.ndim != 1 or values.size == 0:
+        raise TemperatureError(f"{what} must be a non-empty 1-D list, got {values.shape}")
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise TemperatureError(f"{what} must be finite and positive, got min {values.min()}")
+    values = np.unique(values)  # sorted, distinct
+    return values
+
+
+def integration_grid(temperatures, num_grid=64, extra_temperatures=()):
+    r"""The β grid of the thermodynamic integration, from 0 to :math:`1/\min T`.
+
+    β = 0, then ``num_grid`` uniform steps on :math:`(0, \beta_{\max}]` except those within
+    half a step of a requested β, then the requested β = 1/T (and ``extra_temperatures``).
+
+    Returns
+    -------
+    betas : (G,) float64, sorted, ``betas[0] == 0``
+    index : (K,) int, positions of the requested temperatures in ``betas``
+    """
+    temperatures = _check_temperatures(temperatures)
+    targets = 1.0 / temperatures
+    extra = 1.0 / _check_temperatures(extra_temperatures) if len(extra_temperatures) else []
+    beta_max = targets.max()
+    step = beta_max / int(num_grid)
+    uniform = step * np.arange(1, int(num_grid) + 1)
+    keep = np.min(np.abs(uniform[:, None] - targets[None, :]), axis=1) > 0.5 * step
+    betas = np.unique(np.concatenate([[0.0], uniform[keep], targets, np.asarray(extra)]))
+    index = np.searchsorted(betas, targets)
+    return betas, index
+
+
+def _entropy_weights(betas):
+    r"""Matrices with :math:`S(\beta_k) - N\log 2 = W_E \langle E\rangle + W_V \mathrm{Var}(E)`.
+
+    Over the grid ``betas`` (G,): the cumulative Hermite rule (see the module docstring) plus
+    :math:`\beta_k \langle E\rangle_k`. Returns ``(W_E, W_V)``, each (G, G).
+    """
+    betas = np.asarray(betas, dtype=np.float64)
+    size = betas.size
+    width = np.diff(betas)  # (G-1,)
+    per_mean = np.zeros((size - 1, size))
+    per_var = np.zeros((size - 1, size))
+    rows = np.arange(size - 1)
+    per_mean[rows, rows] = per_mean[rows, rows + 1] = width / 2
+    # ∫ f ≈ Δ/2 (f_a + f_b) + Δ²/12 (f'_a − f'_b) with f' = −Var.
+    per_var[rows, rows] = -(width**2) / 12
+    per_var[rows, rows + 1] = width**2 / 12
+    cum_mean = np.vstack([np.zeros((1, size)), np.cumsum(per_mean, axis=0)])
+    cum_var = np.vstack([np.zeros((1, size)), np.cumsum(per_var, axis=0)])
+    return np.diag(betas) - cum_mean, -cum_var
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ThermoResult:
+    r"""Thermodynamic curves of one or more models (posterior draws, shuffles, ...).
+
+    Attributes
+    ----------
+    temperatures : (K,) requested temperatures, sorted
+    energy_per_neuron, heat_capacity_per_neuron, entropy_per_neuron : (D, K)
+        :math:`\langle E\rangle_T/N`, :math:`\mathrm{Var}_T(E)/(N T^2)`, :math:`S(T)/N` (nats),
+        one row per model (posterior draw)
+    peak_temperature, peak_heat_capacity_per_neuron : (D,) T* and C_max/N per model
+    peak_at_edge : (D,) bool, the maximum is at an end of the requested range (T* is a bound)
+    method : "exact" or "gibbs"
+    num_neurons : N
+    mcse : dict of (D, K) Monte Carlo standard errors of the three curves (Gibbs) or None
+    autocorrelation_time : (D, K) energy autocorrelation time in sweeps (Gibbs) or None
+    entropy_integration_error : max |S_integrated − S_exact|/N over draws and temperatures
+        (exact mode) or None
+    settings : the settings used (grid, sampler), JSON-able
+    warnings : list of str
+    """
+
+    temperatures: np.ndarray
+    energy_per_neuron: np.ndarray
+    heat_capacity_per_neuron: np.ndarray
+    entropy_per_neuron: np.ndarray
+    peak_temperature: np.ndarray
+    peak_heat_capacity_per_neuron: np.ndarray
+    peak_at_edge: np.ndarray
+    method: str
+    num_neurons: int
+    mcse: dict | None = None
+    autocorrelation_time: np.ndarray | None = None
+    entropy_integration_error: float | None = None
+    settings: dict = dataclasses.field(default_factory=dict)
+    warnings: list = dataclasses.field(default_factory=list)
+
+    @property
+    def num_draws(self):
+        return int(self.energy_per_neuron.shape[0])
+
+    def to_dict(self, interval=0.9):
+        """The JSON layout of ``bayes-ising thermo``: medians and central intervals over draws."""
+        curves = {
+            name: _band(getattr(self, name), interval)
+            for name in ("energy_per_neuron", "heat_capacity_per_neuron", "entropy_per_neuron")
+        }
+        out = {
+            "temperature": self.temperatures,
+            **curves,
+            "peak": {
+                "temperature": _band(self.peak_temperature, interval, axis=0),
+                "heat_capacity_per_neuron": _band(
+                    self.peak_heat_capacity_per_neuron, interval, axis=0
+                ),
+                "fraction_at_edge": float(np.mean(self.peak_at_edge)),
+            },
+            "method": self.method,
+            "num_neurons": self.num_neurons,
+            "num_draws": self.num_draws,
+            "caveat": CRITICALITY_CAVEAT,
+        }
+        if self.autocorrelation_time is not None:
+            out["autocorrelation_time_sweeps"] = {
+                "median": np.median(self.autocorrelation_time, axis=0),
+                "max": np.max(self.autocorrelation_time, axis=0),
+            }
+        else:
+            out["autocorrelation_time_sweeps"] = None
+        if self.mcse is not None:
+            out["mcse_max_over_draws"] = {k: np.max(v, axis=0) for k, v in self.mcse.items()}
+        if self.entropy_integration_error is not None:
+            out["entropy_integration_error"] = self.entropy_integration_error
+        out["settings"] = self.settings
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+def _band(values, interval, axis=0):
+    values = np.asarray(values, dtype=np.float64)
+    tail = (1.0 - float(interval)) / 2
+    lower, median, upper = np.quantile(values, [tail, 0.5, 1.0 - tail], axis=axis)
+    out = {"median": median, "lower": lower, "upper": upper}
+    if values.ndim > 1:
+        out["interval"] = float(interval)
+    return out
+
+
+def _peaks(temperatures, heat_capacity, low, high):
+    """T* and C_max per row of ``heat_capacity`` (D, G) over ``temperatures`` (G,) in [low, high].
+
+    The grid maximum refined by the vertex of the parabola through it and its neighbours
+    (uneven spacing allowed); a maximum at an end of [low, high] is returned as is, flagged.
+    """
+    inside = (temperatures >= low * (1 - 1e-12)) & (temperatures <= high * (1 + 1e-12))
+    x = temperatures[inside]
+    order = np.argsort(x)
+    x = x[order]
+    y = np.asarray(heat_capacity)[:, inside][:, order]
+    best = np.argmax(y, axis=1)
+    at_edge = (best == 0) | (best == x.size - 1)
+    k = np.clip(best, 1, max(x.size - 2, 1))
+    rows = np.arange(y.shape[0])
+    peak_t = x[best].astype(np.float64)
+    peak_c = y[rows, best].astype(np.float64)
+    if x.size >= 3:
+        x0, x1, x2 = x[k - 1], x[k], x[k + 1]
+        y0, y1, y2 = y[rows, k - 1], y[rows, k], y[rows, k + 1]
+        denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
+        a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
+        b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / denom
+        c = (x1 * x2 * (x1 - x2) * y0 + x2 * x0 * (x2 - x0) * y1 + x0 * x1 * (x0 - x1) * y2) / denom
+        good = ~at_edge & (a < 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vertex_t = -b / (2 * a)
+            vertex_c = c - b**2 / (4 * a)
+        good &= (vertex_t >= x0) & (vertex_t <= x2)
+        peak_t = np.where(good, vertex_t, peak_t)
+        peak_c = np.where(good, np.maximum(vertex_c, peak_c), peak_c)
+    return peak_t, peak_c, at_edge
+
+
+def _assemble(temperatures, betas, index, mean_e, var_e, num_neurons, peak_low_high, *,
+              method, settings, mcse_mean=None, mcse_var=None, autocorrelation=None,
+              entropy_error=None, warning_list=()):
+    """Curves per neuron at the requested temperatures from grid moments (D, G)."""
+    mean_e = np.asarray(mean_e, dtype=np.float64)
+    var_e = np.asarray(var_e, dtype=np.float64)
+    weights_mean, weights_var = _entropy_weights(betas)
+    entropy = num_neurons * math.log(2.0) + mean_e @ weights_mean.T + var_e @ weights_var.T
+    grid_t = np.full(betas.shape, np.inf)
+    grid_t[1:] = 1.0 / betas[1:]
+    heat_grid = var_e * betas**2 / num_neurons  # Var/(N T²), 0 at β = 0
+    peak_t, peak_c, at_edge = _peaks(grid_t, heat_grid, *peak_low_high)
+    mcse = None
+    if mcse_mean is not None:
+        mcse_mean = np.asarray(mcse_mean, dtype=np.float64)
+        mcse_var = np.asarray(mcse_var, dtype=np.float64)
+        # Temperatures treated as independent (replica exchange correlates them somewhat).
+        mcse_entropy = np.sqrt(
+            mcse_mean**2 @ (weights_mean.T**2) + mcse_var**2 @ (weights_var.T**2)
+        )
+        mcse = {
+            "energy_per_neuron": mcse_mean[:, index] / num_neurons,
+            "heat_capacity_per_neuron": (mcse_var * betas**2)[:, index] / num_neurons,
+            "entropy_per_neuron": mcse_entropy[:, index] / num_neurons,
+        }
+    return ThermoResult(
+        temperatures=np.asarray(temperatures, dtype=np.float64),
+        energy_per_neuron=mean_e[:, index] / num_neurons,
+        heat_capacity_per_neuron=heat_grid[:, index],
+        entropy_per_neuron=entropy[:, index] / num_neurons,
+        peak_temperature=peak_t,
+        peak_heat_capacity_per_neuron=peak_c,
+        peak_at_edge=at_edge,
+        method=method,
+        num_neurons=int(num_neurons),
+        mcse=mcse,
+        autocorrelation_time=None if autocorrelation is None else autocorrelation[:, index],
+        entropy_integration_error=entropy_error,
+        settings=settings,
+        warnings=list(warning_list),
+    )
+
+
+def _as_batch(h, J):
+    h = np.asarray(h, dtype=np.float64)
+    J = np.asarray(J, dtype=np.float64)
+    if h.ndim == 1:
+        h, J = h[None], J[None]
+    if h.ndim != 2 or J.shape != (h.shape[0], h.shape[1], h.shape[1]):
+        raise ValueError(f"expected h (N,) / (D, N) and J (N, N) / (D, N, N); got {h.shape}, "
+                         f"{J.shape}")
+    if not np.allclose(J, np.swapaxes(J, -1, -2)) or np.any(np.diagonal(J, axis1=1, axis2=2)):
+        raise ValueError("J must be symmetric with zero diagonal (each pair once in E)")
+    return h, J
+
+
+def _uniform_moments(h, J):
+    """⟨E⟩ and Var(E) at β = 0 (uniform spins): 0 and Σ h² + Σ_{i<j} J² (D,)."""
+    var0 = np.sum(h**2, axis=-1) + 0.5 * np.sum(J**2, axis=(-2, -1))
+    return np.zeros_like(var0), var0
+
+
+# --------------------------------------------------------------------------------------------
+# Exact enumeration
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _exact_kernel(grid_betas, target_betas, batch_size):
+    """Jitted map over models of (⟨E⟩, Var E) on the grid and log Z at the targets.
+
+    Cached on the (hashable) grids so that repeated calls with the same temperatures reuse
+    the compiled code.
+    """
+    grid_temperatures = 1.0 / np.asarray(grid_betas)
+    targets = np.asarray(target_betas)
+
+    def one(params):
+        model_h, model_J = params
+        mean_e, var_e = ising.exact_energy_moments(model_h, model_J, grid_temperatures)
+        log_z = jax.vmap(lambda b: ising.log_partition(b * model_h, b * model_J))(targets)
+        return mean_e, var_e, log_z
+
+    return jax.jit(lambda h, J: jax.lax.map(one, (h, J), batch_size=batch_size))
+
+
+def exact_thermodynamics(h, J, temperatures, *, num_grid=64, peak_points=201, batch_size=4):
+    r"""Exact thermodynamics by enumeration of all :math:`2^N` states, for one or more models.
+
+    Parameters
+    ----------
+    h : (N,) or (D, N);  J : (N, N) or (D, N, N), symmetric, zero diagonal
+    temperatures : (K,) positive
+    num_grid : uniform β steps of the integration grid (module docstring)
+    peak_points : extra temperatures evenly spaced over the requested range, to place the peak
+        (exact evaluation is cheap; 0 uses only the requested temperatures)
+    batch_size : models evaluated together (``jax.lax.map``; memory ∝ batch × 2^N)
+
+    Returns
+    -------
+    ThermoResult with method "exact" and ``entropy_integration_error`` = max over draws and
+    requested temperatures of :math:`|S_{\rm integrated} - (\log Z + \beta\langle E\rangle)|/N`.
+    """
+    temperatures = _check_temperatures(temperatures)
+    h, J = _as_batch(h, J)
+    num_neurons = h.shape[1]
+    ising.check_exact(num_neurons, "exact thermodynamics")
+    extra = np.linspace(temperatures[0], temperatures[-1], peak_points) if peak_points else ()
+    betas, index = integration_grid(temperatures, num_grid, extra_temperatures=extra)
+    targets = betas[index]
+    kernel = _exact_kernel(tuple(betas[1:].tolist()), tuple(targets.tolist()),
+                           min(int(batch_size), h.shape[0]))
+    mean_e, var_e, log_z = kernel(jnp.asarray(h), jnp.asarray(J))
+    mean0, var0 = _uniform_moments(h, J)
+    mean_e = np.concatenate([mean0[:, None], np.asarray(mean_e)], axis=1)
+    var_e = np.concatenate([var0[:, None], np.asarray(var_e)], axis=1)
+    entropy_exact = np.asarray(log_z) + targets * mean_e[:, index]
+    settings = {
+        "num_grid": int(num_grid),
+        "grid_size": int(betas.size),
+        "beta_max": float(betas[-1]),
+        "rule": "Hermite (endpoint-corrected trapezoid) on a beta grid from 0",
+        "peak_points": int(peak_points),
+    }
+    result = _assemble(temperatures, betas, index, mean_e, var_e, num_neurons,
+                       (temperatures[0], temperatures[-1]), method="exact", settings=settings)
+    error = np.max(np.abs(result.entropy_per_neuron - entropy_exact / num_neurons))
+    return dataclasses.replace(result, entropy_integration_error=float(error))
+
+
+def independent_thermodynamics(h, temperatures):
+    r"""Closed form for J = 0 (independent neurons), per neuron, shape (K,) each:
+
+    .. math::
+
+        \langle E\rangle_T = -\sum_i h_i \tanh(h_i/T), \quad
+        \frac{C}{N} = \frac{1}{N}\sum_i \frac{h_i^2}{T^2\cosh^2(h_i/T)}, \quad
+        S = \sum_i \Big[\log\big(2\cosh(h_i/T)\big) - \frac{h_i}{T}\tanh\frac{h_i}{T}\Big].
+
+    Returns ``(energy_per_neuron, heat_capacity_per_neuron, entropy_per_neuron)``.
+    """
+    h = np.asarray(h, dtype=np.float64)
+    temperatures = np.asarray(temperatures, dtype=np.float64)
+    x = h[None, :] / temperatures[:, None]
+    num_neurons = h.size
+    energy = -np.sum(h * np.tanh(x), axis=1) / num_neurons
+    heat = np.sum(x**2 / np.cosh(x) ** 2, axis=1) / num_neurons
+    log_2cosh = np.abs(x) + np.log1p(np.exp(-2 * np.abs(x)))
+    entropy = np.sum(log_2cosh - x * np.tanh(x), axis=1) / num_neurons
+    return energy, heat, entropy
+
+
+# --------------------------------------------------------------------------------------------
+# Gibbs sampling
+# --------------------------------------------------------------------------------------------
+
+
+def autocorrelation_time(samples):
+    r"""Integrated autocorrelation time of ``samples`` (draws, chains, ...), in draws.
+
+    Multi-chain estimate (Vehtari et al. 2021, Geyer's initial monotone sequence):
+    :math:`\hat\rho_t = 1 - (W - \bar\gamma_t)/\widehat{\mathrm{var}}^+`, with W the mean
+    within-chain variance and :math:`\widehat{\mathrm{var}}^+` including the between-chain
+    variance, so chains stuck in different modes give a large τ. Then
+    :math:`\tau = -1 + 2\sum_k (\hat\rho_{2k} + \hat\rho_{2k+1})` over the initial positive,
+    monotone pair sums, and ESS = draws × chains / τ. A quantity that never fluctuates gives
+    τ = 1. Returns an array of shape ``samples.shape[2:]``.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    num_draws, num_chains = x.shape[:2]
+    x = np.moveaxis(x, (0, 1), (-1, -2))  # (..., chains, draws)
+    if num_draws < 4:
+        return np.full(x.shape[:-2], np.inf)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    size = 2 ** int(np.ceil(np.log2(2 * num_draws)))
+    spectrum = np.fft.rfft(centred, n=size, axis=-1)
+    autocov = np.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=-1)[..., :num_draws]
+    autocov /= num_draws  # biased estimator, γ_t
+    within = (autocov[..., 0] * num_draws / (num_draws - 1)).mean(axis=-1)  # W
+    between = x.mean(axis=-1).var(axis=-1, ddof=1) if num_chains > 1 else 0.0 * within
+    var_plus = (num_draws - 1) / num_draws * within + between
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (within[..., None] - autocov.mean(axis=-2)) / var_plus[..., None]
+    rho = np.where(var_plus[..., None] > 0, rho, 0.0)
+    rho[..., 0] = 1.0
+    num_pairs = num_draws // 2
+    pair_sums = rho[..., 0 : 2 * num_pairs : 2] + rho[..., 1 : 2 * num_pairs : 2]
+    positive = np.cumprod(pair_sums > 0, axis=-1).astype(bool)
+    monotone = np.minimum.accumulate(np.where(positive, pair_sums, np.inf), axis=-1)
+    tau = -1.0 + 2.0 * np.sum(np.where(positive, monotone, 0.0), axis=-1)
+    # A chain that never decorrelates within the run: τ is at least the run length.
+    tau = np.where(positive[..., -1], np.maximum(tau, num_draws), tau)
+    return np.maximum(tau, 1.0 / np.log10(max(num_draws * num_chains, 10)))
+
+
+def _moments_from_energies(energies, thin):
+    """⟨E⟩, Var(E), their MCSEs and τ (sweeps) per temperature from (draws, chains, temps)."""
+    energies = np.asarray(energies, dtype=np.float64)
+    num_draws, num_chains = energies.shape[:2]
+    total = num_draws * num_chains
+    mean = energies.mean(axis=(0, 1))
+    squared = (energies - mean) ** 2
+    var = squared.mean(axis=(0, 1))
+    tau_e = autocorrelation_time(energies)
+    tau_sq = autocorrelation_time(squared)
+    mcse_mean = np.sqrt(energies.var(axis=(0, 1)) * tau_e / total)
+    mcse_var = np.sqrt(squared.var(axis=(0, 1)) * tau_sq / total)
+    return mean, var, mcse_mean, mcse_var, tau_e * thin
+
+
+def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=32, num_sweeps=2000,
+                           burn_in=500, thin=1, num_grid=24, replica_exchange="auto",
+                           min_sweeps_per_tau=MIN_SWEEPS_PER_TAU, on_short_run="raise",
+                           progress=False):
+    r"""Thermodynamics from the Gibbs sampler, all grid temperatures in one vectorised run.
+
+    Parameters
+    ----------
+    rng_key : JAX PRNG key (one run per model, keys split from it)
+    h : (N,) or (D, N);  J : (N, N) or (D, N, N)
+    temperatures : (K,) positive
+    num_chains, num_sweeps, burn_in, thin : sampler settings per temperature (kept draws =
+        (num_sweeps) / thin per chain, after ``burn_in`` sweeps)
+    num_grid : uniform β steps of the integration grid; every grid temperature is sampled
+    replica_exchange : True, False or "auto" (on when the ladder has ≥ 4 temperatures, which
+        it has whenever ``num_grid ≥ 3``: neighbouring temperatures then overlap in energy)
+    min_sweeps_per_tau : a run is too short when the kept sweeps per chain are fewer than this
+        many energy autocorrelation times at some temperature
+    on_short_run : "raise" (:class:`RunTooShortError`), "warn" (:class:`AutocorrelationWarning`
+        and a note in ``warnings``)
+
+    Returns
+    -------
+    ThermoResult with method "gibbs", MCSEs (``mcse``) and ``autocorrelation_time`` (sweeps).
+    """
+    from . import gibbs
+
+    if on_short_run not in ("raise", "warn"):
+        raise ValueError(f"on_short_run must be 'raise' or 'warn', got {on_short_run!r}")
+    temperatures = _check_temperatures(temperatures)
+    h, J = _as_batch(h, J)
+    num_models, num_neurons = h.shape
+    betas, index = integration_grid(temperatures, num_grid)
+    ladder = 1.0 / betas[1:]  # β = 0 is known in closed form
+    if replica_exchange == "auto":
+        replica_exchange = ladder.size >= 4
+    keys = jax.random.split(rng_key, num_models)
+    moments = []
+    for model in range(num_models):
+        result = gibbs.sample(
+            keys[model], jnp.asarray(h[model]), jnp.asarray(J[model]),
+            temperatures=tuple(float(t) for t in ladder), num_chains=int(num_chains),
+            num_sweeps=int(num_sweeps), burn_in=int(burn_in), thin=int(thin),
+            replica_exchange=bool(replica_exchange), progress=progress,
+        )
+        moments.append(_moments_from_energies(result.energies, thin))
+    mean_e, var_e, mcse_mean, mcse_var, tau = (np.stack(x) for x in zip(*moments, strict=True))
+    mean0, var0 = _uniform_moments(h, J)
+    zeros = np.zeros((num_models, 1))
+
+    def with_zero(values, first):
+        return np.concatenate([first[:, None], values], axis=1)
+
+    tau_full = with_zero(tau, np.ones(num_models))
+    warning_list = []
+    kept_sweeps = int(num_sweeps)
+    worst = np.max(tau_full[:, index], axis=0)
+    short = kept_sweeps < min_sweeps_per_tau * worst
+    if np.any(short):
+        worst_k = int(np.argmax(worst))
+        message = (
+            f"Gibbs run too short: {kept_sweeps} sweeps per chain but the energy "
+            f"autocorrelation time reaches {worst[worst_k]:.3g} sweeps at "
+            f"T = {temperatures[worst_k]:.3g} (need >= {min_sweeps_per_tau:g} tau, "
+            f"too short at {int(np.sum(short))} of {short.size} temperatures); heat capacity "
+            "and entropy are unreliable — increase num_sweeps (--num-sweeps), or check the "
+            "model for multimodality"
+        )
+        if on_short_run == "raise":
+            raise RunTooShortError(message)
+        warnings.warn(message, AutocorrelationWarning, stacklevel=2)
+        warning_list.append(message)
+    settings = {
+        "num_grid": int(num_grid),
+        "grid_size": int(betas.size),
+        "beta_max": float(betas[-1]),
+        "rule": "Hermite (endpoint-corrected trapezoid) on a beta grid from 0",
+        "num_chains": int(num_chains),
+        "num_sweeps": int(num_sweeps),
+        "burn_in": int(burn_in),
+        "thin": int(thin),
+        "replica_exchange": bool(replica_exchange),
+        "min_sweeps_per_tau": float(min_sweeps_per_tau),
+    }
+    return _assemble(
+        temperatures, betas, index, with_zero(mean_e, mean0), with_zero(var_e, var0),
+        num_neurons, (temperatures[0], temperatures[-1]), method="gibbs", settings=settings,
+        mcse_mean=np.concatenate([zeros, mcse_mean], axis=1),
+        mcse_var=np.concatenate([zeros, mcse_var], axis=1),
+        autocorrelation=tau_full, warning_list=warning_list,
+    )
+
+
+def thermodynamics(rng_key, h, J, temperatures, *, method="auto", **options):
+    """Exact (N ≤ :data:`AUTO_EXACT_MAX_NEURONS` for "auto") or sampled thermodynamics.
+
+    ``options`` go to :func:`exact_thermodynamics` or :func:`sampled_thermodynamics`;
+    ``rng_key`` is unused by the exact path.
+    """
+    h_batch, _ = _as_batch(h, J)
+    num_neurons = h_batch.shape[1]
+    if method == "auto":
+        method = "exact" if num_neurons <= AUTO_EXACT_MAX_NEURONS else "gibbs"
+    if method == "exact":
+        exact_keys = {"num_grid", "peak_points", "batch_size"}
+        return exact_thermodynamics(
+            h, J, temperatures, **{k: v for k, v in options.items() if k in exact_keys}
+        )
+    if method == "gibbs":
+        if not jax.config.jax_enable_x64:
+            raise Float64Error("thermodynamic integration needs JAX float64; call "
+                               "bayes_ising.enable_x64() first")
+        return sampled_thermodynamics(rng_key, h, J, temperatures, **options)
+    raise ValueError(f"method must be 'auto', 'exact' or 'gibbs', got {method!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Posterior bands
+# --------------------------------------------------------------------------------------------
+
+
+def posterior_parameters(rng_key, tree, num_draws=None):
+    """``(h (D, N), J (D, N, N))`` for D posterior draws of a bayes_ising posterior DataTree.
+
+    Draws are picked at random without replacement over (chain, draw) with ``rng_key``
+    (all of them, in order, when ``num_draws`` is None or at least their number). ``J`` is
+    rebuilt from the flat ``pair`` dimension in :func:`bayes_ising.ising.pair_indices` order,
+    checked against the ``neuron_i``/``neuron_j`` coordinates when present.
+    """
+    try:
+        posterior = tree["posterior"]
+        h_da, j_da = posterior["h"], posterior["J"]
+    except KeyError as err:
+        raise DataError(
+            f"not a bayes_ising posterior: missing {err} (expected group 'posterior' with "
+            "'h' (chain, draw, neuron) and 'J' (chain, draw, pair))"
+        ) from None
+    h_da = h_da.transpose("chain", "draw", "neuron")
+    j_da = j_da.transpose("chain", "draw", "pair")
+    num_neurons = h_da.sizes["neuron"]
+    if j_da.sizes["pair"] != ising.num_pairs(num_neurons):
+        raise DataError(
+            f"posterior J has {j_da.sizes['pair']} pairs, expected N(N-1)/2 = "
+            f"{ising.num_pairs(num_neurons)} for N = {num_neurons}"
+        )
+    _check_pair_order(j_da, h_da, num_neurons)
+    h_all = np.asarray(h_da.values, dtype=np.float64).reshape(-1, num_neurons)
+    j_all = np.asarray(j_da.values, dtype=np.float64).reshape(h_all.shape[0], -1)
+    total = h_all.shape[0]
+    if num_draws is not None and int(num_draws) < 1:
+        raise DataError(f"--posterior-draws must be at least 1, got {num_draws}")
+    if num_draws is None or int(num_draws) >= total:
+        chosen = np.arange(total)
+    else:
+        chosen = np.sort(np.asarray(jax.random.choice(rng_key, total, (int(num_draws),),
+                                                      replace=False)))
+    J = np.asarray(ising.couplings_to_matrix(jnp.asarray(j_all[chosen]), num_neurons))
+    return h_all[chosen], J
+
+
+def _check_pair_order(j_da, h_da, num_neurons):
+    if "neuron_i" not in j_da.coords or "neuron_j" not in j_da.coords:
+        return
+    first, second = np.asarray(j_da["neuron_i"].values), np.asarray(j_da["neuron_j"].values)
+    if np.issubdtype(first.dtype, np.integer):
+        idx_i, idx_j = first, second
+    else:
+        names = [str(v) for v in np.asarray(h_da["neuron"].values)]
+        lookup = {name: k for k, name in enumerate(names)}
+        try:
+            idx_i = np.array([lookup[str(v)] for v in first])
+            idx_j = np.array([lookup[str(v)] for v in second])
+        except KeyError:
+            return  # coordinates not in terms of the neuron coordinate: trust the pair order
+    expected_i, expected_j = ising.pair_indices(num_neurons)
+    if not (np.array_equal(idx_i, expected_i) and np.array_equal(idx_j, expected_j)):
+        raise DataError("posterior J pairs are not in the package's pair order "
+                        "(np.triu_indices(N, 1)); cannot rebuild the coupling matrix")
+
+
+def posterior_thermodynamics(rng_key, tree, temperatures, *, num_draws=100, method="auto",
+                             **options):
+    """Thermodynamic curves over ``num_draws`` posterior draws of a posterior DataTree.
+
+    The exact path evaluates all draws in batches (``jax.lax.map``); the Gibbs path runs one
+    vectorised (chains × temperatures) sampler per draw. Bands come from
+    :meth:`ThermoResult.to_dict`.
+    """
+    draw_key, run_key = jax.random.split(rng_key)
+    h, J = posterior_parameters(draw_key, tree, num_draws)
+    return thermodynamics(run_key, h, J, temperatures, method=method, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# Controls
+# --------------------------------------------------------------------------------------------
+
+
+def shuffle_bins(rng_key, spins):
+    """Permute each neuron's bins independently: keeps firing rates, destroys correlations.
+
+    ``spins`` (num_bins, N) → same shape and dtype; one permutation key per neuron.
+    """
+    spins = jnp.asarray(spins)
+    keys = jax.random.split(rng_key, spins.shape[1])
+    shuffled = jax.vmap(lambda key, column: jax.random.permutation(key, column))(keys, spins.T)
+    return np.asarray(shuffled.T)
+
+
+def shuffled_control(rng_key, spins, temperatures, *, num_shuffles=1, l2=1e-3, method="auto",
+                     **options):
+    """Thermodynamics of models fitted to shuffled data (each neuron's bins permuted).
+
+    Each of ``num_shuffles`` shuffles is fitted by maximum likelihood — exact moment matching
+    (:func:`bayes_ising.mle.fit_exact` with an L2 penalty ``l2``) when N ≤
+    :data:`AUTO_EXACT_MAX_NEURONS`, the pseudolikelihood (:func:`bayes_ising.mle.fit_pseudo`)
+    otherwise — and the curves of the fits are returned as the draws of a :class:`ThermoResult`
+    (a band over shuffles). Shuffling destroys the correlations, so the fitted J are near 0
+    (finite-sample noise) and the curves approach the independent model's.
+
+    Returns ``(ThermoResult, info)`` with ``info`` = {"max_abs_J": (num_shuffles,),
+    "fit_method": str}.
+    """
+    from . import mle
+
+    spins = np.asarray(spins)
+    num_neurons = spins.shape[1]
+    shuffle_keys = jax.random.split(rng_key, int(num_shuffles) + 1)
+    fits = []
+    for key in shuffle_keys[:-1]:
+        shuffled = shuffle_bins(key, spins)
+        if num_neurons <= AUTO_EXACT_MAX_NEURONS:
+            fit, fit_method = mle.fit_exact(shuffled, l2=l2), "exact"
+        else:
+            fit, fit_method = mle.fit_pseudo(shuffled, l2=l2), "pseudo"
+        fits.append(fit)
+    h = np.stack([np.asarray(f.h, dtype=np.float64) for f in fits])
+    J = np.stack([np.asarray(f.J, dtype=np.float64) for f in fits])
+    result = thermodynamics(shuffle_keys[-1], h, J, temperatures, method=method, **options)
+    info = {"max_abs_J": np.max(np.abs(J), axis=(1, 2)), "fit_method": fit_method,
+            "l2": float(l2), "num_shuffles": int(num_shuffles)}
+    return result, info
+
+
+def peak_versus_subsample(rng_key, h, J, sizes, temperatures, *, num_subsets=10,
+                          method="auto", **options):
+    """C_max/N and T* of sub-models on random subsets of neurons, per subset size.
+
+    For each size n in ``sizes``, ``num_subsets`` random subsets of n neurons; the sub-model
+    keeps their h_i and J_ij (it is *not* the marginal of the full model over them, nor a
+    refit to their data). Returns {n: ThermoResult} with one draw per subset.
+    """
+    h = np.asarray(h, dtype=np.float64)
+    J = np.asarray(J, dtype=np.float64)
+    num_neurons = h.shape[0]
+    out = {}
+    for n, key in zip(sizes, jax.random.split(rng_key, len(sizes)), strict=True):
+        n = int(n)
+        if not 1 <= n <= num_neurons:
+            raise ValueError(f"subset size {n} outside 1..{num_neurons}")
+        subset_key, run_key = jax.random.split(key)
+        subsets = np.stack([
+            np.sort(np.asarray(jax.random.choice(k, num_neurons, (n,), replace=False)))
+            for k in jax.random.split(subset_key, int(num_subsets))
+        ])
+        sub_h = h[subsets]
+        sub_J = J[subsets[:, :, None], subsets[:, None, :]]
+        out[n] = thermodynamics(run_key, sub_h, sub_J, temperatures, method=method, **options)
+    return out

@@ -1,0 +1,308 @@
+"""Thermodynamics: exact enumeration vs brute force, closed forms, Gibbs vs exact (MCSE),
+autocorrelation refusal, posterior bands, shuffled control and the ``thermo`` CLI verb."""
+
+import itertools
+import json
+
+import jax
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_ising import ising, thermo
+from bayes_ising.cli import main
+
+# x tanh x = 1: the maximum of x² sech² x (one independent spin, C(T) with x = h/T).
+_X_PEAK = 1.19967864025773
+
+
+def _random_model(seed, num_neurons, h_scale=0.5, j_scale=0.4):
+    rng = np.random.default_rng(seed)
+    h = rng.normal(0.0, h_scale, num_neurons)
+    upper = np.triu(rng.normal(0.0, j_scale, (num_neurons, num_neurons)), 1)
+    return h, upper + upper.T
+
+
+def _brute_force(h, J, temperatures):
+    """Mean E, C = Var/T², S = −Σ p log p over all 2^N states, plain NumPy (float64)."""
+    states = np.array(list(itertools.product([-1.0, 1.0], repeat=h.size)))
+    energies = -states @ h - 0.5 * np.einsum("si,ij,sj->s", states, J, states)
+    out = []
+    for temperature in temperatures:
+        log_w = -energies / temperature
+        log_p = log_w - np.logaddexp.reduce(log_w)
+        p = np.exp(log_p)
+        mean = p @ energies
+        out.append((mean, p @ (energies - mean) ** 2 / temperature**2, -(p @ log_p)))
+    return np.array(out).T  # (3, K)
+
+
+def _posterior_tree(h_draws, j_draws):
+    """A posterior DataTree in the contract's layout: h (chain, draw, neuron), J (..., pair)."""
+    num_neurons = h_draws.shape[-1]
+    i, j = ising.pair_indices(num_neurons)
+    ids = np.array([f"n{k}" for k in range(num_neurons)])
+    posterior = xr.Dataset(
+        {
+            "h": (("chain", "draw", "neuron"), h_draws),
+            "J": (("chain", "draw", "pair"), j_draws[..., i, j]),
+        },
+        coords={"neuron": ids, "neuron_i": ("pair", ids[i]), "neuron_j": ("pair", ids[j])},
+    )
+    tree = xr.DataTree.from_dict({"posterior": posterior})
+    tree.attrs["bayes_ising_version"] = "test"
+    return tree
+
+
+# ---------------------------------------------------------------------------- exact
+
+
+@pytest.mark.parametrize("num_neurons, seed", [(1, 0), (5, 1), (8, 2)])
+def test_exact_matches_brute_force(num_neurons, seed):
+    h, J = _random_model(seed, num_neurons)
+    temperatures = np.linspace(0.4, 3.0, 14)
+    result = thermo.exact_thermodynamics(h, J, temperatures)
+    mean, heat, entropy = _brute_force(h, J, temperatures)
+    np.testing.assert_allclose(result.energy_per_neuron[0], mean / num_neurons, atol=1e-12)
+    np.testing.assert_allclose(result.heat_capacity_per_neuron[0], heat / num_neurons, atol=1e-12)
+    # Thermodynamic integration on the default grid (64 β steps + the requested β + 201 peak
+    # points, Hermite rule): stated tolerance 1e-7 nats per neuron; observed ~1e-9.
+    np.testing.assert_allclose(result.entropy_per_neuron[0], entropy / num_neurons, atol=1e-7)
+    assert result.entropy_integration_error < 1e-7
+    assert result.method == "exact"
+
+
+def test_integration_is_fourth_order():
+    """Halving the β step divides the entropy error by ~16 (Hermite rule), S(∞) = N log 2."""
+    h, J = _random_model(3, 6, h_scale=0.8, j_scale=0.6)
+    temperatures = np.array([0.5, 1.0, 2.0])
+    exact = _brute_force(h, J, temperatures)[2] / h.size
+    errors = []
+    for num_grid in (8, 16, 32):
+        result = thermo.exact_thermodynamics(h, J, temperatures, num_grid=num_grid, peak_points=0)
+        errors.append(np.max(np.abs(result.entropy_per_neuron[0] - exact)))
+    assert errors[0] / errors[1] > 10 and errors[1] / errors[2] > 10, errors
+    # T → ∞: S/N → log 2.
+    hot = thermo.exact_thermodynamics(h, J, [1e4], peak_points=0)
+    assert abs(hot.entropy_per_neuron[0, 0] - np.log(2)) < 1e-6
+
+
+def test_integration_grid_contents():
+    temperatures = np.array([0.5, 1.0, 3.0])
+    betas, index = thermo.integration_grid(temperatures, num_grid=10)
+    assert betas[0] == 0.0 and np.all(np.diff(betas) > 0)
+    np.testing.assert_allclose(betas[index], 1 / temperatures)
+    assert betas[-1] == pytest.approx(2.0)
+    assert np.max(np.diff(betas)) <= 1.5 * 0.2 + 1e-12  # step β_max/num_grid, 1.5 near targets
+
+
+def test_independent_closed_form_and_peak():
+    h = np.array([0.3, -0.8, 1.2, 0.05, -1.5])
+    temperatures = np.linspace(0.2, 4.0, 40)
+    energy, heat, entropy = thermo.independent_thermodynamics(h, temperatures)
+    # C/N = Σ h_i² / (N T² cosh²(h_i/T)) written out.
+    expected_heat = np.mean(h[None] ** 2 / (temperatures[:, None] ** 2
+                                            * np.cosh(h[None] / temperatures[:, None]) ** 2),
+                            axis=1)
+    np.testing.assert_allclose(heat, expected_heat, rtol=1e-12)
+    result = thermo.exact_thermodynamics(h, np.zeros((5, 5)), temperatures)
+    np.testing.assert_allclose(result.energy_per_neuron[0], energy, atol=1e-12)
+    np.testing.assert_allclose(result.heat_capacity_per_neuron[0], heat, atol=1e-12)
+    np.testing.assert_allclose(result.entropy_per_neuron[0], entropy, atol=1e-7)
+    # One spin: peak at T* = h / x*, C_max = x*² sech² x* ≈ 0.4392.
+    single = thermo.exact_thermodynamics([1.0], [[0.0]], np.linspace(0.3, 2.0, 18))
+    assert single.peak_temperature[0] == pytest.approx(1 / _X_PEAK, rel=1e-4)
+    assert single.peak_heat_capacity_per_neuron[0] == pytest.approx(
+        _X_PEAK**2 / np.cosh(_X_PEAK) ** 2, rel=1e-6)
+    assert not single.peak_at_edge[0]
+
+
+def test_peak_parabola_on_coarse_grid_and_edge():
+    # Without peak refinement the parabola through the grid maximum still lands near T*.
+    coarse = thermo.exact_thermodynamics([1.0], [[0.0]], np.linspace(0.3, 2.0, 8), peak_points=0)
+    assert coarse.peak_temperature[0] == pytest.approx(1 / _X_PEAK, rel=0.03)
+    # Peak below the range: reported at the lower end and flagged.
+    edge = thermo.exact_thermodynamics([1.0], [[0.0]], np.linspace(1.5, 3.0, 5))
+    assert edge.peak_at_edge[0] and edge.peak_temperature[0] == pytest.approx(1.5)
+
+
+def test_exact_refuses_float32():
+    from bayes_ising.errors import Float64Error
+
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(Float64Error):
+            thermo.exact_thermodynamics([0.1, 0.2], np.zeros((2, 2)), [1.0])
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
+# ---------------------------------------------------------------------------- temperatures
+
+
+def test_parse_temperatures():
+    np.testing.assert_allclose(thermo.parse_temperatures("0.5:3.0:26"), np.linspace(0.5, 3, 26))
+    np.testing.assert_allclose(thermo.parse_temperatures("2, 1,1.5"), [1.0, 1.5, 2.0])
+    np.testing.assert_allclose(thermo.parse_temperatures("1"), [1.0])
+    bad = {
+        "0.5:3.0": "three fields",
+        "a:3:4": "must be numbers",
+        "0.5:3:x": "COUNT must be an integer",
+        "0.5:3:1": "at least 2",
+        "3:0.5:4": "STOP > START",
+        "-1:2:4": "positive",
+        "0,1": "positive",
+        "": "empty",
+        "1;2": "comma-separated",
+    }
+    for text, fragment in bad.items():
+        with pytest.raises(thermo.TemperatureError, match=fragment):
+            thermo.parse_temperatures(text)
+
+
+# ---------------------------------------------------------------------------- autocorrelation
+
+
+def test_autocorrelation_time_ar1():
+    """AR(1) with coefficient φ: τ = (1 + φ)/(1 − φ); and stuck chains give τ ≥ run length."""
+    rng = np.random.default_rng(0)
+    phi, num_draws, num_chains = 0.8, 4000, 8
+    noise = rng.normal(size=(num_draws, num_chains, 2))
+    x = np.zeros_like(noise)
+    for t in range(1, num_draws):
+        x[t] = phi * x[t - 1] + noise[t]
+    tau = thermo.autocorrelation_time(x)
+    np.testing.assert_allclose(tau, (1 + phi) / (1 - phi), rtol=0.15)
+    white = thermo.autocorrelation_time(rng.normal(size=(2000, 4, 1)))
+    assert 0.8 < white[0] < 1.2
+    stuck = rng.normal(size=(500, 4, 1)) * 0.1 + np.array([0, 0, 5, 5])[None, :, None]
+    assert thermo.autocorrelation_time(stuck)[0] >= 500
+
+
+# ---------------------------------------------------------------------------- posterior bands
+
+
+def test_posterior_bands_shape_order_and_reproducibility():
+    rng = np.random.default_rng(5)
+    num_neurons, chains, draws = 6, 2, 15
+    base_h, base_J = _random_model(7, num_neurons)
+    h_draws = base_h + 0.1 * rng.normal(size=(chains, draws, num_neurons))
+    noise = np.triu(0.1 * rng.normal(size=(chains, draws, num_neurons, num_neurons)), 1)
+    j_draws = base_J + noise + np.swapaxes(noise, -1, -2)
+    tree = _posterior_tree(h_draws, j_draws)
+    temperatures = np.linspace(0.5, 2.5, 9)
+
+    h, J = thermo.posterior_parameters(jax.random.key(1), tree, num_draws=12)
+    assert h.shape == (12, num_neurons) and J.shape == (12, num_neurons, num_neurons)
+    flat_h = h_draws.reshape(-1, num_neurons)
+    rows = [int(np.argmin(np.abs(flat_h - row).sum(axis=1))) for row in h]
+    np.testing.assert_allclose(J, j_draws.reshape(-1, num_neurons, num_neurons)[rows])
+    h_again, _ = thermo.posterior_parameters(jax.random.key(1), tree, num_draws=12)
+    np.testing.assert_array_equal(h, h_again)
+    h_other, _ = thermo.posterior_parameters(jax.random.key(2), tree, num_draws=12)
+    assert not np.array_equal(h, h_other)
+
+    # posterior_thermodynamics picks draws with the first half of its key.
+    draw_key = jax.random.split(jax.random.key(4))[0]
+    h, J = thermo.posterior_parameters(draw_key, tree, num_draws=12)
+    result = thermo.posterior_thermodynamics(jax.random.key(4), tree, temperatures,
+                                             num_draws=12)
+    assert result.heat_capacity_per_neuron.shape == (12, 9)
+    assert result.peak_temperature.shape == (12,)
+    # Each draw's curve equals a single-model evaluation of that draw.
+    single = thermo.exact_thermodynamics(h[3], J[3], temperatures)
+    np.testing.assert_allclose(result.heat_capacity_per_neuron[3],
+                               single.heat_capacity_per_neuron[0], atol=1e-12)
+    out = result.to_dict(interval=0.8)
+    for name in ("energy_per_neuron", "heat_capacity_per_neuron", "entropy_per_neuron"):
+        band = out[name]
+        assert band["interval"] == 0.8 and len(band["median"]) == 9
+        assert np.all(band["lower"] <= band["median"]) and np.all(band["median"] <= band["upper"])
+        assert np.any(band["lower"] < band["upper"])
+    for name in ("temperature", "heat_capacity_per_neuron"):
+        peak = out["peak"][name]
+        assert peak["lower"] <= peak["median"] <= peak["upper"]
+    assert out["method"] == "exact" and out["caveat"] == thermo.CRITICALITY_CAVEAT
+
+
+def test_posterior_rejects_wrong_pair_count():
+    tree = _posterior_tree(np.zeros((1, 2, 4)), np.zeros((1, 2, 4, 4)))
+    bad = xr.DataTree.from_dict({"posterior": tree["posterior"].to_dataset().isel(pair=[0, 1])})
+    from bayes_ising.errors import DataError
+
+    with pytest.raises(DataError, match="pairs"):
+        thermo.posterior_parameters(jax.random.key(0), bad)
+
+
+# ---------------------------------------------------------------------------- controls
+
+
+def test_shuffle_bins_keeps_rates_and_reproduces():
+    rng = np.random.default_rng(0)
+    spins = np.where(rng.random((500, 4)) < 0.3, 1, -1).astype(np.int8)
+    spins[:, 1] = spins[:, 0]  # perfectly correlated pair
+    shuffled = thermo.shuffle_bins(jax.random.key(3), spins)
+    assert shuffled.dtype == np.int8
+    np.testing.assert_array_equal(np.sort(shuffled, axis=0), np.sort(spins, axis=0))
+    assert np.mean(shuffled[:, 0] == shuffled[:, 1]) < 0.8
+    np.testing.assert_array_equal(shuffled, thermo.shuffle_bins(jax.random.key(3), spins))
+
+
+def test_subsample_peaks_shapes():
+    h, J = _random_model(11, 8)
+    out = thermo.peak_versus_subsample(jax.random.key(0), h, J, [3, 8], np.linspace(0.5, 2, 7),
+                                       num_subsets=4)
+    assert out[3].peak_heat_capacity_per_neuron.shape == (4,)
+    # All subsets of size N are the model itself.
+    full = thermo.exact_thermodynamics(h, J, np.linspace(0.5, 2, 7))
+    np.testing.assert_allclose(out[8].peak_heat_capacity_per_neuron,
+                               full.peak_heat_capacity_per_neuron[0], rtol=1e-10)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def posterior_file(tmp_path_factory):
+    rng = np.random.default_rng(9)
+    base_h, base_J = _random_model(4, 5)
+    h_draws = base_h + 0.05 * rng.normal(size=(2, 10, 5))
+    noise = np.triu(0.05 * rng.normal(size=(2, 10, 5, 5)), 1)
+    tree = _posterior_tree(h_draws, base_J + noise + np.swapaxes(noise, -1, -2))
+    path = tmp_path_factory.mktemp("thermo") / "posterior.nc"
+    tree.to_netcdf(path, engine="h5netcdf")
+    return path
+
+
+def test_cli_json_keys(posterior_file, tmp_path, capsys):
+    out = tmp_path / "thermo.json"
+    code = main(["thermo", str(posterior_file), "--temperatures", "0.5:3.0:6",
+                 "--posterior-draws", "8", "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["temperature"] == pytest.approx(list(np.linspace(0.5, 3.0, 6)))
+    for name in ("energy_per_neuron", "heat_capacity_per_neuron", "entropy_per_neuron"):
+        assert set(result[name]) == {"median", "lower", "upper", "interval"}
+        assert result[name]["interval"] == 0.9 and len(result[name]["median"]) == 6
+    assert set(result["peak"]["temperature"]) >= {"median", "lower", "upper"}
+    assert set(result["peak"]["heat_capacity_per_neuron"]) >= {"median", "lower", "upper"}
+    assert result["method"] == "exact" and result["num_draws"] == 8
+    assert "criticality" in result["caveat"]
+    assert "autocorrelation_time_sweeps" in result
+    assert "T* =" in capsys.readouterr().out
+    # Existing output without --force → exit 2.
+    assert main(["thermo", str(posterior_file), "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("text", ["0.5:3.0", "3:1:5", "0.5:3:one", "0:2:5"])
+def test_cli_bad_temperatures_exit_2(posterior_file, tmp_path, capsys, text):
+    code = main(["thermo", str(posterior_file), "--temperatures", text,
+                 "--out", str(tmp_path / "t.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bayes-ising: error:") and "--temperatures" in err
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_cli_missing_posterior_exit_2(tmp_path):
+    assert main(["thermo", str(tmp_path / "none.nc"), "--out", str(tmp_path / "t.json")]) == 2
