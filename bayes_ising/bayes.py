@@ -123,8 +123,8 @@ def pair_blocks(cell_types, num_neurons):
         types = np.asarray(cell_types).astype(str)
         if types.shape != (num_neurons,):
             raise DataError(f"cell_types has shape {types.shape}, expected ({num_neurons},)")
-        labels = np.array(["-".join(sorted((a, b))) for a, b in zip(types[i], types[j], strict=True)],
-                          dtype=object)
+        pairs = zip(types[i], types[j], strict=True)
+        labels = np.array(["-".join(sorted((a, b))) for a, b in pairs], dtype=object)
     blocks = tuple(sorted(set(labels.tolist()))) or ("",)
     index = np.array([blocks.index(label) for label in labels], dtype=np.int32)
     return labels.astype(str), blocks, index
@@ -841,12 +841,15 @@ def _build_tree(samples, extra, point, data, moments, patterns, counts, labels, 
         observed["spins"] = data.spins
     groups = {"posterior": posterior, "sample_stats": _sample_stats(extra),
               "observed_data": observed}
-    if point:
-        groups["point_estimate"] = {k: np.asarray(v) for k, v in point.items()}
     coords = {"neuron": ids, "pair": np.arange(i.size), "neuron_i": ids, "neuron_j": ids,
               "coupling_block": np.asarray(blocks, dtype=str)}
     tree = arviz_base.from_dict(groups, coords=coords, dims=dims, attrs={"/": attrs},
                                 check_conventions=False)
+    if point:
+        tree["point_estimate"] = xr.DataTree(xr.Dataset(
+            {k: (dims[k], np.asarray(v)) for k, v in point.items()},
+            coords={"neuron": ids, "pair": coords["pair"]},
+        ))
     cell_types = (np.asarray(data.cell_types, dtype=str) if data.cell_types is not None
                   else np.full(num_neurons, "", dtype=str))
     pair_coords = {"neuron_i": ("pair", ids[i]), "neuron_j": ("pair", ids[j]),

@@ -38,12 +38,12 @@ prior :math:`J_{ij} \sim \mathcal N(0, 1/(T l_2))` — which makes every couplin
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from . import ising
+from . import gibbs, ising, stats
 from .errors import BayesIsingError, DataError
 
 __all__ = [
@@ -179,10 +179,8 @@ def _prepare(data, neuron_ids=None):
     else:
         spins = _check_spins(data)
     if spins is not None:
-        num_bins = spins.shape[0]
-        s = spins.astype(np.float64)
-        m = s.mean(axis=0)
-        Q = (s.T @ s) / num_bins
+        observed = stats.moments(spins)
+        num_bins, m, Q = observed.num_bins, observed.m, observed.Q
     num_neurons = m.shape[0]
     if neuron_ids is None:
         neuron_ids = np.array([str(i) for i in range(num_neurons)])
@@ -524,11 +522,6 @@ def fit_exact(spins, l2=0.0, tol=1e-6, *, neuron_ids=None, max_iterations=100, i
 # --------------------------------------------------------------------------------------------
 
 
-def _unique_patterns(spins):
-    patterns, counts = np.unique(spins, axis=0, return_counts=True)
-    return patterns.astype(np.int8), counts.astype(np.int64)
-
-
 def _from_lattice_gas(phi, num_neurons):
     r"""0/1 ("lattice gas") parameters → ±1 parameters ``theta`` (pack order).
 
@@ -551,6 +544,16 @@ def _to_lattice_gas(theta, num_neurons):
     return jnp.concatenate([a, 4.0 * theta[..., num_neurons:]], axis=-1)
 
 
+def _padded_patterns(patterns, counts):
+    """Pad the unique patterns to a power of two (zero counts) so that jit compiles once per
+    size class, not once per dataset."""
+    size = max(256, 2 ** int(math.ceil(math.log2(max(patterns.shape[0], 1)))))
+    extra = size - patterns.shape[0]
+    patterns = np.concatenate([patterns, -np.ones((extra, patterns.shape[1]), patterns.dtype)])
+    counts = np.concatenate([counts, np.zeros(extra, counts.dtype)])
+    return jnp.asarray(patterns, jnp.float64), jnp.asarray(counts, jnp.float64)
+
+
 def _pseudo_objective(phi, patterns, counts, l2, num_neurons):
     """Per-bin negative log pseudolikelihood + (l2/2) Σ_{i<j} J_ij², in 0/1 coordinates."""
     theta = _from_lattice_gas(phi, num_neurons)
@@ -561,10 +564,23 @@ def _pseudo_objective(phi, patterns, counts, l2, num_neurons):
             + 0.5 * l2 * couplings @ couplings)
 
 
+def _lattice_gas_scale(m, Q, num_bins):
+    r"""Diagonal preconditioner :math:`\sqrt{p_k(1-p_k)}` of the 0/1 statistics
+    (:math:`p_i`, :math:`p_{ij}`), floored at half a count; optimisers work in
+    :math:`\psi = \phi \cdot` scale, where the curvature is of order one in every coordinate.
+    """
+    i, j = ising.pair_indices(m.shape[0])
+    p = np.concatenate([(1.0 + m) / 2.0, (1.0 + m[i] + m[j] + Q[i, j]) / 4.0])
+    floor = 0.5 / num_bins
+    p = np.clip(p, floor, 1.0 - floor)
+    return np.sqrt(p * (1.0 - p))
+
+
 @functools.partial(jax.jit, static_argnames=("num_neurons",))
-def _pseudo_value_and_grad(theta, patterns, counts, l2, num_neurons):
+def _pseudo_value_and_grad(psi, patterns, counts, l2, scale, num_neurons):
     """One value+grad: a (U×N)·(N×N) product forward and an (N×U)·(U×N) one backward."""
-    return jax.value_and_grad(_pseudo_objective)(theta, patterns, counts, l2, num_neurons)
+    return jax.value_and_grad(
+        lambda x: _pseudo_objective(x / scale, patterns, counts, l2, num_neurons))(psi)
 
 
 def _lbfgs(value_and_grad, theta0, max_iterations, gtol):
@@ -628,20 +644,21 @@ def fit_pseudo(spins, l2=0.0, *, neuron_ids=None, tol=1e-8, max_iterations=2000,
     theta = np.zeros(0)
     num_patterns = 0
     if idx.size:
-        patterns, counts = _unique_patterns(d.spins[:, idx])
+        patterns, counts = stats.unique_patterns(d.spins[:, idx])
         num_patterns = patterns.shape[0]
         if init is None:
             theta0 = _independent_theta(d.m[idx], idx.size)
         else:
             h0, J0 = (np.asarray(a, np.float64) for a in init)
             theta0 = np.asarray(ising.pack(h0[idx], J0[np.ix_(idx, idx)]))
-        s = jnp.asarray(patterns, jnp.float64)
-        c = jnp.asarray(counts, jnp.float64)
+        s, c = _padded_patterns(patterns, counts)
+        scale = jnp.asarray(_lattice_gas_scale(d.m[idx], d.Q[np.ix_(idx, idx)], d.num_bins))
         value_and_grad = functools.partial(_pseudo_value_and_grad, patterns=s, counts=c,
-                                           l2=jnp.float64(l2), num_neurons=int(idx.size))
-        phi, iterations, converged, status = _lbfgs(
-            value_and_grad, _to_lattice_gas(theta0, idx.size), max_iterations, tol)
-        theta = np.asarray(_from_lattice_gas(jnp.asarray(phi), idx.size))
+                                           l2=jnp.float64(l2), scale=scale,
+                                           num_neurons=int(idx.size))
+        psi, iterations, converged, status = _lbfgs(
+            value_and_grad, _to_lattice_gas(theta0, idx.size) * scale, max_iterations, tol)
+        theta = np.asarray(_from_lattice_gas(jnp.asarray(psi) / scale, idx.size))
     h, J = _assemble(d, active, theta, 1e-6)
     if rng_key is None:
         rng_key, seed = jax.random.PRNGKey(0), 0
@@ -676,3 +693,659 @@ def fit_pseudo(spins, l2=0.0, *, neuron_ids=None, tol=1e-8, max_iterations=2000,
                                      for i, j, cc in report["pairs"]]},
         converged=converged, warnings=messages,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Adaptive Metropolis (Haario, Saksman & Tamminen 2001)
+# --------------------------------------------------------------------------------------------
+
+
+class AdaptiveMetropolisState(NamedTuple):
+    """Carry of the adaptive Metropolis scan.
+
+    position (D,) ; logdensity () ; mean (D,) and scatter (D, D): running mean and sum of
+    outer products of deviations (Welford) of all states so far ; count () number of states
+    in them ; cholesky (D, D) lower factor of the current proposal covariance ;
+    num_accepted ().
+    """
+
+    position: jax.Array
+    logdensity: jax.Array
+    mean: jax.Array
+    scatter: jax.Array
+    count: jax.Array
+    cholesky: jax.Array
+    num_accepted: jax.Array
+
+
+class AdaptiveMetropolisInfo(NamedTuple):
+    """acceptance_rate () over all steps ; covariance (D, D) the last proposal covariance."""
+
+    acceptance_rate: jax.Array
+    covariance: jax.Array
+
+
+def adaptive_metropolis(rng_key, logdensity_fn, initial, num_draws, *, initial_covariance=None,
+                        adaptation_start=None, epsilon=1e-8, scale=None, num_warmup=0,
+                        adapt_every=1, return_info=False):
+    r"""Adaptive Metropolis random walk (Haario, Saksman & Tamminen 2001, Bernoulli 7, 223).
+
+    Gaussian proposals :math:`x' \sim \mathcal N(x_t, C_t)` with
+
+    .. math::
+
+        C_t = \begin{cases} C_0 & t \le t_0 \\
+              s_d\,\mathrm{Cov}(x_0, \dots, x_{t-1}) + s_d\,\varepsilon\, I_d & t > t_0
+              \end{cases}, \qquad s_d = 2.38^2 / d,
+
+    the covariance of the whole history updated recursively (Welford) in a ``lax.scan``.
+    The chain is not Markov, but it is ergodic with the right target (Haario et al. 2001,
+    Theorem 1). Departure from the paper: the Cholesky factor of :math:`C_t` is refreshed every
+    ``adapt_every`` steps (the paper's own suggestion for cheaper updates).
+
+    Parameters
+    ----------
+    rng_key : PRNG key
+    logdensity_fn : callable (D,) → scalar log density (up to a constant), jit-traceable
+    initial : (D,) starting point
+    num_draws : int, draws returned (after ``num_warmup`` steps that adapt but are dropped)
+    initial_covariance : (D, D) :math:`C_0`; default :math:`s_d \cdot 0.01\, I`
+    adaptation_start : :math:`t_0`, default ``max(100, 10 d)``
+    epsilon : the paper's ε, keeps :math:`C_t` positive definite
+    scale : :math:`s_d`, default :math:`2.38^2/d`
+    return_info : also return :class:`AdaptiveMetropolisInfo`
+
+    Returns
+    -------
+    draws : (num_draws, D) [, info]
+    """
+    initial = jnp.asarray(initial, jnp.result_type(jnp.asarray(initial).dtype, jnp.float32))
+    dim = initial.shape[0]
+    dtype = initial.dtype
+    scale = 2.38**2 / dim if scale is None else float(scale)
+    if adaptation_start is None:
+        adaptation_start = max(100, 10 * dim)
+    if initial_covariance is None:
+        initial_covariance = scale * 0.01 * jnp.eye(dim, dtype=dtype)
+    initial_cholesky = jnp.linalg.cholesky(jnp.asarray(initial_covariance, dtype))
+    if not bool(jnp.all(jnp.isfinite(initial_cholesky))):
+        raise BayesIsingError("adaptive_metropolis: initial_covariance is not positive definite")
+    num_steps = int(num_warmup) + int(num_draws)
+    initial_logdensity = logdensity_fn(initial)
+    state = AdaptiveMetropolisState(
+        position=initial, logdensity=initial_logdensity, mean=initial,
+        scatter=jnp.zeros((dim, dim), dtype), count=jnp.asarray(1, jnp.int32),
+        cholesky=initial_cholesky, num_accepted=jnp.asarray(0, jnp.int32),
+    )
+    identity = jnp.eye(dim, dtype=dtype)
+
+    def one_step(state, inputs):
+        step_index, key = inputs
+        key_proposal, key_accept = jax.random.split(key)
+        proposal = state.position + state.cholesky @ jax.random.normal(key_proposal, (dim,), dtype)
+        proposal_logdensity = logdensity_fn(proposal)
+        log_ratio = proposal_logdensity - state.logdensity
+        accept = jnp.log(jax.random.uniform(key_accept, dtype=dtype)) < log_ratio
+        accept = accept & jnp.isfinite(proposal_logdensity)
+        position = jnp.where(accept, proposal, state.position)
+        logdensity = jnp.where(accept, proposal_logdensity, state.logdensity)
+        # Welford update of the history's mean and scatter with the new state x_{t+1}.
+        count = state.count + 1
+        delta = position - state.mean
+        mean = state.mean + delta / count
+        scatter = state.scatter + jnp.outer(delta, position - mean)
+
+        def refreshed(_):
+            covariance = scale * (scatter / (count - 1) + epsilon * identity)
+            return jnp.linalg.cholesky(covariance)
+
+        adapt = (step_index + 1 >= adaptation_start) & ((step_index + 1) % adapt_every == 0)
+        cholesky = jax.lax.cond(adapt, refreshed, lambda _: state.cholesky, None)
+        new_state = AdaptiveMetropolisState(position, logdensity, mean, scatter, count,
+                                            cholesky, state.num_accepted + accept)
+        return new_state, position
+
+    keys = jax.random.split(rng_key, num_steps)
+    final, positions = jax.lax.scan(one_step, state, (jnp.arange(num_steps), keys))
+    draws = positions[int(num_warmup):]
+    if not return_info:
+        return draws
+    info = AdaptiveMetropolisInfo(
+        acceptance_rate=final.num_accepted / num_steps,
+        covariance=final.cholesky @ final.cholesky.T,
+    )
+    return draws, info
+
+
+def mle_parameter_draws(rng_key, spins, fit=None, num_draws=5000, *, l2=None, num_warmup=None,
+                        neuron_ids=None, interval=0.95):
+    r"""The study's uncertainty method: adaptive Metropolis around the MLE on the exact
+    log-likelihood (N ≤ 22),
+
+    .. math:: \log \pi(\theta) = T\big[\theta^\top\mu - \log Z(\theta)
+              - \tfrac{l_2}{2}\textstyle\sum_{i<j}J_{ij}^2\big],
+
+    started at the MLE with proposal covariance :math:`s_d (T\,(F + l_2 I_J))^{-1}` (inverse
+    Fisher information) until adaptation starts. Inactive neurons are held at their fitted
+    values (their likelihood is flat). With boundary pairs and ``l2 = 0`` the density is
+    improper along those couplings: a warning says so and their intervals are meaningless.
+
+    Returns
+    -------
+    dict: ``draws`` (num_draws, P) in pack order (inactive neurons fixed), ``h_interval``
+    (N, 2), ``J_interval`` (N, N, 2), ``acceptance_rate``, ``settings``, ``warnings``.
+    """
+    d = _prepare(spins, neuron_ids)
+    num_neurons = d.m.shape[0]
+    ising.check_exact(num_neurons, "mle_parameter_draws")
+    if fit is None:
+        fit = fit_exact(d, l2=0.0 if l2 is None else l2)
+    if l2 is None:
+        l2 = float(fit.settings.get("l2", 0.0))
+    l2 = _check_l2(l2)
+    report = boundary_report(d)
+    messages = []
+    if report["pairs"] and l2 == 0:
+        messages.append(
+            "adaptive Metropolis with l2 = 0 on data with boundary pairs: the likelihood is flat "
+            "towards J -> -inf for them, so their draws drift and their intervals are not "
+            "meaningful; pass l2 > 0"
+        )
+    active = _active_mask(report, num_neurons)
+    idx = np.flatnonzero(active)
+    num_active = idx.size
+    mu = jnp.asarray(_data_mu(d.m[idx], d.Q[np.ix_(idx, idx)]))
+    theta_hat = jnp.asarray(ising.pack(fit.h[idx], fit.J[np.ix_(idx, idx)]))
+    num_bins = float(d.num_bins)
+    l2_j = jnp.float64(l2)
+
+    def logdensity_fn(theta):
+        return -num_bins * _exact_objective(theta, mu, l2_j, num_active)
+
+    hess = jax.hessian(_exact_objective)(theta_hat, mu, l2_j, num_active)
+    dim = theta_hat.shape[0]
+    # Regularise the (possibly near-singular, boundary) curvature before inverting.
+    hess = hess + 1e-8 * jnp.eye(dim)
+    initial_covariance = (2.38**2 / dim) * jnp.linalg.inv(num_bins * hess)
+    initial_covariance = 0.5 * (initial_covariance + initial_covariance.T)
+    if num_warmup is None:
+        num_warmup = max(1000, num_draws // 2)
+    draws_active, info = adaptive_metropolis(
+        rng_key, jax.jit(logdensity_fn), theta_hat, num_draws,
+        initial_covariance=initial_covariance, num_warmup=num_warmup,
+        adapt_every=max(1, dim // 10), return_info=True)
+    draws_active = np.asarray(draws_active)
+    h_draws = np.broadcast_to(fit.h, (num_draws, num_neurons)).copy()
+    J_draws = np.broadcast_to(fit.J, (num_draws, num_neurons, num_neurons)).copy()
+    h_a, J_a = ising.unpack(jnp.asarray(draws_active), num_active)
+    h_draws[:, idx] = np.asarray(h_a)
+    J_draws[:, idx[:, None], idx[None, :]] = np.asarray(J_a)
+    tail = (1.0 - interval) / 2.0
+    quantiles = (tail, 1.0 - tail)
+    h_interval = np.moveaxis(np.quantile(h_draws, quantiles, axis=0), 0, -1)
+    J_interval = np.moveaxis(np.quantile(J_draws, quantiles, axis=0), 0, -1)
+    _emit(messages)
+    draws = np.asarray(ising.pack(jnp.asarray(h_draws), jnp.asarray(J_draws)))
+    return {
+        "draws": draws, "h_interval": h_interval, "J_interval": J_interval,
+        "acceptance_rate": float(info.acceptance_rate),
+        "settings": {"num_draws": int(num_draws), "num_warmup": int(num_warmup), "l2": l2,
+                     "interval": interval, "likelihood": "exact"},
+        "warnings": messages,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Reliability: optimiser restarts and the firing-threshold rule
+# --------------------------------------------------------------------------------------------
+
+
+def firing_threshold_rule(spins, threshold=0.05):
+    """The study's rule: keep neurons that fire in at least ``threshold`` of the bins.
+
+    Returns a bool mask (N,).
+    """
+    if hasattr(spins, "spins"):
+        spins = spins.spins
+    return stats.firing_probability(_check_spins(spins)) >= threshold
+
+
+def _pseudo_objective_theta(theta, patterns, counts, l2, num_neurons):
+    h, J = ising.unpack(theta, num_neurons)
+    couplings = theta[num_neurons:]
+    return (-ising.log_pseudolikelihood(h, J, patterns, counts) / jnp.sum(counts)
+            + 0.5 * l2 * couplings @ couplings)
+
+
+@functools.partial(jax.jit, static_argnames=("num_neurons",))
+def _pseudo_value_and_grad_theta(theta, patterns, counts, l2, num_neurons):
+    return jax.value_and_grad(_pseudo_objective_theta)(theta, patterns, counts, l2, num_neurons)
+
+
+def _cosine_table(thetas, num_neurons):
+    """Per-neuron cosine similarity of v_i = (h_i, J_i·) across restarts: mean and min."""
+    h, J = ising.unpack(jnp.asarray(thetas), num_neurons)
+    h, J = np.asarray(h), np.asarray(J)
+    num_restarts = thetas.shape[0]
+    # v[r, i] = (h_i, J_i,j for j != i): the diagonal of J is zero, so replace it by h_i.
+    vectors = J.copy()
+    vectors[:, np.arange(num_neurons), np.arange(num_neurons)] = h
+    norms = np.linalg.norm(vectors, axis=-1)  # (R, N)
+    r1, r2 = np.triu_indices(num_restarts, 1)
+    dots = np.sum(vectors[r1] * vectors[r2], axis=-1)  # (pairs of restarts, N)
+    cosine = dots / np.maximum(norms[r1] * norms[r2], 1e-300)
+    return cosine.mean(axis=0), cosine.min(axis=0)
+
+
+def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto",
+                        max_iterations=100, init_scale=1.0, l2=0.0, threshold=0.05,
+                        neuron_ids=None):
+    r"""The study's reliability method: optimiser restarts from random initial conditions.
+
+    Each restart draws :math:`\theta_0 \sim \mathcal N(0, \text{init\_scale}^2 I)` and runs
+    L-BFGS in the (h, J) coordinates for at most ``max_iterations`` iterations (the study's
+    optimiser had a fixed budget), on the exact likelihood (``method="exact"``; "auto" picks it
+    for N ≤ 16) or the pseudolikelihood. Where the data identify the parameters every restart
+    lands in the same place; where they do not (sparse neurons) the restarts stay apart. For
+    each neuron the vector :math:`v_i = (h_i, J_{i\cdot})` (N entries) is compared across
+    restarts by cosine similarity; a neuron is kept when its mean similarity is ≥ ``cut``.
+    The firing-threshold verdict (≥ ``threshold`` of bins) is given beside it.
+
+    Returns
+    -------
+    dict (JSON-able): ``neurons``, ``firing_probability``, ``mean_cosine``, ``min_cosine``,
+    ``reliable`` (mean_cosine ≥ cut), ``above_firing_threshold``, ``agreement`` (fraction of
+    neurons where the two verdicts agree), ``restart_objectives``, ``settings``.
+    """
+    d = _prepare(spins, neuron_ids)
+    num_neurons = d.m.shape[0]
+    if num_restarts < 2:
+        raise BayesIsingError(f"restart_reliability needs at least 2 restarts, got {num_restarts}")
+    if method == "auto":
+        method = "exact" if num_neurons <= 16 else "pseudo"
+    if method not in ("exact", "pseudo"):
+        raise BayesIsingError(f"restart_reliability: method must be exact|pseudo|auto, got "
+                              f"{method!r}")
+    l2 = jnp.float64(_check_l2(l2))
+    if method == "exact":
+        ising.check_exact(num_neurons, "restart_reliability(method='exact')")
+        mu = jnp.asarray(_data_mu(d.m, d.Q))
+        value_and_grad = functools.partial(_exact_value_and_grad, mu=mu, l2=l2,
+                                           num_neurons=num_neurons)
+    else:
+        if d.spins is None:
+            raise DataError("restart_reliability(method='pseudo') needs spins, not moments")
+        patterns, counts = stats.unique_patterns(d.spins)
+        padded, padded_counts = _padded_patterns(patterns, counts)
+        value_and_grad = functools.partial(
+            _pseudo_value_and_grad_theta, patterns=padded, counts=padded_counts, l2=l2,
+            num_neurons=num_neurons)
+    num_params = num_neurons + ising.num_pairs(num_neurons)
+    starts = init_scale * jax.random.normal(rng_key, (num_restarts, num_params), jnp.float64)
+    thetas, objectives = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for start in np.asarray(starts):
+            theta, _, _, _ = _lbfgs(value_and_grad, start, max_iterations, 1e-10)
+            thetas.append(theta)
+            objectives.append(float(value_and_grad(jnp.asarray(theta))[0]))
+    thetas = np.stack(thetas)
+    mean_cosine, min_cosine = _cosine_table(thetas, num_neurons)
+    firing = (1.0 + d.m) / 2.0
+    reliable = mean_cosine >= cut
+    above = firing >= threshold
+    return {
+        "neurons": [str(n) for n in d.neuron_ids],
+        "firing_probability": firing.tolist(),
+        "mean_cosine": mean_cosine.tolist(),
+        "min_cosine": min_cosine.tolist(),
+        "reliable": reliable.tolist(),
+        "above_firing_threshold": above.tolist(),
+        "agreement": float(np.mean(reliable == above)),
+        "restart_objectives": objectives,
+        "settings": {"num_restarts": int(num_restarts), "cut": float(cut), "method": method,
+                     "max_iterations": int(max_iterations), "init_scale": float(init_scale),
+                     "l2": float(l2), "threshold": float(threshold),
+                     "objective": "per-bin negative log-likelihood" if method == "exact"
+                     else "per-bin negative log pseudolikelihood"},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Sampled moments: persistent Gibbs chains (gibbs.step) and gibbs.sample_moments
+# --------------------------------------------------------------------------------------------
+
+#: groups of chains whose averages give the Monte Carlo standard errors
+_NUM_GROUPS = 16
+
+
+@functools.partial(jax.jit, static_argnames=("num_sweeps",))
+def _persistent_sweeps(rng_key, spins, h, J, first_sweep, num_sweeps):
+    """Advance persistent chains ``num_sweeps`` Gibbs sweeps under (h, J).
+
+    spins : (chains, 1, N) ±1 in the sampler dtype (float32), the chains' current states; the
+    fields are recomputed exactly for the new (h, J), so chains survive parameter updates.
+    Returns the new spins and, per group of chains, the averages over chains and sweeps of the
+    0/1 activities x = (s+1)/2, (groups, N), and of x xᵀ, (groups, N, N).
+    """
+    dtype = spins.dtype
+    h_s = h.astype(dtype)
+    J_s = J.astype(dtype)
+    temperatures = jnp.ones(1, dtype)
+    state = gibbs.GibbsState(spins, h_s + spins @ J_s, ising.energy(spins, h, J))
+    num_chains, _, num_neurons = spins.shape
+
+    def one_sweep(carry, offset):
+        state, sums, products = carry
+        index = first_sweep + offset
+        state, _ = gibbs.step(jax.random.fold_in(rng_key, index), state, h_s, J_s,
+                              temperatures, sweep_index=index)
+        x = ((state.spins[:, 0, :] + 1.0) / 2.0).astype(h.dtype)
+        grouped = x.reshape(_NUM_GROUPS, num_chains // _NUM_GROUPS, num_neurons)
+        sums = sums + grouped.sum(axis=1)
+        products = products + jnp.einsum("gci,gcj->gij", grouped, grouped)
+        return (state, sums, products), None
+
+    zeros = (jnp.zeros((_NUM_GROUPS, num_neurons), h.dtype),
+             jnp.zeros((_NUM_GROUPS, num_neurons, num_neurons), h.dtype))
+    (state, sums, products), _ = jax.lax.scan(one_sweep, (state,) + zeros,
+                                              jnp.arange(num_sweeps))
+    per_group = num_sweeps * (num_chains // _NUM_GROUPS)
+    return state.spins, sums / per_group, products / per_group
+
+
+def _lattice_gas_moments(x_mean, xx_mean):
+    """(N,), (N, N) 0/1 moments → pack-order vector (p_i; p_ij [i<j])."""
+    i, j = ising.pair_indices(x_mean.shape[-1])
+    return jnp.concatenate([x_mean, xx_mean[..., i, j]], axis=-1)
+
+
+def _data_lattice_gas(d):
+    i, j = ising.pair_indices(d.m.shape[0])
+    return np.concatenate([(1.0 + d.m) / 2.0, (1.0 + d.m[i] + d.m[j] + d.Q[i, j]) / 4.0])
+
+
+def _spin_moments_from_lattice_gas(x_mean, xx_mean):
+    """0/1 moments → (m, Q) of ±1 spins: m = 2p − 1, Q_ij = 4p_ij − 2p_i − 2p_j + 1."""
+    m = 2.0 * x_mean - 1.0
+    Q = 4.0 * xx_mean - 2.0 * x_mean[:, None] - 2.0 * x_mean[None, :] + 1.0
+    return m, Q
+
+
+def _sampled_moments(rng_key, h, J, *, num_chains, num_sweeps, burn_in, initial_spins=None):
+    """Model moments from ``gibbs.sample_moments``: (m, Q, noise dict with max MCSEs)."""
+    m, Q, info = gibbs.sample_moments(rng_key, np.asarray(h), np.asarray(J),
+                                      num_chains=num_chains, num_sweeps=num_sweeps,
+                                      burn_in=burn_in, initial_spins=initial_spins)
+    i, j = ising.pair_indices(np.asarray(h).shape[0])
+    noise = {"mcse_mean": float(np.nanmax(info.m_mcse)),
+             "mcse_pair": float(np.nanmax(info.Q_mcse[i, j])) if i.size else 0.0}
+    return np.asarray(m, np.float64), np.asarray(Q, np.float64), noise
+
+
+# --------------------------------------------------------------------------------------------
+# Boltzmann learning
+# --------------------------------------------------------------------------------------------
+
+
+def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
+                  sweeps_per_iteration=2, learning_rate=0.5, max_iterations=2000,
+                  check_every=50, check_sweeps=None, max_step=0.5, significance=0.05,
+                  neuron_ids=None, progress=False):
+    r"""Boltzmann learning (full likelihood) with persistent Gibbs chains, for any N.
+
+    Gradient ascent on the per-bin log-likelihood, whose gradient is data moments minus model
+    moments, the model moments estimated from ``num_chains`` persistent chains (Tieleman 2008)
+    advanced ``sweeps_per_iteration`` sweeps per step with :func:`gibbs.step`. Steps are taken
+    in the 0/1 (lattice-gas) parameters :math:`(a_i, b_{ij})` — gradient :math:`p^{data} -
+    p^{model}` of :math:`x_i` and :math:`x_i x_j` — preconditioned by the model's diagonal
+    Fisher information :math:`p(1-p)` (a diagonal natural gradient; for sparse spiking these
+    statistics are nearly uncorrelated, which the ±1 ones are not):
+
+    .. math:: \phi \leftarrow \phi + \eta_t\,
+              \frac{p^{data} - \hat p^{model}}{\max(\hat p(1-\hat p), 1/n)}, \qquad
+              \eta_t = \eta / \sqrt{1 + t/\text{check\_every}},
+
+    each entry clipped to ``max_step``. The reported parameters are the Polyak average over the
+    second half of each ``check_every`` window. Every ``check_every`` steps the averaged model is
+    checked with ``check_sweeps`` further sweeps (default: enough chain-sweeps for as many
+    samples as data bins); the fit stops when no moment differs from the data by more than
+    its Monte Carlo noise — max |z| ≤ the Bonferroni critical value at ``significance`` over
+    all N + N(N−1)/2 moments, with z = error / MCSE (spread of 16 independent groups of chains).
+
+    Started (``init=None``) from :func:`fit_pseudo`; chains start from data rows.
+
+    Parameters
+    ----------
+    rng_key : PRNG key
+    spins : SpikeData or (T, N) ±1
+    init : FitResult or (h, J) to start from
+
+    Returns
+    -------
+    FitResult with method "boltzmann"; ``moment_error`` exact for N ≤ 20, otherwise the
+    sampled check's (with ``mcse_mean``, ``mcse_pair`` and ``max_abs_z``).
+    """
+    start_time = time.perf_counter()
+    l2 = _check_l2(l2)
+    d = _prepare(spins, neuron_ids)
+    if d.spins is None:
+        raise DataError("fit_boltzmann needs the spins (chains start from data rows)")
+    num_chains = int(math.ceil(num_chains / _NUM_GROUPS) * _NUM_GROUPS)
+    num_neurons = d.m.shape[0]
+    report = boundary_report(d)
+    messages = list(report["messages"])
+    active = _active_mask(report, num_neurons)
+    idx = np.flatnonzero(active)
+    num_active = idx.size
+    key_init, key_chains, key_learn = jax.random.split(rng_key, 3)
+    if init is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MLEWarning)
+            init = fit_pseudo(d, l2=l2, rng_key=key_init)
+        init_name = "pseudo"
+    else:
+        init_name = "given"
+    h0, J0 = (init.h, init.J) if isinstance(init, FitResult) else init
+    h0, J0 = np.asarray(h0, np.float64), np.asarray(J0, np.float64)
+    if check_sweeps is None:
+        check_sweeps = int(np.clip(math.ceil(d.num_bins / num_chains), 20, 400))
+    i, j = ising.pair_indices(num_active)
+    target = jnp.asarray(_data_lattice_gas(_Data(d.num_bins, d.m[idx],
+                                                 d.Q[np.ix_(idx, idx)], d.neuron_ids[idx],
+                                                 None)))
+    phi = _to_lattice_gas(ising.pack(h0[idx], J0[np.ix_(idx, idx)]), num_active)
+    rows = jax.random.randint(key_chains, (num_chains,), 0, d.num_bins)
+    chains = jnp.asarray(d.spins[np.asarray(rows)][:, idx][:, None, :], jnp.float32)
+    num_moments = target.shape[0]
+    z_critical = float(scipy.stats.norm.isf(significance / (2 * num_moments)))
+    samples_per_step = num_chains * sweeps_per_iteration
+    sweep = 0
+    iterations = 0
+    converged = False
+    history = []
+    average = phi
+    last_check = None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iterations, unit="step", desc="Boltzmann")
+    for iterations in range(1, max_iterations + 1):  # noqa: B007
+        theta = _from_lattice_gas(phi, num_active)
+        h, J = ising.unpack(theta, num_active)
+        chains, x_mean, xx_mean = _persistent_sweeps(
+            jax.random.fold_in(key_learn, iterations), chains, h, J, sweep,
+            sweeps_per_iteration)
+        sweep += sweeps_per_iteration
+        model = _lattice_gas_moments(x_mean.mean(axis=0), xx_mean.mean(axis=0))
+        variance = jnp.maximum(model * (1.0 - model), 1.0 / samples_per_step)
+        gradient = target - model
+        gradient = gradient.at[num_active:].add(-l2 * phi[num_active:] / 16.0)
+        rate = learning_rate / math.sqrt(1.0 + iterations / check_every)
+        phi = phi + jnp.clip(rate * gradient / variance, -max_step, max_step)
+        # Polyak average over the second half of the current window
+        position = (iterations - 1) % check_every
+        if position == check_every // 2:
+            average, count = phi, 1
+        elif position > check_every // 2:
+            count += 1
+            average = average + (phi - average) / count
+        if bar is not None:
+            bar.update(1)
+        if iterations % check_every == 0 or iterations == max_iterations:
+            check_theta = _from_lattice_gas(average, num_active)
+            h_c, J_c = ising.unpack(check_theta, num_active)
+            key_check = jax.random.fold_in(key_learn, -iterations)
+            chains, x_g, xx_g = _persistent_sweeps(key_check, chains, h_c, J_c, sweep,
+                                                   check_sweeps)
+            sweep += check_sweeps
+            per_group = _lattice_gas_moments(x_g, xx_g)  # (groups, P)
+            model_check_mean = per_group.mean(axis=0)
+            mcse = per_group.std(axis=0, ddof=1) / math.sqrt(_NUM_GROUPS)
+            # a moment never seen in any chain has zero spread: floor the MCSE at one count
+            mcse = jnp.maximum(mcse, 1.0 / (num_chains * check_sweeps))
+            z = jnp.abs(target - model_check_mean) / mcse
+            max_z = float(jnp.max(z))
+            history.append({"iteration": iterations, "max_abs_z": max_z,
+                            "max_abs_error_p": float(jnp.max(jnp.abs(target
+                                                                     - model_check_mean)))})
+            last_check = (check_theta, per_group, max_z)
+            phi = average
+            if max_z <= z_critical:
+                converged = True
+                break
+    if bar is not None:
+        bar.close()
+    check_theta, per_group, max_z = last_check
+    h, J = _assemble(d, active, np.asarray(check_theta), 1e-6)
+    if num_neurons <= 20:
+        errors = moment_errors(h, J, d)
+        errors["source"] = "exact"
+    else:
+        x_g = per_group[:, :num_active]
+        xx_g = jnp.zeros((_NUM_GROUPS, num_active, num_active), per_group.dtype)
+        xx_g = xx_g.at[:, i, j].set(per_group[:, num_active:])
+        xx_g = xx_g + jnp.swapaxes(xx_g, 1, 2)
+        xx_g = xx_g.at[:, jnp.arange(num_active), jnp.arange(num_active)].set(x_g)
+        m_g, Q_g = jax.vmap(_spin_moments_from_lattice_gas)(x_g, xx_g)
+        m_model = np.asarray(_inactive_field((1.0 + d.m) / 2.0, 1e-6), np.float64)
+        m_model = np.tanh(m_model)
+        Q_model = np.outer(m_model, m_model)
+        m_model[idx] = np.asarray(m_g.mean(axis=0))
+        Q_model[np.ix_(idx, idx)] = np.asarray(Q_g.mean(axis=0))
+        np.fill_diagonal(Q_model, 1.0)
+        errors = moment_errors(h, J, d, model_moments=(m_model, Q_model))
+        errors["source"] = "sampled"
+        errors["mcse_mean"] = float(jnp.max(m_g.std(axis=0, ddof=1)) / math.sqrt(_NUM_GROUPS))
+        errors["mcse_pair"] = float(jnp.max(Q_g.std(axis=0, ddof=1)[i, j])
+                                    / math.sqrt(_NUM_GROUPS))
+    errors["max_abs_z"] = max_z
+    if report["pairs"]:
+        messages.append(
+            "the couplings of those pairs are finite only because of "
+            + (f"the L2 penalty (l2 = {l2:g})" if l2 > 0 else
+               "the finite number of learning steps; pass l2 > 0 for finite MAP values")
+        )
+    if not converged:
+        messages.append(
+            f"fit_boltzmann: moment errors still above their Monte Carlo noise after "
+            f"{max_iterations} steps (max |z| = {max_z:.2f} > {z_critical:.2f})")
+    _emit(messages)
+    return FitResult(
+        h=h, J=J, method="boltzmann", neuron_ids=d.neuron_ids, moment_error=errors,
+        iterations=iterations, wall_time_s=time.perf_counter() - start_time,
+        settings={"method": "boltzmann", "l2": l2, "num_chains": num_chains,
+                  "sweeps_per_iteration": sweeps_per_iteration,
+                  "learning_rate": learning_rate, "max_iterations": max_iterations,
+                  "check_every": check_every, "check_sweeps": check_sweeps,
+                  "max_step": max_step, "significance": significance,
+                  "z_critical": z_critical, "init": init_name, "num_bins": d.num_bins,
+                  "checks": history,
+                  "inactive_neurons": [d.neuron_ids[k] for k in np.flatnonzero(~active)]},
+        converged=converged, warnings=messages,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling check of a fitted model
+# --------------------------------------------------------------------------------------------
+
+
+def model_check(rng_key, h, J, spins, *, num_chains=512, num_sweeps=1000, burn_in=500,
+                tolerance=None, neuron_ids=None):
+    r"""Simulate a fitted model and compare it with the data; name a degenerate fit.
+
+    Two sets of Gibbs chains (:func:`gibbs.sample_moments`): from uniformly random states and
+    from randomly chosen data rows (several fitted models are multimodal and look fine only from
+    data starts). For each: moment errors max |Δm|, max |ΔQ|, max |ΔC| (i<j), their Monte Carlo
+    standard errors, the mean spin and the mean activity (fraction of active neurons per bin).
+
+    Verdicts, first that applies:
+
+    * ``"degenerate: runs to an all-active state"`` — some start type's mean activity ≥ 0.9
+      while the data's is < 0.5 (or the all-silent mirror image);
+    * ``"multimodal: random and data starts reach different states"`` — the two start types'
+      mean activities differ by more than 0.1 or their means m by more than 10 MCSE + tolerance;
+    * ``"poor fit: moment errors above tolerance"`` — max |Δm| or max |ΔC| above ``tolerance``
+      (default: 3 data standard errors of the worst-determined moment plus 5 MCSE);
+    * ``"ok"``.
+
+    Returns
+    -------
+    dict (JSON-able) with ``verdict``, ``data`` (mean spin, mean activity), ``random_start``
+    and ``data_start`` (moment errors, mcse, mean spin, mean activity), ``settings``.
+    """
+    d = _prepare(spins, neuron_ids)
+    if d.spins is None:
+        raise DataError("model_check needs the spins (chains also start from data rows)")
+    h = np.asarray(h, np.float64)
+    J = np.asarray(J, np.float64)
+    if h.shape != d.m.shape or J.shape != d.Q.shape:
+        raise DataError(f"model of {h.shape[0]} neurons checked against data of "
+                        f"{d.m.shape[0]}")
+    key_random, key_data = jax.random.split(rng_key)
+    i, j = ising.pair_indices(h.shape[0])
+    # data standard errors: sd(s_i)/sqrt(T) for m; sd(s_i s_j)/sqrt(T) for Q
+    data_se_mean = np.sqrt(np.maximum(1.0 - d.m**2, 0.0) / d.num_bins)
+    data_se_pair = np.sqrt(np.maximum(1.0 - d.Q[i, j] ** 2, 0.0) / d.num_bins)
+    results = {}
+    for name, key, start in (("random_start", key_random, None),
+                             ("data_start", key_data, d.spins)):
+        m, Q, noise = _sampled_moments(key, h, J, num_chains=num_chains, num_sweeps=num_sweeps,
+                                       burn_in=burn_in, initial_spins=start)
+        errors = moment_errors(h, J, d, model_moments=(m, Q))
+        errors.update(noise)
+        errors["mean_spin"] = float(m.mean())
+        errors["mean_activity"] = float(((1.0 + m) / 2.0).mean())
+        results[name] = (errors, m)
+    data_activity = float(((1.0 + d.m) / 2.0).mean())
+    random_errors, m_random = results["random_start"]
+    data_errors, m_data_start = results["data_start"]
+    mcse = max(random_errors["mcse_mean"], data_errors["mcse_mean"])
+    if tolerance is None:
+        worst_data_se = max(float(data_se_mean.max()),
+                            float(data_se_pair.max()) if data_se_pair.size else 0.0)
+        tolerance = 3.0 * worst_data_se + 5.0 * mcse
+    activities = (random_errors["mean_activity"], data_errors["mean_activity"])
+    if max(activities) >= 0.9 and data_activity < 0.5:
+        verdict = "degenerate: runs to an all-active state"
+    elif min(activities) <= 0.1 and data_activity > 0.5:
+        verdict = "degenerate: runs to an all-silent state"
+    elif (abs(activities[0] - activities[1]) > 0.1
+          or float(np.max(np.abs(m_random - m_data_start))) > 10 * mcse + tolerance):
+        verdict = "multimodal: random and data starts reach different states"
+    elif max(max(e["max_abs_mean"], e["max_abs_connected"])
+             for e in (random_errors, data_errors)) > tolerance:
+        verdict = "poor fit: moment errors above tolerance"
+    else:
+        verdict = "ok"
+    return {
+        "verdict": verdict,
+        "data": {"mean_spin": float(d.m.mean()), "mean_activity": data_activity},
+        "random_start": random_errors,
+        "data_start": data_errors,
+        "tolerance": float(tolerance),
+        "settings": {"num_chains": int(num_chains), "num_sweeps": int(num_sweeps),
+                     "burn_in": int(burn_in)},
+    }

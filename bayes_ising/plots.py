@@ -93,13 +93,18 @@ def plot_raster(spins, *, neuron_ids=None, cell_types=None, states=None, bin_siz
     order = cell_type_order(cell_types, num_neurons)
     scale = float(bin_size) if bin_size else 1.0
     times = (np.arange(start, stop) + 0.5) * scale
-    fig = _figure(10, 0.6 + 0.09 * num_neurons + (0.4 if states is not None else 0))
+    height = max(2.6, 1.0 + 0.1 * num_neurons)
+    fig = _figure(10, height + (0.5 if states is not None else 0))
     if states is not None:
         ax_state, ax = fig.subplots(2, 1, sharex=True,
-                                    gridspec_kw={"height_ratios": [1, max(4, num_neurons / 4)]})
+                                    gridspec_kw={"height_ratios": [0.5, height]})
         _draw_state_strip(ax_state, np.asarray(states)[start:stop], times, scale)
+        ax_state.set_title(f"Raster excerpt: bins {start}–{stop - 1} of {num_bins} "
+                           "(tick: spike in bin; strip: state)")
     else:
         ax = fig.subplots()
+        ax.set_title(f"Raster excerpt: bins {start}–{stop - 1} of {num_bins} "
+                     "(tick: spike in bin)")
     for row, neuron in enumerate(order):
         active = excerpt[:, neuron] > 0
         color = _type_color(cell_types[neuron]) if cell_types is not None else "k"
@@ -116,7 +121,6 @@ def plot_raster(spins, *, neuron_ids=None, cell_types=None, states=None, bin_siz
         for boundary in _type_boundaries(np.asarray(cell_types)[order]):
             ax.axhline(boundary, color="0.5", linewidth=0.6)
         _cell_type_legend(ax, cell_types)
-    ax.set_title(f"Raster excerpt: bins {start}–{stop - 1} of {num_bins} (ticks: spike in bin)")
     return fig
 
 
@@ -128,6 +132,7 @@ def _draw_state_strip(ax, states, times, scale):
         ax.bar(times[mask], np.ones(mask.sum()), width=scale, color=colors[name], label=name,
                linewidth=0)
     ax.set_yticks([])
+    ax.set_ylim(0, 1)
     ax.set_ylabel("state", rotation=0, ha="right", va="center")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.3), fontsize=7, frameon=False)
 
@@ -177,7 +182,7 @@ def plot_firing_rates(firing_probability, *, neuron_ids=None, cell_types=None, t
         unit = time_units or "s"
         secondary = ax.secondary_yaxis("right", functions=(lambda q: q / bin_size,
                                                            lambda r: r * bin_size))
-        secondary.set_ylabel(f"≥ rate (spikes / {unit})")
+        secondary.set_ylabel(f"rate, lower bound (spikes/{unit})")
     ax.set_title("Firing probability per neuron")
     return fig
 
@@ -405,6 +410,7 @@ def plot_information(entries):
         ax_s.bar(x + offset, values, width, yerr=errs, color=color, label=names[key],
                  capsize=2)
     ax_s.set_xticks(x, labels, fontsize=8)
+    ax_s.set_xlabel("fit")
     ax_s.set_ylabel("entropy (nats per bin)")
     ax_s.legend(fontsize=7)
     ax_s.set_title("Entropies", fontsize=9)
@@ -418,6 +424,7 @@ def plot_information(entries):
     ax_r.axhline(1.0, color="k", linewidth=0.6, linestyle=":")
     ax_r.set_xticks(x, labels, fontsize=8)
     ax_r.set_xlim(-0.6, len(entries) - 0.4)
+    ax_r.set_xlabel("fit")
     ax_r.set_ylabel("I2 / IN (fraction of\nmulti-information)")
     ax_r.set_title("Multi-information captured by pairs", fontsize=9)
     return fig

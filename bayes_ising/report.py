@@ -153,14 +153,15 @@ def _interval_text(value, digits=3):
 
 def _table(headers, rows, *, row_classes=None, left=(0,)):
     head = "".join(f'<th class="{"l" if k in left else ""}">{_esc(h)}</th>'
-                   for k, h in enumerate(headers))
+                   for k, h in enumerate(headers or []))
     body = []
     for r, row in enumerate(rows):
         cls = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
         cells = "".join(f'<td class="{"l" if k in left else ""}">{cell}</td>'
                         for k, cell in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    head = f"<thead><tr>{head}</tr></thead>" if headers else ""
+    return f"<table>{head}<tbody>{''.join(body)}</tbody></table>"
 
 
 def _missing(what, how):
@@ -309,7 +310,8 @@ def convergence_summary(summary):
                 "reasons": ["too few draws to compute R-hat"]}
     rhat = np.asarray(azs.rhat(draws, chain_axis=0, draw_axis=1))
     ess_bulk = np.asarray(azs.ess(draws, chain_axis=0, draw_axis=1, method="bulk"))
-    ess_tail = np.asarray(azs.ess(draws, chain_axis=0, draw_axis=1, method="tail", prob=(0.05, 0.95)))
+    ess_tail = np.asarray(azs.ess(draws, chain_axis=0, draw_axis=1, method="tail",
+                                  prob=(0.05, 0.95)))
     reasons = []
     worst_rhat = float(np.nanmax(rhat))
     if not worst_rhat <= RHAT_THRESHOLD:
@@ -489,7 +491,7 @@ def _section_data(ctx):
         facts.append(("firing probability", f"median {_fmt(np.median(p))}, "
                                             f"range {_fmt(p.min())}–{_fmt(p.max())}; "
                                             f"{int(np.sum(p < 0.05))} neuron(s) below 5%"))
-    parts.append(_table(["", ""], [(f"<b>{k}</b>", v) for k, v in facts], left=(0, 1)))
+    parts.append(_table(None, [(f"<b>{k}</b>", v) for k, v in facts], left=(0, 1)))
     if view.spins is not None:
         fig = plots.plot_raster(view.spins, neuron_ids=view.neuron_ids,
                                 cell_types=view.cell_types, states=view.states,
@@ -619,16 +621,20 @@ def _old_verdicts(comparison):
 
 def _agreement_html(comparison):
     agreement = (comparison.get("flagged") or {}).get("agreement") or {}
+    names = {"diagnostics": "diagnostics", "restarts": "restart cosine similarity",
+             "firing": "5% firing rule"}
     rows = []
     for key, counts in agreement.items():
-        rows.append([_esc(key.replace("_", " ")), _fmt(counts.get("both")),
-                     _fmt(counts.get("only_diagnostics")), _fmt(counts.get("only_other")),
-                     _fmt(counts.get("neither"))])
+        first, _, second = key.partition("_vs_")
+        rows.append([f"{_esc(names.get(first, first))} vs {_esc(names.get(second, second))}",
+                     _fmt(counts.get("both")), _fmt(counts.get("only_first")),
+                     _fmt(counts.get("only_second")), _fmt(counts.get("neither")),
+                     _fmt(counts.get("agree"))])
     if not rows:
         return ""
-    return ("<h3>Agreement between the verdicts</h3>"
-            + _table(["comparison", "both flag", "only diagnostics", "only the old rule",
-                      "neither"], rows))
+    return ("<h3>Agreement between the verdicts (numbers of neurons)</h3>"
+            + _table(["first rule vs second rule", "both flag", "only the first",
+                      "only the second", "neither", "agree"], rows))
 
 
 def _section_worst(ctx, num_worst=6):
@@ -939,21 +945,47 @@ def _section_mle(ctx):
     summary = comparison.get("summary") or {}
     timing = comparison.get("timing") or {}
     mle_info = comparison.get("mle") or {}
-    rows = [[_esc(k.replace("_", " ")), _fmt(v)] for k, v in summary.items()
-            if not isinstance(v, (dict, list))]
-    rows += [[_esc("time: " + k.replace("_", " ")), _fmt(v)] for k, v in timing.items()]
-    for key in ("method", "converged"):
-        if mle_info.get(key) is not None:
-            rows.append([f"MLE {key}", _fmt(mle_info[key]) if isinstance(mle_info[key], bool)
-                         else _esc(mle_info[key])])
+    walk = comparison.get("adaptive_metropolis") or {}
+    rows = []
+    for kind, label in (("h", "fields h"), ("J", "couplings J")):
+        if summary.get(f"{kind}_num_parameters") is None:
+            continue
+        rows.append([label, _fmt(summary.get(f"{kind}_num_parameters")),
+                     _fmt(summary.get(f"{kind}_median_width_ratio")),
+                     _fmt(summary.get(f"{kind}_fraction_mle_in_bayes_interval")),
+                     _fmt(summary.get(f"{kind}_fraction_intervals_overlap")),
+                     _fmt(summary.get(f"{kind}_correlation")),
+                     _fmt(summary.get(f"{kind}_rms_difference"))])
+    times = [["MLE fit", timing.get("mle_fit_s")],
+             ["adaptive Metropolis", timing.get("adaptive_metropolis_s")],
+             ["optimiser restarts", timing.get("restarts_s")],
+             ["MLE side in total", timing.get("mle_total_s")],
+             ["NUTS (sampling, from the fit)", timing.get("nuts_s")]]
+    method = mle_info.get("method")
+    facts = [f"MLE: {_esc(method)}" if method else None,
+             f"moment error {_fmt((mle_info.get('moment_error') or {}).get('max_abs_mean'))}"
+             f" (means), {_fmt((mle_info.get('moment_error') or {}).get('max_abs_pair'))}"
+             " (pairs)" if mle_info.get("moment_error") else None,
+             f"{_fmt(walk.get('num_draws'))} adaptive-Metropolis draws, acceptance "
+             f"{_fmt(walk.get('acceptance_rate'))}" if walk else None,
+             f"compared on the {_esc(comparison['fit'])}-only fit" if comparison.get("fit")
+             else None]
     parts = [f"<p>The study's approach (maximum likelihood, then an adaptive-Metropolis random "
              f"walk around the MLE for intervals, and optimiser restarts with a cosine-similarity"
              f" cut for reliability) against the NUTS posterior, parameter by parameter. "
-             f"Intervals are central {comparison.get('interval', 0.9):.0%}.</p>",
+             f"Intervals are central {comparison.get('interval', 0.9):.0%}. "
+             + "; ".join(f for f in facts if f) + ".</p>",
              _figure_html(fig, "Left: MLE against posterior mean (each point one h_i or "
                                "J_ij). Right: width of the adaptive-Metropolis interval "
-                               "against the NUTS interval."),
-             _table(["quantity", "value"], rows, left=(0,))]
+                               "against the NUTS interval (below the line: the walk's "
+                               "interval is narrower)."),
+             _table(["parameters", "number", "median width ratio (MLE walk / NUTS)",
+                     "MLE inside NUTS interval", "intervals overlap", "correlation of "
+                     "estimates", "RMS difference"], rows),
+             "<h3>Time taken</h3>",
+             _table(["step", "seconds"], [[k, _fmt(v, 1)] for k, v in times], left=(0,))]
+    if comparison.get("flagged"):
+        parts.append(_agreement_html(comparison))
     for warning in mle_info.get("warnings") or []:
         parts.append(f'<p class="caveat">MLE: {_esc(warning)}</p>')
     return "".join(parts)

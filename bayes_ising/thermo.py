@@ -597,19 +597,22 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=32, num_sw
     h, J = _as_batch(h, J)
     num_models, num_neurons = h.shape
     betas, index = integration_grid(temperatures, num_grid)
-    ladder = 1.0 / betas[1:]  # β = 0 is known in closed form
+    # β = 0 is known in closed form; the sampler gets the ladder in increasing T.
+    ladder = 1.0 / betas[:0:-1]
     if replica_exchange == "auto":
         replica_exchange = ladder.size >= 4
     keys = jax.random.split(rng_key, num_models)
-    moments = []
+    moments, swap_acceptance = [], []
     for model in range(num_models):
         result = gibbs.sample(
-            keys[model], jnp.asarray(h[model]), jnp.asarray(J[model]),
-            temperatures=tuple(float(t) for t in ladder), num_chains=int(num_chains),
+            keys[model], h[model], J[model], temperatures=ladder, num_chains=int(num_chains),
             num_sweeps=int(num_sweeps), burn_in=int(burn_in), thin=int(thin),
             replica_exchange=bool(replica_exchange), progress=progress,
         )
-        moments.append(_moments_from_energies(result.energies, thin))
+        # energies (draws, chains, temps) of E(s) at the T = 1 scale; back to increasing β
+        moments.append(_moments_from_energies(result.energies[..., ::-1], thin))
+        if result.swap_acceptance is not None:
+            swap_acceptance.append(float(np.min(result.swap_acceptance)))
     mean_e, var_e, mcse_mean, mcse_var, tau = (np.stack(x) for x in zip(*moments, strict=True))
     mean0, var0 = _uniform_moments(h, J)
     zeros = np.zeros((num_models, 1))
@@ -647,6 +650,7 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=32, num_sw
         "thin": int(thin),
         "replica_exchange": bool(replica_exchange),
         "min_sweeps_per_tau": float(min_sweeps_per_tau),
+        "min_swap_acceptance": min(swap_acceptance) if swap_acceptance else None,
     }
     return _assemble(
         temperatures, betas, index, with_zero(mean_e, mean0), with_zero(var_e, var0),
@@ -785,26 +789,30 @@ def shuffled_control(rng_key, spins, temperatures, *, num_shuffles=1, l2=1e-3, m
     (finite-sample noise) and the curves approach the independent model's.
 
     Returns ``(ThermoResult, info)`` with ``info`` = {"max_abs_J": (num_shuffles,),
-    "fit_method": str}.
+    "fit_method", "l2", "num_shuffles", "fit_warnings": the fits' warnings, deduplicated}.
     """
     from . import mle
 
     spins = np.asarray(spins)
     num_neurons = spins.shape[1]
     shuffle_keys = jax.random.split(rng_key, int(num_shuffles) + 1)
-    fits = []
+    fits, fit_warnings = [], []
     for key in shuffle_keys[:-1]:
         shuffled = shuffle_bins(key, spins)
-        if num_neurons <= AUTO_EXACT_MAX_NEURONS:
-            fit, fit_method = mle.fit_exact(shuffled, l2=l2), "exact"
-        else:
-            fit, fit_method = mle.fit_pseudo(shuffled, l2=l2), "pseudo"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if num_neurons <= AUTO_EXACT_MAX_NEURONS:
+                fit, fit_method = mle.fit_exact(shuffled, l2=l2), "exact"
+            else:
+                fit, fit_method = mle.fit_pseudo(shuffled, l2=l2), "pseudo"
         fits.append(fit)
+        # e.g. pairs of sparse neurons that never fire together in a shuffle (finite by l2)
+        fit_warnings.extend(str(w.message) for w in caught if str(w.message) not in fit_warnings)
     h = np.stack([np.asarray(f.h, dtype=np.float64) for f in fits])
     J = np.stack([np.asarray(f.J, dtype=np.float64) for f in fits])
     result = thermodynamics(shuffle_keys[-1], h, J, temperatures, method=method, **options)
     info = {"max_abs_J": np.max(np.abs(J), axis=(1, 2)), "fit_method": fit_method,
-            "l2": float(l2), "num_shuffles": int(num_shuffles)}
+            "l2": float(l2), "num_shuffles": int(num_shuffles), "fit_warnings": fit_warnings}
     return result, info
 
 

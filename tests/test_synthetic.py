@@ -95,13 +95,13 @@ def test_ei_ising_parameters_reproducible_per_key():
 
 def test_ei_ising_parameters_block_structure():
     """E–E and I–I couplings mostly positive (≥ 75% of the nonzero ones), E–I mixed (both signs,
-    each 25–75%), symmetric, zero diagonal; all fields negative (sparse spiking)."""
+    each 25–75%), symmetric, zero diagonal; ≥ 75% of the fields negative."""
     truth = synthetic.ei_ising_parameters(jax.random.key(3), 30, 10)
     h, J, types = truth
     assert h.shape == (40,) and J.shape == (40, 40) and h.dtype == np.float64
     np.testing.assert_array_equal(J, J.T)
     assert np.all(np.diag(J) == 0)
-    assert np.all(h < 0)
+    assert np.mean(h < 0) >= 0.75
     is_e = types == "E"
     upper = np.triu(np.ones_like(J, dtype=bool), 1)
     for block, rows, cols in (("EE", is_e, is_e), ("II", ~is_e, ~is_e), ("EI", is_e, ~is_e)):
@@ -203,18 +203,22 @@ def test_sample_ising_bad_input():
 
 
 def test_sample_ising_gibbs_matches_enumeration():
-    """Gibbs path (gibbs.sample_spins) vs enumeration, N = 8: |z| < 5 for m_i and Q_ij with
-    the Monte Carlo standard error from 25 batch means (the draws are correlated)."""
+    """Gibbs path (gibbs.sample_spins, 500 chains × 50 draws) vs enumeration, N = 8: |z| < 5
+    for every m_i and Q_ij, the Monte Carlo standard error taken from the spread of the 500
+    independent per-chain means (the draws within a chain are correlated)."""
     pytest.importorskip("bayes_ising.gibbs", reason="gibbs.py has not landed yet")
     h, J, _ = synthetic.ei_ising_parameters(jax.random.key(10), 6, 2)
-    spins = synthetic.sample_ising(jax.random.key(11), h, J, 25_000, method="gibbs")
+    num_chains = 500
+    spins = synthetic.sample_ising(jax.random.key(11), h, J, 25_000, method="gibbs",
+                                   num_chains=num_chains, burn_in=200, thin=5)
     assert spins.shape == (25_000, 8) and spins.dtype == np.int8
     m, Q = (np.asarray(a) for a in ising.exact_moments(jnp.asarray(h), jnp.asarray(J)))
     s = spins.astype(float)
     upper = np.triu_indices(8, 1)
     stats = np.concatenate([s, (s[:, :, None] * s[:, None, :])[:, upper[0], upper[1]]], axis=1)
-    batches = stats.reshape(25, -1, stats.shape[1]).mean(axis=1)
-    mcse = batches.std(axis=0, ddof=1) / np.sqrt(25)
+    # rows are draw-major (all chains of draw 0, then draw 1, ...)
+    chain_means = stats.reshape(-1, num_chains, stats.shape[1]).mean(axis=0)
+    mcse = chain_means.std(axis=0, ddof=1) / np.sqrt(num_chains)
     z = (stats.mean(axis=0) - np.concatenate([m, Q[upper]])) / mcse
     assert np.max(np.abs(z)) < 5.0, np.max(np.abs(z))
 
@@ -296,12 +300,8 @@ def test_ei_sleep_layout(ei_sleep):
 
 
 def test_ei_sleep_deterministic(ei_sleep):
-    """Regenerated from scratch — in a fresh cache, and with float64 switched off — the
-    dataset is bit-identical."""
-    fresh = synthetic.ei_network(jax.random.key(datasets.EI_SLEEP_SEED),
-                                 **datasets.EI_SLEEP_SETTINGS)
-    np.testing.assert_array_equal(fresh.spins, ei_sleep.spins)
-    np.testing.assert_array_equal(fresh.states, ei_sleep.states)
+    """Regenerated from scratch (outside the cache, and with float64 switched off, while the
+    cached copy was made with it on) the dataset is bit-identical."""
     jax.config.update("jax_enable_x64", False)
     try:
         fresh32 = synthetic.ei_network(jax.random.key(datasets.EI_SLEEP_SEED),
@@ -309,6 +309,7 @@ def test_ei_sleep_deterministic(ei_sleep):
     finally:
         jax.config.update("jax_enable_x64", True)
     np.testing.assert_array_equal(fresh32.spins, ei_sleep.spins)
+    np.testing.assert_array_equal(fresh32.states, ei_sleep.states)
 
 
 def test_ei_sleep_inhibitory_correlations_rise_in_deep_sleep(ei_sleep):
@@ -335,11 +336,50 @@ def test_ei_sleep_has_a_few_sparse_neurons(ei_sleep):
 def test_ei_sleep_e_only_model_overpredicts_e_synchrony(ei_sleep):
     """E-only pairwise model, exact ML fit to the 14 most active E neurons: at k_high, the
     smallest k with observed P(K_E ≥ k) < 1%, the model's P(K_E ≥ k_high) exceeds the observed
-    by a factor ≥ 1.4 over all bins and ≥ 2 in deep sleep (measured ≈ 2 and ≈ 4); the
-    observed tail holds ≥ 50 bins, so the factor is not sampling noise."""
+    by a factor ≥ 1.4 over all bins and ≥ 2 in deep sleep (measured ≈ 2.1 and ≈ 5.1); the
+    observed deep tail holds ≥ 50 bins, so the factor is not sampling noise. Mechanism (the
+    shared up/down drive): in wake, where the drive is weak, the factor is < 1.4 (≈ 1.1) and
+    at most half the deep one."""
     e_spins = ei_sleep.select(population="E")
-    for state, factor in ((None, 1.4), ("deep", 2.0)):
+    ratios = {}
+    for state in (None, "wake", "deep"):
         spins = (e_spins.select(state=state) if state else e_spins).spins
-        k_high, ratio, count = _tail_ratio_e_only(_most_active(spins, 14))
-        assert count >= 50, (state, k_high, count)
-        assert ratio >= factor, (state, k_high, ratio)
+        k_high, ratios[state], count = _tail_ratio_e_only(_most_active(spins, 14))
+        if state != "wake":
+            assert count >= 50, (state, k_high, count)
+    assert ratios[None] >= 1.4, ratios
+    assert ratios["deep"] >= 2.0, ratios
+    assert ratios["wake"] < 1.4 and ratios["wake"] <= 0.5 * ratios["deep"], ratios
+
+
+@pytest.mark.slow
+def test_ei_sleep_e_plus_i_model_predicts_e_synchrony_better(ei_sleep):
+    """Deep sleep, 14 most active E + 6 most active I neurons, exact ML fits: the E+I model's
+    marginal P(K_E ≥ k_high) over-predicts less than the E-only model (E+I factor ≤ 0.8 × the
+    E-only factor; measured ≈ 0.6×), though it still over-predicts (factor > 1)."""
+    deep = ei_sleep.select(state="deep")
+    e = _most_active(deep.select(population="E").spins, 14)
+    i = _most_active(deep.select(population="I").spins, 6)
+    k_high, ratio_e, _ = _tail_ratio_e_only(e)
+    h, J = _fit_exact(np.concatenate([e, i], axis=1))
+    states = ising.all_states(20)
+    prob = np.exp(np.asarray(ising.log_probability(states, jnp.asarray(h), jnp.asarray(J))))
+    p_k = np.bincount((states[:, :14] > 0).sum(axis=1), weights=prob, minlength=15)
+    ratio_ei = _tail(p_k)[k_high] / _observed_tail(e)[k_high]
+    assert 1.0 < ratio_ei <= 0.8 * ratio_e, (k_high, ratio_e, ratio_ei)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.slow
+def test_ei_network_phenomena_hold_across_keys(seed):
+    """The three phenomena on other keys (same settings as ei_sleep): I–I correlation
+    deep − wake ≥ 0.15; 2–20% of neurons below 5% firing; E-only factor ≥ 2 in deep."""
+    data = synthetic.ei_network(jax.random.key(seed), **datasets.EI_SLEEP_SETTINGS)
+    is_i = data.cell_types == "I"
+    r = {s: _mean_pair_correlation(data.select(state=s).spins, is_i) for s in ("wake", "deep")}
+    assert r["deep"] - r["wake"] >= 0.15, r
+    low = data.firing_probability < 0.05
+    assert 2 <= low.sum() <= 0.2 * data.num_neurons
+    deep_e = data.select(state="deep", population="E").spins
+    _, ratio, _ = _tail_ratio_e_only(_most_active(deep_e, 14))
+    assert ratio >= 2.0, ratio

@@ -248,6 +248,32 @@ def test_shuffle_bins_keeps_rates_and_reproduces():
     np.testing.assert_array_equal(shuffled, thermo.shuffle_bins(jax.random.key(3), spins))
 
 
+def _exact_sample(seed, h, J, num_bins):
+    """Independent draws from P(s) ∝ exp(−E(s)) by enumeration (plain NumPy)."""
+    states = np.array(list(itertools.product([-1, 1], repeat=h.size)), dtype=np.int8)
+    neg_energy = states @ h + 0.5 * np.einsum("si,ij,sj->s", states, J, states)
+    p = np.exp(neg_energy - neg_energy.max())
+    rows = np.random.default_rng(seed).choice(len(states), num_bins, p=p / p.sum())
+    return states[rows]
+
+
+def test_shuffled_control_removes_couplings():
+    h, J = _random_model(13, 5, h_scale=0.3, j_scale=0.6)
+    spins = _exact_sample(0, h, J, 4000)
+    temperatures = np.linspace(0.5, 3.0, 11)
+    control, info = thermo.shuffled_control(jax.random.key(0), spins, temperatures,
+                                            num_shuffles=2)
+    assert control.num_draws == 2 and info["fit_method"] == "exact"
+    # Coupling noise of a 4000-bin fit is ~1/sqrt(4000) ≈ 0.02 per pair; the planted J are ~0.6.
+    assert np.max(info["max_abs_J"]) < 0.15 < np.max(np.abs(J))
+    # The control is close to the independent model of the data, h_i = atanh(m_i).
+    _, heat, _ = thermo.independent_thermodynamics(np.arctanh(spins.mean(axis=0)), temperatures)
+    np.testing.assert_allclose(control.heat_capacity_per_neuron, heat[None].repeat(2, 0),
+                               atol=0.03)
+    real = thermo.exact_thermodynamics(h, J, temperatures)
+    assert np.max(np.abs(real.heat_capacity_per_neuron[0] - heat)) > 0.1
+
+
 def test_subsample_peaks_shapes():
     h, J = _random_model(11, 8)
     out = thermo.peak_versus_subsample(jax.random.key(0), h, J, [3, 8], np.linspace(0.5, 2, 7),
@@ -294,6 +320,29 @@ def test_cli_json_keys(posterior_file, tmp_path, capsys):
     assert main(["thermo", str(posterior_file), "--out", str(out)]) == 2
 
 
+def test_cli_shuffled_control(posterior_file, tmp_path):
+    from bayes_ising.data import SpikeData
+
+    base_h, base_J = _random_model(4, 5)
+    spins = _exact_sample(1, base_h, base_J, 3000)
+    ids = [f"n{k}" for k in range(5)]
+    data_path = tmp_path / "data.npz"
+    SpikeData.from_raster(spins, neuron_ids=ids).to_npz(data_path)
+    out = tmp_path / "thermo.json"
+    code = main(["thermo", str(posterior_file), "--temperatures", "0.5,1,2",
+                 "--posterior-draws", "4", "--shuffled-control", str(data_path),
+                 "--num-shuffles", "2", "--out", str(out)])
+    assert code == 0
+    control = json.loads(out.read_text())["shuffled_control"]
+    assert control["num_draws"] == 2 and len(control["max_abs_J"]) == 2
+    assert len(control["heat_capacity_per_neuron"]["median"]) == 3
+    # Neuron ids that do not match the posterior's → exit 2.
+    SpikeData.from_raster(spins).to_npz(tmp_path / "other.npz")
+    assert main(["thermo", str(posterior_file), "--temperatures", "0.5,1,2",
+                 "--shuffled-control", str(tmp_path / "other.npz"),
+                 "--out", str(tmp_path / "t2.json")]) == 2
+
+
 @pytest.mark.parametrize("text", ["0.5:3.0", "3:1:5", "0.5:3:one", "0:2:5"])
 def test_cli_bad_temperatures_exit_2(posterior_file, tmp_path, capsys, text):
     code = main(["thermo", str(posterior_file), "--temperatures", text,
@@ -306,3 +355,60 @@ def test_cli_bad_temperatures_exit_2(posterior_file, tmp_path, capsys, text):
 
 def test_cli_missing_posterior_exit_2(tmp_path):
     assert main(["thermo", str(tmp_path / "none.nc"), "--out", str(tmp_path / "t.json")]) == 2
+
+
+# ---------------------------------------------------------------------------- Gibbs
+
+
+def _ferromagnet(num_neurons, coupling, field):
+    J = np.full((num_neurons, num_neurons), coupling)
+    np.fill_diagonal(J, 0.0)
+    return np.full(num_neurons, field), J
+
+
+def test_sampled_matches_exact_within_mcse():
+    """Gibbs ⟨E⟩/N, C/N and S/N agree with enumeration in units of their MCSE (N = 10)."""
+    pytest.importorskip("bayes_ising.gibbs")
+    h, J = _random_model(21, 10, h_scale=0.3, j_scale=0.35)
+    temperatures = np.linspace(0.6, 2.4, 7)
+    exact = thermo.exact_thermodynamics(h, J, temperatures)
+    assert 0.6 < exact.peak_temperature[0] < 2.4  # the grid contains the peak
+    sampled = thermo.sampled_thermodynamics(
+        jax.random.key(0), h, J, temperatures, num_chains=32, num_sweeps=1500, burn_in=300,
+        num_grid=16,
+    )
+    assert sampled.method == "gibbs" and sampled.autocorrelation_time.shape == (1, 7)
+    for name in ("energy_per_neuron", "heat_capacity_per_neuron", "entropy_per_neuron"):
+        mcse = sampled.mcse[name][0]
+        assert np.all(mcse > 0) and np.all(mcse < 0.02), (name, mcse)
+        z = (getattr(sampled, name)[0] - getattr(exact, name)[0]) / mcse
+        # 21 comparisons: |z| < 4.5 fails by chance with probability ~1e-4.
+        assert np.all(np.abs(z) < 4.5), (name, z)
+
+
+def test_sampled_reproducible_per_key():
+    pytest.importorskip("bayes_ising.gibbs")
+    h, J = _random_model(22, 6)
+    temperatures = [0.8, 1.2]
+    options = dict(num_chains=8, num_sweeps=300, burn_in=50, num_grid=4, on_short_run="warn")
+    first = thermo.sampled_thermodynamics(jax.random.key(5), h, J, temperatures, **options)
+    again = thermo.sampled_thermodynamics(jax.random.key(5), h, J, temperatures, **options)
+    other = thermo.sampled_thermodynamics(jax.random.key(6), h, J, temperatures, **options)
+    np.testing.assert_array_equal(first.heat_capacity_per_neuron, again.heat_capacity_per_neuron)
+    np.testing.assert_array_equal(first.entropy_per_neuron, again.entropy_per_neuron)
+    assert not np.array_equal(first.heat_capacity_per_neuron, other.heat_capacity_per_neuron)
+
+
+def test_short_run_on_slow_mixing_model_refused():
+    """A strong ferromagnet without replica exchange: chains stay in the + or − state, so the
+    energy's multi-chain autocorrelation time exceeds the run; refused, or warned about."""
+    pytest.importorskip("bayes_ising.gibbs")
+    h, J = _ferromagnet(12, 0.5, 0.05)
+    options = dict(num_chains=16, num_sweeps=200, burn_in=20, num_grid=4,
+                   replica_exchange=False)
+    with pytest.raises(thermo.RunTooShortError, match="autocorrelation time"):
+        thermo.sampled_thermodynamics(jax.random.key(0), h, J, [0.8, 1.0], **options)
+    with pytest.warns(thermo.AutocorrelationWarning):
+        result = thermo.sampled_thermodynamics(jax.random.key(0), h, J, [0.8, 1.0],
+                                               on_short_run="warn", **options)
+    assert result.warnings and np.max(result.autocorrelation_time) >= 200

@@ -1,0 +1,517 @@
+r"""Posterior predictive checks and information ratios of a pairwise (Ising) model.
+
+The core functions take parameter draws as arrays — ``h_draws`` (D, N) and ``J_draws``
+(D, N, N), symmetric with zero diagonal, energy E(s) = −Σ h_i s_i − Σ_{i<j} J_ij s_i s_j — so
+they serve a posterior (D draws, :func:`parameter_draws`) and a single maximum-likelihood fit
+(D = 1) alike. Observed data are a ``(T, N)`` ±1 spin raster. Entropies are in nats.
+
+* :func:`predictive_synchrony` — P(K) of the model per draw (exact enumeration for
+  N ≤ 22, :func:`bayes_ising.gibbs.sample_spins` otherwise) with central bands, against the
+  data and the independent model (the Poisson-binomial of the observed firing probabilities).
+* :func:`pattern_frequencies` — observed vs predicted probability of every observed pattern
+  (the data of a log–log scatter) and the most frequent patterns.
+* :func:`third_order` — connected third-order correlations
+  T_ijk = ⟨δs_i δs_j δs_k⟩, δs = s − m, predicted vs observed over i<j<k.
+* :func:`information` — S1, S2, SN and I2/IN with intervals over draws (below).
+
+**Information.** S1 is the entropy of the independent model, S2 of the pairwise model, SN of
+the data (Schneidman et al. 2006). I2/IN = (S1 − S2)/(S1 − SN) is the fraction of the
+multi-information captured by pairwise interactions. Per posterior draw d we use the draw's own
+independent model: S1_d = Σ_i H_b((1 + m_i^d)/2), with m^d the draw's model means, so that
+I2_d = S1_d − S2_d ≥ 0 is exactly the multi-information of model d (at the maximum-likelihood
+fit m^d equals the data's m and this is the textbook formula). IN = S1_data − SN uses the data's
+S1 and the Miller–Madow estimate of SN. *SN caveat:* the plug-in entropy is biased low by
+about (U − 1)/(2T) (U distinct patterns), Miller–Madow removes only that first-order term; when
+:func:`bayes_ising.stats.data_entropy` says the sample is too small, IN is overestimated and
+the ratio underestimated by an unknown amount — the note says so.
+"""
+
+import numpy as np
+
+__all__ = [
+    "parameter_draws",
+    "independent_synchrony_distribution",
+    "model_synchrony_draws",
+    "subset_synchrony_distribution",
+    "predictive_synchrony",
+    "pattern_frequencies",
+    "third_order",
+    "information",
+    "posterior_predictive_checks",
+    "interval",
+]
+
+#: central interval of every band and interval reported here
+INTERVAL_PROB = 0.9
+#: the exact routines (enumeration) are used up to this N; Gibbs sampling above
+MAX_EXACT_CHECK_NEURONS = 22
+#: exact third-order moments build a (2^N, N²) matrix: limit N for memory
+MAX_EXACT_THIRD_ORDER_NEURONS = 16
+
+
+def interval(values, prob=INTERVAL_PROB, axis=0):
+    """dict(mean, median, lower, upper) of ``values`` over ``axis`` (central ``prob``)."""
+    values = np.asarray(values, float)
+    tail = (1 - prob) / 2
+    return dict(mean=np.mean(values, axis=axis), median=np.median(values, axis=axis),
+                lower=np.quantile(values, tail, axis=axis),
+                upper=np.quantile(values, 1 - tail, axis=axis))
+
+
+def _scalar_interval(values, prob=INTERVAL_PROB):
+    return {k: float(v) for k, v in interval(values, prob).items()}
+
+
+def _spins(spins):
+    s = np.asarray(spins)
+    if s.ndim != 2:
+        raise ValueError(f"spins must be (num_bins, N), got shape {s.shape}")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# Draws from a posterior DataTree
+# --------------------------------------------------------------------------------------------
+
+
+def parameter_draws(tree, num_draws=None):
+    """Posterior draws of (h, J) as arrays, chains pooled.
+
+    Parameters
+    ----------
+    tree : posterior DataTree (``posterior/h`` (chain, draw, neuron), ``posterior/J``
+        (chain, draw, pair) with coordinates ``neuron_i``, ``neuron_j``).
+    num_draws : keep this many draws, evenly spaced over the pooled (chain, draw) sequence
+        (deterministic thinning); all when None.
+
+    Returns
+    -------
+    h (D, N), J (D, N, N) float64 — J symmetric with zero diagonal.
+    """
+    posterior = tree["posterior"]
+    ids = [str(v) for v in posterior["neuron"].values]
+    index = {v: k for k, v in enumerate(ids)}
+    h = posterior["h"].transpose("chain", "draw", "neuron").values
+    j_flat = posterior["J"].transpose("chain", "draw", "pair").values
+    h = h.reshape(-1, h.shape[-1]).astype(float)
+    j_flat = j_flat.reshape(-1, j_flat.shape[-1]).astype(float)
+    if num_draws is not None and num_draws < h.shape[0]:
+        keep = np.round(np.linspace(0, h.shape[0] - 1, int(num_draws))).astype(int)
+        h, j_flat = h[keep], j_flat[keep]
+    num_neurons = len(ids)
+    if "neuron_i" in posterior.coords:
+        first = np.array([index[str(v)] for v in posterior["neuron_i"].values])
+        second = np.array([index[str(v)] for v in posterior["neuron_j"].values])
+    else:
+        first, second = np.triu_indices(num_neurons, 1)
+    J = np.zeros((h.shape[0], num_neurons, num_neurons))
+    J[:, first, second] = j_flat
+    J[:, second, first] = j_flat
+    return h, J
+
+
+# --------------------------------------------------------------------------------------------
+# Synchrony P(K)
+# --------------------------------------------------------------------------------------------
+
+
+def independent_synchrony_distribution(firing_probability):
+    r"""P(K) of independent neurons (Poisson-binomial), shape (N+1,).
+
+    .. math:: \prod_i (1 - p_i + p_i z) = \sum_K P(K) z^K, by repeated convolution.
+    """
+    dist = np.array([1.0])
+    for p in np.asarray(firing_probability, float):
+        dist = np.convolve(dist, [1.0 - p, p])
+    return dist
+
+
+def _exact_synchrony_draws(h_draws, J_draws):
+    import jax
+    import jax.numpy as jnp
+
+    from . import ising
+
+    fn = lambda hj: ising.exact_synchrony_distribution(hj[0], hj[1])  # noqa: E731
+    return np.asarray(jax.lax.map(fn, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
+
+
+def _gibbs_samples(rng_key, h, J, num_samples):
+    import jax.numpy as jnp
+
+    from . import gibbs
+
+    return np.asarray(gibbs.sample_spins(rng_key, jnp.asarray(h), jnp.asarray(J),
+                                         int(num_samples)), dtype=np.int8)
+
+
+def _use_exact(num_neurons, method):
+    if method not in ("auto", "exact", "gibbs"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'gibbs', got {method!r}")
+    if method == "auto":
+        return num_neurons <= MAX_EXACT_CHECK_NEURONS
+    return method == "exact"
+
+
+def model_synchrony_draws(rng_key, h_draws, J_draws, *, method="auto", num_samples=20_000,
+                          subset=None):
+    """Model P(K) (or P(K_subset)) per draw, shape (D, n+1), n = N or len(subset).
+
+    Exact by enumeration when ``method`` is "exact" (or "auto" with N ≤ 22); otherwise from
+    ``num_samples`` Gibbs samples of each draw (:func:`bayes_ising.gibbs.sample_spins`).
+    """
+    import jax
+
+    h_draws = np.atleast_2d(np.asarray(h_draws, float))
+    J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (h_draws.shape[1],))
+    num_neurons = h_draws.shape[1]
+    if _use_exact(num_neurons, method):
+        if subset is None:
+            return _exact_synchrony_draws(h_draws, J_draws)
+        return np.stack([subset_synchrony_distribution(h, J, subset)
+                         for h, J in zip(h_draws, J_draws, strict=True)])
+    cols = np.arange(num_neurons) if subset is None else np.asarray(subset)
+    keys = jax.random.split(rng_key, h_draws.shape[0])
+    out = []
+    for key, h, J in zip(keys, h_draws, J_draws, strict=True):
+        samples = _gibbs_samples(key, h, J, num_samples)
+        k = np.sum(samples[:, cols] > 0, axis=1)
+        out.append(np.bincount(k, minlength=cols.size + 1) / samples.shape[0])
+    return np.stack(out)
+
+
+def subset_synchrony_distribution(h, J, subset, *, chunk_bits=16):
+    r"""Exact P(K_A) of the full model's marginal over the neurons in ``subset`` (A).
+
+    Enumerates all 2^N states in chunks of 2^``chunk_bits`` (float64, logsumexp):
+    :math:`P(K_A = k) = \sum_{s:\,\#\{i\in A: s_i=+1\}=k} e^{-E(s)}/Z`. Shape (|A|+1,).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from . import ising
+
+    h = jnp.asarray(h, jnp.float64)
+    J = jnp.asarray(J, jnp.float64)
+    num_neurons = h.shape[0]
+    ising.check_exact(num_neurons, "subset_synchrony_distribution")
+    subset = np.asarray(subset, int)
+    mask = np.zeros(num_neurons, bool)
+    mask[subset] = True
+    chunk = 2 ** min(chunk_bits, num_neurons)
+    num_chunks = 2**num_neurons // chunk
+    shifts = jnp.arange(num_neurons - 1, -1, -1)
+    in_subset = jnp.asarray(mask)
+
+    def block(start):
+        codes = start * chunk + jnp.arange(chunk)
+        bits = (codes[:, None] >> shifts[None, :]) & 1
+        spins = (2 * bits - 1).astype(jnp.float64)
+        neg_energy = spins @ h + 0.5 * jnp.sum((spins @ J) * spins, axis=1)
+        k = jnp.sum(bits * in_subset, axis=1)
+        return neg_energy, k
+
+    neg_energy, k = jax.lax.map(block, jnp.arange(num_chunks))
+    neg_energy, k = neg_energy.reshape(-1), k.reshape(-1)
+    weights = jnp.exp(neg_energy - jax.scipy.special.logsumexp(neg_energy))
+    return np.asarray(jax.ops.segment_sum(weights, k, num_segments=subset.size + 1))
+
+
+def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
+                         num_samples=20_000, prob=INTERVAL_PROB, min_count=10):
+    """Posterior predictive P(K) against the data and the independent model.
+
+    Returns
+    -------
+    dict: ``k`` (N+1,), ``observed`` (data P(K)), ``predicted`` (mean, median, lower, upper over
+    draws), ``independent`` (Poisson-binomial of the observed firing probabilities),
+    ``draws`` (D, N+1), ``interval``, ``method``, and summaries over the K observed in at least
+    ``min_count`` bins: ``fraction_in_band`` (observed inside the band), ``max_abs_log_ratio``
+    and ``max_abs_log_ratio_independent`` (max |log(predicted/observed)|, posterior median and
+    independent model).
+    """
+    from . import stats
+
+    spins = _spins(spins)
+    num_bins, num_neurons = spins.shape
+    observed = stats.synchrony_distribution(spins)
+    independent = independent_synchrony_distribution(stats.firing_probability(spins))
+    draws = model_synchrony_draws(rng_key, h_draws, J_draws, method=method,
+                                  num_samples=num_samples)
+    band = interval(draws, prob)
+    seen = observed * num_bins >= min_count
+    tiny = 1e-300
+    log_ratio = np.log(np.maximum(band["median"][seen], tiny) / observed[seen])
+    log_ratio_ind = np.log(np.maximum(independent[seen], tiny) / observed[seen])
+    inside = (observed[seen] >= band["lower"][seen]) & (observed[seen] <= band["upper"][seen])
+    return dict(
+        k=np.arange(num_neurons + 1), observed=observed, predicted=band, independent=independent,
+        draws=draws, interval=prob,
+        method="exact" if _use_exact(num_neurons, method) else "gibbs",
+        num_bins=num_bins, min_count=min_count,
+        fraction_in_band=float(inside.mean()) if inside.size else float("nan"),
+        max_abs_log_ratio=float(np.max(np.abs(log_ratio))) if log_ratio.size else float("nan"),
+        max_abs_log_ratio_independent=float(np.max(np.abs(log_ratio_ind)))
+        if log_ratio_ind.size else float("nan"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Pattern frequencies
+# --------------------------------------------------------------------------------------------
+
+
+def _independent_log_probability(patterns, firing_probability):
+    p = np.clip(np.asarray(firing_probability, float), 1e-12, 1 - 1e-12)
+    on = np.asarray(patterns) > 0
+    return np.sum(np.where(on, np.log(p), np.log1p(-p)), axis=1)
+
+
+def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=20,
+                        num_samples=20_000, prob=INTERVAL_PROB, min_count=10):
+    """Observed vs predicted probability of each observed pattern (a log–log scatter).
+
+    Exact: P(s | h, J) of every distinct observed pattern per draw. Gibbs (large N): each
+    draw's ``num_samples`` samples are counted against the observed patterns (patterns never
+    sampled get probability 0, shown at the floor of a log plot).
+
+    Returns
+    -------
+    dict: ``patterns`` (U, N) int8 (by decreasing count), ``counts`` (U,), ``observed`` (U,)
+    frequencies, ``predicted`` (mean, median, lower, upper over draws), ``independent`` (U,),
+    ``num_bins``, ``top`` (list of the ``top`` most frequent patterns, each with the indices of
+    its active neurons, observed and predicted probability), and over patterns seen at least
+    ``min_count`` times the count-weighted mean |log(predicted/observed)| of the pairwise
+    (posterior median) and independent models (``mean_abs_log_ratio``,
+    ``mean_abs_log_ratio_independent``).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from . import ising, stats
+
+    spins = _spins(spins)
+    num_bins, num_neurons = spins.shape
+    patterns, counts = stats.unique_patterns(spins)
+    observed = counts / num_bins
+    h_draws = np.atleast_2d(np.asarray(h_draws, float))
+    J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (num_neurons,))
+    if _use_exact(num_neurons, method):
+        pats = jnp.asarray(patterns, jnp.float64)
+        fn = lambda hj: ising.log_probability(pats, hj[0], hj[1])  # noqa: E731
+        log_p = np.asarray(jax.lax.map(fn, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
+        predicted_draws = np.exp(log_p)
+    else:
+        keys = jax.random.split(rng_key, h_draws.shape[0])
+        lookup = {row.tobytes(): k for k, row in enumerate(np.packbits(patterns > 0, axis=1))}
+        predicted_draws = np.zeros((h_draws.shape[0], len(counts)))
+        for d, (key, h, J) in enumerate(zip(keys, h_draws, J_draws, strict=True)):
+            samples = _gibbs_samples(key, h, J, num_samples)
+            for row in np.packbits(samples > 0, axis=1):
+                k = lookup.get(row.tobytes())
+                if k is not None:
+                    predicted_draws[d, k] += 1
+            predicted_draws[d] /= samples.shape[0]
+    band = interval(predicted_draws, prob)
+    independent = np.exp(_independent_log_probability(patterns,
+                                                      stats.firing_probability(spins)))
+    seen = counts >= min_count
+    weights = counts[seen] / counts[seen].sum() if seen.any() else np.array([])
+    tiny = 1e-300
+    lr = np.abs(np.log(np.maximum(band["median"][seen], tiny) / observed[seen]))
+    lr_ind = np.abs(np.log(np.maximum(independent[seen], tiny) / observed[seen]))
+    top_rows = [dict(active=[int(i) for i in np.flatnonzero(patterns[u] > 0)],
+                     count=int(counts[u]), observed=float(observed[u]),
+                     predicted=float(band["median"][u]), lower=float(band["lower"][u]),
+                     upper=float(band["upper"][u]), independent=float(independent[u]))
+                for u in range(min(top, len(counts)))]
+    return dict(patterns=patterns, counts=counts, observed=observed, predicted=band,
+                independent=independent, num_bins=num_bins, interval=prob, top=top_rows,
+                method="exact" if _use_exact(num_neurons, method) else "gibbs",
+                mean_abs_log_ratio=float(np.sum(weights * lr)) if seen.any() else float("nan"),
+                mean_abs_log_ratio_independent=float(np.sum(weights * lr_ind))
+                if seen.any() else float("nan"))
+
+
+# --------------------------------------------------------------------------------------------
+# Third-order correlations
+# --------------------------------------------------------------------------------------------
+
+
+def _triplets(num_neurons):
+    i, j, k = np.array([(a, b, c) for a in range(num_neurons) for b in range(a + 1, num_neurons)
+                        for c in range(b + 1, num_neurons)], dtype=int).reshape(-1, 3).T
+    return i, j, k
+
+
+def _exact_third_order(h, J):
+    """Connected T_ijk of one model, (N, N, N), by enumeration (N ≤ 16)."""
+    from . import ising
+
+    num_neurons = h.shape[0]
+    states = np.asarray(ising.all_states(num_neurons), float)
+    log_p = np.asarray(ising.log_probability(states, h, J))
+    p = np.exp(log_p)
+    m = p @ states
+    delta = states - m
+    pair = (delta[:, :, None] * delta[:, None, :]).reshape(states.shape[0], -1)
+    return ((delta * p[:, None]).T @ pair).reshape(num_neurons, num_neurons, num_neurons)
+
+
+def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=50_000,
+                prob=INTERVAL_PROB):
+    """Connected third-order correlations, predicted (per draw) vs observed, over i<j<k.
+
+    Exact by enumeration for N ≤ 16 (:data:`MAX_EXACT_THIRD_ORDER_NEURONS`); otherwise from
+    ``num_samples`` Gibbs samples per draw (their Monte Carlo error adds to the band).
+
+    Returns
+    -------
+    dict: ``triplets`` (3, M), ``observed`` (M,), ``predicted`` (mean, median, lower, upper),
+    ``independent`` (zeros: independent neurons have T = 0), and summaries: ``rms_observed``,
+    ``rms_error`` (posterior median vs observed), ``correlation`` (Pearson, median vs
+    observed), ``slope`` (least squares through 0 of median on observed).
+    """
+    import jax
+
+    from . import stats
+
+    spins = _spins(spins)
+    num_neurons = spins.shape[1]
+    i, j, k = _triplets(num_neurons)
+    observed = stats.third_order_correlations(spins)[i, j, k]
+    h_draws = np.atleast_2d(np.asarray(h_draws, float))
+    J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (num_neurons,))
+    exact = _use_exact(num_neurons, method) and num_neurons <= MAX_EXACT_THIRD_ORDER_NEURONS
+    keys = jax.random.split(rng_key, h_draws.shape[0])
+    draws = []
+    for key, h, J in zip(keys, h_draws, J_draws, strict=True):
+        if exact:
+            t3 = _exact_third_order(h, J)
+        else:
+            t3 = stats.third_order_correlations(_gibbs_samples(key, h, J, num_samples))
+        draws.append(t3[i, j, k])
+    draws = np.stack(draws)
+    band = interval(draws, prob)
+    med = band["median"]
+    corr = (float(np.corrcoef(med, observed)[0, 1])
+            if observed.size > 1 and np.std(observed) > 0 and np.std(med) > 0 else float("nan"))
+    return dict(triplets=np.stack([i, j, k]), observed=observed, predicted=band,
+                independent=np.zeros_like(observed), interval=prob,
+                method="exact" if exact else "gibbs",
+                rms_observed=float(np.sqrt(np.mean(observed**2))),
+                rms_error=float(np.sqrt(np.mean((med - observed) ** 2))),
+                correlation=corr,
+                slope=float(med @ observed / (observed @ observed)) if np.any(observed)
+                else float("nan"))
+
+
+# --------------------------------------------------------------------------------------------
+# Information
+# --------------------------------------------------------------------------------------------
+
+
+def _binary_entropy(p):
+    p = np.clip(np.asarray(p, float), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = -(np.where(p > 0, p * np.log(p), 0.0) + np.where(p < 1, (1 - p) * np.log1p(-p),
+                                                                   0.0))
+    return np.sum(terms, axis=-1)
+
+
+def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
+    """S1, S2, SN and I2/IN with intervals over draws (exact S2 by enumeration, N ≤ 22).
+
+    See the module docstring for the definitions and the SN caveat.
+
+    Returns
+    -------
+    dict: ``S1`` (data), ``S1_model`` / ``S2`` / ``I2`` (intervals over draws), ``SN`` (Miller–
+    Madow), ``SN_plugin``, ``IN`` (= S1 − SN), ``ratio`` (I2/IN, interval over draws),
+    ``ratio_plugin`` (with the plug-in SN), ``ratio_data_S1`` ((S1_data − S2_d)/IN, the
+    literal formula per draw), ``SN_reliable``, ``note``, ``num_draws``. Raises
+    :class:`~bayes_ising.errors.TooManyNeuronsError` for N > 22.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from . import ising, stats
+
+    spins = _spins(spins)
+    num_neurons = spins.shape[1]
+    ising.check_exact(num_neurons, "information (S2 by enumeration)")
+    h_draws = np.atleast_2d(np.asarray(h_draws, float))
+    J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (num_neurons,))
+
+    def per_draw(hj):
+        m, _ = ising.exact_moments(hj[0], hj[1])
+        return m, ising.exact_entropy(hj[0], hj[1])
+
+    m_draws, s2 = jax.lax.map(per_draw, (jnp.asarray(h_draws), jnp.asarray(J_draws)))
+    m_draws, s2 = np.asarray(m_draws), np.asarray(s2)
+    s1_model = _binary_entropy((1 + m_draws) / 2)
+    i2 = s1_model - s2
+    s1 = float(_binary_entropy(stats.firing_probability(spins)))
+    entropy = stats.data_entropy(spins)
+    i_n = s1 - entropy.miller_madow
+    i_n_plugin = s1 - entropy.plugin
+    note = ("SN from the data's pattern counts (plug-in and Miller-Madow): " + entropy.note
+            + ". A biased-low SN inflates IN = S1 - SN and so deflates I2/IN.")
+    return dict(
+        S1=s1, S1_model=_scalar_interval(s1_model, prob), S2=_scalar_interval(s2, prob),
+        I2=_scalar_interval(i2, prob), SN=float(entropy.miller_madow),
+        SN_plugin=float(entropy.plugin), IN=float(i_n),
+        ratio=_scalar_interval(i2 / i_n, prob),
+        ratio_plugin=_scalar_interval(i2 / i_n_plugin, prob),
+        ratio_data_S1=_scalar_interval((s1 - s2) / i_n, prob),
+        SN_reliable=bool(entropy.reliable), note=note, interval=prob,
+        num_draws=int(h_draws.shape[0]), units="nats per bin",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# All checks of a posterior
+# --------------------------------------------------------------------------------------------
+
+
+def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=200, method="auto",
+                                num_samples=20_000, third_order_draws=50, prob=INTERVAL_PROB):
+    """Every check of this module for a posterior DataTree and its data.
+
+    ``num_draws`` posterior draws (evenly thinned) for P(K), patterns and information;
+    ``third_order_draws`` of them for the third-order correlations. Information is skipped
+    (with a note) for N > 22.
+
+    Returns
+    -------
+    dict with ``synchrony``, ``patterns``, ``third_order``, ``information`` (the outputs of the
+    functions above) and ``num_bins``, ``num_neurons``, ``num_draws``.
+    """
+    import jax
+
+    spins = _spins(spins)
+    num_neurons = spins.shape[1]
+    posterior_ids = [str(v) for v in tree["posterior"]["neuron"].values]
+    if len(posterior_ids) != num_neurons:
+        from .errors import DataError
+
+        raise DataError(f"the data have {num_neurons} neurons but the posterior has "
+                        f"{len(posterior_ids)}; select the same neurons (population, min-rate)")
+    key_sync, key_pat, key_third = jax.random.split(rng_key, 3)
+    h_draws, J_draws = parameter_draws(tree, num_draws)
+    out = dict(num_bins=int(spins.shape[0]), num_neurons=num_neurons,
+               num_draws=int(h_draws.shape[0]))
+    out["synchrony"] = predictive_synchrony(key_sync, h_draws, J_draws, spins, method=method,
+                                            num_samples=num_samples, prob=prob)
+    out["patterns"] = pattern_frequencies(key_pat, h_draws, J_draws, spins, method=method,
+                                          num_samples=num_samples, prob=prob)
+    thin = np.round(np.linspace(0, h_draws.shape[0] - 1,
+                                min(third_order_draws, h_draws.shape[0]))).astype(int)
+    out["third_order"] = third_order(key_third, h_draws[thin], J_draws[thin], spins,
+                                     method=method, prob=prob)
+    if num_neurons <= MAX_EXACT_CHECK_NEURONS:
+        out["information"] = information(h_draws, J_draws, spins, prob=prob)
+    else:
+        out["information"] = dict(note=f"S2 needs exact enumeration (N <= "
+                                       f"{MAX_EXACT_CHECK_NEURONS}); N = {num_neurons}")
+    return out

@@ -1,0 +1,75 @@
+"""``bayes-ising report``: one self-contained HTML report from saved results.
+
+    bayes-ising report POSTERIOR.nc [DATA] [--diagnostics DIAG.json] [--checks CHECKS.json]
+        [--thermo THERMO.json] [--comparison CMP.json] --out REPORT.html [--force]
+
+Figures are embedded (PNG, base64), so the file opens offline. A section whose input is not
+given stays in the report and says how to produce it.
+"""
+
+import sys
+
+__all__ = ["register", "run", "load_posterior_file"]
+
+
+def register(subparsers, name):
+    from ..cli import add_data_selection_flags
+
+    parser = subparsers.add_parser(
+        name, help="build the self-contained HTML report from saved results",
+        description=__doc__.split("\n\n")[0])
+    parser.add_argument("posterior", metavar="POSTERIOR.nc",
+                        help="posterior written by `bayes-ising fit`")
+    parser.add_argument("data", metavar="DATA", nargs="?", default=None,
+                        help="the data file of the fit (raster excerpt, rates, states); "
+                             "use the same selection flags as the fit")
+    parser.add_argument("--diagnostics", metavar="DIAG.json", default=None,
+                        help="output of `bayes-ising diagnose`")
+    parser.add_argument("--checks", metavar="CHECKS.json", default=None,
+                        help="output of `bayes-ising check`")
+    parser.add_argument("--thermo", metavar="THERMO.json", default=None,
+                        help="output of `bayes-ising thermo`")
+    parser.add_argument("--comparison", metavar="CMP.json", default=None,
+                        help="output of `bayes-ising compare-mle`")
+    parser.add_argument("--title", default=None, help="title of the report")
+    add_data_selection_flags(parser)
+    parser.add_argument("--out", required=True, metavar="REPORT.html", help="output HTML file")
+    parser.add_argument("--force", action="store_true", help="overwrite --out")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def load_posterior_file(path):
+    """Load a posterior netCDF with :func:`bayes.load_posterior` (a DataError when it is not)."""
+    from ..bayes import load_posterior
+
+    return load_posterior(path)
+
+
+def run(args):
+    from .. import report
+    from .._io import check_writable
+    from ..cli import load_selected_data
+    from ..errors import DataError
+
+    check_writable(args.out, args.force)
+    tree = load_posterior_file(args.posterior)
+    data = None
+    if args.data is not None:
+        data = load_selected_data(args)
+        fitted = [str(v) for v in tree["posterior"]["neuron"].values]
+        given = [str(v) for v in data.neuron_ids]
+        if fitted != given:
+            raise DataError(f"{args.data}: its neurons after selection ({len(given)}) differ "
+                            f"from the posterior's ({len(fitted)}); pass the selection flags "
+                            "used for the fit (--population, --state, --min-rate)")
+    inputs = {}
+    for key in ("diagnostics", "checks", "thermo", "comparison"):
+        path = getattr(args, key)
+        inputs[key] = report.load_json(path) if path else None
+    text = report.build_report(tree, data, title=args.title, **inputs)
+    report.write_report(args.out, text, force=args.force)
+    missing = [k for k, v in inputs.items() if v is None]
+    print(f"wrote {args.out}" + (f" (no {', '.join(missing)} given: those sections say so)"
+                                 if missing else ""), file=sys.stderr)
+    return 0

@@ -1,0 +1,354 @@
+"""Maximum-likelihood fits: closed forms, exact moment matching, recovery of planted
+parameters, pseudolikelihood consistency, Boltzmann learning, adaptive Metropolis, boundary
+data, reliability, the ``mle`` CLI verb.
+
+Tolerances are stated where they are used; every random test has a fixed seed.
+"""
+
+import json
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bayes_ising import ising, mle, stats
+from bayes_ising.cli import main
+from bayes_ising.data import SpikeData
+from bayes_ising.mle import MLEWarning
+
+
+def sample_exact(rng_key, h, J, num_bins):
+    """Exact samples of the model: categorical over all 2^N states (N small)."""
+    states = ising.all_states(h.shape[0])
+    log_p = ising.log_probability(states, jnp.asarray(h), jnp.asarray(J))
+    index = jax.random.categorical(rng_key, log_p, shape=(num_bins,))
+    return np.asarray(states)[np.asarray(index)]
+
+
+def planted(rng_key, num_neurons, field_mean=-0.8, field_sd=0.3, coupling_sd=0.3):
+    key_h, key_j = jax.random.split(rng_key)
+    h = field_mean + field_sd * jax.random.normal(key_h, (num_neurons,))
+    j_flat = coupling_sd * jax.random.normal(key_j, (ising.num_pairs(num_neurons),))
+    return np.asarray(h), np.asarray(ising.couplings_to_matrix(j_flat, num_neurons))
+
+
+def two_neuron_closed_form(spins):
+    """N = 2: 4J = log(p++ p-- / (p+- p-+)), 4h1 = log(p++ p+- / (p-+ p--)), ..."""
+    s1, s2 = spins[:, 0], spins[:, 1]
+    p = {(a, b): np.mean((s1 == a) & (s2 == b)) for a in (1, -1) for b in (1, -1)}
+    J = 0.25 * np.log(p[1, 1] * p[-1, -1] / (p[1, -1] * p[-1, 1]))
+    h1 = 0.25 * np.log(p[1, 1] * p[1, -1] / (p[-1, 1] * p[-1, -1]))
+    h2 = 0.25 * np.log(p[1, 1] * p[-1, 1] / (p[1, -1] * p[-1, -1]))
+    return np.array([h1, h2]), J
+
+
+# ---------------------------------------------------------------------------------------------
+# closed forms
+# ---------------------------------------------------------------------------------------------
+
+
+def test_two_neurons_closed_form():
+    h_true = np.array([-0.4, 0.2])
+    J_true = np.array([[0.0, 0.5], [0.5, 0.0]])
+    spins = sample_exact(jax.random.PRNGKey(0), h_true, J_true, 5000)
+    h_expected, j_expected = two_neuron_closed_form(spins)
+    fit = mle.fit_exact(spins, tol=1e-12)
+    assert fit.converged and fit.method == "exact"
+    np.testing.assert_allclose(fit.h, h_expected, atol=1e-9)
+    np.testing.assert_allclose(fit.J[0, 1], j_expected, atol=1e-9)
+    assert fit.J[1, 0] == fit.J[0, 1] and np.all(np.diag(fit.J) == 0)
+
+    independent = mle.fit_independent(spins)
+    np.testing.assert_allclose(independent.h, np.arctanh(spins.mean(axis=0)), atol=1e-12)
+    assert np.all(independent.J == 0)
+    assert independent.moment_error["max_abs_mean"] < 1e-12
+
+
+# ---------------------------------------------------------------------------------------------
+# exact MLE
+# ---------------------------------------------------------------------------------------------
+
+
+def test_exact_mle_retina_reaches_tolerance_and_names_boundary_pairs(retina_path):
+    """retina15.mat: pairs (1, 11) and (10, 11) never fire together, so J -> -inf there.
+
+    Default (l2 = 0): the fit warns naming both pairs and still reproduces every data moment to
+    1e-6 (the two couplings are as negative as the tolerance requires). With l2 > 0 the
+    couplings are finite MAP values and the gradient (moments + l2 J) vanishes instead.
+    """
+    from bayes_ising.data import load
+
+    data = load(retina_path)
+    with pytest.warns(MLEWarning, match=r"never fire together.*\(1, 11\), \(10, 11\)"):
+        fit = mle.fit_exact(data)
+    assert fit.converged
+    assert fit.moment_error["max_abs_mean"] <= 1e-6
+    assert fit.moment_error["max_abs_pair"] <= 1e-6
+    assert sorted(map(tuple, fit.settings["boundary_pairs"])) == [("1", "11", "++"),
+                                                                 ("10", "11", "++")]
+    # the boundary couplings are the most negative ones
+    assert fit.J[1, 11] < -1.0 and fit.J[10, 11] < -1.0
+    m_model, Q_model = ising.exact_moments(fit.h, fit.J)
+    observed = stats.moments(data.spins)
+    np.testing.assert_allclose(m_model, observed.m, atol=1e-6)
+    np.testing.assert_allclose(Q_model, observed.Q, atol=1e-6)
+
+    l2 = 1e-3
+    with pytest.warns(MLEWarning, match="L2 penalty"):
+        penalised = mle.fit_exact(data, l2=l2)
+    assert penalised.converged and np.all(np.isfinite(penalised.J))
+    # stationarity of the penalised objective: Q_model - Q_data + l2 J = 0 for every pair
+    m_model, Q_model = ising.exact_moments(penalised.h, penalised.J)
+    i, j = ising.pair_indices(15)
+    np.testing.assert_allclose(Q_model[i, j] - observed.Q[i, j] + l2 * penalised.J[i, j], 0,
+                               atol=1e-6)
+    assert penalised.J[1, 11] > fit.J[1, 11]
+
+
+def test_exact_mle_synthetic_matches_moments_and_recovers_planted():
+    """Planted N = 8 model, T = 200,000 exact samples.
+
+    Moments reproduced to 1e-6; every parameter within 4.5 standard errors of the truth, the
+    standard errors from the inverse Fisher information / T (Bonferroni over 36 parameters at
+    about 1e-5 per parameter).
+    """
+    num_neurons, num_bins = 8, 200_000
+    h_true, J_true = planted(jax.random.PRNGKey(1), num_neurons)
+    spins = sample_exact(jax.random.PRNGKey(2), h_true, J_true, num_bins)
+    fit = mle.fit_exact(spins)
+    assert fit.converged and not fit.warnings
+    assert fit.moment_error["max_abs_mean"] <= 1e-6
+    assert fit.moment_error["max_abs_pair"] <= 1e-6
+    fisher = np.asarray(ising.fisher_information(h_true, J_true))
+    standard_error = np.sqrt(np.diag(np.linalg.inv(fisher)) / num_bins)
+    z = (fit.theta - np.asarray(ising.pack(h_true, J_true))) / standard_error
+    assert np.max(np.abs(z)) < 4.5, np.max(np.abs(z))
+    # and the errors are not suspiciously small either (the estimator has noise)
+    assert 0.5 < np.std(z) < 1.6
+
+
+def test_exact_accepts_moments_and_float64_result():
+    h_true, J_true = planted(jax.random.PRNGKey(3), 5)
+    spins = sample_exact(jax.random.PRNGKey(4), h_true, J_true, 20_000)
+    from_spins = mle.fit_exact(spins)
+    from_moments = mle.fit_exact(stats.moments(spins))
+    np.testing.assert_allclose(from_moments.theta, from_spins.theta, atol=1e-10)
+    assert from_spins.h.dtype == np.float64 and from_spins.J.dtype == np.float64
+
+
+def test_exact_refuses_too_many_neurons():
+    from bayes_ising.errors import TooManyNeuronsError
+
+    spins = np.where(np.random.default_rng(0).random((100, 23)) < 0.3, 1, -1).astype(np.int8)
+    with pytest.raises(TooManyNeuronsError, match="N <= 22"):
+        mle.fit_exact(spins)
+
+
+# ---------------------------------------------------------------------------------------------
+# pseudolikelihood
+# ---------------------------------------------------------------------------------------------
+
+
+def test_pseudo_converges_to_exact_mle_as_bins_grow():
+    """Both estimators are consistent: |θ_PL − θ_ML| shrinks like 1/sqrt(T).
+
+    From T = 2,000 to 200,000 the expected shrink is 10×; we require at least 3× and a
+    monotone decrease across the three sizes (same planted N = 6 model, fixed seeds).
+    """
+    h_true, J_true = planted(jax.random.PRNGKey(5), 6, coupling_sd=0.4)
+    gaps = []
+    for k, num_bins in enumerate((2_000, 20_000, 200_000)):
+        spins = sample_exact(jax.random.PRNGKey(10 + k), h_true, J_true, num_bins)
+        exact = mle.fit_exact(spins)
+        pseudo = mle.fit_pseudo(spins)
+        assert pseudo.converged and pseudo.moment_error["source"] == "exact"
+        gaps.append(np.max(np.abs(pseudo.theta - exact.theta)))
+    assert gaps[0] > gaps[1] > gaps[2], gaps
+    assert gaps[2] < gaps[0] / 3, gaps
+    assert gaps[2] < 0.02, gaps
+
+
+def test_pseudo_gradient_vanishes_at_optimum():
+    """Independent check of the optimum with ising's closed-form PL gradient."""
+    h_true, J_true = planted(jax.random.PRNGKey(6), 7)
+    spins = sample_exact(jax.random.PRNGKey(7), h_true, J_true, 10_000)
+    fit = mle.fit_pseudo(spins, l2=1e-3)
+    patterns, counts = stats.unique_patterns(spins)
+    grad = np.asarray(ising.log_pseudolikelihood_grad(fit.h, fit.J, patterns, counts))
+    grad = grad / spins.shape[0]
+    grad[7:] -= 1e-3 * fit.theta[7:]  # d/dJ of −(l2/2) J² per bin
+    assert np.max(np.abs(grad)) < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# boundary data
+# ---------------------------------------------------------------------------------------------
+
+
+def test_silent_and_always_on_neurons_are_finite_with_warning():
+    rng = np.random.default_rng(8)
+    spins = np.where(rng.random((3000, 5)) < 0.2, 1, -1).astype(np.int8)
+    spins[:, 1] = -1  # silent
+    spins[:, 3] = 1  # always on
+    ids = ["a", "silent", "c", "on", "e"]
+    data = SpikeData.from_raster(spins, neuron_ids=ids)
+    for fit_fn in (mle.fit_independent, mle.fit_exact, mle.fit_pseudo):
+        with pytest.warns(MLEWarning) as record:
+            fit = fit_fn(data)
+        text = " ".join(str(w.message) for w in record)
+        assert "silent" in text and "on" in text, text
+        assert np.all(np.isfinite(fit.h)) and np.all(np.isfinite(fit.J))
+        assert fit.h[1] < -3 and fit.h[3] > 3
+        assert np.all(fit.J[1] == 0) and np.all(fit.J[:, 3] == 0)
+        assert fit.moment_error["max_abs_mean"] < 1e-3
+        assert not np.isnan(list(v for v in fit.moment_error.values()
+                                 if isinstance(v, float))).any()
+
+
+def test_boundary_report_names_every_empty_cell():
+    # neuron 0 fires only when 1 fires (+- empty), 2 and 3 never together (++ empty)
+    spins = -np.ones((8, 4), np.int8)
+    spins[0, [0, 1]] = 1
+    spins[1, 1] = 1
+    spins[2, 2] = 1
+    spins[3, 3] = 1
+    spins[4, [1, 2]] = 1
+    spins[5, [1, 3]] = 1
+    spins[6, [0, 1, 3]] = 1
+    spins[7, [0, 1, 2]] = 1
+    report = mle.boundary_report(spins)
+    assert (0, 1, "+-") in report["pairs"]
+    assert (2, 3, "++") in report["pairs"]
+    assert report["silent"] == [] and report["always_on"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# adaptive Metropolis
+# ---------------------------------------------------------------------------------------------
+
+
+def test_adaptive_metropolis_gaussian_covariance():
+    """Correlated 3-d Gaussian: mean within 5 MCSE (batch means), covariance within 10%.
+
+    The initial proposal is deliberately poor (isotropic, small); adaptation must find the
+    target's shape. 40,000 draws after 2,000 adapting warm-up steps.
+    """
+    covariance = jnp.array([[1.0, 0.8, 0.0], [0.8, 2.0, -0.5], [0.0, -0.5, 0.5]])
+    precision = jnp.linalg.inv(covariance)
+    mean = jnp.array([1.0, -2.0, 0.5])
+
+    def logdensity_fn(x):
+        return -0.5 * (x - mean) @ precision @ (x - mean)
+
+    draws, info = mle.adaptive_metropolis(jax.random.PRNGKey(11), logdensity_fn, jnp.zeros(3),
+                                          40_000, num_warmup=2_000, return_info=True)
+    draws = np.asarray(draws)
+    assert draws.shape == (40_000, 3)
+    assert 0.15 < float(info.acceptance_rate) < 0.5  # ~0.3 expected for d = 3 at 2.38²/d
+    batches = draws.reshape(40, 1000, 3).mean(axis=1)
+    mcse = batches.std(axis=0, ddof=1) / np.sqrt(40)
+    assert np.all(np.abs(draws.mean(axis=0) - np.asarray(mean)) < 5 * mcse)
+    np.testing.assert_allclose(np.cov(draws.T), covariance, atol=0.1 * 2.0)
+    rel = np.linalg.norm(np.cov(draws.T) - covariance) / np.linalg.norm(covariance)
+    assert rel < 0.1
+    # the adapted proposal is s_d Cov: its shape matches the target's
+    np.testing.assert_allclose(np.asarray(info.covariance) / (2.38**2 / 3), covariance,
+                               atol=0.25)
+
+
+def test_adaptive_metropolis_is_deterministic_and_jittable():
+    logdensity_fn = lambda x: -0.5 * jnp.sum(x**2)
+    a = mle.adaptive_metropolis(jax.random.PRNGKey(0), logdensity_fn, jnp.ones(2), 50)
+    b = mle.adaptive_metropolis(jax.random.PRNGKey(0), logdensity_fn, jnp.ones(2), 50)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == jnp.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# reliability
+# ---------------------------------------------------------------------------------------------
+
+
+def test_firing_threshold_rule_by_hand():
+    spins = -np.ones((100, 3), np.int8)
+    spins[:5, 0] = 1  # 5% -> kept
+    spins[:4, 1] = 1  # 4% -> dropped
+    spins[:50, 2] = 1
+    np.testing.assert_array_equal(mle.firing_threshold_rule(spins), [True, False, True])
+
+
+def test_restart_reliability_table():
+    """Well-sampled neurons agree across restarts; a neuron firing in 3 of 4000 bins does not
+    (its couplings are barely constrained by the data)."""
+    h_true, J_true = planted(jax.random.PRNGKey(12), 6, field_mean=-0.5)
+    spins = sample_exact(jax.random.PRNGKey(13), h_true, J_true, 4000)
+    spins[:, 5] = -1
+    spins[[10, 200, 3000], 5] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MLEWarning)
+        table = mle.restart_reliability(jax.random.PRNGKey(14), spins, num_restarts=4,
+                                        cut=0.99, max_iterations=60)
+    assert set(table) >= {"neurons", "mean_cosine", "min_cosine", "reliable",
+                          "above_firing_threshold", "agreement", "settings"}
+    cos = np.asarray(table["mean_cosine"])
+    assert np.all(cos[:5] > 0.99), cos
+    assert cos[5] < np.min(cos[:5]), cos
+    json.dumps(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# FIT.json and the CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def test_to_dict_layout():
+    h_true, J_true = planted(jax.random.PRNGKey(15), 4)
+    spins = sample_exact(jax.random.PRNGKey(16), h_true, J_true, 5000)
+    layout = mle.fit_exact(spins).to_dict()
+    assert {"neurons", "h", "J", "moment_error", "method", "iterations", "wall_time_s",
+            "settings", "warnings"} <= set(layout)
+    J = np.asarray(layout["J"])
+    assert J.shape == (4, 4) and np.all(J == J.T) and np.all(np.diag(J) == 0)
+    assert set(layout["moment_error"]) >= {"max_abs_mean", "max_abs_pair"}
+    json.dumps(layout, allow_nan=False)
+
+
+def _write_npy(tmp_path, spins, name="spins.npy"):
+    path = tmp_path / name
+    np.save(path, np.asarray((spins + 1) // 2, np.uint8))
+    return path
+
+
+def test_cli_mle_exact(tmp_path, capsys):
+    h_true, J_true = planted(jax.random.PRNGKey(17), 5)
+    spins = sample_exact(jax.random.PRNGKey(18), h_true, J_true, 4000)
+    path = _write_npy(tmp_path, spins)
+    out = tmp_path / "fit.json"
+    code = main(["mle", str(path), "--method", "exact", "--out", str(out),
+                 "--restarts", "3", "--adaptive-mcmc", "300"])
+    assert code == 0, capsys.readouterr().err
+    fit = json.loads(out.read_text())
+    assert {"neurons", "h", "J", "moment_error", "method", "iterations", "wall_time_s",
+            "settings", "warnings", "reliability", "adaptive_mcmc"} <= set(fit)
+    assert fit["method"] == "exact" and len(fit["h"]) == 5
+    assert fit["moment_error"]["max_abs_mean"] <= 1e-6
+    assert np.asarray(fit["adaptive_mcmc"]["J_interval"]).shape == (5, 5, 2)
+    assert len(fit["reliability"]["mean_cosine"]) == 5
+    # existing output without --force: exit 2, one line naming the file
+    assert main(["mle", str(path), "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["mle", str(path), "--method", "independent", "--out", str(out),
+                 "--force"]) == 0
+    assert json.loads(out.read_text())["method"] == "independent"
+
+
+def test_cli_mle_exact_refuses_large_n(tmp_path, capsys):
+    spins = np.where(np.random.default_rng(1).random((200, 23)) < 0.2, 1, -1)
+    path = _write_npy(tmp_path, spins)
+    code = main(["mle", str(path), "--method", "exact", "--out", str(tmp_path / "f.json")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "N <= 22" in err and "N = 23" in err
+    assert not (tmp_path / "f.json").exists()
