@@ -65,7 +65,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BayesIsingError, DataError, ModelSpecError
+from .errors import DataError, ModelSpecError
 
 __all__ = [
     "KINDS",

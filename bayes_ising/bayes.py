@@ -59,8 +59,7 @@ import numpyro
 import numpyro.distributions as dist
 import xarray as xr
 from jax.flatten_util import ravel_pytree
-from numpyro.infer import MCMC, NUTS, init_to_value
-from numpyro.infer.util import initialize_model
+from numpyro.infer import MCMC, NUTS
 
 from . import ising
 from ._io import atomic_path, to_jsonable
@@ -194,9 +193,18 @@ def _resolve_blocks(block_index, num_neurons):
 class _Sufficient(NamedTuple):
     """What the exact likelihood needs of the data (duck-types ``stats.Moments``)."""
 
-    num_bins: int
-    m: np.ndarray  # (N,)
-    Q: np.ndarray  # (N, N), unit diagonal
+    num_bins: object  # T (a float, so that it can be a traced argument)
+    m: object  # (N,)
+    Q: object  # (N, N), unit diagonal
+
+
+class _Config(NamedTuple):
+    """Static (hashable) description of one model; data and block index are array arguments."""
+
+    kind: str  # "exact" | "pseudo"
+    spec: ModelSpec
+    num_neurons: int
+    num_blocks: int
 
 
 def _exact_log_likelihood(h, j, moments, num_neurons, float32=False):
@@ -213,6 +221,22 @@ def _pseudo_log_likelihood(h, j, patterns, counts, float32=False):
                                       counts.astype(dtype))
 
 
+def _model(config, data, block_index):
+    """The NumPyro model of ``config``; ``data`` is a _Sufficient (exact) or (patterns, counts)."""
+    spec = config.spec
+    h, j = _sample_prior(spec, config.num_neurons, block_index, config.num_blocks)
+    if config.kind == "exact":
+        value = _exact_log_likelihood(h, j, data, config.num_neurons, spec.float32)
+        numpyro.factor("log_likelihood", value.astype(h.dtype))
+    else:
+        value = _pseudo_log_likelihood(h, j, data[0], data[1], spec.float32)
+        numpyro.factor("log_pseudolikelihood", value.astype(h.dtype))
+
+
+def _prior_only(config, block_index):
+    _sample_prior(config.spec, config.num_neurons, block_index, config.num_blocks)
+
+
 def exact_model(moments, num_neurons, spec=None, block_index=None):
     r"""NumPyro model with the exact likelihood :math:`T[h\cdot m + \sum_{i<j} J_{ij}Q_{ij} -
     \log Z]` (``numpyro.factor("log_likelihood", ...)``).
@@ -226,11 +250,8 @@ def exact_model(moments, num_neurons, spec=None, block_index=None):
     """
     spec = default_model_spec() if spec is None else spec
     block_index, num_blocks = _resolve_blocks(block_index, num_neurons)
-    h, j = _sample_prior(spec, num_neurons, block_index, num_blocks)
-    numpyro.factor(
-        "log_likelihood",
-        _exact_log_likelihood(h, j, moments, num_neurons, spec.float32).astype(h.dtype),
-    )
+    data = _Sufficient(moments.num_bins, jnp.asarray(moments.m), jnp.asarray(moments.Q))
+    _model(_Config("exact", spec, int(num_neurons), num_blocks), data, block_index)
 
 
 def pseudo_model(patterns, counts, spec=None, block_index=None):
@@ -245,16 +266,8 @@ def pseudo_model(patterns, counts, spec=None, block_index=None):
     spec = default_model_spec() if spec is None else spec
     num_neurons = patterns.shape[1]
     block_index, num_blocks = _resolve_blocks(block_index, num_neurons)
-    h, j = _sample_prior(spec, num_neurons, block_index, num_blocks)
-    numpyro.factor(
-        "log_pseudolikelihood",
-        _pseudo_log_likelihood(h, j, patterns, counts, spec.float32).astype(h.dtype),
-    )
-
-
-def _prior_model(num_neurons, spec, block_index):
-    block_index, num_blocks = _resolve_blocks(block_index, num_neurons)
-    _sample_prior(spec, num_neurons, block_index, num_blocks)
+    data = (jnp.asarray(patterns), jnp.asarray(counts))
+    _model(_Config("pseudo", spec, int(num_neurons), num_blocks), data, block_index)
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,47 +311,107 @@ def _pseudo_hessian(theta, patterns, counts):
     return hess.at[idx[:, :, None], idx[:, None, :]].add(blocks)
 
 
-class _Likelihood(NamedTuple):
-    """The likelihood as functions of theta (pack order), for the Laplace approximation."""
-
-    name: str
-    model: object  # NumPyro model in float64, no arguments (MAP, Hessian)
-    sampling_model: object  # the model NUTS samples (float32 likelihood if the spec says so)
-    log_likelihood: object  # theta -> scalar
-    neg_hessian: object  # theta -> (P, P), −∇² log likelihood
+def _log_likelihood_theta(config, theta, data):
+    n = config.num_neurons
+    if config.kind == "exact":
+        return _exact_log_likelihood(theta[:n], theta[n:], data, n)
+    return _pseudo_log_likelihood(theta[:n], theta[n:], data[0], data[1])
 
 
-def _make_likelihood(kind, spec, num_neurons, block_index, moments=None, patterns=None,
-                     counts=None):
-    spec64 = spec if not spec.float32 else spec.replace(float32=False)
-    if kind == "exact":
-        model_fn, data_args = exact_model, (moments, num_neurons)
+def _neg_hessian_theta(config, theta, data):
+    """−∇² log likelihood in theta: T·F(θ) (exact) or the closed-form pseudo Hessian."""
+    if config.kind == "exact":
+        h, J = ising.unpack(theta, config.num_neurons)
+        return data.num_bins * ising.fisher_information(h, J)
+    return _pseudo_hessian(theta, data[0], data[1])
 
-        def log_likelihood(theta):
-            h, j = theta[:num_neurons], theta[num_neurons:]
-            return _exact_log_likelihood(h, j, moments, num_neurons)
 
-        def neg_hessian(theta):
-            h, J = ising.unpack(theta, num_neurons)
-            return moments.num_bins * ising.fisher_information(h, J)
+_POSITIVE_SITES = ("J_block_scale", "J_tau", "J_lambda", "J_slab_c2")
 
-    else:
-        model_fn, data_args = pseudo_model, (patterns, counts)
 
-        def log_likelihood(theta):
-            h, j = theta[:num_neurons], theta[num_neurons:]
-            return _pseudo_log_likelihood(h, j, patterns, counts)
+def _site_template(config):
+    """Zeros shaped like every unconstrained sample site (fixes the ravel_pytree order)."""
+    n, p = config.num_neurons, ising.num_pairs(config.num_neurons)
+    family = config.spec.j_family
+    if family == "normal":
+        return {"h": jnp.zeros(n), "J": jnp.zeros(p)}
+    if family == "hierarchical":
+        return {"h": jnp.zeros(n), "J_block_scale": jnp.zeros(config.num_blocks),
+                "J_raw": jnp.zeros(p)}
+    return {"h": jnp.zeros(n), "J_tau": jnp.zeros(()), "J_lambda": jnp.zeros(p),
+            "J_slab_c2": jnp.zeros(()), "J_raw": jnp.zeros(p)}
 
-        def neg_hessian(theta):
-            return _pseudo_hessian(theta, patterns, counts)
 
-    return _Likelihood(
-        kind,
-        functools.partial(model_fn, *data_args, spec64, block_index),
-        functools.partial(model_fn, *data_args, spec, block_index),
-        log_likelihood,
-        neg_hessian,
+class _Functions(NamedTuple):
+    """Jitted functions of one model configuration, compiled once per shape of the data."""
+
+    value_and_grad: object  # (phi, data, block_index) -> (U, ∇U), U = −log posterior
+    hessian: object  # (phi, data, block_index) -> ∇²U (Pφ, Pφ)
+    constrained: object  # (phi, block_index) -> dict of constrained sites and "J"
+    neg_hessian: object  # (theta, data) -> −∇² log likelihood (P, P)
+    unravel: object  # flat phi -> dict
+
+
+@functools.lru_cache(maxsize=32)
+def _functions(config):
+    r"""Build and jit the potential, its exact Hessian and the constraining map for ``config``.
+
+    Hessian: :math:`J_\theta^\top H_{\rm lik} J_\theta + \nabla^2_\phi[U_{\rm prior}(\phi) -
+    g\cdot\theta(\phi)]` with :math:`g = \nabla_\theta \log L` held fixed — exact, and cheap
+    because the only P×P likelihood term is the closed form :func:`_neg_hessian_theta`.
+    """
+    from numpyro.infer.util import constrain_fn, potential_energy
+
+    _, unravel = ravel_pytree(_site_template(config))
+
+    def potential(phi, data, block_index):
+        return potential_energy(_model, (config, data, block_index), {}, unravel(phi))
+
+    def prior_potential(phi, block_index):
+        return potential_energy(_prior_only, (config, block_index), {}, unravel(phi))
+
+    def constrained(phi, block_index):
+        return constrain_fn(_prior_only, (config, block_index), {}, unravel(phi),
+                            return_deterministic=True)
+
+    def theta_of_phi(phi, block_index):
+        params = constrained(phi, block_index)
+        return jnp.concatenate([params["h"], params["J"]])
+
+    def hessian(phi, data, block_index):
+        theta = theta_of_phi(phi, block_index)
+        jac = jax.jacfwd(theta_of_phi)(phi, block_index)
+        grad_lik = jax.lax.stop_gradient(
+            jax.grad(_log_likelihood_theta, argnums=1)(config, theta, data)
+        )
+        second = jax.hessian(
+            lambda p: prior_potential(p, block_index) - grad_lik @ theta_of_phi(p, block_index)
+        )(phi)
+        return jac.T @ _neg_hessian_theta(config, theta, data) @ jac + second
+
+    return _Functions(
+        jax.jit(jax.value_and_grad(potential)),
+        jax.jit(hessian),
+        jax.jit(constrained),
+        jax.jit(functools.partial(_neg_hessian_theta, config)),
+        unravel,
     )
+
+
+def _data_arrays(kind, moments, patterns, counts):
+    """Model data as arrays; patterns padded with zero-count rows to a bucketed size, so that
+    datasets of the same N share one compilation."""
+    if kind == "exact":
+        return _Sufficient(jnp.asarray(float(moments.num_bins)), jnp.asarray(moments.m),
+                           jnp.asarray(moments.Q))
+    num_unique, num_neurons = patterns.shape
+    size = 2**num_neurons if num_neurons <= 12 else -(-num_unique // 1024) * 1024
+    size = max(size, num_unique)
+    padded = np.zeros((size, num_neurons), dtype=np.int8)
+    padded[:num_unique] = patterns
+    padded_counts = np.zeros(size, dtype=np.float64)
+    padded_counts[:num_unique] = counts
+    return (jnp.asarray(padded), jnp.asarray(padded_counts))
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,77 +424,47 @@ class _Laplace(NamedTuple):
     hessian: np.ndarray  # (Pφ, Pφ) −∇² log posterior at the MAP (made positive definite)
     theta: np.ndarray  # (P,) pack(h, J) at the MAP
     params: dict  # constrained values (and deterministics) at the MAP
-    unravel: object
     iterations: int
     converged: bool
     gradient_norm: float
 
 
-def _init_values(spec, num_neurons, num_blocks, h0, j0=None):
-    values = {"h": jnp.asarray(h0)}
-    num_pair = ising.num_pairs(num_neurons)
-    j0 = jnp.zeros(num_pair) if j0 is None else jnp.asarray(j0)
+def _initial_phi(config, h0, j0=None):
+    """Unconstrained start: h = h0, J = j0 (default 0), prior scales at their nominal values."""
+    spec = config.spec
+    num_pair = ising.num_pairs(config.num_neurons)
+    j0 = np.zeros(num_pair) if j0 is None else np.asarray(j0)
+    values = {"h": np.asarray(h0, dtype=np.float64)}
     if spec.j_family == "normal":
         values["J"] = j0
     elif spec.j_family == "hierarchical":
-        values["J_block_scale"] = jnp.full(num_blocks, spec.j_scale)
+        values["J_block_scale"] = np.log(np.full(config.num_blocks, spec.j_scale))
         values["J_raw"] = j0 / spec.j_scale
     else:
-        values["J_tau"] = jnp.asarray(spec.global_scale)
-        values["J_lambda"] = jnp.ones(num_pair)
-        values["J_slab_c2"] = jnp.asarray(spec.slab_scale**2)
-        scale = _horseshoe_scale(spec.global_scale, 1.0, spec.slab_scale**2)
-        values["J_raw"] = j0 / scale
-    return values
+        values["J_tau"] = np.log(spec.global_scale)
+        values["J_lambda"] = np.zeros(num_pair)
+        values["J_slab_c2"] = np.log(spec.slab_scale**2)
+        values["J_raw"] = j0 / float(_horseshoe_scale(spec.global_scale, 1.0, spec.slab_scale**2))
+    values = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in values.items()}
+    return np.asarray(ravel_pytree(values)[0])
 
 
-def _laplace(rng_key, likelihood, prior_model, init_values, *, max_iterations=100,
-             tolerance=1e-10):
-    r"""MAP by damped Newton on the potential U(φ) = −log posterior (unconstrained), and the
-    exact Hessian there.
+def _laplace(config, data, block_index, phi0, *, max_iterations=100, tolerance=1e-10):
+    """MAP by damped Newton on U(φ) = −log posterior (unconstrained space) and ∇²U there.
 
-    Hessian: :math:`J_\theta^\top H_{\rm lik} J_\theta + \nabla^2_\phi[U_{\rm prior}(\phi) -
-    g\cdot\theta(\phi)]` with g = ∇θ log L held fixed — exact, and cheap because the only
-    P×P likelihood term is the closed form ``neg_hessian``. Negative eigenvalues (possible away
-    from the mode for non-centred priors) are reflected, so every step is a descent step.
+    Newton steps use the exact Hessian with reflected eigenvalues (non-centred priors can be
+    non-convex away from the mode), so every step is a descent direction; Armijo backtracking.
+    Stops when the Newton decrement λ²/2 < ``tolerance``.
     """
-    strategy = init_to_value(values=init_values)
-    info = initialize_model(rng_key, likelihood.model, init_strategy=strategy)
-    prior_info = initialize_model(rng_key, prior_model, init_strategy=strategy)
-    phi0, unravel = ravel_pytree(info.param_info.z)
-    num_neurons = init_values["h"].shape[0]
-
-    def potential(phi):
-        return info.potential_fn(unravel(phi))
-
-    def constrained(phi):
-        return prior_info.postprocess_fn(unravel(phi))
-
-    def theta_of_phi(phi):
-        params = constrained(phi)
-        return jnp.concatenate([params["h"], params["J"]])
-
-    @jax.jit
-    def hessian(phi):
-        theta = theta_of_phi(phi)
-        jac = jax.jacfwd(theta_of_phi)(phi)
-        grad_lik = jax.lax.stop_gradient(jax.grad(likelihood.log_likelihood)(theta))
-        second = jax.hessian(
-            lambda p: prior_info.potential_fn(unravel(p)) - grad_lik @ theta_of_phi(p)
-        )(phi)
-        return jac.T @ likelihood.neg_hessian(theta) @ jac + second
-
-    value_and_grad = jax.jit(jax.value_and_grad(potential))
-    value_fn = jax.jit(potential)
-
+    fns = _functions(config)
+    block_index = jnp.asarray(block_index)
     phi = np.asarray(phi0, dtype=np.float64)
     converged = False
     iterations = 0
-    grad = None
+    value, grad = fns.value_and_grad(phi, data, block_index)
+    value, grad = float(value), np.asarray(grad)
     for iterations in range(1, max_iterations + 1):  # noqa: B007
-        value, grad = value_and_grad(phi)
-        value, grad = float(value), np.asarray(grad)
-        hess = np.asarray(hessian(phi))
+        hess = np.asarray(fns.hessian(phi, data, block_index))
         step = -_solve_positive(hess, grad)
         decrement = float(-grad @ step)
         if not math.isfinite(decrement):
@@ -430,18 +473,22 @@ def _laplace(rng_key, likelihood, prior_model, init_values, *, max_iterations=10
             converged = True
             break
         t = 1.0
-        while t > 1e-10:
-            trial = float(value_fn(phi + t * step))
-            if math.isfinite(trial) and trial <= value - 1e-4 * t * decrement:
+        while True:
+            trial_value, trial_grad = fns.value_and_grad(phi + t * step, data, block_index)
+            trial_value = float(trial_value)
+            if (math.isfinite(trial_value) and trial_value <= value - 1e-4 * t * decrement) or (
+                t < 1e-10
+            ):
                 break
             t *= 0.5
         phi = phi + t * step
-    hess = np.asarray(hessian(phi))
+        value, grad = trial_value, np.asarray(trial_grad)
+    if not converged:
+        hess = np.asarray(fns.hessian(phi, data, block_index))
     hess = _make_positive_definite(hess)
-    params = {k: np.asarray(v) for k, v in constrained(phi).items()}
+    params = {k: np.asarray(v) for k, v in fns.constrained(phi, block_index).items()}
     theta = np.concatenate([params["h"], params["J"]])
-    del num_neurons
-    return _Laplace(phi, hess, theta, params, unravel, iterations, converged,
+    return _Laplace(phi, hess, theta, params, iterations, converged,
                     float(np.linalg.norm(grad)))
 
 
@@ -617,28 +664,30 @@ def fit_posterior(
     spins_f = spins.astype(np.float64)
     moments = _Sufficient(int(num_bins), spins_f.mean(axis=0), spins_f.T @ spins_f / num_bins)
     patterns, counts = _unique_patterns(spins)
-    lik = _make_likelihood(likelihood, spec, num_neurons, block_index, moments=moments,
-                           patterns=patterns, counts=counts)
-    prior_model = functools.partial(_prior_model, num_neurons, spec, block_index)
+    model_data = _data_arrays(likelihood, moments, patterns, counts)
+    config = _Config(likelihood, spec.replace(float32=False) if spec.float32 else spec,
+                     num_neurons, len(blocks))
+    sampling_config = config._replace(spec=spec)
 
     # 1. MAP and Hessian (skipped for plain NUTS unless the adjustment needs them)
     h0 = np.arctanh(np.clip(moments.m, -1 + 1.0 / num_bins, 1 - 1.0 / num_bins))
     h0 = (h0 * spec.h_scale**2 * num_bins + spec.h_mean) / (spec.h_scale**2 * num_bins + 1)
-    init_values = _init_values(spec, num_neurons, len(blocks), h0)
+    phi0 = _initial_phi(config, h0)
     laplace = None
     if spec.mass_matrix != "adapt" or (likelihood == "pseudo" and adjust != "none"):
-        laplace = _laplace(key_laplace, lik, prior_model, init_values)
+        laplace = _laplace(config, model_data, block_index, phi0)
     prep_time = time.perf_counter() - start_time
 
     # 2. NUTS
+    model = functools.partial(_model, sampling_config)
     if spec.mass_matrix == "adapt":
-        kernel = NUTS(lik.sampling_model, target_accept_prob=spec.target_accept,
+        kernel = NUTS(model, target_accept_prob=spec.target_accept,
                       max_tree_depth=spec.max_tree_depth)
         init_params = None
     else:
         cov, chol = _inverse_and_cholesky(laplace.hessian)
         kernel = NUTS(
-            lik.sampling_model,
+            model,
             inverse_mass_matrix=jnp.asarray(cov),
             dense_mass=True,
             adapt_mass_matrix=spec.mass_matrix == "hessian+adapt",
@@ -648,16 +697,17 @@ def fit_posterior(
         )
         noise = np.asarray(jax.random.normal(key_init, (num_chains, len(laplace.phi))))
         starts = laplace.phi + noise @ chol.T
-        init_params = jax.vmap(laplace.unravel)(jnp.asarray(starts))
+        init_params = jax.vmap(_functions(config).unravel)(jnp.asarray(starts))
         if num_chains == 1:
             init_params = jax.tree.map(lambda x: x[0], init_params)
     method = _chain_method(num_chains, chain_method)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There are not enough devices")
         mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
-                    chain_method=method, progress_bar=progress)
+                    chain_method=method, progress_bar=progress, jit_model_args=True)
         sample_start = time.perf_counter()
-        mcmc.run(key_mcmc, extra_fields=_EXTRA_FIELDS, init_params=init_params)
+        mcmc.run(key_mcmc, model_data, jnp.asarray(block_index), extra_fields=_EXTRA_FIELDS,
+                 init_params=init_params)
         samples = {k: np.asarray(v, dtype=np.float64)
                    for k, v in mcmc.get_samples(group_by_chain=True).items()}
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
@@ -672,8 +722,8 @@ def fit_posterior(
     model_check = None
     if likelihood == "pseudo" and adjust != "none":
         adjusted, centre, adjust_info, model_check = _adjust(
-            key_adjust, adjust, samples, laplace, spec, lik, spins, moments, block_index,
-            init_values,
+            key_adjust, adjust, samples, laplace, config, model_data, spins, moments,
+            block_index,
         )
         samples["h"], samples["J"] = adjusted
         point["h_centre"] = centre[:num_neurons]
@@ -741,26 +791,22 @@ def _model_check(rng_key, theta, spins):
     return result.to_dict() if hasattr(result, "to_dict") else result
 
 
-def _adjust(rng_key, adjust, samples, laplace, spec, lik, spins, moments, block_index,
-            init_values):
+def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, moments, block_index):
     """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL); see the module docstring."""
     num_bins, num_neurons = spins.shape
+    spec = config.spec
     key_mode, key_fisher, key_check = jax.random.split(rng_key, 3)
     theta_pl = laplace.theta
     precision_prior = _prior_precision(spec, laplace.params, block_index, num_neurons)
-    info = {"theta_pl_source": "pseudo-posterior MAP"}
+    info = {"theta_pl": "pseudo-posterior MAP"}
     large = num_neurons > ising.MAX_EXACT_NEURONS
 
     centre = theta_pl
     if "mode" in adjust:
         if not large:
-            exact_lik = _make_likelihood("exact", spec, num_neurons, block_index,
-                                         moments=moments)
-            values = dict(init_values)
-            values.update({k: jnp.asarray(v) for k, v in laplace.params.items()
-                           if k in init_values})
-            prior_model = functools.partial(_prior_model, num_neurons, spec, block_index)
-            full = _laplace(key_mode, exact_lik, prior_model, values)
+            exact_config = config._replace(kind="exact")
+            exact_data = _data_arrays("exact", moments, None, None)
+            full = _laplace(exact_config, exact_data, block_index, laplace.phi)
             centre = full.theta
             info["centre"] = "exact-likelihood MAP (enumeration)"
             info["centre_converged"] = bool(full.converged)
@@ -781,8 +827,9 @@ def _adjust(rng_key, adjust, samples, laplace, spec, lik, spins, moments, block_
         else:
             fisher = _fisher_from_samples(key_fisher, np.asarray(h_c), np.asarray(J_c))
             info["fisher"] = "Gibbs samples"
-        h_pl = np.asarray(lik.neg_hessian(jnp.asarray(theta_pl)))
-        cov_pl, chol_pl = _inverse_and_cholesky(h_pl + np.diag(precision_prior))
+        neg_hess_pl = np.asarray(_functions(config).neg_hessian(jnp.asarray(theta_pl),
+                                                                model_data))
+        cov_pl, chol_pl = _inverse_and_cholesky(neg_hess_pl + np.diag(precision_prior))
         cov_full, chol_full = _inverse_and_cholesky(num_bins * fisher + np.diag(precision_prior))
         transform = chol_full @ np.linalg.inv(chol_pl)
         info["sd_ratio_median"] = float(np.median(np.sqrt(np.diag(cov_full) / np.diag(cov_pl))))

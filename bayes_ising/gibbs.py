@@ -46,6 +46,7 @@ sweep, neighbouring temperatures (k, k+1) exchange configurations with probabili
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -462,6 +463,7 @@ def _num_groups(num_chains):
     return max(d for d in range(1, min(num_chains, _MAX_GROUPS) + 1) if num_chains % d == 0)
 
 
+@functools.lru_cache(maxsize=64)
 def _make_runner(options, num_draws, thin, record_moments, record_spins, num_groups):
     """Jitted scan over ``num_draws`` draws of ``thin`` sweeps each (recording after each)."""
     num_temps = options[1]
@@ -505,6 +507,7 @@ def _make_runner(options, num_draws, thin, record_moments, record_spins, num_gro
     return run
 
 
+@functools.lru_cache(maxsize=64)
 def _make_burner(options, num_sweeps):
     @jax.jit
     def burn(key, state, h, J, betas, temp_betas, first_sweep):
@@ -621,11 +624,8 @@ def sample(
         bar = tqdm(total=burn_in + num_draws * thin, unit="sweep", desc="Gibbs")
 
     sweep_index = 0
-    burners = {}
     for size in burn_chunks:
-        if size not in burners:
-            burners[size] = _make_burner(options, size)
-        flat = burners[size](key_burn, flat, h_j, J_j, betas, temp_betas, sweep_index)
+        flat = _make_burner(options, size)(key_burn, flat, h_j, J_j, betas, temp_betas, sweep_index)
         sweep_index += size
         if bar is not None:
             bar.update(size)
@@ -634,16 +634,12 @@ def sample(
         jnp.zeros((num_groups, num_temps, h_np.size), energy_dtype),
         jnp.zeros((num_groups, num_temps, h_np.size, h_np.size), energy_dtype),
     ) if record_moments else (jnp.zeros(()), jnp.zeros(()))
-    runners = {}
     records = []
     draw_index = 0
     for size in draw_chunks:
-        if size not in runners:
-            runners[size] = _make_runner(
-                options, size, thin, record_moments, record_spins, num_groups
-            )
-        # fold the draw offset into the sweep index so the stream ignores the chunking
-        flat, accumulators, chunk_records = runners[size](
+        runner = _make_runner(options, size, thin, record_moments, record_spins, num_groups)
+        # the draw offset goes into the sweep index, so the random stream ignores the chunking
+        flat, accumulators, chunk_records = runner(
             key_draw, flat, h_j, J_j, betas, temp_betas, draw_index * thin, accumulators
         )
         records.append(jax.device_get(chunk_records))

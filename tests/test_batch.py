@@ -50,6 +50,28 @@ def slow_fit(task, data):
     return batch.fit(task, data)
 
 
+def normal_posterior(task, data):
+    """A posterior-shaped DataTree without NUTS (fast): Gaussian draws around the independent
+    model's fields, couplings around 0, with the sample stats the summary reads."""
+    import xarray as xr
+
+    rng = np.random.default_rng(task.seed)
+    num_neurons, num_bins = data.num_neurons, data.num_bins
+    num_pairs = num_neurons * (num_neurons - 1) // 2
+    h0 = np.arctanh(data.spins.mean(axis=0))
+    shape = (task.chains, task.draws)
+    posterior = xr.Dataset({
+        "h": (("chain", "draw", "neuron"),
+              h0 + rng.normal(size=shape + (num_neurons,)) / np.sqrt(num_bins)),
+        "J": (("chain", "draw", "pair"), rng.normal(size=shape + (num_pairs,)) * 0.05),
+    }, coords={"neuron": data.neuron_ids})
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros(shape, bool)),
+                        "n_steps": (("chain", "draw"), np.full(shape, 7))})
+    tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+    tree.attrs.update(bayes_ising_version="test", wall_time_s=0.01)
+    return tree
+
+
 # --------------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------------
@@ -244,7 +266,11 @@ def test_rerun_skips_valid_and_redoes_corrupted(completed, client, tmp_path):
     assert json.loads(files[0].read_text())["batch_key"].startswith(files[0].stem[4:])
 
 
-def test_bayes_results_are_netcdf_and_validated(client, workdir, tmp_path):
+@pytest.mark.parametrize("real", [
+    pytest.param(False, id="normal_posterior"),
+    pytest.param(True, id="nuts", marks=pytest.mark.slow),  # fit_posterior: minutes here
+])
+def test_bayes_results_are_netcdf_and_validated(client, workdir, tmp_path, real):
     plan = write_plan(tmp_path, f"""
         [datasets]
         small = "{workdir / 'small.npz'}"
@@ -257,7 +283,9 @@ def test_bayes_results_are_netcdf_and_validated(client, workdir, tmp_path):
         draws = 60
         warmup = 40
     """)
-    first = batch.run_batch(plan, tmp_path / "out", client=client, progress=False)
+    fit_function = None if real else normal_posterior
+    first = batch.run_batch(plan, tmp_path / "out", client=client, progress=False,
+                            fit_function=fit_function)
     assert first.num_done == 2, first.summary.error.tolist()
     rows = first.summary
     assert (rows.num_neurons == 2).all() and np.isfinite(rows.rhat_max).all()
@@ -272,9 +300,10 @@ def test_bayes_results_are_netcdf_and_validated(client, workdir, tmp_path):
         batch.read_result(batch.result_path(tasks[0], tmp_path / "out"), tasks[1].key)
     path = batch.result_path(tasks[1], tmp_path / "out")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(DataError, match="unreadable"):
+    with pytest.raises(DataError, match="not a readable netCDF"):
         batch.read_result(path, tasks[1].key)
-    second = batch.run_batch(plan, tmp_path / "out", client=client, progress=False)
+    second = batch.run_batch(plan, tmp_path / "out", client=client, progress=False,
+                             fit_function=fit_function)
     assert (second.num_existing, second.num_done) == (1, 1)
     batch.read_result(path, tasks[1].key)  # valid again
 
@@ -294,8 +323,9 @@ def test_killed_run_resumes_without_redoing(client, workdir, tmp_path):
     plan = write_plan(tmp_path, MLE_PLAN.format(data=workdir / "small.npz").replace(
         "subsample_seeds = [0, 1, 2]", "subsample_seeds = [0, 1, 2, 3, 4]"))
     out = tmp_path / "out"
+    address = client.scheduler.address
     script = (f"import test_batch\nfrom bayes_ising import batch\n"
-              f"batch.run_batch({str(plan)!r}, {str(out)!r}, scheduler={client.scheduler.address!r},"
+              f"batch.run_batch({str(plan)!r}, {str(out)!r}, scheduler={address!r},"
               f" fit_function=test_batch.slow_fit, progress=False)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True,

@@ -9,9 +9,15 @@ import pytest
 
 from bayes_ising import gibbs, ising
 
-# Largest |z| accepted when many (≈ 100–200) z-scores are checked at once: under the null the
-# maximum of 200 standard normals exceeds 4.5 with probability ≈ 1e-3.
-Z_MAX = 4.5
+# Family-wise false-alarm probability of a block of z-tests whose MCSE comes from 32 groups.
+FAMILY_ALPHA = 1e-3
+
+
+def t_limit(num_tests, num_groups=32):
+    """Bonferroni bound for |mean − exact| / MCSE when the MCSE has num_groups − 1 dof."""
+    from scipy import stats
+
+    return float(stats.t.ppf(1 - FAMILY_ALPHA / (2 * num_tests), num_groups - 1))
 
 
 def random_model(seed, num_neurons, field_scale=0.3, coupling_scale=0.3):
@@ -28,7 +34,8 @@ def ferromagnet(num_neurons, coupling):
 
 
 def group_mcse(values, num_groups=16):
-    """MCSE of a statistic's mean from independent groups of chains; values (draws, chains)."""
+    """Mean and MCSE from independent groups of chains (num_groups − 1 dof); values (draws,
+    chains)."""
     groups = np.array_split(np.arange(values.shape[1]), num_groups)
     means = np.array([values[:, g].mean() for g in groups])
     return means.mean(), means.std(ddof=1) / np.sqrt(num_groups)
@@ -58,22 +65,25 @@ def test_moments_and_energy_match_enumeration(model10, ladder_run):
     i, j = ising.pair_indices(10)
     groups = result.group_mean_spins.shape[0]
     assert groups == 32
+    limit = t_limit(temperatures.size * (10 + 45))  # ≈ 5.6
     for k, temperature in enumerate(temperatures):
         m_exact, Q_exact = ising.exact_moments(h / temperature, J / temperature)
         m_mcse = result.group_mean_spins[:, k].std(0, ddof=1) / np.sqrt(groups)
         q_mcse = result.group_mean_products[:, k].std(0, ddof=1) / np.sqrt(groups)
         z_m = (result.mean_spins[k] - m_exact) / m_mcse
         z_q = (result.mean_products[k] - Q_exact)[i, j] / q_mcse[i, j]
-        assert np.max(np.abs(z_m)) < Z_MAX, (temperature, z_m)
-        assert np.max(np.abs(z_q)) < Z_MAX, (temperature, z_q)
+        assert np.max(np.abs(z_m)) < limit, (temperature, z_m)
+        assert np.max(np.abs(z_q)) < limit, (temperature, z_q)
         energies = result.energies[:, :, k]
         estimate, mcse = group_mcse(energies)
-        assert abs(estimate - mean_e[k]) < Z_MAX * mcse
+        assert abs(estimate - mean_e[k]) < t_limit(8, 16) * mcse
         # Var(E) (heat capacity · T²): variance of each group of chains around the exact mean
         squares = (energies - float(mean_e[k])) ** 2
         estimate, mcse = group_mcse(squares)
-        assert abs(estimate - var_e[k]) < Z_MAX * mcse, (temperature, estimate, var_e[k], mcse)
-    report = gibbs.check_convergence(result, warn=False)
+        assert abs(estimate - var_e[k]) < t_limit(8, 16) * mcse, (temperature, estimate, mcse)
+    # At T = 0.6, τ ≈ 6 sweeps: with 400 sweeps split R-hat ≈ √(1 + (τ − 1)/200) ≈ 1.013 even
+    # for converged chains, so the bound here is 1.03 rather than the default 1.01.
+    report = gibbs.check_convergence(result, max_rhat=1.03, warn=False)
     assert report["ok"], report["messages"]
     assert all(1.0 <= t < 5.0 for t in report["autocorrelation_time_sweeps"])
     assert np.all(np.diff(result.flip_rate) > 0)  # hotter chains flip more
@@ -90,9 +100,9 @@ def test_sample_moments_mcse_and_random_scan(model10):
         assert m.shape == (10,) and Q.shape == (10, 10)
         np.testing.assert_array_equal(np.diag(Q), 1.0)
         assert info.num_groups == 32 and info.num_samples == 128 * 200
-        assert np.max(np.abs((m - m_exact) / info.m_mcse)) < Z_MAX
+        assert np.max(np.abs((m - m_exact) / info.m_mcse)) < t_limit(55)
         i, j = ising.pair_indices(10)
-        assert np.max(np.abs((Q - Q_exact)[i, j] / info.Q_mcse[i, j])) < Z_MAX
+        assert np.max(np.abs((Q - Q_exact)[i, j] / info.Q_mcse[i, j])) < t_limit(55)
         # MCSE of order sqrt(τ Var / n): neither zero nor huge
         assert 1e-3 < np.median(info.m_mcse) < 2e-2
 
@@ -199,8 +209,8 @@ def test_replica_exchange_equals_independent_chains_when_unimodal(model10):
     assert np.all(runs[1].swap_acceptance > 0.3)
     for k in range(temperatures.size):
         (e0, s0), (e1, s1) = (group_mcse(r.energies[:, :, k]) for r in runs)
-        assert abs(e0 - e1) < Z_MAX * np.hypot(s0, s1)
-        assert abs(e1 - mean_e[k]) < Z_MAX * s1
+        assert abs(e0 - e1) < t_limit(8, 16) * np.hypot(s0, s1)
+        assert abs(e1 - mean_e[k]) < t_limit(8, 16) * s1
 
 
 def test_replica_exchange_solves_bimodal_ferromagnet():
@@ -226,7 +236,7 @@ def test_replica_exchange_solves_bimodal_ferromagnet():
     prob = np.exp(ising.log_probability(states, h, J))
     abs_m = np.abs(tempered.spins[:, :, 0].astype(float).mean(-1))
     estimate, mcse = group_mcse(abs_m)
-    assert abs(estimate - prob @ np.abs(states.mean(1))) < Z_MAX * mcse + 1e-3
+    assert abs(estimate - prob @ np.abs(states.mean(1))) < t_limit(1, 16) * mcse + 1e-3
 
 
 def test_sample_spins(model10):

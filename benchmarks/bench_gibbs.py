@@ -1,0 +1,297 @@
+"""Gibbs sampler speed: spin updates per second, JAX (many chains) vs NumPy/Numba/ConIII baselines.
+
+Run ``python benchmarks/bench_gibbs.py [--quick]``. Prints a table with same-run ratios and
+writes ``benchmarks/output/gibbs.json``; :func:`main` returns the figures as a dict.
+
+One *spin update* is one heat-bath (or Metropolis, for ConIII) decision for one spin of one
+chain; a sweep of C chains of N spins is N·C updates. Wall time and process CPU time are both
+reported: on a shared machine the CPU-time rate is the steadier figure. Models: a random dense
+model with h_i ~ N(−1, 0.3), J_ij ~ N(0, 0.5/√N) (sparse activity like the retina fits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUTPUT = Path(__file__).resolve().parent / "output" / "gibbs.json"
+
+
+def _model(num_neurons, seed=0):
+    rng = np.random.default_rng(seed)
+    h = rng.normal(-1.0, 0.3, num_neurons)
+    upper = np.triu(rng.normal(0.0, 0.5 / np.sqrt(num_neurons), (num_neurons, num_neurons)), 1)
+    return h, upper + upper.T
+
+
+def _timed(fn, repeats=3):
+    """Best wall and CPU seconds of ``fn()`` over ``repeats`` runs."""
+    best_wall, best_cpu = np.inf, np.inf
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best_wall, best_cpu
+
+
+# ------------------------------------------------------------------------ JAX (this package)
+
+
+def bench_jax(num_neurons, num_chains, num_sweeps, dtype_name="float32"):
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from bayes_ising import gibbs
+
+    dtype = jnp.dtype(dtype_name)
+    h, J = _model(num_neurons)
+    state = gibbs.init(jax.random.key(0), h, J, (1.0,), num_chains, dtype=dtype)
+    options = (num_chains, 1, "systematic", False, "hash", None)
+    h_j, J_j = jnp.asarray(h, dtype), jnp.asarray(J, dtype)
+    betas, temp_betas = gibbs._betas((1.0,), num_chains, dtype)
+
+    @jax.jit
+    def run(key, flat):
+        def one(flat, index):
+            flat, _ = gibbs._sweep(jax.random.fold_in(key, index), flat, h_j, J_j, betas,
+                                   temp_betas, index, options)
+            return flat, None
+
+        return lax.scan(one, flat, jnp.arange(num_sweeps))[0]
+
+    flat = gibbs._to_flat(state)
+    compile_start = time.perf_counter()
+    jax.block_until_ready(run(jax.random.key(1), flat))
+    compile_s = time.perf_counter() - compile_start
+    wall, cpu = _timed(lambda: jax.block_until_ready(run(jax.random.key(2), flat)))
+    updates = num_neurons * num_chains * num_sweeps
+    return {
+        "updates_per_s": updates / wall,
+        "updates_per_cpu_s": updates / cpu,
+        "wall_s": wall,
+        "compile_s": compile_s,
+        "num_chains": num_chains,
+        "num_sweeps": num_sweeps,
+        "dtype": dtype_name,
+    }
+
+
+def bench_jax_sample(num_neurons, num_chains, num_sweeps):
+    """The public driver (gibbs.sample, energies recorded every sweep), for the overhead."""
+    import jax
+
+    from bayes_ising import gibbs
+
+    h, J = _model(num_neurons)
+    kwargs = dict(num_chains=num_chains, num_sweeps=num_sweeps, burn_in=0)
+    gibbs.sample(jax.random.key(0), h, J, **kwargs)  # compile
+    wall, cpu = _timed(lambda: gibbs.sample(jax.random.key(1), h, J, **kwargs), repeats=2)
+    updates = num_neurons * num_chains * num_sweeps
+    return {"updates_per_s": updates / wall, "updates_per_cpu_s": updates / cpu, "wall_s": wall,
+            "num_chains": num_chains, "num_sweeps": num_sweeps}
+
+
+# ------------------------------------------------------------------------ NumPy baseline
+
+
+def bench_numpy(num_neurons, num_sweeps):
+    """Straightforward single chain: field recomputed from J for every update."""
+    h, J = _model(num_neurons)
+    rng = np.random.default_rng(0)
+    spins = rng.choice([-1.0, 1.0], num_neurons)
+
+    def run():
+        uniforms = rng.random((num_sweeps, num_neurons))
+        for sweep in range(num_sweeps):
+            for i in range(num_neurons):
+                field = h[i] + J[i] @ spins
+                spins[i] = 1.0 if uniforms[sweep, i] < 1.0 / (1.0 + np.exp(-2.0 * field)) else -1.0
+
+    wall, cpu = _timed(run, repeats=2)
+    updates = num_neurons * num_sweeps
+    return {"updates_per_s": updates / wall, "updates_per_cpu_s": updates / cpu,
+            "num_chains": 1, "num_sweeps": num_sweeps}
+
+
+# ------------------------------------------------------------------------ Numba baselines
+
+
+def _numba_kernels():
+    import numba
+
+    @numba.njit(cache=False, fastmath=False)
+    def plain(spins, h, J, uniforms):
+        n = spins.size
+        for sweep in range(uniforms.shape[0]):
+            for i in range(n):
+                field = h[i]
+                for j in range(n):
+                    field += J[i, j] * spins[j]
+                p = 1.0 / (1.0 + np.exp(-2.0 * field))
+                spins[i] = 1.0 if uniforms[sweep, i] < p else -1.0
+        return spins
+
+    @numba.njit(cache=False)
+    def on_flip(spins, fields, J, uniforms):
+        n = spins.size
+        for sweep in range(uniforms.shape[0]):
+            for i in range(n):
+                p = 1.0 / (1.0 + np.exp(-2.0 * fields[i]))
+                new = 1.0 if uniforms[sweep, i] < p else -1.0
+                if new != spins[i]:
+                    delta = new - spins[i]
+                    spins[i] = new
+                    for j in range(n):
+                        fields[j] += J[j, i] * delta
+        return spins
+
+    @numba.njit(parallel=True, cache=False)
+    def chains_parallel(spins, fields, J, num_sweeps, seed):
+        """Many chains, one per loop iteration over threads; fields updated only on flips."""
+        num_chains, n = spins.shape
+        for c in numba.prange(num_chains):
+            np.random.seed(seed + c)
+            for _ in range(num_sweeps):
+                for i in range(n):
+                    p = 1.0 / (1.0 + np.exp(-2.0 * fields[c, i]))
+                    new = 1.0 if np.random.random() < p else -1.0
+                    if new != spins[c, i]:
+                        delta = new - spins[c, i]
+                        spins[c, i] = new
+                        for j in range(n):
+                            fields[c, j] += J[j, i] * delta
+        return spins
+
+    return plain, on_flip, chains_parallel
+
+
+def bench_numba(num_neurons, num_sweeps, num_chains_parallel, sweeps_parallel):
+    try:
+        plain, on_flip, chains_parallel = _numba_kernels()
+    except ImportError as error:
+        return {"skipped": f"numba not importable: {error}"}
+    h, J = _model(num_neurons)
+    h32, J32 = h.astype(np.float32), J.astype(np.float32)
+    rng = np.random.default_rng(0)
+    out = {}
+    uniforms = rng.random((num_sweeps, num_neurons)).astype(np.float32)
+    spins = rng.choice([-1.0, 1.0], num_neurons).astype(np.float32)
+    plain(spins.copy(), h32, J32, uniforms[:2])
+    wall, cpu = _timed(lambda: plain(spins.copy(), h32, J32, uniforms))
+    updates = num_neurons * num_sweeps
+    out["single_chain_plain"] = {"updates_per_s": updates / wall,
+                                 "updates_per_cpu_s": updates / cpu}
+    fields = (h32 + J32 @ spins).astype(np.float32)
+    on_flip(spins.copy(), fields.copy(), J32, uniforms[:2])
+    wall, cpu = _timed(lambda: on_flip(spins.copy(), fields.copy(), J32, uniforms))
+    out["single_chain_fields_on_flip"] = {"updates_per_s": updates / wall,
+                                          "updates_per_cpu_s": updates / cpu}
+    many = rng.choice([-1.0, 1.0], (num_chains_parallel, num_neurons)).astype(np.float32)
+    many_fields = (h32 + many @ J32).astype(np.float32)
+    chains_parallel(many.copy(), many_fields.copy(), J32, 1, 0)
+    wall, cpu = _timed(lambda: chains_parallel(many.copy(), many_fields.copy(), J32,
+                                               sweeps_parallel, 1), repeats=2)
+    updates = num_neurons * num_chains_parallel * sweeps_parallel
+    out["many_chains_parallel_on_flip"] = {
+        "updates_per_s": updates / wall, "updates_per_cpu_s": updates / cpu,
+        "num_chains": num_chains_parallel, "threads": int(_numba_threads()),
+    }
+    return out
+
+
+def _numba_threads():
+    import numba
+
+    return numba.get_num_threads()
+
+
+# ------------------------------------------------------------------------ ConIII
+
+
+def bench_coniii(num_neurons, num_samples):
+    try:
+        import coniii  # noqa: F401
+        from coniii.samplers import Metropolis
+    except Exception as error:  # optional dependency
+        return {"skipped": f"ConIII not importable ({error.__class__.__name__}: {error}); "
+                           "`pip install coniii` to include it"}
+    h, J = _model(num_neurons)
+    # ConIII's Ising convention: P ∝ exp(Σ h_i s_i + Σ_{i<j} J_ij s_i s_j) with theta =
+    # concat(h, J[triu(1)]) — the same as ours (E = −h·s − Σ_{i<j} J s s); no conversion needed
+    # beyond packing in np.triu_indices order.
+    theta = np.concatenate([h, J[np.triu_indices(num_neurons, 1)]])
+    sampler = Metropolis(num_neurons, theta, n_cpus=1, rng=np.random.RandomState(0))
+    burn = 10
+    sampler.generate_samples(num_samples, n_iters=burn, systematic_iter=True)
+    wall, cpu = _timed(lambda: sampler.generate_samples(num_samples, n_iters=burn,
+                                                        systematic_iter=True), repeats=1)
+    updates = num_samples * burn * num_neurons
+    return {"updates_per_s": updates / wall, "updates_per_cpu_s": updates / cpu,
+            "note": "Metropolis, n_iters sweeps per sample, 1 cpu"}
+
+
+# ------------------------------------------------------------------------ driver
+
+
+def main(quick=False):
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from bayes_ising._io import write_json
+
+    sizes = {50: (4096, 40 if quick else 200), 200: (2048, 10 if quick else 50)}
+    results = {"machine": {"cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+                           "jax": jax.__version__, "python": sys.version.split()[0]},
+               "sizes": {}}
+    rows = []
+    for num_neurons, (num_chains, num_sweeps) in sizes.items():
+        entry = {
+            "jax_float32": bench_jax(num_neurons, num_chains, num_sweeps),
+            "jax_float64": bench_jax(num_neurons, num_chains, max(2, num_sweeps // 2), "float64"),
+            "jax_sample_driver": bench_jax_sample(num_neurons, num_chains, num_sweeps),
+            "numpy_single_chain": bench_numpy(num_neurons, 5 if quick else 20),
+            "numba": bench_numba(num_neurons, 2000 if quick else 20000, 1024,
+                                 20 if quick else 100),
+            "coniii_metropolis": bench_coniii(num_neurons, 200 if quick else 1000),
+        }
+        reference = entry["jax_float32"]["updates_per_s"]
+        for name, value in _flatten(entry):
+            rows.append((num_neurons, name, value.get("updates_per_s"),
+                         value.get("updates_per_cpu_s"), value.get("skipped")))
+            if "updates_per_s" in value:
+                value["jax_float32_speedup"] = reference / value["updates_per_s"]
+        results["sizes"][str(num_neurons)] = entry
+    print(f"{'N':>4} {'method':38s} {'M upd/s':>10} {'M upd/CPU-s':>12} {'JAX f32 ×':>10}")
+    for num_neurons, name, rate, cpu_rate, skipped in rows:
+        if skipped:
+            print(f"{num_neurons:>4} {name:38s} skipped: {skipped}")
+            continue
+        reference = results["sizes"][str(num_neurons)]["jax_float32"]["updates_per_s"]
+        print(f"{num_neurons:>4} {name:38s} {rate / 1e6:10.1f} {cpu_rate / 1e6:12.1f} "
+              f"{reference / rate:10.2f}")
+    results["target"] = {"updates_per_s_N50": 3e8,
+                         "reached": results["sizes"]["50"]["jax_float32"]["updates_per_s"] >= 3e8}
+    write_json(OUTPUT, results, force=True)
+    return results
+
+
+def _flatten(entry):
+    for name, value in entry.items():
+        if "updates_per_s" in value or "skipped" in value:
+            yield name, value
+        else:
+            for sub, subvalue in value.items():
+                yield f"{name}/{sub}", subvalue
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    main(quick=parser.parse_args().quick)
