@@ -811,8 +811,11 @@ def _run_pending(client, pending, out_dir, fit_function, progress, failures, log
             task = by_key[future.key]
             if future.status == "finished":
                 row = future.result()
-            else:  # the worker died (KilledWorker) or the task was lost
-                err = future.exception()
+            else:  # the worker died too often (KilledWorker), or the task was cancelled
+                try:
+                    err = future.exception()
+                except Exception as cancelled:  # noqa: BLE001 - CancelledError and the like
+                    err = cancelled
                 row = _base_row(task, out_dir)
                 row.update(status="failed", error=f"{type(err).__name__}: {err}",
                            traceback="".join(traceback.format_exception(err)))

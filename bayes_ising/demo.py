@@ -3,23 +3,29 @@
 :func:`run_demo` is what ``bayes-ising demo`` and the notebooks run; nothing here lives only in
 a notebook. Steps (each writes its result into the output folder, atomically):
 
-1. data: :func:`bayes_ising.datasets.ei_sleep` (40 neurons, 32 E + 8 I, 50 ms bins, 20,000
-   bins in each of ``wake``, ``light``, ``deep``) — ``data_summary.json``;
-2. fits (NumPyro NUTS; the exact likelihood where N ≤ 20, else the pseudolikelihood with the
-   package's default calibration): E+I on all bins (the main fit), E-only and I-only on all
-   bins, and E+I in each state — ``posterior_<name>.nc``;
-3. diagnostics of every fit, flagged neurons beside the restart-cosine and 5% verdicts —
-   ``diagnostics.json``;
-4. posterior predictive checks and I2/IN of the main fit — ``checks.json``;
-5. E-only vs E+I synchrony — ``ei.json``; state comparison (I–I deep vs wake) —
-   ``states.json``;
-6. C(T)/N and S(T)/N with posterior bands and the shuffled-data control — ``thermo.json``;
-7. MLE + adaptive Metropolis vs NUTS — ``comparison.json``;
-8. the report — ``report.html``.
+1. data — :func:`bayes_ising.datasets.ei_sleep` (40 neurons, 32 E + 8 I, 50 ms bins, 20,000
+   bins in each of ``wake``, ``light``, ``deep``): ``data_summary.json``;
+2. fits (NumPyro NUTS) — the main fit, E+I on all 40 neurons and all bins (pseudolikelihood
+   with the package's default calibration, N > 20), and an exact-likelihood fit of a
+   16-neuron subset (all 8 I and 8 E including the sparsest ones):
+   ``posterior_EI.nc``, ``posterior_EI16.nc``;
+3. diagnostics of both fits, flagged neurons beside the restart-cosine and 5% verdicts:
+   ``diagnostics.json`` (main fit; ``fits`` holds the verdict of each);
+4. posterior predictive checks (P(K), patterns, third-order) of the main fit and I2/IN of the
+   16-neuron fit (S2 needs enumeration): ``checks.json``;
+5. E-only vs E+I synchrony (:func:`bayes_ising.analyses.ei_analysis`; the joint model holds
+   the 8 most active E and all I neurons, exact) — ``ei.json``; couplings and correlations per
+   state and P(I–I larger in deep than wake) (:func:`bayes_ising.analyses.state_analysis` on
+   the 16-neuron subset) — ``states.json``;
+6. C(T)/N and S(T)/N of the main fit with posterior bands (Gibbs), and the shuffled-data
+   control: ``thermo.json``;
+7. MLE + adaptive Metropolis vs NUTS on the 16-neuron fit: ``comparison.json``;
+8. the report: ``report.html``.
 
 ``fast=True`` (or the environment variable ``BAYES_ISING_FAST=1``) runs the same steps on a
-small subset (a few neurons of each type, a few thousand bins per state) with few draws: it is
-what the tests and the notebooks' fast mode use, and it is not meant for conclusions.
+small subset (5 E + 3 I neurons, 1,500 bins of wake and deep) with few draws and
+maximum-likelihood fits inside the E/I and state analyses: it is what the tests and the
+notebooks' fast mode use, and it is not meant for conclusions.
 """
 
 import dataclasses
@@ -33,41 +39,51 @@ from ._io import check_writable, write_json
 from .errors import ExistingOutputError
 
 __all__ = ["DemoSettings", "DEFAULT_SETTINGS", "FAST_SETTINGS", "demo_settings", "fast_mode",
-           "demo_data", "run_demo", "REPORT_NAME"]
+           "demo_data", "subset_data", "run_demo", "REPORT_NAME"]
 
 REPORT_NAME = "report.html"
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the demo. ``num_excitatory``/``num_inhibitory``/``bins_per_state`` = None keep
-    the whole dataset; otherwise the first neurons of each type (always keeping the sparsest E
-    neuron, so a < 5% neuron is in the subset) and the first bins of each state."""
+    """Sizes of the demo.
+
+    ``num_excitatory``/``num_inhibitory``/``bins_per_state`` = None keep the whole dataset;
+    otherwise the first neurons of each type (always keeping the sparsest E neuron, so a < 5%
+    neuron is in the subset) and the first bins of each state. ``subset_excitatory`` E neurons
+    (the sparsest first) and all I neurons form the exact-likelihood subset fit (None: the
+    main fit is already exact and is reused). ``analysis_fit`` is the fit inside the E/I and
+    state analyses ("posterior" or "mle").
+    """
 
     num_chains: int = 2
     num_draws: int = 300
     num_warmup: int = 200
-    thermo_draws: int = 16
+    thermo_draws: int = 12
     temperatures: str = "0.5:3.0:26"
     thermo_chains: int = 16
     thermo_sweeps: int = 600
     thermo_burn_in: int = 200
     mle_draws: int = 4000
     num_restarts: int = 4
-    check_draws: int = 40
+    check_draws: int = 20
+    check_samples: int = 20_000
+    analysis_fit: str = "posterior"
+    analysis_draws: int = 100
     states: tuple = ("wake", "light", "deep")
     num_excitatory: int | None = None
     num_inhibitory: int | None = None
     bins_per_state: int | None = None
-    comparison_population: str = "I"  # compare-mle on this fit (small N: exact MLE)
+    subset_excitatory: int | None = 8
 
 
 DEFAULT_SETTINGS = DemoSettings()
 FAST_SETTINGS = DemoSettings(num_chains=2, num_draws=60, num_warmup=60, thermo_draws=4,
                              temperatures="0.5:3.0:11", thermo_chains=8, thermo_sweeps=200,
-                             thermo_burn_in=50, mle_draws=400, num_restarts=2, check_draws=8,
+                             thermo_burn_in=50, mle_draws=300, num_restarts=2, check_draws=8,
+                             check_samples=5_000, analysis_fit="mle", analysis_draws=1,
                              states=("wake", "deep"), num_excitatory=5, num_inhibitory=3,
-                             bins_per_state=1500)
+                             bins_per_state=1500, subset_excitatory=None)
 
 
 def fast_mode():
@@ -82,48 +98,64 @@ def demo_settings(fast=None):
     return FAST_SETTINGS if fast else DEFAULT_SETTINGS
 
 
+def _sparsest_first(firing_probability, members, count):
+    """``count`` of ``members``: the sparsest neuron first, then the first ones in order."""
+    if count is None or count >= members.size:
+        return members
+    sparsest = members[np.argsort(firing_probability[members], kind="stable")[:max(1, count // 3)]]
+    rest = [m for m in members if m not in set(sparsest.tolist())]
+    return np.sort(np.concatenate([sparsest, rest[: count - sparsest.size]]).astype(int))
+
+
+def _subset(data, columns, rows=None):
+    from .data import SpikeData
+
+    rows = np.arange(data.num_bins) if rows is None else rows
+    states = None if data.states is None else np.asarray(data.states).astype(str)[rows]
+    return SpikeData.from_raster(
+        np.asarray(data.spins)[np.ix_(rows, columns)], neuron_ids=data.neuron_ids[columns],
+        cell_types=data.cell_types[columns], states=states, bin_size=data.bin_size,
+        time_units=data.time_units)
+
+
 def demo_data(settings=DEFAULT_SETTINGS):
     """The embedded E/I sleep dataset, cut to the settings' subset (see :class:`DemoSettings`)."""
     from . import datasets
-    from .data import SpikeData
 
     data = datasets.ei_sleep()
     if settings.num_excitatory is None and settings.bins_per_state is None:
         return data
     types = np.asarray(data.cell_types).astype(str)
-    columns = []
-    for cell_type, count in (("E", settings.num_excitatory), ("I", settings.num_inhibitory)):
-        members = np.flatnonzero(types == cell_type)
-        if count is not None and count < members.size:
-            if cell_type == "E":
-                sparsest = members[np.argmin(data.firing_probability[members])]
-                chosen = list(members[: count - 1]) + [sparsest]
-                members = np.array(sorted(set(int(c) for c in chosen)))
-            else:
-                members = members[:count]
-        columns.extend(int(c) for c in members)
-    columns = np.array(columns)
-    rows = np.arange(data.num_bins)
-    states = np.asarray(data.states).astype(str)
+    firing = np.asarray(data.firing_probability)
+    columns = np.sort(np.concatenate([
+        _sparsest_first(firing, np.flatnonzero(types == "E"), settings.num_excitatory),
+        _sparsest_first(firing, np.flatnonzero(types == "I"), settings.num_inhibitory)]))
+    rows = None
     if settings.bins_per_state is not None:
-        rows = np.concatenate([np.flatnonzero(states == s)[: settings.bins_per_state]
-                               for s in settings.states])
-        rows.sort()
-    return SpikeData.from_raster(
-        np.asarray(data.spins)[np.ix_(rows, columns)], neuron_ids=data.neuron_ids[columns],
-        cell_types=data.cell_types[columns], states=states[rows], bin_size=data.bin_size,
-        time_units=data.time_units)
+        states = np.asarray(data.states).astype(str)
+        rows = np.sort(np.concatenate([np.flatnonzero(states == s)[: settings.bins_per_state]
+                                       for s in settings.states]))
+    return _subset(data, columns, rows)
+
+
+def subset_data(data, settings=DEFAULT_SETTINGS):
+    """The exact-likelihood subset: ``subset_excitatory`` E neurons (sparsest first) + all I."""
+    if settings.subset_excitatory is None:
+        return data
+    types = np.asarray(data.cell_types).astype(str)
+    firing = np.asarray(data.firing_probability)
+    columns = np.sort(np.concatenate([
+        _sparsest_first(firing, np.flatnonzero(types == "E"), settings.subset_excitatory),
+        np.flatnonzero(types != "E")]))
+    return _subset(data, columns)
 
 
 def _outputs(settings):
     names = ["data_summary.json", "diagnostics.json", "checks.json", "ei.json",
              "states.json", "thermo.json", "comparison.json", REPORT_NAME]
-    names += [f"posterior_{name}.nc" for name in _fit_names(settings)]
+    names += ["posterior_EI.nc"] + (["posterior_EI16.nc"] if settings.subset_excitatory
+                                    else [])
     return names
-
-
-def _fit_names(settings):
-    return ["EI", "E", "I"] + [f"EI_{state}" for state in settings.states]
 
 
 def _likelihood(num_neurons):
@@ -184,14 +216,17 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
     Returns
     -------
     dict with ``report`` (the report path), ``outputs`` (name → path), ``times`` (s per step),
-    ``results`` (the dicts written as JSON) and ``fits`` (name → posterior DataTree).
+    ``results`` (the dicts written as JSON), ``fits`` (name → posterior DataTree) and
+    ``total_s``.
     """
     import jax
 
-    from . import bayes, diagnostics, enable_x64, report, thermo
+    from . import analyses, bayes, checks, diagnostics, enable_x64, report, thermo
+    from .comparison import compare_mle
 
     enable_x64()
     settings = settings or demo_settings(fast)
+    is_fast = settings == FAST_SETTINGS
     out_dir = Path(out_dir)
     paths = {name: out_dir / name for name in _outputs(settings)}
     existing = [p for p in paths.values() if p.exists()]
@@ -201,35 +236,37 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in paths.values():
         check_writable(path, force=True)
-    keys = dict(zip(["fits", "thermo", "control", "compare", "checks", "ei", "states"],
-                    jax.random.split(jax.random.key(seed), 7), strict=True))
+    keys = dict(zip(["fit", "fit_subset", "thermo", "control", "compare", "checks", "ei",
+                     "states"], jax.random.split(jax.random.key(seed), 8), strict=True))
     steps = _Steps(total=8, progress=progress, log=log)
-    results = {}
-    fits = {}
+    results, fits = {}, {}
     start = time.perf_counter()
-    log(f"bayes-ising demo ({'fast' if settings is FAST_SETTINGS else 'default'} settings) -> "
-        f"{out_dir}")
+    log(f"bayes-ising demo ({'fast' if is_fast else 'default'} settings) -> {out_dir}")
+
+    def fit(name, key, subset):
+        tree = bayes.fit_posterior(key, subset, likelihood=_likelihood(subset.num_neurons),
+                                   num_chains=settings.num_chains, num_draws=settings.num_draws,
+                                   num_warmup=settings.num_warmup, progress=progress)
+        tree.attrs["demo_fit"] = name
+        bayes.save_posterior(tree, paths[f"posterior_{name}.nc"], force=True)
+        log(f"    fit {name}: N = {subset.num_neurons}, {subset.num_bins} bins, "
+            f"{tree.attrs['likelihood']} likelihood, "
+            f"{float(tree.attrs.get('wall_time_s', float('nan'))):.1f} s")
+        return tree
+
     try:
         with steps("data"):
             data = demo_data(settings)
+            subset = subset_data(data, settings)
             summary = data.summary()
             write_json(paths["data_summary.json"], summary, force=True)
             results["data_summary"] = summary
 
         with steps("fits"):
-            selections = _selections(data, settings)
-            fit_keys = jax.random.split(keys["fits"], len(selections))
-            for fit_key, (name, subset) in zip(fit_keys, selections.items(), strict=True):
-                tree = bayes.fit_posterior(
-                    fit_key, subset, likelihood=_likelihood(subset.num_neurons),
-                    num_chains=settings.num_chains, num_draws=settings.num_draws,
-                    num_warmup=settings.num_warmup, progress=progress)
-                tree.attrs["demo_fit"] = name
-                bayes.save_posterior(tree, paths[f"posterior_{name}.nc"], force=True)
-                fits[name] = tree
-                log(f"    fit {name}: N = {subset.num_neurons}, {subset.num_bins} bins, "
-                    f"{tree.attrs['likelihood']} likelihood, "
-                    f"{float(tree.attrs.get('wall_time_s', float('nan'))):.1f} s")
+            fits["EI"] = fit("EI", keys["fit"], data)
+            if subset is not data:
+                fits["EI16"] = fit("EI16", keys["fit_subset"], subset)
+            small = "EI16" if "EI16" in fits else "EI"
 
         with steps("diagnostics"):
             diagnoses = {}
@@ -245,59 +282,80 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
             write_json(paths["diagnostics.json"], results["diagnostics"], force=True)
 
         with steps("checks"):
-            results["checks"] = _run_checks(keys["checks"], fits["EI"], selections["EI"],
-                                            settings)
-            write_json(paths["checks.json"], results["checks"] or {}, force=True)
+            checks_main = checks.posterior_predictive_checks(
+                keys["checks"], fits["EI"], data.spins, num_draws=settings.check_draws,
+                num_samples=settings.check_samples,
+                third_order_draws=min(settings.check_draws, 10))
+            information_small = None
+            if small != "EI":
+                draws_h, draws_J = checks.parameter_draws(fits[small], settings.check_draws)
+                information_small = checks.information(draws_h, draws_J, subset.spins)
+            results["checks"] = {**checks_main, "information_subset": information_small}
+            write_json(paths["checks.json"], results["checks"], force=True)
 
         with steps("E/I and states"):
-            results["ei"] = _run_ei(keys["ei"], fits, selections, settings)
-            results["states"] = _run_states(keys["states"], fits, selections, settings)
-            write_json(paths["ei.json"], results["ei"] or {}, force=True)
-            write_json(paths["states.json"], results["states"] or {}, force=True)
+            posterior_kwargs = dict(num_chains=settings.num_chains,
+                                    num_draws=settings.num_draws,
+                                    num_warmup=settings.num_warmup)
+            num_e = int(np.sum(np.asarray(data.cell_types) == "E"))
+            num_i = data.num_neurons - num_e
+            results["ei"] = analyses.ei_analysis(
+                keys["ei"], data, fit=settings.analysis_fit,
+                max_neurons={"E": min(num_e, max(2, analyses.MAX_EXACT_POSTERIOR_NEURONS
+                                                 - num_i))},
+                num_draws=settings.analysis_draws, posterior_kwargs=posterior_kwargs)
+            results["states"] = analyses.state_analysis(
+                keys["states"], subset, states=list(settings.states),
+                fit=settings.analysis_fit, num_draws=settings.analysis_draws,
+                posterior_kwargs=posterior_kwargs)
+            write_json(paths["ei.json"], results["ei"], force=True)
+            write_json(paths["states.json"], results["states"], force=True)
 
         with steps("thermodynamics"):
             temperatures = thermo.parse_temperatures(settings.temperatures)
-            options = _thermo_options(fits["EI"], settings)
+            options = _thermo_options(data.num_neurons, settings)
             curves = thermo.posterior_thermodynamics(
                 keys["thermo"], fits["EI"], temperatures, num_draws=settings.thermo_draws,
                 **options)
             thermo_dict = curves.to_dict(interval=0.9)
-            control, info = thermo.shuffled_control(keys["control"], selections["EI"].spins,
-                                                    temperatures, **options)
+            control, info = thermo.shuffled_control(keys["control"], data.spins, temperatures,
+                                                    **options)
             control_dict = control.to_dict(interval=0.9)
             control_dict.pop("caveat", None)
             control_dict.update(info)
             thermo_dict["shuffled_control"] = control_dict
-            thermo_dict["num_neurons"] = selections["EI"].num_neurons
+            thermo_dict["num_neurons"] = data.num_neurons
             results["thermo"] = thermo_dict
             write_json(paths["thermo.json"], thermo_dict, force=True)
 
         with steps("MLE vs Bayes"):
-            from .comparison import compare_mle
-
-            name = settings.comparison_population
             results["comparison"] = compare_mle(
-                keys["compare"], fits[name], selections[name], num_draws=settings.mle_draws,
-                num_restarts=settings.num_restarts, diagnosis=diagnoses[name])
-            results["comparison"]["fit"] = name
+                keys["compare"], fits[small], subset, num_draws=settings.mle_draws,
+                num_restarts=settings.num_restarts, diagnosis=diagnoses[small])
+            results["comparison"]["fit"] = _label(small, subset)
             write_json(paths["comparison.json"], results["comparison"], force=True)
 
         with steps("report"):
+            extra_information = {}
+            if information_small is not None:
+                extra_information[_label(small, subset)] = information_small
             settings_rows = {
-                "fit label": "E+I, all bins",
-                "demo settings": "fast (a small subset; not for conclusions)"
-                if settings is FAST_SETTINGS else "default",
+                "fit label": f"E+I, all {data.num_neurons} neurons",
+                "demo settings": "fast (a small subset, few draws: not for conclusions)"
+                if is_fast else "default",
                 "fits in this demo": ", ".join(
-                    f"{name} (N={selections[name].num_neurons}, "
-                    f"{fits[name].attrs['likelihood']})" for name in fits),
-                "MLE comparison on": f"the {settings.comparison_population}-only fit",
+                    f"{_label(name, data if name == 'EI' else subset)} "
+                    f"({fits[name].attrs['likelihood']} likelihood)" for name in fits),
+                "E/I and state analyses": f"{settings.analysis_fit} fits "
+                                          "(bayes_ising.analyses)",
+                "step times (s)": ", ".join(f"{k} {v:.0f}" for k, v in steps.times.items()),
             }
             text = report.build_report(
                 fits["EI"], data, diagnostics=results["diagnostics"],
                 checks=results["checks"], thermo=results["thermo"],
                 comparison=results["comparison"], ei=results["ei"], states=results["states"],
-                settings=settings_rows,
-                title="bayes-ising demo: embedded E/I sleep dataset")
+                extra_information=extra_information, settings=settings_rows,
+                title="bayes-ising demo: the embedded E/I sleep dataset")
             report.write_report(paths[REPORT_NAME], text, force=True)
     finally:
         steps.close()
@@ -307,52 +365,17 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
             "results": results, "fits": fits, "total_s": total}
 
 
-def _selections(data, settings):
-    """The data of each fit: E+I, E, I on all bins, E+I in each state."""
-    selections = {"EI": data, "E": data.select(population=["E"]),
-                  "I": data.select(population=["I"])}
-    for state in settings.states:
-        selections[f"EI_{state}"] = data.select(state=state)
-    return selections
+def _label(name, data):
+    types, counts = np.unique(np.asarray(data.cell_types).astype(str), return_counts=True)
+    parts = " + ".join(f"{c} {t}" for t, c in zip(types, counts, strict=True))
+    return f"{name} ({parts})"
 
 
-def _thermo_options(tree, settings):
+def _thermo_options(num_neurons, settings):
     from .thermo import AUTO_EXACT_MAX_NEURONS
 
-    num_neurons = tree["posterior"].sizes["neuron"]
     if num_neurons <= AUTO_EXACT_MAX_NEURONS:
         return {"method": "exact"}
     return {"method": "gibbs", "num_chains": settings.thermo_chains,
             "num_sweeps": settings.thermo_sweeps, "burn_in": settings.thermo_burn_in,
             "on_short_run": "warn"}
-
-
-def _run_checks(rng_key, tree, data, settings):
-    """Posterior predictive checks and I2/IN of the main fit (``bayes_ising.checks``)."""
-    try:
-        from . import checks
-    except ImportError:
-        return None
-    return checks.posterior_predictive_checks(rng_key, tree, data,
-                                              num_draws=settings.check_draws)
-
-
-def _run_ei(rng_key, fits, selections, settings):
-    """E-only vs E+I (and I-only vs E+I) synchrony (``bayes_ising.analyses``)."""
-    try:
-        from . import analyses
-    except ImportError:
-        return None
-    return analyses.ei_comparison(rng_key, fits["EI"], fits["E"], fits["I"], selections["EI"],
-                                  num_draws=settings.check_draws)
-
-
-def _run_states(rng_key, fits, selections, settings):
-    """I–I (and E–E, E–I) couplings and correlations across states (``bayes_ising.analyses``)."""
-    try:
-        from . import analyses
-    except ImportError:
-        return None
-    state_fits = {state: fits[f"EI_{state}"] for state in settings.states}
-    state_data = {state: selections[f"EI_{state}"] for state in settings.states}
-    return analyses.state_comparison(rng_key, state_fits, state_data)

@@ -1133,7 +1133,8 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
     Stopping: after every step the moments of that step's samples are compared with the data;
     the fit stops when none differs by more than its Monte Carlo noise — max |z| ≤ the
     Bonferroni critical value at ``significance`` over all N + N(N−1)/2 moments, z = error /
-    MCSE from the spread of 16 independent groups of chains. When max |z| stops falling the
+    MCSE from the spread of 16 independent groups of chains (Student t, 15 degrees of
+    freedom). When max |z| stops falling the
     sweeps per step double (up to ``max_sweeps_per_iteration``, default enough for twice as
     many samples as data bins), so the noise shrinks as the fit approaches the data.
 
@@ -1181,7 +1182,8 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
     rows = jax.random.randint(key_chains, (num_chains,), 0, d.num_bins)
     chains = jnp.asarray(d.spins[np.asarray(rows)][:, idx][:, None, :], jnp.float32)
     num_moments = int(target.shape[0])
-    z_critical = float(scipy.stats.norm.isf(significance / (2 * num_moments)))
+    # z uses an MCSE from 16 groups: Student t with 15 degrees of freedom, Bonferroni over P
+    z_critical = float(scipy.stats.t.isf(significance / (2 * num_moments), _NUM_GROUPS - 1))
     l2_j = jnp.float64(l2)
     damping_j = jnp.float64(damping)
     sweeps = int(sweeps_per_iteration)

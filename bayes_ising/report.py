@@ -761,14 +761,28 @@ def _section_fit(ctx):
 
 
 def _information_entries(ctx):
-    entries = []
+    """(entries with numbers, notes) from the checks and the extra fits."""
+    blocks = []
     checks = ctx["checks"]
     info = _get(checks, "information", "info")
     if isinstance(info, dict):
-        entries.append(_information_entry(info, ctx.get("main_label") or "this fit"))
-    for label, block in (ctx["extra_information"] or {}).items():
-        entries.append(_information_entry(block, label))
-    return [e for e in entries if e is not None]
+        blocks.append((ctx.get("main_label") or "this fit", info))
+    extra = dict(ctx["extra_information"] or {})
+    subset = _get(checks, "information_subset")
+    if isinstance(subset, dict) and not extra:
+        extra["subset fit"] = subset
+    blocks += list(extra.items())
+    entries, notes = [], []
+    for label, block in blocks:
+        entry = _information_entry(block, label)
+        if entry["ratio"] is None and entry["S2"] is None:
+            if entry["note"]:
+                notes.append(f"{label}: {entry['note']}")
+            continue
+        entries.append(entry)
+        if entry["note"]:
+            notes.append(f"{label}: {entry['note']}")
+    return entries, notes
 
 
 def _information_entry(info, label):
@@ -780,10 +794,12 @@ def _information_entry(info, label):
 
 
 def _section_information(ctx):
-    entries = _information_entries(ctx)
+    entries, notes = _information_entries(ctx)
     if not entries:
-        return _missing("information ratios", "Run <code>bayes-ising check</code> and pass "
-                        "<code>--checks CHECKS.json</code>.")
+        return _missing("information ratios", "Run <code>bayes-ising check</code> (N ≤ 22: S2 "
+                        "needs enumeration) and pass <code>--checks CHECKS.json</code>.") + (
+            '<p class="caveat">' + "<br>".join(_esc(n) for n in notes) + "</p>" if notes
+            else "")
     rows = []
     for entry in entries:
         rows.append([_esc(entry["label"]), _interval_text(entry["S1"]),
@@ -795,7 +811,6 @@ def _section_information(ctx):
              "fraction of the multi-information captured by pairwise interactions. All "
              "entropies in nats per bin.</p>",
              _table(["fit", "S1", "S2", "SN", "I2/IN [interval]", "SN reliable"], rows)]
-    notes = [e["note"] for e in entries if e.get("note")]
     if notes:
         parts.append('<p class="caveat">' + "<br>".join(_esc(n) for n in notes) + "</p>")
     try:
@@ -818,15 +833,28 @@ def _section_ei(ctx):
              "population alone, against the E+I model's marginal over the same neurons and "
              "the data. A population-only model that over-predicts high-K synchrony is "
              "missing the other population's input.</p>"]
-    rows = []
+    rows, verdicts = [], []
     for population, block in ei.items():
-        if not isinstance(block, dict):
+        if not isinstance(block, dict) or population == "settings":
             continue
-        for key, value in block.items():
-            if isinstance(value, (dict, float, int)) and not isinstance(value, bool) and \
-                    (not isinstance(value, dict) or "median" in value or "lower" in value):
-                rows.append([_esc(population), _esc(key.replace("_", " ")),
-                             _interval_text(value)])
+        pop_only = block.get("log_ratio_population_only")
+        joint = block.get("log_ratio_joint")
+        rows.append([_esc(population), _fmt(block.get("population_size")),
+                     _fmt(block.get("k_high")), _fmt(block.get("observed_tail")),
+                     _interval_text(block.get("tail_population_only")),
+                     _interval_text(block.get("tail_joint")), _interval_text(pop_only),
+                     _interval_text(joint)])
+        if isinstance(pop_only, dict) and pop_only.get("lower") is not None:
+            factor = math.exp(float(pop_only["median"]))
+            direction = ("over-predicts" if pop_only["lower"] > 0 else
+                         "under-predicts" if pop_only["upper"] < 0 else
+                         "is compatible with")
+            verdicts.append(
+                f"The {population}-only model {direction} the probability of "
+                f"{block.get('k_high')} or more {population} neurons firing together "
+                f"(×{factor:.2g} the data's; log ratio {_interval_text(pop_only, 2)})"
+                + (f", the E+I model's marginal: log ratio {_interval_text(joint, 2)}"
+                   if isinstance(joint, dict) else "") + ".")
         sync = _get(block, "synchrony", "p_k")
         if isinstance(sync, dict) and _get(sync, "observed") is not None:
             fig = plots._figure(6, 3.8)
@@ -852,8 +880,14 @@ def _section_ei(ctx):
                                            f"{population}-only model and the E+I model's "
                                            "marginal, with posterior bands."))
     if rows:
-        parts.insert(1, _table(["population", "quantity", "value [interval]"], rows,
-                               left=(0, 1)))
+        table = _table(["population", "neurons", "k_high", "data P(K ≥ k_high)",
+                        "population-only model", "E+I model marginal",
+                        "log(population-only / data)", "log(E+I / data)"], rows)
+        parts.insert(1, "".join(f"<p><b>{_esc(v)}</b></p>" for v in verdicts) + table)
+    settings = ei.get("settings") if isinstance(ei.get("settings"), dict) else {}
+    if settings:
+        parts.append(f"<p class='meta'>Fits: {_esc(settings.get('fit'))}; joint model neurons:"
+                     f" {_esc(', '.join(settings.get('joint_neurons') or []))}.</p>")
     return "".join(parts)
 
 

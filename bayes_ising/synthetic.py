@@ -207,7 +207,7 @@ def sample_ising(rng_key, h, J, num_bins, *, method="auto", **gibbs_kwargs):
             raise ModelSpecError(f"options {sorted(gibbs_kwargs)} apply to method='gibbs' only")
         return _sample_exact(rng_key, h, J, num_bins)
     if method == "gibbs":
-        from . import gibbs  # noqa: PLC0415 (a higher layer, imported only when needed)
+        from . import gibbs  # imported here: only the Gibbs path needs it
 
         spins = gibbs.sample_spins(rng_key, jnp.asarray(h), jnp.asarray(J), num_bins,
                                    **gibbs_kwargs)
@@ -471,7 +471,7 @@ def ei_network(rng_key, num_excitatory, num_inhibitory, *, duration, bin_size=0.
     SpikeData (spins (num_bins, N), neuron ids "E00".., "I00".., cell types, states), and the
     NetworkTruth if ``return_truth``.
     """
-    from .data import SpikeData  # noqa: PLC0415 (kept lazy: data imports nothing from here)
+    from .data import SpikeData  # imported here to keep "import synthetic" light
 
     _check_network_sizes(num_excitatory, num_inhibitory)
     duration = float(duration)

@@ -72,7 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import ising
-from .errors import BayesIsingError, DataError, Float64Error
+from .errors import BayesIsingError, DataError
 
 __all__ = [
     "CRITICALITY_CAVEAT",
@@ -664,8 +664,10 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=32, num_sw
 def thermodynamics(rng_key, h, J, temperatures, *, method="auto", **options):
     """Exact (N ≤ :data:`AUTO_EXACT_MAX_NEURONS` for "auto") or sampled thermodynamics.
 
-    ``options`` go to :func:`exact_thermodynamics` or :func:`sampled_thermodynamics`;
-    ``rng_key`` is unused by the exact path.
+    ``options`` go to :func:`exact_thermodynamics` or :func:`sampled_thermodynamics` (the
+    exact path ignores the sampler's options); ``rng_key`` is unused by the exact path. The
+    sampled path integrates in NumPy float64 whatever the JAX precision; the exact one needs
+    float64 (:class:`~bayes_ising.errors.Float64Error`).
     """
     h_batch, _ = _as_batch(h, J)
     num_neurons = h_batch.shape[1]
@@ -677,9 +679,6 @@ def thermodynamics(rng_key, h, J, temperatures, *, method="auto", **options):
             h, J, temperatures, **{k: v for k, v in options.items() if k in exact_keys}
         )
     if method == "gibbs":
-        if not jax.config.jax_enable_x64:
-            raise Float64Error("thermodynamic integration needs JAX float64; call "
-                               "bayes_ising.enable_x64() first")
         return sampled_thermodynamics(rng_key, h, J, temperatures, **options)
     raise ValueError(f"method must be 'auto', 'exact' or 'gibbs', got {method!r}")
 
@@ -724,7 +723,9 @@ def posterior_parameters(rng_key, tree, num_draws=None):
     else:
         chosen = np.sort(np.asarray(jax.random.choice(rng_key, total, (int(num_draws),),
                                                       replace=False)))
-    J = np.asarray(ising.couplings_to_matrix(jnp.asarray(j_all[chosen]), num_neurons))
+    first, second = ising.pair_indices(num_neurons)
+    J = np.zeros((chosen.size, num_neurons, num_neurons))
+    J[:, first, second] = J[:, second, first] = j_all[chosen]
     return h_all[chosen], J
 
 

@@ -112,6 +112,8 @@ def main(quick=False, kind="bayes", num_fits=None):
         "num_neurons": 6,
         "draws": draws,
         "cpu_count": os.cpu_count(),
+        # on a shared machine the ratio also reflects the other processes' share of the cores
+        "load_average_1min_at_end": os.getloadavg()[0],
         "one_worker": one,
         "two_workers": two,
         "speedup_2_vs_1": two["fits_per_s"] / one["fits_per_s"],
@@ -123,7 +125,8 @@ def main(quick=False, kind="bayes", num_fits=None):
     for run in runs:
         print(f"  {run['workers']:>8} {run['elapsed_s']:>10.1f} {run['fits_per_s']:>8.3f} "
               f"{run['mean_fit_wall_s']:>11.2f}")
-    print(f"  2 vs 1 workers: {result['speedup_2_vs_1']:.2f}x the throughput")
+    print(f"  2 vs 1 workers: {result['speedup_2_vs_1']:.2f}x the throughput "
+          f"(1-min load average at the end: {result['load_average_1min_at_end']:.1f})")
     return result
 
 

@@ -43,7 +43,7 @@ else
 fi
 "$VENV/bin/python" -c "$sees_gpu" || { echo "JAX sees no GPU: stop"; exit 1; }
 
-timeout 300 "$VENV/bin/python" - "$OUTDIR" <<'PYTHON'
+timeout $((BUDGET_S + 30)) "$VENV/bin/python" - "$OUTDIR" <<'PYTHON'
 import json, os, sys, time
 import numpy as np
 import jax

@@ -26,6 +26,8 @@ from bayes_ising.errors import DataError, ModelSpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
+# keep this module's tests on one xdist worker (with --dist loadgroup): they share one cluster
+pytestmark = pytest.mark.xdist_group("batch")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +162,8 @@ def test_plan_unknown_key_names_key_and_file(workdir):
                      "top.toml")
     with pytest.raises(ModelSpecError, match=r"top\.toml: outt: unknown key"):
         batch.load_plan(top)
+    # the CLI: a bad plan is a usage error (exit 2, one line), before any cluster starts
+    assert cli.main(["batch", str(top), "--no-progress"]) == 2
 
 
 def test_keys_follow_content_not_names(workdir, tmp_path):
@@ -174,8 +178,9 @@ def test_keys_follow_content_not_names(workdir, tmp_path):
         tmp_path, MLE_PLAN.format(data=tmp_path / "renamed.npz"))))
     assert [t.key for t in copied] == [t.key for t in tasks]
     # other data bytes: other keys
-    data = SpikeData.from_raster(-np.ones((50, 8), np.int8) * np.array([1, -1] * 4, np.int8),
-                                 cell_types=["E"] * 8, states=["wake"] * 25 + ["deep"] * 25)
+    raster = np.random.default_rng(0).integers(0, 2, (50, 8))
+    data = SpikeData.from_raster(raster, cell_types=["E"] * 8,
+                                 states=["wake"] * 25 + ["deep"] * 25)
     data.to_npz(tmp_path / "renamed.npz", force=True)
     changed = batch.expand_plan(batch.load_plan(write_plan(
         tmp_path, MLE_PLAN.format(data=tmp_path / "renamed.npz"))))
@@ -350,3 +355,21 @@ def test_killed_run_resumes_without_redoing(client, workdir, tmp_path):
     after = {f.name: f.stat().st_mtime_ns for f in out.glob("mle-*.json")}
     assert len(after) == 10
     assert {name: after[name] for name in before} == before  # completed fits not redone
+
+
+def test_run_all_table_and_missing_benchmarks():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    assert run_all.run_benchmark("does_not_exist") == (
+        None, "skipped: bench_does_not_exist.py not present")
+    rows = run_all.table_rows({
+        "batch": {"kind": "mle", "num_fits": 6, "cpu_count": 2,
+                  "one_worker": {"fits_per_s": 2.0}, "two_workers": {"fits_per_s": 3.0}},
+        "other": {"sizes": {"50": {"x_speedup": 4.0, "y": 1.0}}},
+        "missing": None,
+    })
+    assert [r["ratio"] for r in rows] == [1.5, 4.0]
+    assert "1.50x" in run_all.format_table(rows)

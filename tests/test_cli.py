@@ -349,18 +349,17 @@ def test_unknown_verb_and_flag(capsys, work):
 
 
 _INTERRUPTED_WRITER = """
-import sys, time
-from pathlib import Path
-from bayes_ising import cli, report
-original = Path.write_text
-def slow_write(self, text, *args, **kwargs):
-    with open(self, "w") as f:
-        f.write(text[: len(text) // 2])
-        f.flush()
+import json, sys, time
+from bayes_ising import cli
+original = json.dump
+def slow_dump(obj, f, **kwargs):
+    text = json.dumps(obj, **kwargs)
+    f.write(text[: len(text) // 2])
+    f.flush()
     print("HALF-WRITTEN", flush=True)
     time.sleep(60)
-    return original(self, text, *args, **kwargs)
-Path.write_text = slow_write
+    return original(obj, f, **kwargs)
+json.dump = slow_dump
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -370,10 +369,11 @@ def _temps(folder, name):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_killed_mid_write_leaves_no_partial_report(tmp_path, posterior_file, sig):
-    out = tmp_path / "report.html"
+def test_killed_mid_write_leaves_no_partial_result(tmp_path, data_file, sig):
+    """A real process interrupted while its output is half written (SIGINT, then SIGKILL)."""
+    out = tmp_path / "summary.json"
     process = subprocess.Popen(
-        [sys.executable, "-c", _INTERRUPTED_WRITER, "report", str(posterior_file), "--out",
+        [sys.executable, "-c", _INTERRUPTED_WRITER, "summary", str(data_file), "--out",
          str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
         cwd=ROOT)
     try:
@@ -396,13 +396,14 @@ def test_killed_mid_write_leaves_no_partial_report(tmp_path, posterior_file, sig
         assert code == 130
         assert _temps(tmp_path, out.name) == []  # cleaned up on the way out
     else:
-        assert code == -signal.SIGKILL  # nothing can clean up after SIGKILL; the final name
-        # is still untouched, and the temporary file is hidden (dot-name) and easy to spot
+        # nothing can clean up after SIGKILL; the final name is untouched and the temporary
+        # file is a hidden dot-file next to it
+        assert code == -signal.SIGKILL
 
 
-def test_writer_error_leaves_nothing(tmp_path, posterior_file, monkeypatch, capsys):
-    """The writer raising half-way (disk full): exit != 0, no file, no stray temp."""
-    out = tmp_path / "cmp.html"
+def test_writer_error_leaves_nothing(tmp_path, posterior_file, monkeypatch):
+    """The report writer raising half-way (disk full): no file, no stray temporary file."""
+    out = tmp_path / "report.html"
 
     def failing(self, text, *args, **kwargs):
         with open(self, "w") as f:
@@ -410,6 +411,6 @@ def test_writer_error_leaves_nothing(tmp_path, posterior_file, monkeypatch, caps
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Path, "write_text", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left"):
         cli.main(["report", str(posterior_file), "--out", str(out)])
     assert sorted(p.name for p in tmp_path.iterdir()) == []

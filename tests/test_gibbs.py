@@ -85,7 +85,7 @@ def test_moments_and_energy_match_enumeration(model10, ladder_run):
     # for converged chains, so the bound here is 1.03 rather than the default 1.01.
     report = gibbs.check_convergence(result, max_rhat=1.03, warn=False)
     assert report["ok"], report["messages"]
-    assert all(1.0 <= t < 5.0 for t in report["autocorrelation_time_sweeps"])
+    assert all(0.5 <= t < 15.0 for t in report["autocorrelation_time_sweeps"])
     assert np.all(np.diff(result.flip_rate) > 0)  # hotter chains flip more
 
 
@@ -217,8 +217,10 @@ def test_replica_exchange_solves_bimodal_ferromagnet():
     """Strong ferromagnet at T = 1: ⟨M⟩ = 0 by symmetry, but every chain started all-up stays
     up; replica exchange over a ladder reaching above T_c visits both signs equally."""
     num_neurons = 8
-    h, J = ferromagnet(num_neurons, 0.5)
-    ladder = np.geomspace(1.0, 8.0, 14)
+    # barrier between all-up and all-down: ΔE = 32 at T = 1 (P ≈ 70 e^-32 at the saddle), and
+    # the ladder reaches T = 16, above the ordering temperature (≈ J (N − 1) = 7).
+    h, J = ferromagnet(num_neurons, 1.0)
+    ladder = np.geomspace(1.0, 16.0, 12)
     up = np.ones(num_neurons, np.int8)
     kwargs = dict(temperatures=ladder, num_chains=64, num_sweeps=1500, burn_in=200,
                   initial_spins=up, record_spins=True, thin=5)

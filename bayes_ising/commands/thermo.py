@@ -42,6 +42,11 @@ def register(subparsers, name):
                              "neuron's bins shuffled independently")
     parser.add_argument("--num-shuffles", type=int, default=1,
                         help="shuffles for the control (band over shuffles; default 1)")
+    parser.add_argument("--subsample-sizes", default=None, metavar="N1,N2,...",
+                        help="also report C_max/N and T* of sub-models on random subsets of "
+                             "this many neurons (posterior-mean h, J restricted to the subset)")
+    parser.add_argument("--num-subsets", type=int, default=10,
+                        help="random subsets per size for --subsample-sizes (default 10)")
     gibbs = parser.add_argument_group("Gibbs sampler (--method gibbs)")
     gibbs.add_argument("--num-chains", type=int, default=32)
     gibbs.add_argument("--num-sweeps", type=int, default=2000,
@@ -89,6 +94,40 @@ def _check_same_neurons(tree, spike_data):
             )
 
 
+def _subsample(args, tree, temperatures, key, options):
+    import numpy as np
+
+    from .. import thermo
+    from ..errors import BayesIsingError
+
+    try:
+        sizes = sorted({int(v) for v in args.subsample_sizes.split(",")})
+    except ValueError:
+        raise BayesIsingError(
+            f"--subsample-sizes {args.subsample_sizes!r}: expected integers like 5,10,15"
+        ) from None
+    if args.num_subsets < 1:
+        raise BayesIsingError(f"--num-subsets must be at least 1, got {args.num_subsets}")
+    h, J = thermo.posterior_parameters(key, tree)
+    num_neurons = h.shape[1]
+    if sizes[0] < 1 or sizes[-1] > num_neurons:
+        raise BayesIsingError(f"--subsample-sizes must lie in 1..{num_neurons}, got {sizes}")
+    results = thermo.peak_versus_subsample(
+        key, h.mean(axis=0), J.mean(axis=0), sizes, temperatures,
+        num_subsets=args.num_subsets, method=args.method, **options,
+    )
+    peaks = {name: {} for name in ("temperature", "heat_capacity_per_neuron")}
+    for size, result in results.items():
+        for name, values in (("temperature", result.peak_temperature),
+                             ("heat_capacity_per_neuron", result.peak_heat_capacity_per_neuron)):
+            lower, median, upper = np.quantile(
+                values, [(1 - args.interval) / 2, 0.5, (1 + args.interval) / 2])
+            peaks[name][str(size)] = {"median": median, "lower": lower, "upper": upper}
+    return {"sizes": sizes, "num_subsets": args.num_subsets, "interval": args.interval,
+            "parameters": "posterior mean h and J restricted to each subset (not refits)",
+            "peak": peaks}
+
+
 def run(args):
     import jax
 
@@ -102,7 +141,7 @@ def run(args):
     check_writable(args.out, args.force)
     tree = _load_posterior(args.posterior)
     key = jax.random.key(args.seed)
-    posterior_key, control_key = jax.random.split(key)
+    posterior_key, control_key, subsample_key = jax.random.split(key, 3)
     options = {}
     if args.method != "exact":
         options = dict(num_chains=args.num_chains, num_sweeps=args.num_sweeps,
@@ -136,6 +175,8 @@ def run(args):
         control_dict.update(info)
         control_dict["data"] = str(args.shuffled_control)
         out["shuffled_control"] = control_dict
+    if args.subsample_sizes:
+        out["subsample"] = _subsample(args, tree, temperatures, subsample_key, options)
     for message in out["warnings"]:
         print(f"bayes-ising thermo: warning: {message}", file=sys.stderr)
     write_json(args.out, out, force=args.force)
