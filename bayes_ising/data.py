@@ -191,7 +191,14 @@ def _as_str_array(values, name, length, what):
         arr = arr.reshape(-1)
     if len(arr) != length:
         raise DataError(f"{name} has {len(arr)} entries but the data have {length} {what}")
-    return np.array([_label(v) for v in arr], dtype=str) if len(arr) else arr.astype(str)
+    if not len(arr):
+        return arr.astype(str)
+    if arr.dtype.kind == "U":
+        return arr
+    # convert each distinct label once (state labels repeat over tens of thousands of bins)
+    distinct, inverse = np.unique(arr.astype(object) if arr.dtype.kind == "O" else arr,
+                                  return_inverse=True)
+    return np.array([_label(v) for v in distinct], dtype=str)[inverse.reshape(-1)]
 
 
 def _label(v):
