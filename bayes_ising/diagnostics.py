@@ -69,7 +69,7 @@ __all__ = [
 
 #: R-hat above this is non-convergence (Vehtari et al. 2021)
 RHAT_MAX = 1.01
-#: bulk/tail ESS below this is too few effective draws (Vehtari et al. 2021: 100 per chain, 4 chains)
+#: bulk/tail ESS below this is too few draws (Vehtari et al. 2021: 100 per chain, 4 chains)
 ESS_MIN = 400
 #: contraction below this is weak identification (posterior sd > 0.71 of the reference sd)
 CONTRACTION_MIN = 0.5

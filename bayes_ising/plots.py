@@ -13,6 +13,7 @@ fitted temperature T = 1, so h and J are dimensionless; entropies are in nats.
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 __all__ = [
     "cell_type_order",
@@ -24,6 +25,7 @@ __all__ = [
     "plot_synchrony_distribution",
     "plot_pattern_frequencies",
     "plot_information",
+    "plot_third_order",
     "plot_interval_comparison",
     "plot_state_comparison",
     "plot_thermodynamics",
@@ -172,6 +174,7 @@ def plot_firing_rates(firing_probability, *, neuron_ids=None, cell_types=None, t
                    label=f"{threshold:.0%} firing rule")
         ax.legend(fontsize=7, loc="upper right")
     ax.set_yscale("log")
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("neuron (ordered by cell type)" + ("; hatched = flagged" if flagged is not None
                                                       else ""))
     ax.set_ylabel("firing probability\n(fraction of bins)")
@@ -183,6 +186,7 @@ def plot_firing_rates(firing_probability, *, neuron_ids=None, cell_types=None, t
         secondary = ax.secondary_yaxis("right", functions=(lambda q: q / bin_size,
                                                            lambda r: r * bin_size))
         secondary.set_ylabel(f"rate, lower bound (spikes/{unit})")
+        secondary.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title("Firing probability per neuron")
     return fig
 
@@ -401,19 +405,19 @@ def plot_information(entries):
     ax_s, ax_r = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     labels = [e["label"] for e in entries]
     x = np.arange(len(entries))
-    width = 0.26
-    for offset, key, color in [(-width, "S1", "C2"), (0.0, "S2", "C0"), (width, "SN", "0.3")]:
-        values = [_centre(e.get(key)) for e in entries]
-        errs = [_error(e.get(key)) for e in entries]
-        errs = np.array(errs).T if any(np.any(np.asarray(er) > 0) for er in errs) else None
-        names = {"S1": "S1 independent", "S2": "S2 pairwise", "SN": "SN data (plug-in, corrected)"}
-        ax_s.bar(x + offset, values, width, yerr=errs, color=color, label=names[key],
-                 capsize=2)
+    names = {"S1": "S1 independent model", "S2": "S2 pairwise model",
+             "SN": "SN data (Miller–Madow)"}
+    for offset, key, color in [(-0.15, "S1", "C2"), (0.0, "S2", "C0"), (0.15, "SN", "0.3")]:
+        values = np.array([_centre(e.get(key)) for e in entries], dtype=float)
+        errs = np.array([_error(e.get(key)) for e in entries], dtype=float).T
+        ax_s.errorbar(x + offset, values, yerr=errs, fmt="o", color=color, capsize=3,
+                      label=names[key])
     ax_s.set_xticks(x, labels, fontsize=8)
+    ax_s.set_xlim(-0.6, len(entries) - 0.4)
     ax_s.set_xlabel("fit")
     ax_s.set_ylabel("entropy (nats per bin)")
-    ax_s.legend(fontsize=7)
-    ax_s.set_title("Entropies", fontsize=9)
+    ax_s.legend(fontsize=7, loc="best")
+    ax_s.set_title("Entropies (the gaps S1 − S2 and S1 − SN matter)", fontsize=9)
     for k, entry in enumerate(entries):
         ratio = entry.get("ratio") or {}
         centre = _centre(ratio)
@@ -446,6 +450,36 @@ def _error(value):
         centre = _centre(value)
         return [max(centre - float(value["lower"]), 0.0), max(float(value["upper"]) - centre, 0.0)]
     return [0.0, 0.0]
+
+
+def plot_third_order(observed, predicted, *, lower=None, upper=None, interval=0.9):
+    """Connected third-order correlations ⟨δs_i δs_j δs_k⟩ (i<j<k): model vs data.
+
+    The pairwise model is not fitted to them, so agreement is a genuine prediction; the
+    independent model predicts 0 for every triplet.
+    """
+    observed = np.asarray(observed, dtype=float)
+    predicted = np.asarray(predicted, dtype=float)
+    fig = _figure(5, 4.4)
+    ax = fig.subplots()
+    if lower is not None and upper is not None:
+        err = np.vstack([predicted - np.asarray(lower, float), np.asarray(upper, float)
+                         - predicted])
+        ax.errorbar(observed, predicted, yerr=np.clip(err, 0, None), fmt="o", markersize=2.5,
+                    alpha=0.6, elinewidth=0.5, color="C0",
+                    label=f"pairwise model ({interval:.0%} interval)")
+    else:
+        ax.plot(observed, predicted, "o", markersize=2.5, alpha=0.6, color="C0",
+                label="pairwise model")
+    values = np.concatenate([observed, predicted])
+    low, high = float(np.min(values)), float(np.max(values))
+    ax.plot([low, high], [low, high], color="k", linewidth=0.8, label="equality")
+    ax.axhline(0, color="C2", linestyle="--", linewidth=0.8, label="independent model (0)")
+    ax.set_xlabel("observed ⟨δs_i δs_j δs_k⟩ (dimensionless)")
+    ax.set_ylabel("predicted ⟨δs_i δs_j δs_k⟩")
+    ax.legend(fontsize=7)
+    ax.set_title("Third-order connected correlations", fontsize=9)
+    return fig
 
 
 def plot_interval_comparison(labels, median, lower, upper, *, xlabel, title=None,
@@ -582,13 +616,17 @@ def plot_mle_vs_bayes(kind, mle, mle_lower, mle_upper, bayes, bayes_lower, bayes
         finite = np.concatenate([np.asarray(line.get_xydata()).ravel() for line in ax.lines]
                                 ) if ax.lines else np.array([0.0, 1.0])
         finite = finite[np.isfinite(finite)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if ax is ax_width:
+            finite = finite[finite > 0]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.1, 1.0)
         ax.plot([low, high], [low, high], color="k", linewidth=0.8, label="equality")
         ax.legend(fontsize=7)
+    ax_width.set_xscale("log")
+    ax_width.set_yscale("log")
     ax_point.set_xlabel("posterior mean, NUTS (dimensionless)")
     ax_point.set_ylabel("MLE (dimensionless)")
     ax_point.set_title("Point estimates", fontsize=9)
-    ax_width.set_xlabel("NUTS credible-interval width (dimensionless)")
+    ax_width.set_xlabel("NUTS credible-interval width (dimensionless, log scale)")
     ax_width.set_ylabel("adaptive-Metropolis interval width")
     ax_width.set_title("Interval widths", fontsize=9)
     return fig
@@ -616,6 +654,7 @@ def plot_reliability(firing_probability, max_rhat, contraction, flagged, *, cell
             ax.axvline(threshold, color="k", linestyle="--", linewidth=0.8,
                        label=f"{threshold:.0%} rule")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("firing probability (fraction of bins)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)

@@ -132,7 +132,7 @@ def _fmt(value, digits=3):
         return _esc(value)
     if not math.isfinite(number):
         return str(number)
-    if number != 0 and (abs(number) < 10 ** (-digits) or abs(number) >= 1e5):
+    if number != 0 and (abs(number) < 0.1 or abs(number) >= 1e5):
         return f"{number:.{digits}g}"
     return f"{number:.{digits}f}"
 
@@ -729,11 +729,14 @@ def _section_fit(ctx):
         parts.append(_figure_html(fig, "Probability that K neurons fire in the same bin: data "
                                        "(dots), the pairwise model's posterior predictive "
                                        "(line and band) and the independent model (dashed)."))
-        numbers = {k: v for k, v in sync["summary"].items()
-                   if not isinstance(v, (list, dict)) and k != "interval"}
-        if numbers:
-            parts.append(_table(["P(K) summary", "value"],
-                                [[_esc(k), _fmt(v)] for k, v in numbers.items()], left=(0,)))
+        rows = _scalar_rows(sync["summary"], {
+            "fraction_in_band": "fraction of observed P(K) inside the band",
+            "max_abs_log_ratio": "max |log(predicted / observed)|, pairwise",
+            "max_abs_log_ratio_independent": "max |log(predicted / observed)|, independent",
+            "min_count": "(over K seen in at least this many bins)",
+            "method": "method", "num_bins": "bins"})
+        if rows:
+            parts.append(_table(["P(K) check", "value"], rows, left=(0,)))
     else:
         parts.append(_missing("the P(K) comparison", "The checks file has no synchrony entry."))
     patterns = _get(checks, "patterns", "pattern_frequencies")
@@ -753,11 +756,42 @@ def _section_fit(ctx):
         parts.append(_missing("pattern frequencies", "The checks file has no patterns entry."))
     third = _get(checks, "third_order", "third_order_correlations")
     if isinstance(third, dict):
-        numbers = {k: v for k, v in third.items() if not isinstance(v, (list, dict))}
-        if numbers:
-            parts.append("<h3>Third-order correlations</h3>" + _table(
-                ["quantity", "value"], [[_esc(k), _fmt(v)] for k, v in numbers.items()]))
+        parts.append("<h3>Third-order correlations</h3>")
+        predicted = third.get("predicted")
+        if third.get("observed") is not None and isinstance(predicted, dict):
+            fig = plots.plot_third_order(third["observed"], _get(predicted, "median", "mean"),
+                                         lower=predicted.get("lower"),
+                                         upper=predicted.get("upper"),
+                                         interval=float(third.get("interval", 0.9)))
+            parts.append(_figure_html(fig, "Connected third-order correlations of every "
+                                           "triplet: the pairwise model's prediction against "
+                                           "the data (a prediction: the model is fitted to "
+                                           "means and pairs only)."))
+        rows = _scalar_rows(third, {"correlation": "correlation, predicted vs observed",
+                                    "slope": "slope through 0, predicted on observed",
+                                    "rms_observed": "RMS of the observed values",
+                                    "rms_error": "RMS error of the prediction",
+                                    "method": "method"})
+        if rows:
+            parts.append(_table(["third-order check", "value"], rows, left=(0,)))
+    patterns_rows = _scalar_rows(patterns if isinstance(patterns, dict) else {}, {
+        "mean_abs_log_ratio": "count-weighted mean |log(predicted / observed)|, pairwise",
+        "mean_abs_log_ratio_independent": "the same, independent model"})
+    if patterns_rows:
+        parts.insert(-1 if isinstance(third, dict) else len(parts),
+                     _table(["pattern check", "value"], patterns_rows, left=(0,)))
     return "".join(parts)
+
+
+def _scalar_rows(block, labels):
+    """Rows [label, value] for the scalar entries of ``block`` named in ``labels``, in order."""
+    rows = []
+    for key, label in labels.items():
+        value = block.get(key) if isinstance(block, dict) else None
+        if value is None or np.ndim(value) != 0:
+            continue
+        rows.append([_esc(label), _esc(value) if isinstance(value, str) else _fmt(value)])
+    return rows
 
 
 def _information_entries(ctx):

@@ -10,8 +10,9 @@
 # 2. Gibbs sampler (gibbs.sample_moments, public API) for N = 100, 300, 500: spin updates/s on
 #    the GPU and on this machine's CPU (same run, same workload), and a z-test that the GPU and
 #    CPU magnetisations agree within their Monte Carlo standard errors.
-# 3. Pseudolikelihood MLE (mle.fit_pseudo, float64) for N = 100, 200, 300 on 20 000 bins drawn
-#    from a known model: wall time on GPU and CPU, max |Δh|, |ΔJ| between them (must agree to
+# 3. Pseudolikelihood MLE (mle.fit_pseudo, float64, l2 = 1e-4) for N = 100, 300 on 20 000 bins drawn
+#    from a known model: wall time on GPU and CPU (second fit: compiled; the first is reported
+#    too), max |Δh|, |ΔJ| between them (must agree to
 #    the optimiser tolerance), and the error against the planted parameters.
 # Results: OUTDIR/gpu_check.json (default benchmarks/output) and a table on stdout.
 # Every stage checks the time left (BUDGET_S, default 270 s) and skips what would not fit.
@@ -103,9 +104,9 @@ for n, chains, sweeps_gpu, sweeps_cpu in ((100, 8192, 400, 40), (300, 8192, 200,
 print(f"\n{'pseudo':8} {'N':>4} {'bins':>7} {'GPU s':>8} {'CPU s':>8} {'CPU/GPU':>8} "
       f"{'max|dJ|':>9} {'J err':>7}")
 num_bins = 20_000 // shrink
-for n in (100, 200, 300):
+for n in (100, 300):
     n = n // 4 if dry else n
-    if left() < 90:
+    if left() < 120:
         out["skipped"].append(f"pseudo N={n}")
         continue
     h, J = model(n, seed=1)
@@ -114,13 +115,17 @@ for n in (100, 200, 300):
     fits = {}
     for name, device in (("gpu", gpu), ("cpu", cpu)):
         with jax.default_device(device):
-            t = time.perf_counter()
-            fits[name] = mle.fit_pseudo(spins, rng_key=jax.random.key(3))
-            fits[name + "_s"] = time.perf_counter() - t
+            for attempt in ("first", "second"):  # the first includes compilation
+                t = time.perf_counter()
+                # l2 keeps pairs that never fire together finite (the plain MLE has no optimum)
+                fits[name] = mle.fit_pseudo(spins, l2=1e-4, rng_key=jax.random.key(3))
+                fits[f"{name}_{attempt}_s"] = time.perf_counter() - t
+        fits[name + "_s"] = fits[f"{name}_second_s"]
     dh = float(np.abs(fits["gpu"].h - fits["cpu"].h).max())
     dJ = float(np.abs(fits["gpu"].J - fits["cpu"].J).max())
     err = float(np.sqrt(np.mean((fits["gpu"].J - J)[np.triu_indices(n, 1)] ** 2)))
     out["pseudo"][n] = {"bins": num_bins, "gpu_s": fits["gpu_s"], "cpu_s": fits["cpu_s"],
+                        "gpu_first_s": fits["gpu_first_s"], "cpu_first_s": fits["cpu_first_s"],
                         "cpu_over_gpu": fits["cpu_s"] / fits["gpu_s"], "max_abs_dh": dh,
                         "max_abs_dJ": dJ, "rmse_J_vs_truth": err,
                         "converged": [fits["gpu"].converged, fits["cpu"].converged],

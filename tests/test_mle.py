@@ -111,13 +111,13 @@ def test_exact_mle_retina_reaches_tolerance_and_names_boundary_pairs(retina_path
 
 
 def test_exact_mle_synthetic_matches_moments_and_recovers_planted():
-    """Planted N = 8 model, T = 200,000 exact samples.
+    """Planted N = 6 model, T = 200,000 exact samples.
 
     Moments reproduced to 1e-6; every parameter within 4.5 standard errors of the truth, the
-    standard errors from the inverse Fisher information / T (Bonferroni over 36 parameters at
+    standard errors from the inverse Fisher information / T (Bonferroni over 21 parameters at
     about 1e-5 per parameter).
     """
-    num_neurons, num_bins = 8, 200_000
+    num_neurons, num_bins = 6, 200_000
     h_true, J_true = planted(jax.random.PRNGKey(1), num_neurons)
     spins = sample_exact(jax.random.PRNGKey(2), h_true, J_true, num_bins)
     fit = mle.fit_exact(spins)
@@ -133,7 +133,7 @@ def test_exact_mle_synthetic_matches_moments_and_recovers_planted():
 
 
 def test_exact_accepts_moments_and_float64_result():
-    h_true, J_true = planted(jax.random.PRNGKey(3), 5)
+    h_true, J_true = planted(jax.random.PRNGKey(3), 6)
     spins = sample_exact(jax.random.PRNGKey(4), h_true, J_true, 20_000)
     from_spins = mle.fit_exact(spins)
     from_moments = mle.fit_exact(stats.moments(spins))
@@ -175,13 +175,13 @@ def test_pseudo_converges_to_exact_mle_as_bins_grow():
 
 def test_pseudo_gradient_vanishes_at_optimum():
     """Independent check of the optimum with ising's closed-form PL gradient."""
-    h_true, J_true = planted(jax.random.PRNGKey(6), 7)
+    h_true, J_true = planted(jax.random.PRNGKey(6), 6)
     spins = sample_exact(jax.random.PRNGKey(7), h_true, J_true, 10_000)
     fit = mle.fit_pseudo(spins, l2=1e-3)
     patterns, counts = stats.unique_patterns(spins)
     grad = np.asarray(ising.log_pseudolikelihood_grad(fit.h, fit.J, patterns, counts))
     grad = grad / spins.shape[0]
-    grad[7:] -= 1e-3 * fit.theta[7:]  # d/dJ of −(l2/2) J² per bin
+    grad[6:] -= 1e-3 * fit.theta[6:]  # d/dJ of −(l2/2) J² per bin
     assert np.max(np.abs(grad)) < 1e-6
 
 
@@ -192,10 +192,10 @@ def test_pseudo_gradient_vanishes_at_optimum():
 
 def test_silent_and_always_on_neurons_are_finite_with_warning():
     rng = np.random.default_rng(8)
-    spins = np.where(rng.random((3000, 5)) < 0.2, 1, -1).astype(np.int8)
+    spins = np.where(rng.random((3000, 6)) < 0.2, 1, -1).astype(np.int8)
     spins[:, 1] = -1  # silent
     spins[:, 3] = 1  # always on
-    ids = ["a", "silent", "c", "on", "e"]
+    ids = ["a", "silent", "c", "on", "e", "f"]
     data = SpikeData.from_raster(spins, neuron_ids=ids)
     for fit_fn in (mle.fit_independent, mle.fit_exact, mle.fit_pseudo):
         with pytest.warns(MLEWarning) as record:
@@ -297,7 +297,7 @@ def test_model_check_names_multimodal_model_and_passes_a_good_fit():
     check = mle.model_check(jax.random.PRNGKey(33), h, J, spins, num_chains=128,
                             num_sweeps=100, burn_in=50)
     assert check["verdict"].startswith("multimodal"), check
-    h_true, J_true = planted(jax.random.PRNGKey(34), 10, coupling_sd=0.2)
+    h_true, J_true = planted(jax.random.PRNGKey(34), 6, coupling_sd=0.2)
     planted_spins = sample_exact(jax.random.PRNGKey(35), h_true, J_true, 10_000)
     fit = mle.fit_exact(planted_spins)
     check = mle.model_check(jax.random.PRNGKey(36), fit.h, fit.J, planted_spins,
@@ -390,13 +390,13 @@ def test_restart_reliability_table():
 
 
 def test_to_dict_layout():
-    h_true, J_true = planted(jax.random.PRNGKey(15), 4)
+    h_true, J_true = planted(jax.random.PRNGKey(15), 6)
     spins = sample_exact(jax.random.PRNGKey(16), h_true, J_true, 5000)
     layout = mle.fit_exact(spins).to_dict()
     assert {"neurons", "h", "J", "moment_error", "method", "iterations", "wall_time_s",
             "settings", "warnings"} <= set(layout)
     J = np.asarray(layout["J"])
-    assert J.shape == (4, 4) and np.all(J == J.T) and np.all(np.diag(J) == 0)
+    assert J.shape == (6, 6) and np.all(J == J.T) and np.all(np.diag(J) == 0)
     assert set(layout["moment_error"]) >= {"max_abs_mean", "max_abs_pair"}
     json.dumps(layout, allow_nan=False)
 
@@ -408,20 +408,20 @@ def _write_npy(tmp_path, spins, name="spins.npy"):
 
 
 def test_cli_mle_exact(tmp_path, capsys):
-    h_true, J_true = planted(jax.random.PRNGKey(17), 5)
+    h_true, J_true = planted(jax.random.PRNGKey(17), 6)
     spins = sample_exact(jax.random.PRNGKey(18), h_true, J_true, 4000)
     path = _write_npy(tmp_path, spins)
     out = tmp_path / "fit.json"
     code = main(["mle", str(path), "--method", "exact", "--out", str(out),
-                 "--restarts", "3", "--adaptive-mcmc", "300"])
+                 "--restarts", "2", "--adaptive-mcmc", "200"])
     assert code == 0, capsys.readouterr().err
     fit = json.loads(out.read_text())
     assert {"neurons", "h", "J", "moment_error", "method", "iterations", "wall_time_s",
             "settings", "warnings", "reliability", "adaptive_mcmc"} <= set(fit)
-    assert fit["method"] == "exact" and len(fit["h"]) == 5
+    assert fit["method"] == "exact" and len(fit["h"]) == 6
     assert fit["moment_error"]["max_abs_mean"] <= 1e-6
-    assert np.asarray(fit["adaptive_mcmc"]["J_interval"]).shape == (5, 5, 2)
-    assert len(fit["reliability"]["mean_cosine"]) == 5
+    assert np.asarray(fit["adaptive_mcmc"]["J_interval"]).shape == (6, 6, 2)
+    assert len(fit["reliability"]["mean_cosine"]) == 6
     # existing output without --force: exit 2, one line naming the file
     assert main(["mle", str(path), "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err

@@ -8,6 +8,8 @@ Writes per-parameter intervals of both methods, their agreement, the flagged-neu
 keys are documented in :mod:`bayes_ising.comparison`.
 """
 
+import sys
+
 __all__ = ["register", "run"]
 
 
@@ -72,6 +74,8 @@ def run(args):
     result["seed"] = args.seed
     result["bayes_ising_version"] = __version__
     write_json(args.out, result, force=args.force)
+    for message in result["mle"]["warnings"]:
+        print(f"bayes-ising compare-mle: warning: {message}", file=sys.stderr)
     summary = result["summary"]
     timing = result["timing"]
     nuts = (f"NUTS {timing['nuts_s']:.1f} s" if timing["nuts_s"] is not None

@@ -1,0 +1,80 @@
+"""``bayes-ising diagnose``: convergence verdict and per-neuron reliability of a posterior.
+
+    bayes-ising diagnose POSTERIOR.nc --out DIAG.json [--force] [--rhat-max 1.01]
+        [--ess-min 400] [--contraction-min 0.5]
+
+DIAG.json holds ``converged`` (bool), ``reasons`` (list of str), ``sampler`` (divergences,
+E-BFMI, tree-depth saturation), ``summary``, ``thresholds``, ``rule`` (the flagging rule in
+words), ``neurons`` (one entry per neuron: ``id``, ``cell_type``, ``firing_probability``,
+``flagged``, ``reasons``, ``max_rhat``, ``min_ess_bulk``, ``contraction`` and more; see
+:func:`bayes_ising.diagnostics.neuron_reliability`) and ``parameters`` (per-parameter R-hat,
+ESS, MCSE, interval, contraction). Exit status 0 when written, whether or not the run
+converged (the verdict is in the file and printed); 2 for bad input.
+"""
+
+__all__ = ["register", "run", "diagnosis_to_json"]
+
+RULE = (
+    "A neuron (its field h_i and couplings J_i.) is flagged for non-convergence when any of its "
+    "parameters has R-hat > {rhat_max} or bulk/tail ESS < {ess_min}, or divergent transitions "
+    "concentrate on them; for weak identification when the posterior contraction "
+    "1 - Var_post/Var_ref of h_i, or the median over its couplings, is below "
+    "{contraction_min} (Var_ref = min(prior variance, squared robust spread of the posterior "
+    "means across the population, at least {min_reference_sd}^2))."
+)
+
+
+def register(subparsers, name):
+    from .. import diagnostics
+
+    parser = subparsers.add_parser(
+        name, help="convergence verdict and per-neuron reliability of a posterior (JSON)",
+        description=__doc__.split("\n\n")[0])
+    parser.add_argument("posterior", metavar="POSTERIOR.nc", help="posterior from `fit`")
+    parser.add_argument("--out", required=True, metavar="DIAG.json", help="output JSON file")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    parser.add_argument("--rhat-max", type=float, default=diagnostics.RHAT_MAX,
+                        help=f"R-hat cut (default {diagnostics.RHAT_MAX})")
+    parser.add_argument("--ess-min", type=float, default=diagnostics.ESS_MIN,
+                        help=f"bulk/tail ESS cut (default {diagnostics.ESS_MIN})")
+    parser.add_argument("--contraction-min", type=float, default=diagnostics.CONTRACTION_MIN,
+                        help=f"contraction cut (default {diagnostics.CONTRACTION_MIN})")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def diagnosis_to_json(diagnosis):
+    """The JSON layout of DIAG.json from :func:`bayes_ising.diagnostics.diagnose`."""
+    out = {k: v for k, v in diagnosis.items() if k != "parameters"}
+    params = diagnosis["parameters"]
+    out["parameters"] = {
+        "neuron": [str(v) for v in params["neuron"].values],
+        "pair": [[str(a), str(b)] for a, b in zip(params["neuron_i"].values,
+                                                    params["neuron_j"].values, strict=True)]
+        if "neuron_i" in params.coords else None,
+        **{name: params[name].values for name in params.data_vars},
+    }
+    out["rule"] = RULE.format(**diagnosis["thresholds"])
+    return out
+
+
+def run(args):
+    from .. import __version__, bayes, diagnostics
+    from .._io import check_writable, write_json
+    from ..errors import BayesIsingError
+
+    if args.rhat_max <= 1 or args.ess_min <= 0:
+        raise BayesIsingError("--rhat-max must be > 1 and --ess-min > 0")
+    check_writable(args.out, args.force)
+    tree = bayes.load_posterior(args.posterior)
+    diagnosis = diagnostics.diagnose(tree, rhat_max=args.rhat_max, ess_min=args.ess_min,
+                                     contraction_min=args.contraction_min)
+    out = diagnosis_to_json(diagnosis)
+    out.update(posterior=str(args.posterior), bayes_ising_version=__version__)
+    write_json(args.out, out, force=args.force)
+    verdict = "converged" if diagnosis["converged"] else "NOT converged: " + "; ".join(
+        diagnosis["reasons"])
+    flagged = [row["id"] for row in diagnosis["neurons"] if row["flagged"]]
+    print(f"{verdict}. {len(flagged)} of {len(diagnosis['neurons'])} neurons flagged"
+          + (f" ({', '.join(flagged)})" if flagged else "") + f". Written to {args.out}")
+    return 0
