@@ -131,7 +131,8 @@ def synchrony_comparison(rng_key, spins_population, population_draws, joint_draw
     rng_key : JAX PRNG key (Gibbs sampling for large N, bootstrap seed).
     spins_population : (T, |A|) observed spins of the population A.
     population_draws : (h (D, |A|), J (D, |A|, |A|)) of the model fitted to A alone.
-    joint_draws : (h (D', M), J (D', M, M)) of the model fitted to A and other neurons.
+    joint_draws : (h (D', M), J (D', M, M)) of the model fitted to A and other neurons, or
+        None (then only the population-only model is compared with the data).
     subset : (|A|,) indices of A's neurons inside the joint model, in the order of
         ``spins_population``.
     tail, k_threshold : k_high is ``k_threshold`` or the smallest k with observed
@@ -157,8 +158,11 @@ def synchrony_comparison(rng_key, spins_population, population_draws, joint_draw
     k_high = int(k_threshold) if k_threshold is not None else high_k(observed, tail)
     pop = checks.model_synchrony_draws(key_pop, *population_draws, method=method,
                                        num_samples=num_samples)
-    joint = checks.model_synchrony_draws(key_joint, *joint_draws, method=method,
-                                         num_samples=num_samples, subset=subset)
+    if joint_draws is not None:
+        joint = checks.model_synchrony_draws(key_joint, *joint_draws, method=method,
+                                             num_samples=num_samples, subset=subset)
+    else:
+        joint = np.full_like(pop[:1], np.nan)
     tail_pop = pop[:, k_high:].sum(axis=1)
     tail_joint = joint[:, k_high:].sum(axis=1)
     observed_tail = float(observed[k_high:].sum())
@@ -173,24 +177,27 @@ def synchrony_comparison(rng_key, spins_population, population_draws, joint_draw
         paired = rng.choice(model_tail, size=num_bootstrap, replace=True)
         return np.log(np.maximum(paired, tiny)) - np.log(boot_tail)
 
-    pair_count = max(len(tail_pop), len(tail_joint), 1)
-    cross = (np.log(np.maximum(rng.choice(tail_pop, pair_count), tiny))
-             - np.log(np.maximum(rng.choice(tail_joint, pair_count), tiny)))
     band = lambda x: {k: np.asarray(v) for k, v in checks.interval(x, prob).items()}  # noqa: E731
     scalar = lambda x: {k: float(v) for k, v in checks.interval(x, prob).items()}  # noqa: E731
-    return dict(
+    out = dict(
         k_high=k_high, tail=tail, observed_tail=observed_tail, num_bins=num_bins,
         population_size=size,
         log_ratio_population_only=scalar(log_ratio(tail_pop)),
-        log_ratio_joint=scalar(log_ratio(tail_joint)),
-        ratio_population_only_to_joint=scalar(cross),
-        tail_population_only=scalar(tail_pop), tail_joint=scalar(tail_joint),
-        synchrony=dict(k=np.arange(size + 1), observed=observed, population_only=band(pop),
-                       joint=band(joint)),
-        interval=prob, num_draws=dict(population_only=int(pop.shape[0]),
-                                      joint=int(joint.shape[0])),
+        tail_population_only=scalar(tail_pop),
+        synchrony=dict(k=np.arange(size + 1), observed=observed, population_only=band(pop)),
+        interval=prob, num_draws=dict(population_only=int(pop.shape[0])),
         num_bootstrap=num_bootstrap, block_length=block_length,
     )
+    if joint_draws is not None:
+        pair_count = max(len(tail_pop), len(tail_joint), 1)
+        cross = (np.log(np.maximum(rng.choice(tail_pop, pair_count), tiny))
+                 - np.log(np.maximum(rng.choice(tail_joint, pair_count), tiny)))
+        out.update(log_ratio_joint=scalar(log_ratio(tail_joint)),
+                   ratio_population_only_to_joint=scalar(cross),
+                   tail_joint=scalar(tail_joint))
+        out["synchrony"]["joint"] = band(joint)
+        out["num_draws"]["joint"] = int(joint.shape[0])
+    return out
 
 
 def ei_analysis(rng_key, data, *, fit="mle", populations=("E", "I"), max_neurons=None,

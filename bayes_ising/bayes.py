@@ -49,7 +49,6 @@ import functools
 import json
 import math
 import time
-import warnings
 from typing import NamedTuple
 
 import jax
@@ -59,7 +58,6 @@ import numpyro
 import numpyro.distributions as dist
 import xarray as xr
 from jax.flatten_util import ravel_pytree
-from numpyro.infer import MCMC, NUTS
 
 from . import ising
 from ._io import atomic_path, to_jsonable
@@ -89,15 +87,6 @@ __all__ = [
 
 #: keep the raw spin raster in ``observed_data`` when it has at most this many entries
 MAX_STORED_SPINS = 4_000_000
-#: sample_stats fields NumPyro records (mapped to ArviZ names in :func:`_sample_stats`)
-_EXTRA_FIELDS = (
-    "diverging",
-    "num_steps",
-    "accept_prob",
-    "energy",
-    "potential_energy",
-    "adapt_state.step_size",
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,6 +334,7 @@ def _site_template(config):
 class _Functions(NamedTuple):
     """Jitted functions of one model configuration, compiled once per shape of the data."""
 
+    potential: object  # (phi, data, block_index) -> U (not jitted; used inside NUTS)
     value_and_grad: object  # (phi, data, block_index) -> (U, ∇U), U = −log posterior
     hessian: object  # (phi, data, block_index) -> ∇²U (Pφ, Pφ)
     constrained: object  # (phi, block_index) -> dict of constrained sites and "J"
@@ -390,6 +380,7 @@ def _functions(config):
         return jac.T @ _neg_hessian_theta(config, theta, data) @ jac + second
 
     return _Functions(
+        potential,
         jax.jit(jax.value_and_grad(potential)),
         jax.jit(hessian),
         jax.jit(constrained),
@@ -520,6 +511,141 @@ def _inverse_and_cholesky(precision):
 
 
 # --------------------------------------------------------------------------------------------
+# NUTS in whitened coordinates, compiled once per configuration
+# --------------------------------------------------------------------------------------------
+
+
+class _NutsArgs(NamedTuple):
+    """Dynamic arguments of the whitened potential (so one compilation serves many fits)."""
+
+    data: object  # _Sufficient or (patterns, counts)
+    block_index: object  # (P,) int
+    centre: object  # (Pφ,) φ̂ (the MAP), or 0 for plain NUTS
+    chol: object  # (Pφ, Pφ) lower Cholesky factor of the inverse Hessian, or I
+
+
+#: sample_stats recorded at every iteration
+_RECORDED = ("diverging", "num_steps", "accept_prob", "energy", "potential_energy",
+             "step_size")
+
+
+@functools.lru_cache(maxsize=16)
+def _nuts_program(config, num_warmup, adapt_mass, target_accept, max_tree_depth, chunk,
+                  num_devices, shared_args):
+    r"""Jitted (or pmapped) NUTS init and chunk functions for ``config``.
+
+    NUTS runs on :math:`z` with :math:`\phi = \hat\phi + L z`, :math:`L L^\top =
+    H^{-1}` (H the posterior Hessian at the MAP): identity mass in z is the dense mass
+    :math:`H` in φ, and because :math:`\hat\phi, L` and the data are *arguments*, not
+    constants, every fit of the same configuration and shapes reuses one compilation.
+    The leading "lane" axis (chains, or datasets × chains) is vmapped, and split over
+    ``num_devices`` CPU devices with ``pmap`` when > 1.
+    """
+    from numpyro.infer.hmc import hmc
+
+    potential = _functions(config).potential
+
+    def potential_gen(data, block_index, centre, chol):
+        return lambda z: potential(centre + chol @ z, data, block_index)
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
+
+    def init_one(z0, rng_key, args):
+        return init_kernel(
+            z0, num_warmup, step_size=1.0 / z0.shape[0] ** 0.25, adapt_step_size=True,
+            adapt_mass_matrix=adapt_mass != "none", dense_mass=adapt_mass == "dense",
+            target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
+            model_args=tuple(args), rng_key=rng_key,
+        )
+
+    def chunk_one(state, num_iter, args):
+        size = state.z.shape[0]
+        buffers = {
+            "z": jnp.zeros((chunk, size), state.z.dtype),
+            "diverging": jnp.zeros(chunk, bool),
+            "num_steps": jnp.zeros(chunk, jnp.int32),
+            "accept_prob": jnp.zeros(chunk, state.z.dtype),
+            "energy": jnp.zeros(chunk, state.z.dtype),
+            "potential_energy": jnp.zeros(chunk, state.z.dtype),
+            "step_size": jnp.zeros(chunk, state.z.dtype),
+        }
+
+        def body(k, carry):
+            state, buffers = carry
+            state = sample_kernel(state, model_args=tuple(args))
+            record = {"z": state.z, "diverging": state.diverging,
+                      "num_steps": state.num_steps.astype(jnp.int32),
+                      "accept_prob": state.accept_prob, "energy": state.energy,
+                      "potential_energy": state.potential_energy,
+                      "step_size": state.adapt_state.step_size}
+            buffers = {name: buffers[name].at[k].set(record[name].astype(buffers[name].dtype))
+                       for name in buffers}
+            return state, buffers
+
+        return jax.lax.fori_loop(0, num_iter, body, (state, buffers))
+
+    args_axis = None if shared_args else 0
+    init_lanes = jax.vmap(init_one, in_axes=(0, 0, args_axis))
+    chunk_lanes = jax.vmap(chunk_one, in_axes=(0, None, args_axis))
+    if num_devices > 1:
+        return (jax.pmap(init_lanes, in_axes=(0, 0, args_axis)),
+                jax.pmap(chunk_lanes, in_axes=(0, None, args_axis)))
+    return jax.jit(init_lanes), jax.jit(chunk_lanes)
+
+
+def _run_nuts(rng_key, config, args, z0, *, num_warmup, num_draws, adapt_mass="none",
+              target_accept=0.8, max_tree_depth=10, num_devices=1, shared_args=True,
+              progress=False, desc="NUTS"):
+    """Run NUTS on L lanes (z0: (L, Pφ)); returns draws of z (L, D, Pφ) and stats (L, D).
+
+    Iterations run in ~20 chunks of one compiled function (progress bar between chunks);
+    the first ``num_warmup`` (step-size adaptation, and mass adaptation when asked) are
+    dropped.
+    """
+    num_lanes, size = z0.shape
+    total = num_warmup + num_draws
+    chunk = max(1, -(-total // 20))
+    if num_devices > 1 and num_lanes % num_devices:
+        num_devices = 1
+    init_fn, chunk_fn = _nuts_program(config, num_warmup, adapt_mass, float(target_accept),
+                                      int(max_tree_depth), chunk, num_devices,
+                                      bool(shared_args))
+    keys = jax.random.split(rng_key, num_lanes)
+
+    def split(x):
+        x = jnp.asarray(x)
+        return x.reshape((num_devices, num_lanes // num_devices) + x.shape[1:])
+
+    if num_devices > 1:
+        z0, keys = split(z0), split(keys)
+        if not shared_args:
+            args = jax.tree.map(split, args)
+    state = init_fn(jnp.asarray(z0), keys, args)
+    outputs = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc=f"{desc} ({num_lanes} chains)", leave=False)
+    done = 0
+    while done < total:
+        num_iter = min(chunk, total - done)
+        state, buffers = chunk_fn(state, num_iter, args)
+        buffers = {k: np.asarray(v) for k, v in buffers.items()}
+        if num_devices > 1:
+            buffers = {k: v.reshape((num_lanes,) + v.shape[2:]) for k, v in buffers.items()}
+        outputs.append({k: v[:, :num_iter] for k, v in buffers.items()})
+        done += num_iter
+        if bar is not None:
+            bar.update(num_iter)
+    if bar is not None:
+        bar.close()
+    result = {k: np.concatenate([o[k] for o in outputs], axis=1)[:, num_warmup:]
+              for k in outputs[0]}
+    return result
+
+
+# --------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------
 
@@ -561,9 +687,15 @@ def _unique_patterns(spins):
 
 
 def _chain_method(num_chains, requested=None):
+    """"parallel": chains split over the CPU devices (pmap), each device vectorising its
+    share; "vectorized": all chains vectorised on one device."""
     if requested is not None:
+        if requested not in ("parallel", "vectorized"):
+            raise BayesIsingError(
+                f"chain_method must be 'parallel' or 'vectorized', got {requested!r}")
         return requested
-    return "parallel" if num_chains <= jax.local_device_count() else "vectorized"
+    devices = jax.local_device_count()
+    return "parallel" if devices > 1 and num_chains % devices == 0 else "vectorized"
 
 
 def _as_key(rng_key):
@@ -678,39 +810,34 @@ def fit_posterior(
         laplace = _laplace(config, model_data, block_index, phi0)
     prep_time = time.perf_counter() - start_time
 
-    # 2. NUTS
-    model = functools.partial(_model, sampling_config)
+    # 2. NUTS (whitened by the Laplace approximation unless plain NUTS was asked for)
+    fns = _functions(config)
+    size = phi0.shape[0]
     if spec.mass_matrix == "adapt":
-        kernel = NUTS(model, target_accept_prob=spec.target_accept,
-                      max_tree_depth=spec.max_tree_depth)
-        init_params = None
+        centre, chol = np.zeros(size), np.eye(size)
+        z0 = np.asarray(jax.random.uniform(key_init, (num_chains, size), minval=-2, maxval=2))
+        adapt_mass = "diagonal"
     else:
-        cov, chol = _inverse_and_cholesky(laplace.hessian)
-        kernel = NUTS(
-            model,
-            inverse_mass_matrix=jnp.asarray(cov),
-            dense_mass=True,
-            adapt_mass_matrix=spec.mass_matrix == "hessian+adapt",
-            step_size=1.0 / len(laplace.phi) ** 0.25,
-            target_accept_prob=spec.target_accept,
-            max_tree_depth=spec.max_tree_depth,
-        )
-        noise = np.asarray(jax.random.normal(key_init, (num_chains, len(laplace.phi))))
-        starts = laplace.phi + noise @ chol.T
-        init_params = jax.vmap(_functions(config).unravel)(jnp.asarray(starts))
-        if num_chains == 1:
-            init_params = jax.tree.map(lambda x: x[0], init_params)
+        centre = laplace.phi
+        _, chol = _inverse_and_cholesky(laplace.hessian)
+        z0 = np.asarray(jax.random.normal(key_init, (num_chains, size)))
+        adapt_mass = "dense" if spec.mass_matrix == "hessian+adapt" else "none"
     method = _chain_method(num_chains, chain_method)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="There are not enough devices")
-        mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
-                    chain_method=method, progress_bar=progress, jit_model_args=True)
-        sample_start = time.perf_counter()
-        mcmc.run(key_mcmc, model_data, jnp.asarray(block_index), extra_fields=_EXTRA_FIELDS,
-                 init_params=init_params)
-        samples = {k: np.asarray(v, dtype=np.float64)
-                   for k, v in mcmc.get_samples(group_by_chain=True).items()}
-        extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    num_devices = jax.local_device_count() if method == "parallel" else 1
+    args = _NutsArgs(model_data, jnp.asarray(block_index), jnp.asarray(centre),
+                     jnp.asarray(chol))
+    sample_start = time.perf_counter()
+    out = _run_nuts(key_mcmc, sampling_config, args, z0, num_warmup=num_warmup,
+                    num_draws=num_draws, adapt_mass=adapt_mass,
+                    target_accept=spec.target_accept, max_tree_depth=spec.max_tree_depth,
+                    num_devices=num_devices, progress=progress, desc=f"{likelihood} posterior")
+    phi_draws = centre + out.pop("z") @ chol.T  # (C, D, Pφ)
+    flat = jax.vmap(fns.constrained, in_axes=(0, None))(
+        jnp.asarray(phi_draws.reshape(-1, size)), jnp.asarray(block_index))
+    samples = {k: np.asarray(v, dtype=np.float64).reshape((num_chains, num_draws)
+                                                          + v.shape[1:])
+               for k, v in flat.items()}
+    extra = out
     sampling_time = time.perf_counter() - sample_start
 
     # 3. Pseudo-posterior calibration
@@ -856,7 +983,7 @@ def _sample_stats(extra):
         "acceptance_rate": extra["accept_prob"].astype(np.float64),
         "energy": extra["energy"].astype(np.float64),
         "lp": -extra["potential_energy"].astype(np.float64),
-        "step_size": extra["adapt_state.step_size"].astype(np.float64),
+        "step_size": extra["step_size"].astype(np.float64),
     }
 
 

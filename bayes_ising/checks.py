@@ -168,8 +168,7 @@ def model_synchrony_draws(rng_key, h_draws, J_draws, *, method="auto", num_sampl
     if _use_exact(num_neurons, method):
         if subset is None:
             return _exact_synchrony_draws(h_draws, J_draws)
-        return np.stack([subset_synchrony_distribution(h, J, subset)
-                         for h, J in zip(h_draws, J_draws, strict=True)])
+        return _subset_synchrony_draws(h_draws, J_draws, subset)
     cols = np.arange(num_neurons) if subset is None else np.asarray(subset)
     keys = jax.random.split(rng_key, h_draws.shape[0])
     out = []
@@ -180,41 +179,56 @@ def model_synchrony_draws(rng_key, h_draws, J_draws, *, method="auto", num_sampl
     return np.stack(out)
 
 
+def _subset_synchrony_kernel(h, J, in_subset, num_subset, chunk_bits):
+    """P(K_A) by chunked enumeration; traced (jit/vmap-able); in_subset (N,) 0/1."""
+    import jax
+    import jax.numpy as jnp
+
+    num_neurons = h.shape[0]
+    chunk = 2 ** min(chunk_bits, num_neurons)
+    num_chunks = 2**num_neurons // chunk
+    shifts = jnp.arange(num_neurons - 1, -1, -1)
+
+    def block(start):
+        codes = start * chunk + jnp.arange(chunk)
+        bits = (codes[:, None] >> shifts[None, :]) & 1
+        spins = (2 * bits - 1).astype(h.dtype)
+        neg_energy = spins @ h + 0.5 * jnp.sum((spins @ J) * spins, axis=1)
+        return neg_energy, bits @ in_subset
+
+    neg_energy, k = jax.lax.map(block, jnp.arange(num_chunks))
+    neg_energy, k = neg_energy.reshape(-1), k.reshape(-1)
+    weights = jnp.exp(neg_energy - jax.scipy.special.logsumexp(neg_energy))
+    return jax.ops.segment_sum(weights, k, num_segments=num_subset + 1)
+
+
+def _subset_synchrony_draws(h_draws, J_draws, subset, chunk_bits=16):
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from . import ising
+
+    num_neurons = h_draws.shape[1]
+    ising.check_exact(num_neurons, "subset synchrony (enumeration)")
+    subset = np.asarray(subset, int)
+    mask = np.zeros(num_neurons, np.int64)
+    mask[subset] = 1
+    kernel = functools.partial(_subset_synchrony_kernel, in_subset=jnp.asarray(mask),
+                               num_subset=int(subset.size), chunk_bits=int(chunk_bits))
+    fn = jax.jit(lambda hs, js: jax.lax.map(lambda hj: kernel(hj[0], hj[1]), (hs, js)))
+    return np.asarray(fn(jnp.asarray(h_draws, jnp.float64), jnp.asarray(J_draws, jnp.float64)))
+
+
 def subset_synchrony_distribution(h, J, subset, *, chunk_bits=16):
     r"""Exact P(K_A) of the full model's marginal over the neurons in ``subset`` (A).
 
     Enumerates all 2^N states in chunks of 2^``chunk_bits`` (float64, logsumexp):
     :math:`P(K_A = k) = \sum_{s:\,\#\{i\in A: s_i=+1\}=k} e^{-E(s)}/Z`. Shape (|A|+1,).
     """
-    import jax
-    import jax.numpy as jnp
-
-    from . import ising
-
-    h = jnp.asarray(h, jnp.float64)
-    J = jnp.asarray(J, jnp.float64)
-    num_neurons = h.shape[0]
-    ising.check_exact(num_neurons, "subset_synchrony_distribution")
-    subset = np.asarray(subset, int)
-    mask = np.zeros(num_neurons, bool)
-    mask[subset] = True
-    chunk = 2 ** min(chunk_bits, num_neurons)
-    num_chunks = 2**num_neurons // chunk
-    shifts = jnp.arange(num_neurons - 1, -1, -1)
-    in_subset = jnp.asarray(mask)
-
-    def block(start):
-        codes = start * chunk + jnp.arange(chunk)
-        bits = (codes[:, None] >> shifts[None, :]) & 1
-        spins = (2 * bits - 1).astype(jnp.float64)
-        neg_energy = spins @ h + 0.5 * jnp.sum((spins @ J) * spins, axis=1)
-        k = jnp.sum(bits * in_subset, axis=1)
-        return neg_energy, k
-
-    neg_energy, k = jax.lax.map(block, jnp.arange(num_chunks))
-    neg_energy, k = neg_energy.reshape(-1), k.reshape(-1)
-    weights = jnp.exp(neg_energy - jax.scipy.special.logsumexp(neg_energy))
-    return np.asarray(jax.ops.segment_sum(weights, k, num_segments=subset.size + 1))
+    h = np.asarray(h, float)
+    return _subset_synchrony_draws(h[None], np.asarray(J, float)[None], subset, chunk_bits)[0]
 
 
 def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
@@ -224,9 +238,12 @@ def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
     Returns
     -------
     dict: ``k`` (N+1,), ``observed`` (data P(K)), ``predicted`` (mean, median, lower, upper over
-    draws), ``independent`` (Poisson-binomial of the observed firing probabilities),
-    ``draws`` (D, N+1), ``interval``, ``method``, and summaries over the K observed in at least
-    ``min_count`` bins: ``fraction_in_band`` (observed inside the band), ``max_abs_log_ratio``
+    draws: parameter uncertainty), ``replicated`` (the same for replicated data sets of T
+    independent bins, multinomial from each draw's P(K): parameter and sampling uncertainty,
+    ignoring the data's autocorrelation), ``independent`` (Poisson-binomial of the observed
+    firing probabilities), ``draws`` (D, N+1), ``interval``, ``method``, and summaries over the
+    K observed in at least ``min_count`` bins: ``fraction_in_band`` (observed inside the
+    replicated band), ``max_abs_log_ratio``
     and ``max_abs_log_ratio_independent`` (max |log(predicted/observed)|, posterior median and
     independent model).
     """
@@ -239,14 +256,23 @@ def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
     draws = model_synchrony_draws(rng_key, h_draws, J_draws, method=method,
                                   num_samples=num_samples)
     band = interval(draws, prob)
+    # replicated data: T independent bins from each draw's P(K) (multinomial)
+    import jax
+
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(rng_key)).ravel()[-1])
+    probs = np.clip(draws, 0, None)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    replicated = np.stack([rng.multinomial(num_bins, p) for p in probs]) / num_bins
+    replicated_band = interval(replicated, prob)
     seen = observed * num_bins >= min_count
     tiny = 1e-300
     log_ratio = np.log(np.maximum(band["median"][seen], tiny) / observed[seen])
     log_ratio_ind = np.log(np.maximum(independent[seen], tiny) / observed[seen])
-    inside = (observed[seen] >= band["lower"][seen]) & (observed[seen] <= band["upper"][seen])
+    inside = ((observed[seen] >= replicated_band["lower"][seen])
+              & (observed[seen] <= replicated_band["upper"][seen]))
     return dict(
-        k=np.arange(num_neurons + 1), observed=observed, predicted=band, independent=independent,
-        draws=draws, interval=prob,
+        k=np.arange(num_neurons + 1), observed=observed, predicted=band,
+        replicated=replicated_band, independent=independent, draws=draws, interval=prob,
         method="exact" if _use_exact(num_neurons, method) else "gibbs",
         num_bins=num_bins, min_count=min_count,
         fraction_in_band=float(inside.mean()) if inside.size else float("nan"),

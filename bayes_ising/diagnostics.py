@@ -65,6 +65,8 @@ __all__ = [
     "diagnose",
     "compare_rules",
     "rule_recovery",
+    "recovery_errors",
+    "recovery_comparison",
 ]
 
 #: R-hat above this is non-convergence (Vehtari et al. 2021)
@@ -558,3 +560,61 @@ def rule_recovery(errors, badly_recovered_cut, rules):
                          num_flagged=int(flags.sum()),
                          auc=_auc(score, bad) if score is not None else _auc(flags, bad))
     return out
+
+
+def recovery_errors(tree, h_true, J_true):
+    r"""Per-neuron recovery error: RMS over (h_i, J_i·) of posterior mean − truth, (N,).
+
+    .. math:: e_i = \sqrt{\big[(\bar h_i - h_i)^2 + \sum_{j \ne i}
+       (\bar J_{ij} - J_{ij})^2\big] / N}
+    """
+    from .checks import parameter_draws
+
+    h, J = parameter_draws(tree)
+    h_mean, J_mean = h.mean(axis=0), J.mean(axis=0)
+    sq = (h_mean - np.asarray(h_true)) ** 2 + np.sum((J_mean - np.asarray(J_true)) ** 2, axis=1)
+    return np.sqrt(sq / h_mean.size)
+
+
+#: a neuron is badly recovered when its RMS error over (h_i, J_i·) exceeds this (couplings of
+#: interest are ~0.05–0.2; an error of 0.1 is as large as the effects being measured)
+BAD_RECOVERY_CUT = 0.1
+
+
+def recovery_comparison(rng_key, tree, spins, h_true, J_true, *,
+                        bad_cut=BAD_RECOVERY_CUT, num_restarts=5, cosine_cut=0.9,
+                        firing_threshold=0.05, diagnosis=None):
+    """Which rule best predicts the neurons recovered badly (planted truth known).
+
+    Rules: the diagnostics flags (score 1 − contraction), the study's restart cosine
+    similarity (:func:`bayes_ising.mle.restart_reliability`; score −mean cosine) and the
+    firing rule (:func:`bayes_ising.mle.firing_threshold_rule`; score −firing probability).
+
+    Returns
+    -------
+    dict: ``errors`` (N,), ``bad`` (N,) bool, ``rules`` (:func:`rule_recovery`: precision,
+    recall, F1 of each rule's flags, AUC of its score), ``agreement``
+    (:func:`compare_rules`), ``bad_cut``.
+    """
+    from . import mle
+
+    if diagnosis is None:
+        diagnosis = diagnose(tree)
+    errors = recovery_errors(tree, h_true, J_true)
+    restarts = mle.restart_reliability(rng_key, spins, num_restarts=num_restarts,
+                                       cut=cosine_cut)
+    kept = np.asarray(mle.firing_threshold_rule(spins, threshold=firing_threshold), bool)
+    firing = np.asarray(restarts["firing_probability"], float)
+    flags = np.array([row["flagged"] for row in diagnosis["neurons"]])
+    contraction = np.array([row["contraction"] for row in diagnosis["neurons"]], float)
+    restart_flags = ~np.asarray(restarts["reliable"], bool)
+    rules = {
+        "diagnostics": (flags, 1 - contraction),
+        "restarts": (restart_flags, -np.asarray(restarts["mean_cosine"], float)),
+        "firing": (~kept, -firing),
+    }
+    return dict(errors=errors, bad=errors > bad_cut, bad_cut=bad_cut,
+                rules=rule_recovery(errors, bad_cut, rules),
+                agreement=compare_rules(diagnosis, restart_flagged=restart_flags,
+                                        firing_flagged=~kept)["agreement"],
+                mean_cosine=restarts["mean_cosine"], firing_probability=firing)

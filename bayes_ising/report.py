@@ -752,6 +752,11 @@ def _section_fit(ctx):
                                        "its observed frequency against the model's "
                                        "probability. Points between the dashed lines agree "
                                        "within the sampling noise of the data."))
+        rows = _scalar_rows(patterns, {
+            "mean_abs_log_ratio": "count-weighted mean |log(predicted / observed)|, pairwise",
+            "mean_abs_log_ratio_independent": "the same, independent model"})
+        if rows:
+            parts.append(_table(["pattern check", "value"], rows, left=(0,)))
     else:
         parts.append(_missing("pattern frequencies", "The checks file has no patterns entry."))
     third = _get(checks, "third_order", "third_order_correlations")
@@ -774,12 +779,6 @@ def _section_fit(ctx):
                                     "method": "method"})
         if rows:
             parts.append(_table(["third-order check", "value"], rows, left=(0,)))
-    patterns_rows = _scalar_rows(patterns if isinstance(patterns, dict) else {}, {
-        "mean_abs_log_ratio": "count-weighted mean |log(predicted / observed)|, pairwise",
-        "mean_abs_log_ratio_independent": "the same, independent model"})
-    if patterns_rows:
-        parts.insert(-1 if isinstance(third, dict) else len(parts),
-                     _table(["pattern check", "value"], patterns_rows, left=(0,)))
     return "".join(parts)
 
 

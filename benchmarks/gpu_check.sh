@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU readiness check for bayes_ising (about 3-5 minutes on one GPU). Prepared, not yet run.
+# GPU readiness check for bayes_ising (at most about 5 minutes on one GPU). Prepared, not yet run.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]          # from the repository root
 #
@@ -10,10 +10,10 @@
 # 2. Gibbs sampler (gibbs.sample_moments, public API) for N = 100, 300, 500: spin updates/s on
 #    the GPU and on this machine's CPU (same run, same workload), and a z-test that the GPU and
 #    CPU magnetisations agree within their Monte Carlo standard errors.
-# 3. Pseudolikelihood MLE (mle.fit_pseudo, float64, l2 = 1e-4) for N = 100, 300 on 20 000 bins drawn
-#    from a known model: wall time on GPU and CPU (second fit: compiled; the first is reported
-#    too), max |Δh|, |ΔJ| between them (must agree to
-#    the optimiser tolerance), and the error against the planted parameters.
+# 3. Pseudolikelihood MLE (mle.fit_pseudo, float64, l2 = 1e-4) for N = 100, 300 on 20 000
+#    bins drawn from a known model: wall time on GPU and CPU (the second fit, compiled; the
+#    first is reported too), max |dh|, |dJ| between them (must agree to the optimiser
+#    tolerance), and the error against the planted parameters.
 # Results: OUTDIR/gpu_check.json (default benchmarks/output) and a table on stdout.
 # Every stage checks the time left (BUDGET_S, default 270 s) and skips what would not fit.
 # GPU_CHECK_DRY_RUN=1 PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh: the same script on

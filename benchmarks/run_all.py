@@ -104,6 +104,40 @@ def _row(comparison, ours, baseline, units, higher_is_better=True, ratio=None, n
             "ratio": ratio, "note": note}
 
 
+def _skip_note(d):
+    return d.get("skipped", "") if isinstance(d, dict) else ""
+
+
+def _rows_mle(r):
+    rows = []
+    coniii = r.get("coniii", {})
+    for label, ours_key, coniii_key in (
+            ("exact MLE (retina, N = 15) vs ConIII Enumerate", "exact_retina15", "enumerate"),
+            ("pseudolikelihood MLE (N = 50) vs ConIII Pseudo", "pseudo_n50", "pseudo")):
+        ours = r.get(ours_key, {})
+        theirs = coniii.get(coniii_key, {}) if isinstance(coniii, dict) else {}
+        note = _skip_note(ours) or _skip_note(theirs) or _skip_note(coniii)
+        rows.append(_row(label, ours.get("warm_s"), theirs.get("wall_s"), "s (time)",
+                         higher_is_better=False, note=note))
+    return rows
+
+
+def _rows_gibbs(r):
+    rows = []
+    baselines = (("NumPy loop, 1 chain", ("numpy_single_chain",)),
+                 ("Numba, 1 chain, fields on flip", ("numba", "single_chain_fields_on_flip")),
+                 ("Numba, many chains in parallel", ("numba", "many_chains_parallel_on_flip")),
+                 ("ConIII Metropolis", ("coniii_metropolis",)))
+    for size, entry in (r.get("sizes") or {}).items():
+        ours = _get(entry, "jax_float32", "updates_per_s")
+        for label, path in baselines:
+            baseline = _get(entry, *path)
+            note = _skip_note(baseline) or _skip_note(_get(entry, path[0]))
+            rows.append(_row(f"Gibbs N = {size}: JAX float32 vs {label}", ours,
+                             _get(entry, *path, "updates_per_s"), "spin updates/s", note=note))
+    return rows
+
+
 def _rows_batch(r):
     one, two = r.get("one_worker", {}), r.get("two_workers", {})
     return [_row(f"batch throughput: 2 vs 1 workers ({r.get('num_fits')} {r.get('kind')} fits)",
@@ -124,7 +158,7 @@ def _rows_generic(name, r, prefix=""):
 
 
 #: per-benchmark adapters from its dict to table rows (generic fallback otherwise)
-ADAPTERS = {"batch": _rows_batch}
+ADAPTERS = {"mle": _rows_mle, "gibbs": _rows_gibbs, "batch": _rows_batch}
 
 
 def table_rows(results):

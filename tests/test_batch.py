@@ -128,11 +128,12 @@ MLE_PLAN = """
 
 @pytest.fixture(scope="module")
 def completed(client, workdir, tmp_path_factory):
-    """Six exact-MLE fits and one fit of an unreadable file, run once for the module."""
+    """Six exact-MLE fits, a fit of an unreadable file and one of a state the data lack."""
     directory = tmp_path_factory.mktemp("completed")
     text = MLE_PLAN.format(data=workdir / "small.npz").replace(
         "[datasets]\n", f'[datasets]\n    bad = "{workdir / "bad.npz"}"\n')
-    plan = write_plan(directory, text + '    [[fits]]\n    datasets = ["bad"]\n')
+    plan = write_plan(directory, text + '    [[fits]]\n    datasets = ["bad"]\n'
+                      '    [[fits]]\n    datasets = ["small"]\n    states = ["rem"]\n')
     result = batch.run_batch(plan, directory / "out", client=client, progress=False)
     return plan, result
 
@@ -234,16 +235,18 @@ def test_batch_completes_and_reports_failure(completed, workdir):
     plan, result = completed
     out = result.out_dir
     summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == 7
-    assert (result.num_done, result.num_failed) == (6, 1)
-    good = summary[summary.dataset == "small"]
+    assert len(summary) == 8
+    assert (result.num_done, result.num_failed) == (6, 2)
+    good = summary[(summary.state != "rem") & (summary.dataset == "small")]
     assert (good.status == "done").all() and good.converged.all()
     assert set(good.num_neurons) == {4} and set(good.num_bins) == {1000}
     assert (good.max_moment_error < 1e-5).all()
     bad = summary[summary.dataset == "bad"].iloc[0]
     assert bad.status == "failed" and bad.error.startswith("DataError: cannot read bad.npz")
+    rem = summary[summary.state == "rem"].iloc[0]
+    assert rem.status == "failed" and "no bins of state 'rem'" in rem.error
     failures = json.loads((out / "failures.json").read_text())
-    assert len(failures) == 1 and "bad.npz" in failures[0]["error"]
+    assert len(failures) == 2 and "bad.npz" in failures[0]["error"]
     assert "Traceback" in failures[0]["traceback"]
     assert pd.read_parquet(out / "summary.parquet").shape == summary.shape
     # the worker computed the right fit: compare one stored result with an in-process fit
@@ -265,7 +268,7 @@ def test_rerun_skips_valid_and_redoes_corrupted(completed, client, tmp_path):
     before = {f.name: f.stat().st_mtime_ns for f in files[1:]}
     messages = []
     rerun = batch.run_batch(plan, out, client=client, progress=False, log=messages.append)
-    assert (rerun.num_existing, rerun.num_done, rerun.num_failed) == (5, 1, 1)
+    assert (rerun.num_existing, rerun.num_done, rerun.num_failed) == (5, 1, 2)
     assert any("redoing" in m and "unreadable result" in m for m in messages)
     assert {f.name: f.stat().st_mtime_ns for f in files[1:]} == before
     assert json.loads(files[0].read_text())["batch_key"].startswith(files[0].stem[4:])
@@ -370,6 +373,16 @@ def test_run_all_table_and_missing_benchmarks():
                   "one_worker": {"fits_per_s": 2.0}, "two_workers": {"fits_per_s": 3.0}},
         "other": {"sizes": {"50": {"x_speedup": 4.0, "y": 1.0}}},
         "missing": None,
+        "mle": {"exact_retina15": {"warm_s": 0.5}, "pseudo_n50": {"warm_s": 2.0},
+                "coniii": {"enumerate": {"wall_s": 5.0}, "pseudo": {"skipped": "no"}}},
+        "gibbs": {"sizes": {"50": {"jax_float32": {"updates_per_s": 1e8},
+                                   "numpy_single_chain": {"updates_per_s": 1e5},
+                                   "numba": {"skipped": "no numba"},
+                                   "coniii_metropolis": {"updates_per_s": 1e6}}}},
     })
-    assert [r["ratio"] for r in rows] == [1.5, 4.0]
+    ratios = [r["ratio"] for r in rows]
+    assert ratios[:2] == [1.5, 4.0]
+    assert ratios[2:4] == [10.0, None]  # exact MLE 5 s vs 0.5 s; pseudo: ConIII skipped
+    assert ratios[4:] == [1000.0, None, None, 100.0]
+    assert rows[5]["note"] == "no numba"
     assert "1.50x" in run_all.format_table(rows)

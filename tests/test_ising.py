@@ -135,7 +135,7 @@ def test_two_neuron_closed_forms():
 # ------------------------------------------------------------------ enumeration vs brute force
 
 
-@pytest.mark.parametrize("num_neurons", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("num_neurons", [1, 3, 6])
 def test_enumeration_matches_brute_force(num_neurons):
     h, J = random_model(num_neurons, num_neurons, 0.6, 0.6)
     ref = brute_force(h, J)
@@ -196,7 +196,7 @@ def naive_log_partition(h, J):
     return jax.scipy.special.logsumexp(features @ ising.pack(h, J))
 
 
-@pytest.mark.parametrize("num_neurons", [7, 8, 11, 12])
+@pytest.mark.parametrize("num_neurons", [7, 12])
 def test_split_half_matches_naive(num_neurons):
     h, J = random_model(10 + num_neurons, num_neurons, 0.4, 0.3)
     assert float(ising.log_partition(h, J)) == pytest.approx(

@@ -12,6 +12,7 @@ chains carry ``model_check``.
 from __future__ import annotations
 
 import sys
+import warnings
 
 from ..cli import add_data_selection_flags, load_selected_data
 from ..errors import BayesIsingError
@@ -52,6 +53,15 @@ def register(subparsers, name):
 
 
 def run(args) -> int:
+    from .. import mle
+
+    # the fits' MLEWarnings are printed once by _run (and stored in the JSON)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mle.MLEWarning)
+        return _run(args)
+
+
+def _run(args) -> int:
     import jax
 
     from .. import _io, ising, mle

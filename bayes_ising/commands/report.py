@@ -1,7 +1,8 @@
 """``bayes-ising report``: one self-contained HTML report from saved results.
 
     bayes-ising report POSTERIOR.nc [DATA] [--diagnostics DIAG.json] [--checks CHECKS.json]
-        [--thermo THERMO.json] [--comparison CMP.json] --out REPORT.html [--force]
+        [--thermo THERMO.json] [--comparison CMP.json] [--ei EI.json] [--states STATES.json]
+        --out REPORT.html [--force]
 
 Figures are embedded (PNG, base64), so the file opens offline. A section whose input is not
 given stays in the report and says how to produce it.
@@ -31,6 +32,12 @@ def register(subparsers, name):
                         help="output of `bayes-ising thermo`")
     parser.add_argument("--comparison", metavar="CMP.json", default=None,
                         help="output of `bayes-ising compare-mle`")
+    parser.add_argument("--ei", metavar="EI.json", default=None,
+                        help="E-only vs E+I comparison (bayes_ising.analyses.ei_analysis; "
+                             "written by `bayes-ising demo`)")
+    parser.add_argument("--states", metavar="STATES.json", default=None,
+                        help="state comparison (bayes_ising.analyses.state_analysis; written "
+                             "by `bayes-ising demo`)")
     parser.add_argument("--title", default=None, help="title of the report")
     add_data_selection_flags(parser)
     parser.add_argument("--out", required=True, metavar="REPORT.html", help="output HTML file")
@@ -64,7 +71,7 @@ def run(args):
                             f"from the posterior's ({len(fitted)}); pass the selection flags "
                             "used for the fit (--population, --state, --min-rate)")
     inputs = {}
-    for key in ("diagnostics", "checks", "thermo", "comparison"):
+    for key in ("diagnostics", "checks", "thermo", "comparison", "ei", "states"):
         path = getattr(args, key)
         inputs[key] = report.load_json(path) if path else None
     text = report.build_report(tree, data, title=args.title, **inputs)

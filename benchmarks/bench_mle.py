@@ -1,0 +1,235 @@
+"""Speed of the maximum-likelihood fits, with same-run ratios.
+
+1. Exact MLE on ``retina15.mat`` (N = 15, T = 40,000) to max |model − data| moment error
+   ≤ 1e-6 (damped Newton, exact Fisher): wall time cold (with jit compilation) and warm.
+2. Pseudolikelihood MLE for N = 50, T = 40,000 (sparse planted model sampled by Gibbs):
+   wall time, L-BFGS iterations, the cost of one value+grad against the bare
+   (U×N)·(N×N) product it is built on (the GEMM-bound claim); then the sampling check of
+   that fit and its Boltzmann refinement (time, steps, sampled moment errors, verdicts).
+3. ConIII's ``Enumerate`` and ``Pseudo`` solvers on the same data in the same run, where ConIII
+   imports (optional: ``pip install coniii``); its parameters are converted explicitly
+   (``multipliers = [h, J_ij for i<j]`` with ±1 spins and E = −Σ h s − Σ J s s) and the
+   conversion is verified by comparing the moments it implies with the data's.
+
+Run: ``.venv/bin/python benchmarks/bench_mle.py``; writes ``benchmarks/output/mle.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+jax.config.update("jax_enable_x64", True)
+
+from bayes_ising import data, ising, mle, stats, synthetic  # noqa: E402
+from bayes_ising.mle import MLEWarning  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RETINA = ROOT.parent / "shared" / "data" / "retina15.mat"
+OUTPUT = ROOT / "benchmarks" / "output" / "mle.json"
+
+
+def _timed(fn, repeats=1):
+    best = np.inf
+    result = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        jax.block_until_ready(getattr(result, "h", result))
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+def _quiet(fn):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MLEWarning)
+        return fn()
+
+
+def bench_exact(spins):
+    cold_fit, cold = _timed(lambda: _quiet(lambda: mle.fit_exact(spins)))
+    warm_fit, warm = _timed(lambda: _quiet(lambda: mle.fit_exact(spins)), repeats=2)
+    return {
+        "num_neurons": int(spins.shape[1]), "num_bins": int(spins.shape[0]),
+        "cold_s": cold, "warm_s": warm, "iterations": warm_fit.iterations,
+        "converged": warm_fit.converged,
+        "max_abs_mean": warm_fit.moment_error["max_abs_mean"],
+        "max_abs_pair": warm_fit.moment_error["max_abs_pair"],
+        "boundary_pairs": warm_fit.settings["boundary_pairs"],
+    }, warm_fit
+
+
+def sparse_data(num_neurons=50, num_bins=40_000, seed=0):
+    key_h, key_j, key_s = jax.random.split(jax.random.PRNGKey(seed), 3)
+    # sparse (about 5% of bins per neuron), weakly coupled: thousands of distinct patterns
+    h = -1.5 + 0.3 * jax.random.normal(key_h, (num_neurons,))
+    j_flat = 0.05 * jax.random.normal(key_j, (ising.num_pairs(num_neurons),))
+    J = ising.couplings_to_matrix(j_flat, num_neurons)
+    return np.asarray(synthetic.sample_ising(key_s, np.asarray(h), np.asarray(J), num_bins,
+                                             method="gibbs"))
+
+
+def bench_pseudo(spins):
+    def fit():
+        return _quiet(lambda: mle.fit_pseudo(spins, check_moments=False))
+
+    cold_fit, cold = _timed(fit)
+    warm_fit, warm = _timed(fit, repeats=2)
+    checked, checked_s = _timed(lambda: _quiet(lambda: mle.fit_pseudo(spins)))
+    patterns, counts = stats.unique_patterns(spins)
+    s, c = mle._padded_patterns(patterns, counts)
+    num_neurons = spins.shape[1]
+    scale = jnp.asarray(mle._lattice_gas_scale(*(lambda mo: (mo.m, mo.Q, mo.num_bins))(
+        stats.moments(spins))))
+    psi = mle._to_lattice_gas(jnp.asarray(warm_fit.theta), num_neurons) * scale
+
+    def value_and_grad():
+        return mle._pseudo_value_and_grad(psi, s, c, jnp.float64(0.0), scale, num_neurons)
+
+    J = jnp.asarray(warm_fit.J)
+    gemm = jax.jit(lambda a, b: a @ b)
+    per_call = {}
+    for name, fn in (("value_and_grad", value_and_grad), ("gemm", lambda: gemm(s, J))):
+        jax.block_until_ready(fn())
+        start = time.perf_counter()
+        for _ in range(50):
+            jax.block_until_ready(fn())
+        per_call[name] = (time.perf_counter() - start) / 50
+    return {
+        "num_neurons": int(num_neurons), "num_bins": int(spins.shape[0]),
+        "num_unique_patterns": int(patterns.shape[0]),
+        "cold_s": cold, "warm_s": warm, "iterations": warm_fit.iterations,
+        "converged": warm_fit.converged,
+        "value_and_grad_ms": 1e3 * per_call["value_and_grad"],
+        "gemm_ms": 1e3 * per_call["gemm"],
+        "value_and_grad_over_gemm": per_call["value_and_grad"] / per_call["gemm"],
+        "with_sampled_moment_check_s": checked_s,
+        "max_abs_mean": checked.moment_error["max_abs_mean"],
+        "max_abs_pair": checked.moment_error["max_abs_pair"],
+        "moment_error_source": checked.moment_error["source"],
+    }, warm_fit
+
+
+def bench_boltzmann(spins, pseudo_fit):
+    """The large-N path: check the pseudolikelihood fit by simulation, refine it by Boltzmann
+    learning, check again."""
+    key = jax.random.PRNGKey(1)
+    before = mle.model_check(jax.random.fold_in(key, 0), pseudo_fit.h, pseudo_fit.J, spins)
+    fit, elapsed = _timed(lambda: _quiet(lambda: mle.fit_boltzmann(
+        jax.random.fold_in(key, 1), spins, init=pseudo_fit)))
+    after = mle.model_check(jax.random.fold_in(key, 2), fit.h, fit.J, spins)
+    return {"wall_s": elapsed, "iterations": fit.iterations, "converged": fit.converged,
+            "max_abs_mean": fit.moment_error["max_abs_mean"],
+            "max_abs_pair": fit.moment_error["max_abs_pair"],
+            "max_abs_z": fit.moment_error["max_abs_z"],
+            "pseudo_check": before["verdict"],
+            "pseudo_check_max_abs_connected": before["data_start"]["max_abs_connected"],
+            "boltzmann_check": after["verdict"],
+            "boltzmann_check_max_abs_connected": after["data_start"]["max_abs_connected"]}
+
+
+def coniii_to_ours(multipliers, num_neurons):
+    """ConIII Ising multipliers → (h, J): ±1 spins, E = −Σ h_i s_i − Σ_{i<j} J_ij s_i s_j,
+    ``multipliers = [h (N), J_ij for (i, j) in itertools.combinations(range(N), 2)]`` — the
+    same pair order as ``np.triu_indices(N, 1)``."""
+    multipliers = np.asarray(multipliers, np.float64)
+    h = multipliers[:num_neurons]
+    J = np.asarray(ising.couplings_to_matrix(multipliers[num_neurons:], num_neurons))
+    return h, J
+
+
+def bench_coniii(retina_spins, sparse_spins, ours_exact, ours_pseudo):
+    try:
+        from coniii.solvers import Enumerate, Pseudo
+    except Exception as err:  # ImportError, or ConIII failing on import with new SciPy
+        return {"skipped": f"ConIII not available ({type(err).__name__}: {err}); "
+                           "pip install coniii to compare"}
+    out = {}
+    observed = stats.moments(retina_spins)
+    try:
+        solver = Enumerate(retina_spins.astype(np.int64))
+        start = time.perf_counter()
+        multipliers = solver.solve()
+        elapsed = time.perf_counter() - start
+        h, J = coniii_to_ours(multipliers, retina_spins.shape[1])
+        errors = mle.moment_errors(h, J, observed)
+        out["enumerate"] = {"wall_s": elapsed, **errors,
+                            "ratio_coniii_over_ours": elapsed / ours_exact["warm_s"]}
+    except Exception as err:
+        out["enumerate"] = {"skipped": f"{type(err).__name__}: {err}"}
+    try:
+        solver = Pseudo(sparse_spins.astype(np.int64))
+        start = time.perf_counter()
+        multipliers = solver.solve()
+        elapsed = time.perf_counter() - start
+        h, J = coniii_to_ours(multipliers, sparse_spins.shape[1])
+        ours = mle.fit_pseudo(sparse_spins)
+        out["pseudo"] = {"wall_s": elapsed,
+                         "max_abs_parameter_difference": float(np.max(np.abs(
+                             np.asarray(ising.pack(h, J)) - ours.theta))),
+                         "ratio_coniii_over_ours": elapsed / ours_pseudo["warm_s"]}
+    except Exception as err:
+        out["pseudo"] = {"skipped": f"{type(err).__name__}: {err}"}
+    return out
+
+
+def main():
+    figures = {"device": jax.devices()[0].platform, "cpu_count": os.cpu_count()}
+    if RETINA.exists():
+        retina = data.load(RETINA).spins
+        figures["exact_retina15"], _ = bench_exact(retina)
+    else:
+        retina = None
+        figures["exact_retina15"] = {"skipped": f"{RETINA} not present"}
+    sparse = sparse_data()
+    figures["pseudo_n50"], pseudo_fit = bench_pseudo(sparse)
+    figures["boltzmann_n50"] = bench_boltzmann(sparse, pseudo_fit)
+    if retina is not None:
+        figures["coniii"] = bench_coniii(retina, sparse, figures["exact_retina15"],
+                                         figures["pseudo_n50"])
+    else:
+        figures["coniii"] = {"skipped": "no retina data"}
+
+    print(f"{'benchmark':<34}{'cold s':>9}{'warm s':>9}{'iters':>7}{'max|dm|':>10}"
+          f"{'max|dQ|':>10}")
+    for name in ("exact_retina15", "pseudo_n50"):
+        f = figures[name]
+        if "skipped" in f:
+            print(f"{name:<34} skipped: {f['skipped']}")
+            continue
+        print(f"{name:<34}{f['cold_s']:>9.2f}{f['warm_s']:>9.2f}{f['iterations']:>7d}"
+              f"{f['max_abs_mean']:>10.1e}{f['max_abs_pair']:>10.1e}")
+    p = figures["pseudo_n50"]
+    print(f"pseudo N=50 value+grad {p['value_and_grad_ms']:.2f} ms vs bare (U×N)(N×N) GEMM "
+          f"{p['gemm_ms']:.2f} ms: ratio {p['value_and_grad_over_gemm']:.1f} "
+          f"(U = {p['num_unique_patterns']})")
+    b = figures["boltzmann_n50"]
+    print(f"boltzmann N=50 from the pseudo fit: {b['wall_s']:.1f} s, {b['iterations']} steps, "
+          f"max|dm| {b['max_abs_mean']:.1e}, max|dQ| {b['max_abs_pair']:.1e} (sampled); "
+          f"check pseudo: {b['pseudo_check']}, boltzmann: {b['boltzmann_check']}")
+    for solver, f in figures["coniii"].items():
+        if solver == "skipped":
+            print(f"ConIII: skipped: {f}")
+        elif "skipped" in f:
+            print(f"ConIII {solver}: skipped: {f['skipped']}")
+        else:
+            print(f"ConIII {solver}: {f['wall_s']:.2f} s, ConIII / ours = "
+                  f"{f['ratio_coniii_over_ours']:.1f}")
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUT.write_text(json.dumps(figures, indent=2, default=float) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)
