@@ -96,10 +96,12 @@ EMBEDDED_DATASETS = ("ei_sleep",)
 SUMMARY_COLUMNS = (
     "dataset", "state", "population", "subsample_size", "subsample_seed", "num_neurons",
     "num_bins", "kind", "likelihood", "adjust", "model", "converged", "rhat_max",
-    "ess_bulk_min", "ess_tail_min", "divergences", "max_moment_error", "wall_time_s",
+    "ess_bulk_min", "ess_tail_min", "divergences", "reasons", "flagged_neurons",
+    "max_moment_error", "wall_time_s",
     "status", "result_file", "key", "error", "warnings",
 )
-#: R-hat and bulk-ESS thresholds of the convergence verdict (as in :mod:`.diagnostics`)
+#: R-hat and bulk-ESS thresholds of the fallback verdict (the verdict is normally that of
+#: :func:`bayes_ising.diagnostics.diagnose`, whose defaults these are)
 RHAT_MAX = 1.01
 ESS_MIN = 400
 #: length of the key prefix in result file names (80 bits: collisions are not a concern)
@@ -549,6 +551,7 @@ def _base_row(task, out_dir):
         "kind": task.kind, "likelihood": task.likelihood, "adjust": task.adjust,
         "model": task.model, "converged": None, "rhat_max": math.nan,
         "ess_bulk_min": math.nan, "ess_tail_min": math.nan, "divergences": None,
+        "reasons": "", "flagged_neurons": None,
         "max_moment_error": math.nan, "wall_time_s": math.nan, "status": "",
         "result_file": str(Path(out_dir) / task.file_name), "key": task.key, "error": "",
         "warnings": "",
@@ -556,14 +559,25 @@ def _base_row(task, out_dir):
 
 
 def _posterior_row(tree, row):
-    from . import bayes
+    """Convergence figures and the verdict of :func:`bayes_ising.diagnostics.diagnose`."""
+    from . import bayes, diagnostics
 
     summary = bayes.convergence_summary(tree)
-    converged = (summary["rhat_max"] <= RHAT_MAX and summary["ess_bulk_min"] >= ESS_MIN
-                 and summary["divergences"] == 0)
-    row.update(converged=bool(converged), rhat_max=summary["rhat_max"],
-               ess_bulk_min=summary["ess_bulk_min"], ess_tail_min=summary["ess_tail_min"],
-               divergences=summary["divergences"])
+    row.update(rhat_max=summary["rhat_max"], ess_bulk_min=summary["ess_bulk_min"],
+               ess_tail_min=summary["ess_tail_min"], divergences=summary["divergences"])
+    try:
+        diagnosis = diagnostics.diagnose(tree)
+    except Exception as err:  # noqa: BLE001 - keep the fit; say why the verdict is partial
+        converged = (summary["rhat_max"] <= RHAT_MAX and summary["ess_bulk_min"] >= ESS_MIN
+                     and summary["divergences"] == 0)
+        row.update(converged=bool(converged),
+                   reasons=f"diagnostics.diagnose failed ({type(err).__name__}: {err}); "
+                           f"verdict from R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_MIN}, no "
+                           "divergences only")
+    else:
+        row.update(converged=bool(diagnosis["converged"]),
+                   reasons="; ".join(diagnosis["reasons"]),
+                   flagged_neurons=int(diagnosis["num_flagged"]))
 
 
 def _write_result(task, result, row, path):
@@ -606,7 +620,9 @@ def execute_task(task, out_dir, fit_function=None):
             if task.kind == "bayes":
                 _posterior_row(result, row)
             else:
-                row.update(converged=bool(result.converged), max_moment_error=max(
+                row.update(converged=bool(result.converged),
+                           reasons="" if result.converged else "optimiser did not converge",
+                           max_moment_error=max(
                     float(result.moment_error.get("max_abs_mean", math.nan)),
                     float(result.moment_error.get("max_abs_pair", math.nan))))
         messages = list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught))
@@ -843,7 +859,8 @@ def _write_outputs(summary, failures, out_dir):
     else:
         table = summary.astype({"converged": "boolean", "subsample_size": "Int64",
                                 "subsample_seed": "Int64", "num_neurons": "Int64",
-                                "num_bins": "Int64", "divergences": "Int64"})
+                                "num_bins": "Int64", "divergences": "Int64",
+                                "flagged_neurons": "Int64"})
         with atomic_path(out_dir / "summary.parquet", force=True) as tmp:
             table.to_parquet(tmp, index=False)
     write_json(out_dir / "failures.json", failures, force=True)
@@ -854,7 +871,9 @@ def format_summary(summary, max_rows=40):
     columns = ["dataset", "state", "population", "num_neurons", "num_bins", "kind",
                "likelihood", "converged", "rhat_max", "ess_bulk_min", "wall_time_s", "status"]
     table = summary[columns].copy()
-    table["error"] = summary["error"].fillna("").str.slice(0, 60)
+    note = summary["error"].fillna("").where(summary["status"] == "failed",
+                                             summary["reasons"].fillna(""))
+    table["error / reasons"] = note.str.slice(0, 60)
     with_pandas_options = table.head(max_rows).to_string(
         index=False, float_format=lambda x: f"{x:.3g}", na_rep="-")
     more = f"\n... {len(table) - max_rows} more rows" if len(table) > max_rows else ""

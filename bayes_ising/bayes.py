@@ -291,7 +291,7 @@ def _pseudo_hessian(theta, patterns, counts):
 
     def block(i):
         features = s.at[:, i].set(1.0)
-        return (features * weights[:, i : i + 1]).T @ features
+        return (features * weights[:, i][:, None]).T @ features
 
     blocks = jax.lax.map(block, jnp.arange(num_neurons))  # (N, N, N)
     idx = jnp.asarray(_pseudo_param_index(num_neurons))
@@ -918,6 +918,16 @@ def _model_check(rng_key, theta, spins):
     return result.to_dict() if hasattr(result, "to_dict") else result
 
 
+def _curvature_transform(neg_hess_pl, fisher, num_bins, precision_prior):
+    r"""W with :math:`W \Sigma_{PL} W^\top = \Sigma_F`: :math:`W = L_F L_{PL}^{-1}`, where
+    :math:`\Sigma_{PL} = (H_{PL} + \Lambda)^{-1}` and :math:`\Sigma_F = (T F + \Lambda)^{-1}`
+    (Cholesky factors L). Returns W and the ratio of target to pseudo sds."""
+    cov_pl, chol_pl = _inverse_and_cholesky(neg_hess_pl + np.diag(precision_prior))
+    cov_full, chol_full = _inverse_and_cholesky(num_bins * fisher + np.diag(precision_prior))
+    transform = chol_full @ np.linalg.inv(chol_pl)
+    return transform, np.sqrt(np.diag(cov_full) / np.diag(cov_pl))
+
+
 def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, moments, block_index):
     """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL); see the module docstring."""
     num_bins, num_neurons = spins.shape
@@ -956,10 +966,9 @@ def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, moment
             info["fisher"] = "Gibbs samples"
         neg_hess_pl = np.asarray(_functions(config).neg_hessian(jnp.asarray(theta_pl),
                                                                 model_data))
-        cov_pl, chol_pl = _inverse_and_cholesky(neg_hess_pl + np.diag(precision_prior))
-        cov_full, chol_full = _inverse_and_cholesky(num_bins * fisher + np.diag(precision_prior))
-        transform = chol_full @ np.linalg.inv(chol_pl)
-        info["sd_ratio_median"] = float(np.median(np.sqrt(np.diag(cov_full) / np.diag(cov_pl))))
+        transform, sd_ratio = _curvature_transform(neg_hess_pl, fisher, num_bins,
+                                                   precision_prior)
+        info["sd_ratio_median"] = float(np.median(sd_ratio))
     else:
         transform = np.eye(theta_pl.shape[0])
 
@@ -967,6 +976,103 @@ def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, moment
     adjusted = centre + (theta - theta_pl) @ transform.T
     model_check = _model_check(key_check, centre, spins) if large else None
     return (adjusted[..., :num_neurons], adjusted[..., num_neurons:]), centre, info, model_check
+
+
+# --------------------------------------------------------------------------------------------
+# Many small fits at once (calibration studies)
+# --------------------------------------------------------------------------------------------
+
+
+def _fit_many(rng_key, datasets, spec=None, *, adjusts=ADJUSTMENTS, num_chains=2,
+              num_draws=200, num_warmup=100, progress=False, chain_method=None):
+    """Exact and (adjusted) pseudo-posteriors of many small datasets, vectorised.
+
+    Every dataset gets its own MAP, Hessian and whitening, as in :func:`fit_posterior`; the
+    NUTS chains of all datasets run as lanes of one compiled program (vmapped, split over the
+    CPU devices). Used by the calibration study (benchmarks/calibration.py).
+
+    Parameters
+    ----------
+    datasets : list of (patterns (U, N) ±1, counts (U,)) with one N ≤ 12
+    adjusts : the pseudo-posterior adjustments to return ("none" = unadjusted)
+
+    Returns
+    -------
+    dict: "exact" and "pseudo/<adjust>" → draws of theta = pack(h, J), (K, chains·draws, P);
+    "settings" → dict.
+    """
+    spec = default_model_spec() if spec is None else spec
+    spec64 = spec.replace(float32=False) if spec.float32 else spec
+    num_neurons = datasets[0][0].shape[1]
+    block_index = np.zeros(ising.num_pairs(num_neurons), dtype=np.int32)
+    key_exact, key_pseudo = jax.random.split(jnp.asarray(_as_key(rng_key)[0]))
+    moments, model_data = [], {"exact": [], "pseudo": []}
+    for patterns, counts in datasets:
+        patterns = np.asarray(patterns, np.int8)
+        counts = np.asarray(counts, np.int64)
+        s = patterns.astype(np.float64)
+        num_bins = int(counts.sum())
+        mom = _Sufficient(num_bins, counts @ s / num_bins, s.T @ (counts[:, None] * s) / num_bins)
+        moments.append(mom)
+        model_data["exact"].append(_data_arrays("exact", mom, None, None))
+        model_data["pseudo"].append(_data_arrays("pseudo", None, patterns, counts))
+    num_sets = len(datasets)
+    method = _chain_method(num_sets * num_chains, chain_method)
+    num_devices = jax.local_device_count() if method == "parallel" else 1
+    results = {"settings": {"num_datasets": num_sets, "num_chains": num_chains,
+                            "num_draws": num_draws, "num_warmup": num_warmup,
+                            "num_neurons": num_neurons}}
+    laplaces = {}
+    for kind, key in (("exact", key_exact), ("pseudo", key_pseudo)):
+        config = _Config(kind, spec64, num_neurons, 1)
+        fns = _functions(config)
+        laps = []
+        for mom, data in zip(moments, model_data[kind], strict=True):
+            h0 = np.arctanh(np.clip(mom.m, -1 + 1.0 / mom.num_bins, 1 - 1.0 / mom.num_bins))
+            laps.append(_laplace(config, data, block_index, _initial_phi(config, h0)))
+        laplaces[kind] = laps
+        chols = np.stack([_inverse_and_cholesky(lap.hessian)[1] for lap in laps])
+        centres = np.stack([lap.phi for lap in laps])
+        lane_data = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack(xs), num_chains, axis=0),
+                                 *model_data[kind])
+        args = _NutsArgs(lane_data,
+                         jnp.broadcast_to(jnp.asarray(block_index),
+                                          (num_sets * num_chains, block_index.size)),
+                         jnp.asarray(np.repeat(centres, num_chains, axis=0)),
+                         jnp.asarray(np.repeat(chols, num_chains, axis=0)))
+        key_init, key_run = jax.random.split(key)
+        size = centres.shape[1]
+        z0 = np.asarray(jax.random.normal(key_init, (num_sets * num_chains, size)))
+        out = _run_nuts(key_run, config._replace(spec=spec), args, z0, num_warmup=num_warmup,
+                        num_draws=num_draws, target_accept=spec.target_accept,
+                        max_tree_depth=spec.max_tree_depth, num_devices=num_devices,
+                        shared_args=False, progress=progress, desc=f"{kind} x {num_sets}")
+        z = out["z"].reshape(num_sets, num_chains * num_draws, size)
+        phi = centres[:, None, :] + np.einsum("kdp,kqp->kdq", z, chols)
+        flat = jax.vmap(fns.constrained, in_axes=(0, None))(
+            jnp.asarray(phi.reshape(-1, size)), jnp.asarray(block_index))
+        theta = np.concatenate([np.asarray(flat["h"]), np.asarray(flat["J"])], axis=-1)
+        theta = theta.reshape(num_sets, num_chains * num_draws, -1)
+        results[f"{kind}/diverging"] = out["diverging"].reshape(num_sets, -1).sum(axis=1)
+        if kind == "exact":
+            results["exact"] = theta
+            continue
+        for adjust in adjusts:
+            adjusted = np.empty_like(theta)
+            for k, (lap, mom) in enumerate(zip(laps, moments, strict=True)):
+                centre = laplaces["exact"][k].theta if "mode" in adjust else lap.theta
+                transform = np.eye(theta.shape[-1])
+                if "curvature" in adjust:
+                    h_c, J_c = ising.unpack(jnp.asarray(centre), num_neurons)
+                    fisher = np.asarray(ising.fisher_information(h_c, J_c))
+                    neg_hess = np.asarray(fns.neg_hessian(jnp.asarray(lap.theta),
+                                                          model_data["pseudo"][k]))
+                    precision = _prior_precision(spec, lap.params, block_index, num_neurons)
+                    transform, _ = _curvature_transform(neg_hess, fisher, mom.num_bins,
+                                                        precision)
+                adjusted[k] = centre + (theta[k] - lap.theta) @ transform.T
+            results[f"pseudo/{adjust}"] = adjusted
+    return results
 
 
 # --------------------------------------------------------------------------------------------

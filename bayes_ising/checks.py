@@ -293,6 +293,12 @@ def _independent_log_probability(patterns, firing_probability):
     return np.sum(np.where(on, np.log(p), np.log1p(-p)), axis=1)
 
 
+def _pattern_codes(spins):
+    """One sortable code per row of ±1 spins: its packed bits as bytes (numpy ``S`` dtype)."""
+    packed = np.ascontiguousarray(np.packbits(np.asarray(spins) > 0, axis=1))
+    return packed.view(np.dtype((np.bytes_, packed.shape[1]))).reshape(-1)
+
+
 def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=20,
                         num_samples=20_000, prob=INTERVAL_PROB, min_count=10):
     """Observed vs predicted probability of each observed pattern (a log–log scatter).
@@ -329,15 +335,16 @@ def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=
         predicted_draws = np.exp(log_p)
     else:
         keys = jax.random.split(rng_key, h_draws.shape[0])
-        lookup = {row.tobytes(): k for k, row in enumerate(np.packbits(patterns > 0, axis=1))}
+        observed_codes = _pattern_codes(patterns)
+        order = np.argsort(observed_codes)
+        sorted_codes = observed_codes[order]
         predicted_draws = np.zeros((h_draws.shape[0], len(counts)))
         for d, (key, h, J) in enumerate(zip(keys, h_draws, J_draws, strict=True)):
-            samples = _gibbs_samples(key, h, J, num_samples)
-            for row in np.packbits(samples > 0, axis=1):
-                k = lookup.get(row.tobytes())
-                if k is not None:
-                    predicted_draws[d, k] += 1
-            predicted_draws[d] /= samples.shape[0]
+            codes = _pattern_codes(_gibbs_samples(key, h, J, num_samples))
+            position = np.clip(np.searchsorted(sorted_codes, codes), 0, len(sorted_codes) - 1)
+            found = sorted_codes[position] == codes
+            np.add.at(predicted_draws[d], order[position[found]], 1.0)
+            predicted_draws[d] /= codes.shape[0]
     band = interval(predicted_draws, prob)
     independent = np.exp(_independent_log_probability(patterns,
                                                       stats.firing_probability(spins)))
@@ -545,7 +552,7 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=200, method="
     thin = np.round(np.linspace(0, h_draws.shape[0] - 1,
                                 min(third_order_draws, h_draws.shape[0]))).astype(int)
     out["third_order"] = third_order(key_third, h_draws[thin], J_draws[thin], spins,
-                                     method=method, prob=prob)
+                                     method=method, prob=prob, num_samples=num_samples)
     if num_neurons <= MAX_EXACT_CHECK_NEURONS:
         out["information"] = information(h_draws, J_draws, spins, prob=prob)
     else:

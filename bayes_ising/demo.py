@@ -71,6 +71,7 @@ class DemoSettings:
     analysis_fit: str = "posterior"
     analysis_draws: int = 100
     states: tuple = ("wake", "light", "deep")
+    main_state: str | None = "deep"
     num_excitatory: int | None = None
     num_inhibitory: int | None = None
     bins_per_state: int | None = None
@@ -82,7 +83,8 @@ FAST_SETTINGS = DemoSettings(num_chains=2, num_draws=60, num_warmup=60, thermo_d
                              temperatures="0.5:3.0:11", thermo_chains=8, thermo_sweeps=200,
                              thermo_burn_in=50, mle_draws=300, num_restarts=2, check_draws=8,
                              check_samples=5_000, analysis_fit="mle", analysis_draws=1,
-                             states=("wake", "deep"), num_excitatory=5, num_inhibitory=3,
+                             states=("wake", "deep"), main_state=None, num_excitatory=5,
+                             num_inhibitory=3,
                              bins_per_state=1500, subset_excitatory=None)
 
 
@@ -257,14 +259,16 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
     try:
         with steps("data"):
             data = demo_data(settings)
-            subset = subset_data(data, settings)
+            main = data.select(state=settings.main_state) if settings.main_state else data
+            subset = subset_data(main, settings)
+            subset_all_states = subset_data(data, settings)
             summary = data.summary()
             write_json(paths["data_summary.json"], summary, force=True)
             results["data_summary"] = summary
 
         with steps("fits"):
-            fits["EI"] = fit("EI", keys["fit"], data)
-            if subset is not data:
+            fits["EI"] = fit("EI", keys["fit"], main)
+            if subset is not main:
                 fits["EI16"] = fit("EI16", keys["fit_subset"], subset)
             small = "EI16" if "EI16" in fits else "EI"
 
@@ -283,7 +287,7 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
 
         with steps("checks"):
             checks_main = checks.posterior_predictive_checks(
-                keys["checks"], fits["EI"], data.spins, num_draws=settings.check_draws,
+                keys["checks"], fits["EI"], main.spins, num_draws=settings.check_draws,
                 num_samples=settings.check_samples,
                 third_order_draws=min(settings.check_draws, 10))
             information_small = None
@@ -305,7 +309,7 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
                                                  - num_i))},
                 num_draws=settings.analysis_draws, posterior_kwargs=posterior_kwargs)
             results["states"] = analyses.state_analysis(
-                keys["states"], subset, states=list(settings.states),
+                keys["states"], subset_all_states, states=list(settings.states),
                 fit=settings.analysis_fit, num_draws=settings.analysis_draws,
                 posterior_kwargs=posterior_kwargs)
             write_json(paths["ei.json"], results["ei"], force=True)
@@ -313,18 +317,18 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
 
         with steps("thermodynamics"):
             temperatures = thermo.parse_temperatures(settings.temperatures)
-            options = _thermo_options(data.num_neurons, settings)
+            options = _thermo_options(main.num_neurons, settings)
             curves = thermo.posterior_thermodynamics(
                 keys["thermo"], fits["EI"], temperatures, num_draws=settings.thermo_draws,
                 **options)
             thermo_dict = curves.to_dict(interval=0.9)
-            control, info = thermo.shuffled_control(keys["control"], data.spins, temperatures,
+            control, info = thermo.shuffled_control(keys["control"], main.spins, temperatures,
                                                     **options)
             control_dict = control.to_dict(interval=0.9)
             control_dict.pop("caveat", None)
             control_dict.update(info)
             thermo_dict["shuffled_control"] = control_dict
-            thermo_dict["num_neurons"] = data.num_neurons
+            thermo_dict["num_neurons"] = main.num_neurons
             results["thermo"] = thermo_dict
             write_json(paths["thermo.json"], thermo_dict, force=True)
 
@@ -340,11 +344,15 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
             if information_small is not None:
                 extra_information[_label(small, subset)] = information_small
             settings_rows = {
-                "fit label": f"E+I, all {data.num_neurons} neurons",
+                "fit label": f"E+I, all {main.num_neurons} neurons"
+                             + (f", {settings.main_state} bins" if settings.main_state else ""),
+                "main fit data": f"{main.num_bins} bins"
+                                 + (f" of the {settings.main_state} state (the data section "
+                                    "shows every state)" if settings.main_state else ""),
                 "demo settings": "fast (a small subset, few draws: not for conclusions)"
                 if is_fast else "default",
                 "fits in this demo": ", ".join(
-                    f"{_label(name, data if name == 'EI' else subset)} "
+                    f"{_label(name, main if name == 'EI' else subset)} "
                     f"({fits[name].attrs['likelihood']} likelihood)" for name in fits),
                 "E/I and state analyses": f"{settings.analysis_fit} fits "
                                           "(bayes_ising.analyses)",

@@ -374,6 +374,11 @@ def fit_independent(spins, *, neuron_ids=None):
 # --------------------------------------------------------------------------------------------
 
 
+#: above this N the Newton Hessian comes from ising.fisher_information (chunked) rather than
+#: jax.hessian, whose forward-mode tangents need P × 2^N memory
+_HESSIAN_BY_AUTODIFF_MAX_NEURONS = 16
+
+
 def _exact_objective(theta, mu, l2, num_neurons):
     """Per-bin negative log-likelihood + L2: log Z(θ) − θ·μ + (l2/2) Σ_{i<j} J_ij²."""
     h, J = ising.unpack(theta, num_neurons)
@@ -399,7 +404,15 @@ def _newton_direction(theta, mu, l2, num_neurons):
     by ``jax.hessian`` of the split-half log Z is the same matrix and ~2× faster at N = 15.
     """
     value, grad = jax.value_and_grad(_exact_objective)(theta, mu, l2, num_neurons)
-    hess = jax.hessian(_exact_objective)(theta, mu, l2, num_neurons)
+    if num_neurons <= _HESSIAN_BY_AUTODIFF_MAX_NEURONS:
+        hess = jax.hessian(_exact_objective)(theta, mu, l2, num_neurons)
+    else:
+        # forward-mode over 2^N states would hold P tangents of the 2^N matrix at once;
+        # ising.fisher_information accumulates the same matrix in bounded chunks
+        h, J = ising.unpack(theta, num_neurons)
+        penalty = jnp.concatenate([jnp.zeros(num_neurons),
+                                   jnp.full(ising.num_pairs(num_neurons), l2)])
+        hess = ising.fisher_information(h, J) + jnp.diag(penalty)
     # A tiny ridge keeps the solve defined when a boundary direction (J -> ±inf) makes F
     # nearly singular; it is far below the curvature of any identified direction.
     ridge = 1e-12 * jnp.trace(hess) / hess.shape[0]
@@ -629,7 +642,8 @@ def fit_pseudo(spins, l2=0.0, *, neuron_ids=None, tol=1e-8, max_iterations=2000,
     ----------
     spins : SpikeData or (T, N) ±1 array (the patterns are needed, not only moments)
     l2 : float ≥ 0
-    tol : L-BFGS gradient tolerance (max |projected gradient|)
+    tol : L-BFGS gradient tolerance (max |gradient| in the preconditioned 0/1 coordinates of
+        :func:`_lattice_gas_scale`, where the curvature is of order one)
     """
     start = time.perf_counter()
     l2 = _check_l2(l2)
@@ -944,7 +958,7 @@ def _cosine_table(thetas, num_neurons):
 
 
 def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto",
-                        max_iterations=100, init_scale=1.0, l2=0.0, threshold=0.05,
+                        max_iterations=300, init_scale=0.5, l2=0.0, threshold=0.05,
                         neuron_ids=None):
     r"""The study's reliability method: optimiser restarts from random initial conditions.
 
@@ -955,7 +969,9 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
     lands in the same place; where they do not (sparse neurons) the restarts stay apart. For
     each neuron the vector :math:`v_i = (h_i, J_{i\cdot})` (N entries) is compared across
     restarts by cosine similarity; a neuron is kept when its mean similarity is ≥ ``cut``.
-    The firing-threshold verdict (≥ ``threshold`` of bins) is given beside it.
+    The firing-threshold verdict (≥ ``threshold`` of bins) is given beside it. The verdict
+    depends on the budget, as the study's did: run long enough every convex fit converges and
+    all similarities approach 1 (on retina15.mat: ≥ 0.994 at 300 iterations, 1.000 at 1000).
 
     Returns
     -------

@@ -98,6 +98,61 @@ def bench_jax_sample(num_neurons, num_chains, num_sweeps):
             "num_chains": num_chains, "num_sweeps": num_sweeps}
 
 
+def bench_bounds(num_neurons, num_chains, num_sweeps):
+    """What bounds a sweep: its parts alone, as spin updates per CPU-second.
+
+    - ``uniforms_and_thresholds``: the hash uniforms and logit thresholds of a sweep only;
+    - ``sweep_without_rng``: the sequential blocked sweep with fixed thresholds;
+    - ``field_gemm_only``: one (N×N)·(N×chains) product per sweep — the N multiply-adds per
+      update that keeping exact dense fields costs, at the machine's GEMM rate.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from bayes_ising import gibbs
+
+    h, J = _model(num_neurons)
+    J32 = jnp.asarray(J, jnp.float32)
+    spins = jnp.ones((num_neurons, num_chains), jnp.float32)
+    fields = jnp.asarray(h, jnp.float32)[:, None] + J32 @ spins
+    betas = jnp.ones(num_chains, jnp.float32)
+    fixed = jnp.zeros((num_neurons, num_chains), jnp.float32)
+
+    @jax.jit
+    def rng_only(key):
+        def one(total, index):
+            t = gibbs._thresholds(jax.random.fold_in(key, index), fixed.shape, betas,
+                                  jnp.float32, "hash")
+            return total + t, None
+
+        return lax.scan(one, fixed, jnp.arange(num_sweeps))[0]
+
+    @jax.jit
+    def sweep_only(spins, fields):
+        def one(carry, index):
+            return gibbs._systematic_sweep(*carry, fixed + 0.01 * index, J32), None
+
+        return lax.scan(one, (spins, fields), jnp.arange(num_sweeps))[0]
+
+    @jax.jit
+    def gemm_only(spins):
+        def one(spins, index):
+            return jnp.sign(J32 @ spins + 1e-3), None
+
+        return lax.scan(one, spins, jnp.arange(num_sweeps))[0]
+
+    out = {}
+    updates = num_neurons * num_chains * num_sweeps
+    for name, fn in (("uniforms_and_thresholds", lambda: rng_only(jax.random.key(0))),
+                     ("sweep_without_rng", lambda: sweep_only(spins, fields)),
+                     ("field_gemm_only", lambda: gemm_only(spins))):
+        jax.block_until_ready(fn())
+        wall, cpu = _timed(lambda fn=fn: jax.block_until_ready(fn()))
+        out[name] = {"updates_per_s": updates / wall, "updates_per_cpu_s": updates / cpu}
+    return out
+
+
 # ------------------------------------------------------------------------ NumPy baseline
 
 
@@ -256,6 +311,7 @@ def main(quick=False):
             "jax_float32": bench_jax(num_neurons, num_chains, num_sweeps),
             "jax_float64": bench_jax(num_neurons, num_chains, max(2, num_sweeps // 2), "float64"),
             "jax_sample_driver": bench_jax_sample(num_neurons, num_chains, num_sweeps),
+            "bounds": bench_bounds(num_neurons, num_chains, num_sweeps),
             "numpy_single_chain": bench_numpy(num_neurons, 5 if quick else 20),
             "numba": bench_numba(num_neurons, 2000 if quick else 20000, 1024,
                                  20 if quick else 100),

@@ -170,7 +170,7 @@ def test_retina_information_ratio_exact(retina_path):
 
 @pytest.mark.slow
 def test_retina_posterior_checks(retina_path):
-    """Full checks of an exact NUTS posterior on retina15: I2/IN interval and P(K)."""
+    """Exact NUTS posterior on retina15: I2/IN interval, P(K), rare neurons flagged."""
     from bayes_ising import bayes, data
 
     spikes = data.load(retina_path)
@@ -182,6 +182,16 @@ def test_retina_posterior_checks(retina_path):
     assert 0.6 < ratio["lower"] < ratio["median"] < ratio["upper"] < 0.95
     assert out["synchrony"]["max_abs_log_ratio"] < out["synchrony"][
         "max_abs_log_ratio_independent"]
+    # the rarely firing neurons are flagged (weak identification); none above 5% is
+    from bayes_ising import diagnostics
+
+    diag = diagnostics.diagnose(tree)
+    assert diag["converged"], diag["reasons"]
+    for row in diag["neurons"]:
+        if row["firing_probability"] < 0.006:
+            assert row["flagged"] and row["weak_identification"], row
+        if row["firing_probability"] > 0.05:
+            assert not row["flagged"], row
 
 
 def test_cli_check_keys_and_exit_codes(tmp_path, capsys):
@@ -227,3 +237,22 @@ def test_cli_check_keys_and_exit_codes(tmp_path, capsys):
     np.savez(data_path, raster=(spins[:, :4] > 0).astype(np.uint8), neuron_ids=ids[:4])
     assert main(["check", str(posterior), str(data_path), "--out", str(out), "--force"]) == 2
     assert "lack 2 of the posterior's neurons" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gibbs_checks_agree_with_exact():
+    """The large-N path (Gibbs samples) reproduces exact P(K) and pattern probabilities."""
+    h, J = _random_model(7, 5)
+    spins = _sample(8, h, J, 20_000)
+    hs, Js = np.stack([h] * 3), np.stack([J] * 3)
+    exact = checks.pattern_frequencies(jax.random.key(0), h[None], J[None], spins)
+    gibbs = checks.pattern_frequencies(jax.random.key(0), hs, Js, spins, method="gibbs",
+                                       num_samples=50_000)
+    # 3 × 50,000 correlated samples: sd of a frequency <= ~0.004
+    np.testing.assert_allclose(gibbs["predicted"]["mean"], exact["predicted"]["mean"],
+                               atol=0.01)
+    sync_exact = checks.predictive_synchrony(jax.random.key(0), h[None], J[None], spins)
+    sync_gibbs = checks.predictive_synchrony(jax.random.key(0), hs, Js, spins, method="gibbs",
+                                             num_samples=50_000)
+    np.testing.assert_allclose(sync_gibbs["predicted"]["mean"], sync_exact["predicted"]["mean"],
+                               atol=0.01)

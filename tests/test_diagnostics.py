@@ -259,3 +259,55 @@ def test_cli_diagnose_keys_and_exit_codes(tmp_path, capsys):
     not_nc.write_text("not netcdf")
     assert main(["diagnose", str(not_nc), "--out", str(out), "--force"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_rule_recovery_on_planted_truth():
+    """Diagnostics vs restart cosine similarity vs the 5% rule: which predicts the neurons whose
+    parameters are recovered badly (RMS error over h_i, J_i. > 0.1)? 10 neurons with widely
+    spread rates, 4000 bins, exact posterior. Asserts the numbers exist and that the
+    diagnostics' score ranks badly recovered neurons better than chance (AUC > 0.5)."""
+    from bayes_ising import bayes, synthetic
+
+    truth = synthetic.ei_ising_parameters(jax.random.key(11), 8, 2, rate_excitatory=0.04,
+                                          rate_spread=1.0)
+    spins = synthetic.sample_ising(jax.random.key(12), truth.h, truth.J, 4000)
+    tree = bayes.fit_posterior(jax.random.key(13), spins, num_chains=4, num_draws=500,
+                               progress=False)
+    out = diagnostics.recovery_comparison(jax.random.key(14), tree, spins, truth.h, truth.J)
+    print(json.dumps({k: out[k] for k in ("rules", "agreement")}, default=float, indent=1))
+    print("errors", np.round(out["errors"], 3), "firing", np.round(out["firing_probability"], 3))
+    assert set(out["rules"]) >= {"diagnostics", "restarts", "firing", "num_bad"}
+    if 0 < out["rules"]["num_bad"] < 10:
+        assert out["rules"]["diagnostics"]["auc"] > 0.5
+
+
+@pytest.mark.slow
+def test_ei_sleep_low_rate_neurons_flagged():
+    """Wake bins of ei_sleep, 12 neurons including the 3 sparse ones (1.3-1.5% of wake bins):
+    exact posterior; the sparse neurons are flagged for weak identification, the neurons firing
+    in more than 8% of bins are not."""
+    from bayes_ising import bayes, datasets
+    from bayes_ising.data import SpikeData
+
+    data = datasets.ei_sleep()
+    truth = datasets.ei_sleep_truth()
+    types = np.asarray(data.cell_types)
+    excitatory = np.flatnonzero(types == "E")
+    others = [i for i in excitatory if not truth.sparse[i]][:7]
+    keep = np.sort(np.concatenate([np.flatnonzero(truth.sparse), others,
+                                   np.flatnonzero(types == "I")[:2]]))
+    wake = data.select(state="wake")
+    sub = SpikeData.from_raster(np.asarray(wake.spins)[:, keep],
+                                neuron_ids=np.asarray(data.neuron_ids)[keep],
+                                cell_types=types[keep])
+    tree = bayes.fit_posterior(jax.random.key(0), sub, num_chains=4, num_draws=500,
+                               progress=False)
+    diag = diagnostics.diagnose(tree)
+    rows = {row["id"]: row for row in diag["neurons"]}
+    for k in np.flatnonzero(truth.sparse):
+        row = rows[str(data.neuron_ids[k])]
+        assert row["flagged"] and row["weak_identification"], row
+    for row in diag["neurons"]:
+        if row["firing_probability"] > 0.08:
+            assert not row["weak_identification"], row
