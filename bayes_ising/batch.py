@@ -715,8 +715,9 @@ def local_cluster(num_workers, **cluster_kwargs):
 
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": os.environ.get(
         "XLA_PYTHON_CLIENT_PREALLOCATE", "false")}
+    # dashboard (when bokeh is installed) and HTTP routes on a free port: no clash between runs
     settings = dict(n_workers=int(num_workers), threads_per_worker=1, processes=True,
-                    dashboard_address=None, env=env)
+                    dashboard_address=":0", env=env)
     settings.update(cluster_kwargs)
     # kept set while the cluster lives: the nanny reads it again when it restarts a worker
     with dask.config.set({"distributed.worker.multiprocessing-method": "spawn"}):
@@ -789,6 +790,8 @@ def run_batch(plan, out_dir=None, *, scheduler=None, client=None, num_workers=No
                     workers = num_workers or max(1, min(os.cpu_count() or 1, len(pending)))
                     cluster = stack.enter_context(local_cluster(workers))
                     client = stack.enter_context(Client(cluster))
+                    log(f"LocalCluster of {workers} worker process(es); dashboard: "
+                        f"{client.dashboard_link}")
                 else:
                     client = stack.enter_context(Client(scheduler))
             rows.update(_run_pending(client, pending, out_dir, fit_function, progress, failures,

@@ -260,8 +260,10 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
         with steps("data"):
             data = demo_data(settings)
             main = data.select(state=settings.main_state) if settings.main_state else data
-            subset = subset_data(main, settings)
             subset_all_states = subset_data(data, settings)
+            subset = (subset_all_states.select(state=settings.main_state)
+                      if settings.main_state and subset_all_states is not data else
+                      subset_data(main, settings))
             summary = data.summary()
             write_json(paths["data_summary.json"], summary, force=True)
             results["data_summary"] = summary

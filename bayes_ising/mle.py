@@ -1039,6 +1039,8 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
 
 #: groups of chains whose averages give the Monte Carlo standard errors
 _NUM_GROUPS = 16
+#: samples behind the sampled Fisher-vector products of fit_boltzmann (cost O(n N²) each)
+_FISHER_MAX_SAMPLES = 8192
 
 
 @functools.partial(jax.jit, static_argnames=("num_sweeps",))
@@ -1085,7 +1087,10 @@ def _natural_gradient_step(activities, target, phi, l2, damping, num_neurons, cg
     per_group = jnp.concatenate([group_x, group_xx[:, i, j]], axis=1)  # (G, P)
     model = per_group.mean(axis=0)
     mcse = per_group.std(axis=0, ddof=1) / jnp.sqrt(_NUM_GROUPS)
-    x = x.reshape(-1, num_neurons)
+    # The Fisher matrix only preconditions (the fixed point is set by the gradient), so its
+    # products use the last sweeps' states, at most _FISHER_MAX_SAMPLES of them.
+    num_fisher_sweeps = max(1, min(num_sweeps, _FISHER_MAX_SAMPLES // num_chains))
+    x = x[-num_fisher_sweeps:].reshape(-1, num_neurons)
     num_samples = x.shape[0]
     gradient = target - model
     gradient = gradient.at[num_neurons:].add(-l2 * phi[num_neurons:] / 16.0)
@@ -1135,7 +1140,7 @@ def _sampled_moments(rng_key, h, J, *, num_chains, num_sweeps, burn_in, initial_
 
 def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
                   sweeps_per_iteration=10, max_sweeps_per_iteration=None, burn_in=50,
-                  learning_rate=1.0, max_iterations=100, damping=0.05, cg_iterations=50,
+                  learning_rate=1.0, max_iterations=100, damping=0.05, cg_iterations=30,
                   max_step=1.0, significance=0.05, neuron_ids=None, progress=False):
     r"""Boltzmann learning (full likelihood) with persistent Gibbs chains, for any N.
 
@@ -1149,8 +1154,9 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
               \big(p^{data} - \hat p^{model}\big),
 
     solved by conjugate gradients with sampled Fisher-vector products (never forming the
-    P×P matrix), each entry clipped to ``max_step``: a damped, sampled Newton step, so the
-    fit converges in tens of steps where plain Boltzmann learning needs thousands.
+    P×P matrix; from at most 8192 of the latest samples), each entry clipped to
+    ``max_step``: a damped, sampled Newton step, so the fit converges in tens of steps where
+    plain Boltzmann learning needs thousands.
 
     Stopping: after every step the moments of that step's samples are compared with the data;
     the fit stops when none differs by more than its Monte Carlo noise — max |z| ≤ the

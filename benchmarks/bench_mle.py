@@ -124,10 +124,12 @@ def bench_boltzmann(spins, pseudo_fit):
     """The large-N path: check the pseudolikelihood fit by simulation, refine it by Boltzmann
     learning, check again."""
     key = jax.random.PRNGKey(1)
-    before = mle.model_check(jax.random.fold_in(key, 0), pseudo_fit.h, pseudo_fit.J, spins)
+    before = mle.model_check(jax.random.fold_in(key, 0), pseudo_fit.h, pseudo_fit.J, spins,
+                             num_sweeps=400, burn_in=200)
     fit, elapsed = _timed(lambda: _quiet(lambda: mle.fit_boltzmann(
         jax.random.fold_in(key, 1), spins, init=pseudo_fit)))
-    after = mle.model_check(jax.random.fold_in(key, 2), fit.h, fit.J, spins)
+    after = mle.model_check(jax.random.fold_in(key, 2), fit.h, fit.J, spins, num_sweeps=400,
+                            burn_in=200)
     return {"wall_s": elapsed, "iterations": fit.iterations, "converged": fit.converged,
             "max_abs_mean": fit.moment_error["max_abs_mean"],
             "max_abs_pair": fit.moment_error["max_abs_pair"],

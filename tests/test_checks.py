@@ -207,7 +207,7 @@ def test_cli_check_keys_and_exit_codes(tmp_path, capsys):
     h, J = _random_model(13, n, scale_j=0.3)
     spins = _sample(14, h, J, 5000)
     ids = np.array([f"c{i}" for i in range(n)])
-    types = np.array(["E", "E", "E", "E", "I", "I"])
+    types = np.array(["E", "E", "E", "I", "I", "I"])  # equal sizes: one MLE compilation
     first, second = np.triu_indices(n, 1)
     rng = np.random.default_rng(15)
     tree = xr.DataTree.from_dict({"posterior": xr.Dataset(

@@ -300,3 +300,39 @@ def test_load_json_names_a_non_json_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(DataError, match=re.escape(str(path))):
         report.load_json(path)
+
+
+def test_posterior_intervals_follow_the_pack_order():
+    """compare-mle's NUTS side: draws mapped from any pair order to ising.pack's triu order."""
+    from bayes_ising import comparison
+
+    tree, (first, second, _) = make_tree(num_neurons=5, shuffle_pairs=True, seed=4)
+    result = comparison.posterior_intervals(tree, interval=0.8)
+    h = tree["posterior"]["h"].values.reshape(-1, 5)
+    J = tree["posterior"]["J"].values.reshape(-1, first.size)
+    triu_i, triu_j = np.triu_indices(5, 1)
+    column = {(a, b): k for k, (a, b) in enumerate(zip(first, second, strict=True))}
+    J_triu = J[:, [column[(a, b)] for a, b in zip(triu_i, triu_j, strict=True)]]
+    expected = np.concatenate([h, J_triu], axis=1)
+    np.testing.assert_allclose(result["mean"], expected.mean(axis=0))
+    np.testing.assert_allclose(result["lower"], np.quantile(expected, 0.1, axis=0))
+    np.testing.assert_allclose(result["upper"], np.quantile(expected, 0.9, axis=0))
+    assert result["seconds"] == 1.5  # the sampling_time_s attribute
+
+
+def test_interval_agreement_counts_by_hand():
+    from bayes_ising import comparison
+
+    kind = ["h", "h", "J", "J"]
+    estimate = np.array([0.0, 2.0, 0.5, -1.0])
+    lower_a, upper_a = estimate - 0.5, estimate + 0.5  # widths 1
+    lower_b = np.array([-1.0, 2.6, 0.0, -3.0])
+    upper_b = np.array([1.0, 3.0, 2.0, -2.0])  # widths 2, 0.4, 2, 1
+    out = comparison.interval_agreement(estimate, lower_a, upper_a, lower_b, upper_b, kind)
+    assert out["h_num_parameters"] == 2 and out["J_num_parameters"] == 2
+    assert out["h_median_width_ratio"] == pytest.approx(np.median([0.5, 2.5]))
+    assert out["J_median_width_ratio"] == pytest.approx(np.median([0.5, 1.0]))
+    assert out["h_fraction_mle_in_bayes_interval"] == 0.5  # 0 in [-1, 1]; 2 not in [2.6, 3]
+    assert out["h_fraction_intervals_overlap"] == 0.5  # [1.5, 2.5] vs [2.6, 3] do not overlap
+    assert out["J_fraction_mle_in_bayes_interval"] == 0.5  # 0.5 in [0, 2]; -1 not in [-3, -2]
+    assert out["J_fraction_intervals_overlap"] == 0.5  # [-1.5, -0.5] vs [-3, -2]: no

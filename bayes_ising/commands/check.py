@@ -107,6 +107,8 @@ def run(args):
     out = checks.posterior_predictive_checks(key_checks, tree, spins, num_draws=args.draws)
     out["patterns"] = _trim_patterns(out["patterns"])
     types = None if data.cell_types is None else np.asarray(data.cell_types).astype(str)[cols]
+    if types is None and "cell_type" in tree["posterior"].coords:
+        types = np.asarray(tree["posterior"]["cell_type"].values).astype(str)
     if not args.no_ei and types is not None and all(
             np.sum(types == t) >= 2 for t in ("E", "I")):
         # the joint marginal needs Gibbs sampling per draw above the enumeration limit
