@@ -1225,6 +1225,8 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
     converged = False
     history = []
     best_z = np.inf
+    best_phi, best_theta = phi, theta
+    rate = float(learning_rate)
     iterations = 0
     bar = None
     if progress:
@@ -1250,19 +1252,38 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
             bar.set_postfix(max_z=f"{max_z:.2f}", sweeps=sweeps)
         if max_z <= z_critical:
             converged = True
+            best_theta = theta
             break
-        if max_z > 0.8 * best_z:
+        if max_z < best_z:
+            best_z, best_phi, best_theta = max_z, phi, theta
+        elif max_z > 2.0 * best_z:
+            # the last step made things worse (a poorly estimated Fisher direction): go back
+            # to the best parameters so far and halve the step
+            rate = max(rate / 2.0, learning_rate / 64.0)
+            phi = best_phi
+            sweeps = min(2 * sweeps, int(max_sweeps_per_iteration))
+            continue
+        else:
             # no longer improving: the steps are noise-limited, halve the noise
             sweeps = min(2 * sweeps, int(max_sweeps_per_iteration))
-        best_z = min(best_z, max_z)
-        phi = phi + jnp.clip(learning_rate * direction, -max_step, max_step)
+        phi = phi + jnp.clip(rate * direction, -max_step, max_step)
     if bar is not None:
         bar.close()
     i, j = ising.pair_indices(num_active)
+    if not converged:
+        theta, max_z = best_theta, best_z  # the best parameters seen, not the last
     h, J = _assemble(d, active, np.asarray(theta), 1e-6)
     if num_neurons <= 20:
         errors = moment_errors(h, J, d)
         errors["source"] = "exact"
+    elif not converged:
+        # the last step's samples belong to other parameters: sample the returned model
+        m_model, Q_model, noise = _sampled_moments(
+            jax.random.fold_in(key_learn, max_iterations + 1), h, J, num_chains=num_chains,
+            num_sweeps=int(max_sweeps_per_iteration), burn_in=int(burn_in) or 50)
+        errors = moment_errors(h, J, d, model_moments=(m_model, Q_model))
+        errors.update(noise)
+        errors["source"] = "sampled"
     else:
         x_mean = np.asarray(model[:num_active])
         xx_mean = np.zeros((num_active, num_active))

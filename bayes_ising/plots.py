@@ -36,7 +36,13 @@ __all__ = [
 #: colours by cell type (others fall back to grey)
 CELL_TYPE_COLORS = {"E": "#c0392b", "I": "#2471a3"}
 _OTHER_COLOR = "#7f8c8d"
-_STATE_COLORS = ["#f5b041", "#58d68d", "#5d6d7e", "#af7ac5", "#48c9b0", "#ec7063"]
+_STATE_COLORS = ["#af7ac5", "#48c9b0", "#ec7063", "#f4d03f", "#5dade2", "#a04000"]
+#: fixed colours for the usual state names, so every figure uses the same ones
+_KNOWN_STATE_COLORS = {"wake": "#f5b041", "light": "#58d68d", "deep": "#34495e"}
+
+
+def _state_color(name, index=0):
+    return _KNOWN_STATE_COLORS.get(str(name), _STATE_COLORS[index % len(_STATE_COLORS)])
 
 
 def _figure(width, height):
@@ -127,8 +133,8 @@ def plot_raster(spins, *, neuron_ids=None, cell_types=None, states=None, bin_siz
 
 
 def _draw_state_strip(ax, states, times, scale):
-    names = list(dict.fromkeys(states.tolist()))
-    colors = {name: _STATE_COLORS[k % len(_STATE_COLORS)] for k, name in enumerate(names)}
+    names = sorted(set(states.tolist()))
+    colors = {name: _state_color(name, k) for k, name in enumerate(names)}
     for name in names:
         mask = states == name
         ax.bar(times[mask], np.ones(mask.sum()), width=scale, color=colors[name], label=name,
@@ -173,8 +179,7 @@ def plot_firing_rates(firing_probability, *, neuron_ids=None, cell_types=None, t
         ax.axhline(threshold, color="k", linestyle="--", linewidth=1,
                    label=f"{threshold:.0%} firing rule")
         ax.legend(fontsize=7, loc="upper right")
-    ax.set_yscale("log")
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(0, max(float(p.max()) * 1.1, (threshold or 0) * 1.5))
     ax.set_xlabel("neuron (ordered by cell type)" + ("; hatched = flagged" if flagged is not None
                                                       else ""))
     ax.set_ylabel("firing probability\n(fraction of bins)")
@@ -186,7 +191,6 @@ def plot_firing_rates(firing_probability, *, neuron_ids=None, cell_types=None, t
         secondary = ax.secondary_yaxis("right", functions=(lambda q: q / bin_size,
                                                            lambda r: r * bin_size))
         secondary.set_ylabel(f"rate, lower bound (spikes/{unit})")
-        secondary.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title("Firing probability per neuron")
     return fig
 
@@ -197,7 +201,7 @@ def plot_states(state_names, bin_counts, *, bin_size=None, time_units=None):
     counts = np.asarray(bin_counts, dtype=float)
     fig = _figure(5, 2.6)
     ax = fig.subplots()
-    ax.barh(names, counts, color=[_STATE_COLORS[k % len(_STATE_COLORS)] for k in range(len(names))])
+    ax.barh(names, counts, color=[_state_color(name, k) for k, name in enumerate(names)])
     ax.set_xlabel("number of bins")
     ax.set_ylabel("state")
     if bin_size:

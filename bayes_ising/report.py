@@ -505,9 +505,9 @@ def _section_data(ctx):
         fig = plots.plot_firing_rates(view.firing_probability, neuron_ids=view.neuron_ids,
                                       cell_types=view.cell_types, flagged=flagged,
                                       bin_size=view.bin_size, time_units=view.time_units)
-        parts.append(_figure_html(fig, "Firing probability per neuron (log scale) with the "
-                                       "5% rule of the study; hatched bars are neurons the "
-                                       "diagnostics flagged."))
+        parts.append(_figure_html(fig, "Firing probability per neuron with the 5% rule of the "
+                                       "study; hatched bars are neurons the diagnostics "
+                                       "flagged."))
     if view.states is not None:
         names, counts = np.unique(view.states, return_counts=True)
         fig = plots.plot_states(names, counts, bin_size=view.bin_size,

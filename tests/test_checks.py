@@ -174,7 +174,7 @@ def test_retina_posterior_checks(retina_path):
     from bayes_ising import bayes, data
 
     spikes = data.load(retina_path)
-    tree = bayes.fit_posterior(jax.random.key(0), spikes, num_chains=4, num_draws=500,
+    tree = bayes.fit_posterior(jax.random.key(0), spikes, num_chains=4, num_draws=1000,
                                progress=False)
     out = checks.posterior_predictive_checks(jax.random.key(1), tree, spikes.spins,
                                              num_draws=100, third_order_draws=20)
