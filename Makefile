@@ -18,10 +18,10 @@ demo: $(STAMP)
 	$(VENV)/bin/bayes-ising demo --out demo_output --force
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -n 2 -q -m slow
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bayes_ising tests benchmarks

@@ -1250,10 +1250,13 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
         if bar is not None:
             bar.update(1)
             bar.set_postfix(max_z=f"{max_z:.2f}", sweeps=sweeps)
-        if max_z <= z_critical:
+        if max_z <= z_critical and sweeps >= max_sweeps_per_iteration:
+            # within noise, and the noise is that of at least ~2T samples: done
             converged = True
             best_theta = theta
             break
+        if max_z <= z_critical:
+            sweeps = min(2 * sweeps, int(max_sweeps_per_iteration))
         if max_z < best_z:
             best_z, best_phi, best_theta = max_z, phi, theta
         elif max_z > 2.0 * best_z:
