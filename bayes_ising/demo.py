@@ -5,22 +5,23 @@ a notebook. Steps (each writes its result into the output folder, atomically):
 
 1. data — :func:`bayes_ising.datasets.ei_sleep` (40 neurons, 32 E + 8 I, 50 ms bins, 20,000
    bins in each of ``wake``, ``light``, ``deep``): ``data_summary.json``;
-2. fits (NumPyro NUTS) — the main fit, E+I on all 40 neurons and all bins (pseudolikelihood
-   with the package's default calibration, N > 20), and an exact-likelihood fit of a
-   16-neuron subset (all 8 I and 8 E including the sparsest ones):
-   ``posterior_EI.nc``, ``posterior_EI16.nc``;
-3. diagnostics of both fits, flagged neurons beside the restart-cosine and 5% verdicts:
-   ``diagnostics.json`` (main fit; ``fits`` holds the verdict of each);
-4. posterior predictive checks (P(K), patterns, third-order) of the main fit and I2/IN of the
-   16-neuron fit (S2 needs enumeration): ``checks.json``;
-5. E-only vs E+I synchrony (:func:`bayes_ising.analyses.ei_analysis`; the joint model holds
-   the 8 most active E and all I neurons, exact) — ``ei.json``; couplings and correlations per
-   state and P(I–I larger in deep than wake) (:func:`bayes_ising.analyses.state_analysis` on
-   the 16-neuron subset) — ``states.json``;
-6. C(T)/N and S(T)/N of the main fit with posterior bands (Gibbs), and the shuffled-data
-   control: ``thermo.json``;
-7. MLE + adaptive Metropolis vs NUTS on the 16-neuron fit: ``comparison.json``;
+2. the main fit (NumPyro NUTS, exact likelihood): E+I on the deep-sleep bins of 20 neurons —
+   all 8 I and 12 E, the sparsest E included — ``posterior_EI.nc``;
+3. diagnostics, flagged neurons beside the restart-cosine and 5% verdicts:
+   ``diagnostics.json``;
+4. posterior predictive checks (P(K), patterns, third-order) and I2/IN (S2 by enumeration):
+   ``checks.json``;
+5. E-only vs E+I synchrony (:func:`bayes_ising.analyses.ei_analysis` on every bin; the joint
+   model holds the 8 most active E and all I neurons) — ``ei.json``; couplings and
+   correlations per state and P(I–I larger in deep sleep than in wake)
+   (:func:`bayes_ising.analyses.state_analysis`, 8 E + 8 I) — ``states.json``;
+6. C(T)/N and S(T)/N with posterior bands and the shuffled-data control: ``thermo.json``;
+7. MLE + adaptive Metropolis vs NUTS: ``comparison.json``;
 8. the report: ``report.html``.
+
+``full=True`` (``bayes-ising demo --full``) fits all 40 neurons in the main fit (the
+pseudolikelihood with the package's default calibration, N > 20; much slower) and adds an
+exact 16-neuron fit (``posterior_EI16.nc``) for I2/IN and the MLE comparison.
 
 ``fast=True`` (or the environment variable ``BAYES_ISING_FAST=1``) runs the same steps on a
 small subset (5 E + 3 I neurons, 1,500 bins of wake and deep) with few draws and
@@ -38,8 +39,8 @@ import numpy as np
 from ._io import check_writable, write_json
 from .errors import ExistingOutputError
 
-__all__ = ["DemoSettings", "DEFAULT_SETTINGS", "FAST_SETTINGS", "demo_settings", "fast_mode",
-           "demo_data", "subset_data", "run_demo", "REPORT_NAME"]
+__all__ = ["DemoSettings", "DEFAULT_SETTINGS", "FAST_SETTINGS", "FULL_SETTINGS",
+           "demo_settings", "fast_mode", "demo_data", "subset_data", "run_demo", "REPORT_NAME"]
 
 REPORT_NAME = "report.html"
 
@@ -72,20 +73,25 @@ class DemoSettings:
     analysis_draws: int = 100
     states: tuple = ("wake", "light", "deep")
     main_state: str | None = "deep"
+    main_excitatory: int | None = 12
     num_excitatory: int | None = None
     num_inhibitory: int | None = None
     bins_per_state: int | None = None
-    subset_excitatory: int | None = 8
+    subset_excitatory: int | None = None
+    analysis_excitatory: int | None = 8
 
 
 DEFAULT_SETTINGS = DemoSettings()
+#: all 40 neurons in the main fit (pseudolikelihood) and a 16-neuron exact subset fit beside it
+FULL_SETTINGS = DemoSettings(main_excitatory=None, subset_excitatory=8)
 FAST_SETTINGS = DemoSettings(num_chains=2, num_draws=60, num_warmup=60, thermo_draws=4,
                              temperatures="0.5:3.0:11", thermo_chains=8, thermo_sweeps=200,
                              thermo_burn_in=50, mle_draws=300, num_restarts=2, check_draws=8,
                              check_samples=5_000, analysis_fit="mle", analysis_draws=1,
                              states=("wake", "deep"), main_state=None, num_excitatory=5,
                              num_inhibitory=3,
-                             bins_per_state=1500, subset_excitatory=None)
+                             bins_per_state=1500, subset_excitatory=None,
+                             main_excitatory=None, analysis_excitatory=None)
 
 
 def fast_mode():
@@ -93,11 +99,16 @@ def fast_mode():
     return os.environ.get("BAYES_ISING_FAST", "").strip().lower() in ("1", "true", "yes")
 
 
-def demo_settings(fast=None):
-    """:data:`FAST_SETTINGS` when ``fast`` (default: :func:`fast_mode`), else the defaults."""
+def demo_settings(fast=None, full=False):
+    """:data:`FAST_SETTINGS` when ``fast`` (default: :func:`fast_mode`), :data:`FULL_SETTINGS`
+    when ``full``, else :data:`DEFAULT_SETTINGS`."""
     if fast is None:
         fast = fast_mode()
-    return FAST_SETTINGS if fast else DEFAULT_SETTINGS
+    if fast and full:
+        from .errors import BayesIsingError
+
+        raise BayesIsingError("--fast and --full contradict each other: choose one")
+    return FAST_SETTINGS if fast else FULL_SETTINGS if full else DEFAULT_SETTINGS
 
 
 def _sparsest_first(firing_probability, members, count):
@@ -200,14 +211,15 @@ class _Steps:
         self.bar.close()
 
 
-def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=True,
-             log=print, settings=None):
+def run_demo(out_dir="demo_output", *, fast=None, full=False, force=False, seed=0,
+             progress=True, log=print, settings=None):
     """Run the whole analysis on the embedded dataset and write the report.
 
     Parameters
     ----------
     out_dir : folder for every result (created if missing)
     fast : small subset and few draws (default: the ``BAYES_ISING_FAST`` environment variable)
+    full : all 40 neurons in the main fit (pseudolikelihood) plus a 16-neuron exact fit
     force : overwrite existing results in ``out_dir`` (else :class:`ExistingOutputError`
         before any work is done)
     seed : one integer; every step gets its own key split from it
@@ -227,7 +239,7 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
     from .comparison import compare_mle
 
     enable_x64()
-    settings = settings or demo_settings(fast)
+    settings = settings or demo_settings(fast, full)
     is_fast = settings == FAST_SETTINGS
     out_dir = Path(out_dir)
     paths = {name: out_dir / name for name in _outputs(settings)}
@@ -243,7 +255,8 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
     steps = _Steps(total=8, progress=progress, log=log)
     results, fits = {}, {}
     start = time.perf_counter()
-    log(f"bayes-ising demo ({'fast' if is_fast else 'default'} settings) -> {out_dir}")
+    label = ("fast" if is_fast else "full" if settings == FULL_SETTINGS else "default")
+    log(f"bayes-ising demo ({label} settings) -> {out_dir}")
 
     def fit(name, key, subset):
         tree = bayes.fit_posterior(key, subset, likelihood=_likelihood(subset.num_neurons),
@@ -259,11 +272,15 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
     try:
         with steps("data"):
             data = demo_data(settings)
-            main = data.select(state=settings.main_state) if settings.main_state else data
-            subset_all_states = subset_data(data, settings)
-            subset = (subset_all_states.select(state=settings.main_state)
-                      if settings.main_state and subset_all_states is not data else
-                      subset_data(main, settings))
+            main_all_states = _with_excitatory(data, settings.main_excitatory)
+            main = _in_state(main_all_states, settings.main_state)
+            if settings.subset_excitatory is not None:  # the full demo: a 16-neuron exact fit
+                subset = _in_state(_with_excitatory(data, settings.subset_excitatory),
+                                   settings.main_state)
+            else:
+                subset = main
+            # the state analysis refits per state: keep it enumerable (8 E + all I)
+            analysis_data = _with_excitatory(data, settings.analysis_excitatory)
             summary = data.summary()
             write_json(paths["data_summary.json"], summary, force=True)
             results["data_summary"] = summary
@@ -311,7 +328,7 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
                                                  - num_i))},
                 num_draws=settings.analysis_draws, posterior_kwargs=posterior_kwargs)
             results["states"] = analyses.state_analysis(
-                keys["states"], subset_all_states, states=list(settings.states),
+                keys["states"], analysis_data, states=list(settings.states),
                 fit=settings.analysis_fit, num_draws=settings.analysis_draws,
                 posterior_kwargs=posterior_kwargs)
             write_json(paths["ei.json"], results["ei"], force=True)
@@ -352,7 +369,7 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
                                  + (f" of the {settings.main_state} state (the data section "
                                     "shows every state)" if settings.main_state else ""),
                 "demo settings": "fast (a small subset, few draws: not for conclusions)"
-                if is_fast else "default",
+                if is_fast else label,
                 "fits in this demo": ", ".join(
                     f"{_label(name, main if name == 'EI' else subset)} "
                     f"({fits[name].attrs['likelihood']} likelihood)" for name in fits),
@@ -373,6 +390,17 @@ def run_demo(out_dir="demo_output", *, fast=None, force=False, seed=0, progress=
     log(f"demo finished in {total:.0f} s; report: {paths[REPORT_NAME].resolve()}")
     return {"report": paths[REPORT_NAME], "outputs": paths, "times": steps.times,
             "results": results, "fits": fits, "total_s": total}
+
+
+def _with_excitatory(data, count):
+    """``data`` with ``count`` E neurons (sparsest first) and every other neuron; all if None."""
+    if count is None:
+        return data
+    return subset_data(data, dataclasses.replace(DEFAULT_SETTINGS, subset_excitatory=count))
+
+
+def _in_state(data, state):
+    return data.select(state=state) if state else data
 
 
 def _label(name, data):

@@ -30,7 +30,7 @@ import numpy as np
 
 import bayes_ising as bi
 from bayes_ising import bayes, plots, report, thermo
-from bayes_ising.demo import demo_data, demo_settings, fast_mode, subset_data
+from bayes_ising.demo import FULL_SETTINGS, demo_data, demo_settings, fast_mode, subset_data
 
 bi.enable_x64()
 FAST = fast_mode()
@@ -39,10 +39,9 @@ FAST = fast_mode()
 # ## A model to heat: the 16-neuron subset of the E/I sleep dataset (exact likelihood)
 
 # %%
-settings = demo_settings(FAST)
-data = subset_data(demo_data(settings), settings)
+data = demo_data(demo_settings(FAST))  # fast mode: 8 neurons already
 if not FAST:
-    data = data.select(state="deep")
+    data = subset_data(data, FULL_SETTINGS).select(state="deep")  # 8 E (sparsest first) + 8 I
 print(data)
 draws, warmup = (60, 60) if FAST else (500, 200)
 tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", num_chains=2,

@@ -339,6 +339,12 @@ def test_conflicting_flags(data_file, work, posterior_file, capsys):
     assert not any((work / name).exists() for name in ("c.nc", "c.json", "c.html"))
 
 
+def test_demo_conflicting_flags(capsys, work):
+    code, err = run_main(capsys, "demo", "--fast", "--full", "--out", work / "demo_conflict")
+    assert_usage_error_inproc(code, err, "--fast and --full")
+    assert not (work / "demo_conflict").exists()
+
+
 def test_unknown_verb_and_flag(capsys, work):
     assert_usage_error_inproc(*run_main(capsys, "fly"), "invalid choice")
     assert_usage_error_inproc(*run_main(capsys, "report", work / "p.nc", "--out",

@@ -1,6 +1,6 @@
 """``bayes-ising demo``: the whole analysis on the embedded E/I sleep dataset, ending in a report.
 
-    bayes-ising demo [--out DIR] [--force] [--fast] [--seed S] [--quiet]
+    bayes-ising demo [--out DIR] [--force] [--fast | --full] [--seed S] [--quiet]
 
 Fits per state and per population, diagnostics with flagged neurons beside the study's
 cosine/5% verdicts, predictive checks, I2/IN, E-only vs E+I, the state comparison, C(T) with
@@ -22,6 +22,8 @@ def register(subparsers, name):
     parser.add_argument("--fast", action="store_true",
                         help="a small subset with few draws (seconds; for trying things out, "
                              "not for conclusions); also BAYES_ISING_FAST=1")
+    parser.add_argument("--full", action="store_true",
+                        help="all 40 neurons in the main fit (pseudolikelihood; much slower)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random step")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -32,7 +34,7 @@ def run(args):
     from .. import demo
 
     fast = True if args.fast else None
-    result = demo.run_demo(args.out, fast=fast, force=args.force, seed=args.seed,
-                           progress=not args.quiet)
+    result = demo.run_demo(args.out, fast=fast, full=args.full, force=args.force,
+                           seed=args.seed, progress=not args.quiet)
     print(f"report: {result['report'].resolve()}")
     return 0
