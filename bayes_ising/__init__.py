@@ -17,10 +17,17 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "analyses", "batch", "bayes", "checks", "comparison", "data", "datasets", "demo",
-    "diagnostics", "errors", "gibbs", "ising", "mle", "plots", "report", "stats", "synthetic",
-    "thermo",
+    "diagnostics", "errors", "gibbs", "ising", "mle", "model_spec", "plots", "report", "stats",
+    "synthetic", "thermo",
 )
-_DATA_NAMES = ("SpikeData", "load", "to_spins", "Epochs", "DataWarning")
+#: top-level names -> the module that defines them
+_NAMES = {
+    "SpikeData": "data", "load": "data", "to_spins": "data", "Epochs": "data",
+    "DataWarning": "data",
+    "fit_posterior": "bayes", "load_posterior": "bayes", "save_posterior": "bayes",
+    "j_matrix": "bayes", "load_model_spec": "model_spec",
+    "diagnose": "diagnostics", "thermodynamics": "thermo",
+}
 
 
 def enable_x64(enable=True):
@@ -40,13 +47,13 @@ def x64_enabled():
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    if name in _DATA_NAMES:
-        return getattr(importlib.import_module(".data", __name__), name)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'bayes_ising' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), *_SUBMODULES, *_DATA_NAMES])
+    return sorted([*globals(), *_SUBMODULES, *_NAMES])
 
 
-__all__ = ["enable_x64", "x64_enabled", "__version__", *_SUBMODULES, *_DATA_NAMES]
+__all__ = ["enable_x64", "x64_enabled", "__version__", *_SUBMODULES, *_NAMES]

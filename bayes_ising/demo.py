@@ -5,8 +5,8 @@ a notebook. Steps (each writes its result into the output folder, atomically):
 
 1. data — :func:`bayes_ising.datasets.ei_sleep` (40 neurons, 32 E + 8 I, 50 ms bins, 20,000
    bins in each of ``wake``, ``light``, ``deep``): ``data_summary.json``;
-2. the main fit (NumPyro NUTS, exact likelihood): E+I on the deep-sleep bins of 20 neurons —
-   all 8 I and 12 E, the sparsest E included — ``posterior_EI.nc``;
+2. the main fit (NumPyro NUTS, exact likelihood): E+I on the deep-sleep bins of 16 neurons —
+   all 8 I and 8 E, the sparsest E included — ``posterior_EI.nc``;
 3. diagnostics, flagged neurons beside the restart-cosine and 5% verdicts:
    ``diagnostics.json``;
 4. posterior predictive checks (P(K), patterns, third-order) and I2/IN (S2 by enumeration):
@@ -57,9 +57,11 @@ class DemoSettings:
     state analyses ("posterior" or "mle").
     """
 
-    num_chains: int = 2
-    num_draws: int = 300
+    num_chains: int = 4
+    num_draws: int = 500
     num_warmup: int = 200
+    analysis_chains: int = 2
+    analysis_sampler_draws: int = 300
     thermo_draws: int = 12
     temperatures: str = "0.5:3.0:26"
     thermo_chains: int = 16
@@ -73,7 +75,7 @@ class DemoSettings:
     analysis_draws: int = 100
     states: tuple = ("wake", "light", "deep")
     main_state: str | None = "deep"
-    main_excitatory: int | None = 12
+    main_excitatory: int | None = 8
     num_excitatory: int | None = None
     num_inhibitory: int | None = None
     bins_per_state: int | None = None
@@ -317,8 +319,8 @@ def run_demo(out_dir="demo_output", *, fast=None, full=False, force=False, seed=
             write_json(paths["checks.json"], results["checks"], force=True)
 
         with steps("E/I and states"):
-            posterior_kwargs = dict(num_chains=settings.num_chains,
-                                    num_draws=settings.num_draws,
+            posterior_kwargs = dict(num_chains=settings.analysis_chains,
+                                    num_draws=settings.analysis_sampler_draws,
                                     num_warmup=settings.num_warmup)
             num_e = int(np.sum(np.asarray(data.cell_types) == "E"))
             num_i = data.num_neurons - num_e

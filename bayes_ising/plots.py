@@ -13,7 +13,6 @@ fitted temperature T = 1, so h and J are dimensionless; entropies are in nats.
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
 
 __all__ = [
     "cell_type_order",
@@ -515,7 +514,8 @@ def plot_state_comparison(states, blocks, *, quantity="coupling", interval=0.9):
     ----------
     states : list of state names (x positions)
     blocks : dict block -> dict with ``median``, ``lower``, ``upper`` lists (one per state)
-    quantity : "coupling" (J, dimensionless) or "correlation" (connected C_ij, dimensionless)
+    quantity : "coupling" (J, dimensionless) or "correlation" (Pearson correlation of the
+        binned spins, dimensionless)
     """
     fig = _figure(6.5, 3.6)
     ax = fig.subplots()
@@ -534,7 +534,7 @@ def plot_state_comparison(states, blocks, *, quantity="coupling", interval=0.9):
     if quantity == "coupling":
         ax.set_ylabel("mean J within block\n(dimensionless, k_B T)")
     else:
-        ax.set_ylabel("mean connected correlation\nC_ij (dimensionless)")
+        ax.set_ylabel("mean Pearson correlation of\nthe binned spins (dimensionless)")
     ax.legend(title=f"block ({interval:.0%} interval)", fontsize=7, title_fontsize=7)
     ax.set_title(f"Mean {quantity} per block across states", fontsize=9)
     return fig
@@ -657,8 +657,7 @@ def plot_reliability(firing_probability, max_rhat, contraction, flagged, *, cell
         if threshold is not None:
             ax.axvline(threshold, color="k", linestyle="--", linewidth=0.8,
                        label=f"{threshold:.0%} rule")
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlim(0, max(float(np.nanmax(p)) * 1.1, 0.1))
         ax.set_xlabel("firing probability (fraction of bins)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)

@@ -1035,7 +1035,7 @@ def _section_mle(ctx):
              " (pairs)" if mle_info.get("moment_error") else None,
              f"{_fmt(walk.get('num_draws'))} adaptive-Metropolis draws, acceptance "
              f"{_fmt(walk.get('acceptance_rate'))}" if walk else None,
-             f"compared on the {_esc(comparison['fit'])}-only fit" if comparison.get("fit")
+             f"compared on the {_esc(comparison['fit'])} fit" if comparison.get("fit")
              else None]
     parts = [f"<p>The study's approach (maximum likelihood, then an adaptive-Metropolis random "
              f"walk around the MLE for intervals, and optimiser restarts with a cosine-similarity"

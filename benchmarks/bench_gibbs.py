@@ -270,26 +270,54 @@ def _numba_threads():
 # ------------------------------------------------------------------------ ConIII
 
 
-def bench_coniii(num_neurons, num_samples):
-    try:
-        import coniii  # noqa: F401
-        from coniii.samplers import Metropolis
-    except Exception as error:  # optional dependency
-        return {"skipped": f"ConIII not importable ({error.__class__.__name__}: {error}); "
-                           "`pip install coniii` to include it"}
+def bench_coniii(num_neurons, num_samples, sweeps_per_sample=2):
+    """ConIII's ``Metropolis`` sampler (one chain, systematic single-spin Metropolis; its C++
+    Boost extension when built, else pure Python), loaded by ``benchmarks/_coniii.py``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _coniii
+
+    coniii = _coniii.load()
+    if coniii is None:
+        return {"skipped": _coniii.skipped_reason()}
+    from coniii.samplers import Metropolis
+    from coniii.utils import define_ising_helper_functions
+
     h, J = _model(num_neurons)
-    # ConIII's Ising convention: P ∝ exp(Σ h_i s_i + Σ_{i<j} J_ij s_i s_j) with theta =
-    # concat(h, J[triu(1)]) — the same as ours (E = −h·s − Σ_{i<j} J s s); no conversion needed
-    # beyond packing in np.triu_indices order.
+    # ConIII's Ising convention (coniii.utils.define_ising_helper_functions): ±1 spins,
+    # E = −Σ h_i s_i − Σ_{i<j} J_ij s_i s_j, theta = concat(h, J_ij for i<j in row-major
+    # order = np.triu_indices) — the same as ours; only the packing differs.
     theta = np.concatenate([h, J[np.triu_indices(num_neurons, 1)]])
-    sampler = Metropolis(num_neurons, theta, n_cpus=1, rng=np.random.RandomState(0))
-    burn = 10
-    sampler.generate_samples(num_samples, n_iters=burn, systematic_iter=True)
-    wall, cpu = _timed(lambda: sampler.generate_samples(num_samples, n_iters=burn,
-                                                        systematic_iter=True), repeats=1)
-    updates = num_samples * burn * num_neurons
+    calc_e = define_ising_helper_functions()[0]
+    sampler = Metropolis(num_neurons, theta, calc_e=calc_e, rng=np.random.RandomState(0),
+                         iprint=False)
+    # n_iters counts single-spin proposals between samples: sweeps_per_sample sweeps
+    n_iters = sweeps_per_sample * num_neurons
+    boost = sampler.generate_sample.__name__.endswith("boost")
+    if boost:
+        def run():
+            sampler.generate_sample(num_samples, n_iters=n_iters, burn_in=1,
+                                    systematic_iter=True)
+    else:
+        # ConIII 3.0.1's generate_sample_py fails under NumPy 2 (``self.E[i] = E`` with E of
+        # shape (1,)); time its own loop instead: the same sample_metropolis calls per flip
+        state = sampler.random_sample(1)
+        energy = calc_e(state, theta)
+        samples = np.zeros((num_samples, num_neurons), dtype=int)
+
+        def run():
+            nonlocal energy
+            for k in range(num_samples):
+                for j in range(n_iters):
+                    energy += sampler.sample_metropolis(state[0], energy, flip_site=j % num_neurons)
+                samples[k] = state[0]
+
+    run()
+    wall, cpu = _timed(run, repeats=1)
+    updates = num_samples * n_iters
     return {"updates_per_s": updates / wall, "updates_per_cpu_s": updates / cpu,
-            "note": "Metropolis, n_iters sweeps per sample, 1 cpu"}
+            "wall_s": wall, "num_updates": updates, "version": coniii.__version__,
+            "note": f"Metropolis, one chain, {sweeps_per_sample} systematic sweeps per sample, "
+                    + ("C++/Boost extension" if boost else "pure Python (no Boost extension)")}
 
 
 # ------------------------------------------------------------------------ driver
@@ -315,7 +343,7 @@ def main(quick=False):
             "numpy_single_chain": bench_numpy(num_neurons, 5 if quick else 20),
             "numba": bench_numba(num_neurons, 2000 if quick else 20000, 1024,
                                  20 if quick else 100),
-            "coniii_metropolis": bench_coniii(num_neurons, 200 if quick else 1000),
+            "coniii_metropolis": bench_coniii(num_neurons, 50 if quick else 200),
         }
         reference = entry["jax_float32"]["updates_per_s"]
         for name, value in _flatten(entry):
