@@ -81,6 +81,7 @@ def ensure_equations(coniii, num_neurons, cache_dir=None):
     """
     import tempfile
 
+    importlib.import_module("coniii.ising_eqn")
     name = f"ising_eqn_{int(num_neurons)}_sym"
     shipped = os.path.join(os.path.dirname(coniii.ising_eqn.__file__), name + ".py")
     if os.path.exists(shipped):
@@ -101,4 +102,6 @@ def ensure_equations(coniii, num_neurons, cache_dir=None):
             os.chdir(cwd)
     if folder not in coniii.ising_eqn.__path__:
         coniii.ising_eqn.__path__.append(folder)
+    # import it here (Python compiles the large generated file once and caches the bytecode)
+    importlib.import_module(f"coniii.ising_eqn.{name}")
     return path

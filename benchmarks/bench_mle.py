@@ -203,7 +203,9 @@ def bench_coniii(retina_spins, sparse_spins, ours_exact, ours_pseudo, ours_pseud
                 "max_abs_mean": errors["max_abs_mean"], "max_abs_pair": errors["max_abs_pair"],
                 "ours_warm_s": ours_exact["warm_s"],
                 "ratio_coniii_over_ours": elapsed / ours_exact["warm_s"],
-                "note": "scipy.optimize.root (krylov) on ConIII's generated enumeration "
+                "note": "equation_file_s: writing (once, cached) and importing ConIII's "
+                        "generated N = 15 equations; wall_s: Enumerate.solve, "
+                        "scipy.optimize.root (krylov) on those enumeration "
                         "equations; moment errors computed by our exact enumeration of its "
                         "converted (h, J) (verifies the conversion)"}
         except Exception as err:

@@ -65,11 +65,56 @@ def _timed_fit(spins, spec, **kwargs):
 
 
 def _retina_spins():
-    import h5py
+    from bayes_ising import data
 
-    with h5py.File(RETINA, "r") as f:
-        raster = np.asarray(f["spikes15"])
-    return np.where(raster > 0, 1, -1).astype(np.int8)
+    return np.asarray(data.load(str(RETINA)).spins, dtype=np.int8)
+
+
+def _plain_numpyro(spins, spec, num_chains, num_draws, num_warmup):
+    """Plain NumPyro ``MCMC(NUTS)`` on the same model: diagonal mass adapted from scratch,
+    NumPyro's default init (uniform(-2, 2) in the unconstrained space) and chain method."""
+    import warnings
+
+    from numpyro.infer import MCMC, NUTS
+
+    s = spins.astype(np.float64)
+    moments = bayes._Sufficient(float(s.shape[0]), s.mean(axis=0), s.T @ s / s.shape[0])
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    mcmc = MCMC(NUTS(bayes.exact_model, target_accept_prob=spec.target_accept),
+                num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
+                progress_bar=False)
+    with warnings.catch_warnings():  # "not enough devices ... drawn sequentially"
+        warnings.simplefilter("ignore")
+        mcmc.run(jax.random.PRNGKey(0), moments, spins.shape[1], spec,
+                 extra_fields=("diverging", "num_steps"))
+    samples = mcmc.get_samples(group_by_chain=True)
+    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    import arviz_stats
+    import xarray as xr
+
+    ds = xr.Dataset({k: (("chain", "draw", f"{k}_dim"), np.asarray(samples[k]))
+                     for k in ("h", "J")})
+    rhat = arviz_stats.rhat(ds)
+    bulk = arviz_stats.ess(ds, method="bulk")
+    tail = arviz_stats.ess(ds, method="tail")
+    extra = mcmc.get_extra_fields()
+    ess_min = float(min(np.min(bulk[v]) for v in bulk.data_vars))
+    steps = np.asarray(extra["num_steps"])
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rhat_max": float(max(np.max(rhat[v]) for v in rhat.data_vars)),
+        "ess_bulk_min": ess_min,
+        "ess_tail_min": float(min(np.min(tail[v]) for v in tail.data_vars)),
+        "divergences": int(np.asarray(extra["diverging"]).sum()),
+        "leapfrog_steps_per_draw": float(steps.mean()),
+        "max_tree_depth": int(np.ceil(np.log2(steps.max() + 1))),
+        "min_ess_per_s": ess_min / wall,
+        "min_ess_per_cpu_s": ess_min / cpu,
+        "chains": num_chains,
+        "draws": num_draws,
+        "warmup": num_warmup,
+    }
 
 
 def exact_retina(quick=False):
@@ -77,20 +122,20 @@ def exact_retina(quick=False):
     spec = bayes.default_model_spec()
     ours = _timed_fit(spins, spec, likelihood="exact", num_chains=4,
                       num_draws=300 if quick else 1000, num_warmup=200)
-    plain = _timed_fit(spins, spec.replace(mass_matrix="adapt"), likelihood="exact",
-                       num_chains=4, num_draws=150 if quick else 500,
-                       num_warmup=150 if quick else 500)
+    plain = _plain_numpyro(spins, spec, num_chains=4, num_draws=100 if quick else 300,
+                           num_warmup=100 if quick else 300)
+    ratio = ours["min_ess_per_s"] / plain["min_ess_per_s"]
     return {
         "ours": ours,
         "plain_nuts": plain,
-        "min_ess_per_s_ratio": ours["min_ess_per_s"] / plain["min_ess_per_s"],
+        "min_ess_per_s_ratio": ratio,
         "min_ess_per_cpu_s_ratio": ours["min_ess_per_cpu_s"] / plain["min_ess_per_cpu_s"],
         "targets_met": {
             "rhat<=1.01": ours["rhat_max"] <= 1.01,
             "min_bulk_ess>=1000": ours["ess_bulk_min"] >= 1000,
             "no_divergences": ours["divergences"] == 0,
             "wall<=20s": ours["wall_s"] <= 20,
-            "ratio>=10": ours["min_ess_per_s"] / plain["min_ess_per_s"] >= 10,
+            "ratio>=10": ratio >= 10,
         },
     }
 
