@@ -42,8 +42,9 @@ couplings J_i·. It is flagged
 
 Each flag carries its reasons as strings. The run-level verdict (:func:`diagnose`) is
 "converged" when no parameter breaks the R-hat/ESS cuts, there are no divergences, every
-chain has E-BFMI ≥ 0.3 and fewer than 1% of transitions saturate the tree depth; otherwise the
-reasons list says which.
+chain has E-BFMI ≥ 0.3 and fewer than 25% of transitions saturate the tree depth; otherwise the
+reasons list says which. Saturation above 1% (but below 25%) is reported under ``warnings``:
+it costs efficiency, and R-hat/ESS already say whether the draws are good.
 """
 
 import json
@@ -57,6 +58,7 @@ __all__ = [
     "CONTRACTION_MIN",
     "BFMI_MIN",
     "TREE_DEPTH_SATURATION_MAX",
+    "TREE_DEPTH_SATURATION_FAIL",
     "prior_variance",
     "parameter_table",
     "sampler_diagnostics",
@@ -79,6 +81,8 @@ CONTRACTION_MIN = 0.5
 BFMI_MIN = 0.3
 #: fraction of transitions at the maximum tree depth above which the run is not trusted
 TREE_DEPTH_SATURATION_MAX = 0.01
+#: ... and above this the saturation alone makes the run untrusted (truncated trajectories)
+TREE_DEPTH_SATURATION_FAIL = 0.25
 #: smallest reference sd for contraction (a coupling of 0.02 moves joint-firing log-odds by 0.08)
 MIN_REFERENCE_SD = 0.02
 #: central interval probability for the interval width
@@ -460,10 +464,17 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
         if low:
             reasons.append(f"E-BFMI < {bfmi_min} in chain(s) {low} "
                            f"({', '.join(f'{sampler['bfmi'][k]:.2f}' for k in low)})")
+    # Tree-depth saturation is an efficiency concern, not a validity one (Stan's and ArviZ's
+    # reading): it becomes a reason only when it is extreme; otherwise a warning.
+    warnings = []
     saturation = sampler["tree_depth_saturation"]
     if saturation is not None and saturation > tree_depth_saturation_max:
-        reasons.append(f"{100 * saturation:.1f}% of transitions hit the maximum tree depth "
-                       f"{sampler['max_tree_depth']}")
+        message = (f"{100 * saturation:.1f}% of transitions hit the maximum tree depth "
+                   f"{sampler['max_tree_depth']}")
+        if saturation > TREE_DEPTH_SATURATION_FAIL:
+            reasons.append(message + " (trajectories truncated: exploration not trusted)")
+        else:
+            warnings.append(message + " (inefficient, not invalid, when R-hat and ESS pass)")
     summary = dict(
         num_parameters=int(rhat.size), max_rhat=float(np.nanmax(rhat)) if num_chains > 1
         else None, min_ess_bulk=float(np.nanmin(ess_bulk)), min_ess_tail=float(np.nanmin(ess_tail)),
@@ -473,7 +484,8 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
                       bfmi_min=bfmi_min, tree_depth_saturation_max=tree_depth_saturation_max,
                       min_reference_sd=min_reference_sd)
     converged = not reasons
-    return dict(converged=converged, reasons=reasons, sampler=sampler, summary=summary,
+    return dict(converged=converged, reasons=reasons, warnings=warnings, sampler=sampler,
+                summary=summary,
                 thresholds=thresholds, neurons=neurons,
                 num_flagged=int(sum(row["flagged"] for row in neurons)), parameters=params)
 

@@ -410,6 +410,10 @@ def _section_verdict(ctx):
         text = (f"<b>The sampler converged</b> according to {_esc(source)}: the chains agree "
                 "with each other and every parameter has enough effective draws, so the "
                 "intervals below can be read as posterior uncertainty.")
+        warnings = list((diag or {}).get("warnings") or [])
+        if warnings:
+            text += (" Sampler warnings (efficiency, not validity):<ul>"
+                     + "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul>")
         parts.append(f'<div class="verdict ok">{text}</div>')
     else:
         text = (f"<b>The sampler did not converge</b> according to {_esc(source)}. Do not "

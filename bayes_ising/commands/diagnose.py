@@ -74,6 +74,8 @@ def run(args):
     write_json(args.out, out, force=args.force)
     verdict = "converged" if diagnosis["converged"] else "NOT converged: " + "; ".join(
         diagnosis["reasons"])
+    if diagnosis.get("warnings"):
+        verdict += " (warnings: " + "; ".join(diagnosis["warnings"]) + ")"
     flagged = [row["id"] for row in diagnosis["neurons"] if row["flagged"]]
     print(f"{verdict}. {len(flagged)} of {len(diagnosis['neurons'])} neurons flagged"
           + (f" ({', '.join(flagged)})" if flagged else "") + f". Written to {args.out}")
