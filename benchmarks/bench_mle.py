@@ -169,6 +169,30 @@ def coniii_to_ours(multipliers, num_neurons):
     return h, J
 
 
+class _TimeLimit(Exception):
+    pass
+
+
+def _limited(fn, seconds):
+    """``fn()``, or raise :class:`_TimeLimit` after ``seconds`` (SIGALRM; main thread)."""
+    import signal
+
+    def handler(signum, frame):
+        raise _TimeLimit(f"did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.alarm(int(seconds))
+    try:
+        return fn()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+#: wall-time limits of ConIII's solvers (seconds); a solver past its limit is reported as such
+CONIII_LIMIT_S = {"enumerate": 120, "pseudo": 300}
+
+
 def bench_coniii(retina_spins, sparse_spins, ours_exact, ours_pseudo, ours_pseudo_fit):
     """ConIII's ``Enumerate`` (exact, N = 15) and ``Pseudo`` (N = 50) on the same data, with
     same-run ratios. Parameters are converted by :func:`coniii_to_ours` and the conversion is
@@ -200,7 +224,7 @@ def bench_coniii(retina_spins, sparse_spins, ours_exact, ours_pseudo, ours_pseud
             ours_fit, ours_s = _timed(lambda: _quiet(lambda: mle.fit_exact(subset)), repeats=2)
             solver = Enumerate(subset.astype(np.int64), iprint=False)
             start = time.perf_counter()
-            multipliers = solver.solve()
+            multipliers = _limited(solver.solve, CONIII_LIMIT_S["enumerate"])
             elapsed = time.perf_counter() - start
             h, J = coniii_to_ours(multipliers, num_neurons)
             errors = mle.moment_errors(h, J, observed)
@@ -224,7 +248,7 @@ def bench_coniii(retina_spins, sparse_spins, ours_exact, ours_pseudo, ours_pseud
     try:
         solver = Pseudo(sparse_spins.astype(np.int64), iprint=False)
         start = time.perf_counter()
-        multipliers = solver.solve()
+        multipliers = _limited(solver.solve, CONIII_LIMIT_S["pseudo"])
         elapsed = time.perf_counter() - start
         h, J = coniii_to_ours(multipliers, sparse_spins.shape[1])
         theta = np.asarray(ising.pack(h, J))

@@ -157,8 +157,33 @@ def _rows_generic(name, r, prefix=""):
     return rows
 
 
+def _rhat(d):
+    return f"{d['rhat_max']:.4f}" if _number(d.get("rhat_max")) else "-"
+
+
+def _rows_nuts(r):
+    exact = r.get("exact_retina15", {})
+    ours, plain = exact.get("ours", {}), exact.get("plain_nuts", {})
+    rows = [_row("NUTS exact (retina, N = 15): ours vs plain NumPyro NUTS, min bulk ESS/s",
+                 ours.get("min_ess_per_s"), plain.get("min_ess_per_s"), "min-ESS/s",
+                 note=_skip_note(exact) or (
+                     f"ours {ours.get('chains')}x{ours.get('draws')} in "
+                     f"{_fmt(ours.get('wall_s'))} s, R-hat {_rhat(ours)}; plain "
+                     f"{plain.get('chains')}x{plain.get('draws')}, R-hat {_rhat(plain)}"))]
+    pseudo = r.get("pseudo_n50")
+    if isinstance(pseudo, dict):
+        p = pseudo.get("ours", {})
+        rows.append(_row("NUTS pseudo (N = 50, T = 40,000): wall time vs 300 s target",
+                         p.get("wall_s"), 300.0, "s (time)", higher_is_better=False,
+                         note=_skip_note(pseudo) or (
+                             f"{p.get('chains')}x{p.get('draws')}, R-hat {_rhat(p)}, "
+                             f"min ESS "
+                             f"{_fmt(p.get('ess_bulk_min'))}")))
+    return rows
+
+
 #: per-benchmark adapters from its dict to table rows (generic fallback otherwise)
-ADAPTERS = {"mle": _rows_mle, "gibbs": _rows_gibbs, "batch": _rows_batch}
+ADAPTERS = {"mle": _rows_mle, "gibbs": _rows_gibbs, "batch": _rows_batch, "nuts": _rows_nuts}
 
 
 def table_rows(results):
