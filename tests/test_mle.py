@@ -426,8 +426,11 @@ def test_restart_reliability_table():
         warnings.simplefilter("ignore", MLEWarning)
         table = mle.restart_reliability(jax.random.PRNGKey(14), spins, num_restarts=3,
                                         cut=0.99, max_iterations=200)
+    # The unidentified directions (J_i4 − J_i5 for every i, h_4 − h_5) keep their random
+    # starts, so the copied pair falls below the cut — and so can its partners, whose vectors
+    # contain J_i4 and J_i5 (the cosine rule cannot say which neuron is at fault).
     cos = np.asarray(table["mean_cosine"])
-    assert cos[4] < 0.95 and cos[5] < 0.95, cos
+    assert cos[4] < 0.99 and cos[5] < 0.99, cos
     assert not table["reliable"][4] and not table["reliable"][5]
 
 
