@@ -59,13 +59,13 @@ import math
 import os
 import sys
 import time
-import tomllib
 import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError, ModelSpecError
+from .model_spec import read_toml
 
 __all__ = [
     "KINDS",
@@ -306,11 +306,7 @@ def load_plan(path):
         The plan, a dataset file or a model spec file does not exist.
     """
     path = Path(path)
-    with open(path, "rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as err:
-            raise ModelSpecError(f"{path}: not valid TOML ({err})") from None
+    data = read_toml(path)
     return plan_from_dict(data, source=str(path), base_dir=path.resolve().parent)
 
 

@@ -250,11 +250,7 @@ def load_model_spec(path):
         No such file.
     """
     path = Path(path)
-    with open(path, "rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as err:
-            raise ModelSpecError(f"{path}: not valid TOML ({err})") from None
+    data = read_toml(path)
     return model_spec_from_dict(data, source=str(path))
 
 
@@ -292,3 +288,13 @@ def _spec_to_toml_dict(spec):
             "float32": spec.float32,
         },
     }
+
+
+def read_toml(path):
+    """Parse a TOML file (plans, model specs); invalid TOML is a ModelSpecError naming it."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as err:
+            raise ModelSpecError(f"{path}: not valid TOML ({err})") from None
