@@ -59,7 +59,7 @@ import numpyro.distributions as dist
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 
-from . import ising
+from . import ising, stats
 from ._io import atomic_path, to_jsonable
 from .errors import BayesIsingError, DataError, Float64Error, ModelSpecError
 from .model_spec import (
@@ -687,15 +687,7 @@ class _Data(NamedTuple):
 
 
 def _as_data(data):
-    spins = np.asarray(getattr(data, "spins", data))
-    if spins.ndim != 2 or spins.shape[0] < 1 or spins.shape[1] < 2:
-        raise DataError(f"spins must be a (num_bins, N) array with N >= 2, got {spins.shape}")
-    values = np.unique(spins)
-    if not np.all(np.isin(values, (-1, 1))):
-        raise DataError(
-            f"spins must be ±1 (got values {values[:5].tolist()}); convert 0/1 rasters with "
-            "bayes_ising.data.to_spins"
-        )
+    spins = stats.check_spins(getattr(data, "spins", data), min_neurons=2)
     num_neurons = spins.shape[1]
     ids = getattr(data, "neuron_ids", None)
     ids = [str(i) for i in (range(num_neurons) if ids is None else list(ids))]
@@ -705,9 +697,7 @@ def _as_data(data):
     return _Data(spins.astype(np.int8), ids, types, source)
 
 
-def _unique_patterns(spins):
-    patterns, counts = np.unique(spins, axis=0, return_counts=True)
-    return patterns.astype(np.int8), counts.astype(np.int64)
+_unique_patterns = stats.unique_patterns
 
 
 # --------------------------------------------------------------------------------------------

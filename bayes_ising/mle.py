@@ -153,17 +153,7 @@ class _Data:
     spins: np.ndarray | None  # (T, N) int8, None when given moments only
 
 
-def _check_spins(spins):
-    spins = np.asarray(spins)
-    if spins.ndim != 2 or spins.shape[0] < 1 or spins.shape[1] < 1:
-        raise DataError(f"spins must be a (num_bins, N) array, got shape {spins.shape}")
-    values = np.unique(spins)
-    if not np.all(np.isin(values, (-1, 1))):
-        raise DataError(
-            f"spins must be ±1 (convert 0/1 rasters with bayes_ising.data.to_spins), "
-            f"found values {values[:5].tolist()}"
-        )
-    return spins.astype(np.int8)
+_check_spins = stats.check_spins
 
 
 def _prepare(data, neuron_ids=None):

@@ -22,6 +22,7 @@ from .errors import DataError
 __all__ = [
     "Moments",
     "EntropyEstimate",
+    "check_spins",
     "moments",
     "connected_correlations",
     "firing_probability",
@@ -51,6 +52,25 @@ def _spins(spins):
     if s.shape[0] == 0:
         raise DataError("spins have zero bins")
     return s
+
+
+def check_spins(spins, min_neurons=1):
+    """Validate a ``(num_bins, N)`` array of ±1 spins and return it as int8.
+
+    Raises
+    ------
+    DataError
+        Not 2-D, no bins, fewer than ``min_neurons`` columns, or values other than ±1 (0/1
+        rasters are converted, explicitly, by :func:`bayes_ising.data.to_spins`).
+    """
+    s = _spins(spins)
+    if s.shape[1] < min_neurons:
+        raise DataError(f"spins must have at least {min_neurons} neuron(s), got shape {s.shape}")
+    values = np.unique(s)
+    if not np.all(np.isin(values, (-1, 1))):
+        raise DataError(f"spins must be ±1 (got values {values[:5].tolist()}); convert 0/1 "
+                        "rasters with bayes_ising.data.to_spins")
+    return s.astype(np.int8)
 
 
 @dataclass(frozen=True, eq=False)
