@@ -202,41 +202,88 @@ def _exact_log_likelihood(h, j, moments, num_neurons, float32=False):
     return ising.exact_log_likelihood(h.astype(dtype), J, moments)
 
 
+#: patterns per block of the pseudolikelihood sweep: the (N, block) intermediates of one
+#: block stay in a core's L2 cache (one pass over all U patterns at once was memory-bound)
+PSEUDO_BLOCK = 2048
+
+
+class _PseudoData(NamedTuple):
+    r"""What the pseudolikelihood needs of the data: unique patterns with counts, and the
+    count-weighted sums :math:`a = \sum_u c_u s_u`, :math:`B = \sum_u c_u s_u s_u^\top`.
+    Patterns are padded with zero rows of zero count to K whole blocks."""
+
+    patterns: object  # (U, N) ±1 float32, U = K · block
+    patterns_t: object  # (K, N, block): the same, transposed block by block
+    counts: object  # (U,)
+    sum_s: object  # (N,) a
+    sum_ss: object  # (N, N) B
+
+
 @jax.custom_vjp
-def _fused_log_pseudolikelihood(h, J, s, counts):
-    r""":func:`ising.log_pseudolikelihood` with a fused analytic gradient (two GEMMs in all).
+def _sum_log_2cosh(h, J, s, s_t, counts):
+    r""":math:`\sum_u c_u \sum_i \log(2\cosh H_{ui})`, :math:`H = h + sJ`, and its gradient
+    :math:`\partial_h = \sum_u c_u \tanh H_u`, :math:`\partial_J = s^\top(c \odot \tanh H)`,
+    in one sweep over blocks of patterns (``s`` (U, N), ``s_t`` (K, N, block)).
 
-    Forward :math:`H = h + sJ`; backward :math:`G = c\,2s\,\sigma(-2 s H)`,
-    :math:`\partial_h = \sum_u G_u`, :math:`\partial_J = s^\top G` (the matrix gradient;
-    ``couplings_to_matrix`` symmetrises it). Data ``s``, ``counts`` get zero cotangents.
+    Per block, neuron-major: :math:`H_b^\top = h + J s_b^\top` (N, block), one exp, log1p
+    and tanh per element, and :math:`\partial_J \mathrel{+}= (c \odot \tanh H_b)^\top s_b`.
+    Vmapped over chains both products stay canonical GEMMs, (C·N, N)·(N, block) and
+    (C·N, block)·(block, N), and a block's intermediates stay in cache. Sums are accumulated
+    in the widest float enabled, whatever the dtype of ``h`` (float32 allowed).
     """
-    return ising.log_pseudolikelihood(h, J, s, counts)
+    return _sum_log_2cosh_fwd(h, J, s, s_t, counts)[0]
 
 
-def _fused_pl_fwd(h, J, s, counts):
-    x = 2.0 * s * (h + s @ J)
-    e = jnp.exp(-jnp.abs(x))  # one exp serves log σ(x) and σ(−x)
-    value = counts @ jnp.sum(jnp.minimum(x, 0.0) - jnp.log1p(e), axis=-1)
-    sigmoid_neg = jnp.where(x >= 0, e, 1.0) / (1.0 + e)
-    dfields = (2.0 * counts)[:, None] * s * sigmoid_neg
-    return value, (dfields, s, counts)
+def _sum_log_2cosh_fwd(h, J, s, s_t, counts):
+    num_blocks, num_neurons, block = s_t.shape
+    wide = jnp.result_type(float)
+
+    def sweep(carry, blocks):
+        value, grad_h, grad_J = carry
+        s_b, s_t_b, c_b = blocks
+        fields_t = h[:, None] + J @ s_t_b  # (N, block)
+        magnitude = jnp.abs(fields_t)  # log 2cosh H = |H| + log1p(exp(−2|H|))
+        per_pattern = jnp.sum(magnitude + jnp.log1p(jnp.exp(-2.0 * magnitude)), axis=0)
+        weighted_tanh = jnp.tanh(fields_t) * c_b[None, :]
+        return (value + per_pattern.astype(wide) @ c_b.astype(wide),
+                grad_h + jnp.sum(weighted_tanh, axis=1).astype(wide),
+                grad_J + (weighted_tanh @ s_b).astype(wide)), None
+
+    init = (jnp.zeros((), wide), jnp.zeros(num_neurons, wide),
+            jnp.zeros((num_neurons, num_neurons), wide))
+    blocks = (s.reshape(num_blocks, block, num_neurons), s_t,
+              counts.reshape(num_blocks, block))
+    (value, grad_h, grad_J), _ = jax.lax.scan(sweep, init, blocks)
+    return value, (grad_h, grad_J, s, s_t, counts)
 
 
-def _fused_pl_bwd(residuals, g):
-    dfields, s, counts = residuals
-    return (g * jnp.sum(dfields, axis=0), g * (s.T @ dfields), jnp.zeros_like(s),
-            jnp.zeros_like(counts))
+def _sum_log_2cosh_bwd(residuals, g):
+    grad_h, grad_J, s, s_t, counts = residuals
+    return ((g * grad_h).astype(s.dtype), (g * grad_J).astype(s.dtype), jnp.zeros_like(s),
+            jnp.zeros_like(s_t), jnp.zeros_like(counts))
 
 
-_fused_log_pseudolikelihood.defvjp(_fused_pl_fwd, _fused_pl_bwd)
+_sum_log_2cosh.defvjp(_sum_log_2cosh_fwd, _sum_log_2cosh_bwd)
 
 
-def _pseudo_log_likelihood(h, j, patterns, counts, float32=False):
-    dtype = jnp.float32 if float32 else jnp.result_type(h.dtype, jnp.float32)
-    num_neurons = patterns.shape[1]
-    J = ising.couplings_to_matrix(j.astype(dtype), num_neurons)
-    return _fused_log_pseudolikelihood(h.astype(dtype), J, patterns.astype(dtype),
-                                       counts.astype(dtype))
+def _pseudo_log_likelihood(h, j, data, float32=False):
+    r"""Log pseudolikelihood (:func:`ising.log_pseudolikelihood`) in the form
+
+    .. math:: \log\mathrm{PL} = h\cdot a + \sum_{i \ne j} J_{ij} B_{ij}
+              - \sum_u c_u \sum_i \log(2\cosh H_{ui}),
+
+    from :math:`\log\sigma(2sH) = sH - \log 2\cosh H`: the linear part comes from the
+    sufficient sums in the dtype of ``h``; only the log-cosh sum runs per pattern, in
+    float32 when ``float32`` (accumulated in float64).
+    """
+    num_neurons = data.patterns.shape[1]
+    wide = jnp.result_type(h.dtype, jnp.float32)
+    dtype = jnp.float32 if float32 else wide
+    J = ising.couplings_to_matrix(j.astype(wide), num_neurons)
+    linear = h.astype(wide) @ data.sum_s.astype(wide) + jnp.sum(J * data.sum_ss.astype(wide))
+    log_cosh = _sum_log_2cosh(h.astype(dtype), J.astype(dtype), data.patterns.astype(dtype),
+                              data.patterns_t.astype(dtype), data.counts.astype(dtype))
+    return linear - log_cosh.astype(wide)
 
 
 def _model(config, data, block_index):
@@ -247,7 +294,7 @@ def _model(config, data, block_index):
         value = _exact_log_likelihood(h, j, data, config.num_neurons, spec.float32)
         numpyro.factor("log_likelihood", value.astype(h.dtype))
     else:
-        value = _pseudo_log_likelihood(h, j, data[0], data[1], spec.float32)
+        value = _pseudo_log_likelihood(h, j, data, spec.float32)
         numpyro.factor("log_pseudolikelihood", value.astype(h.dtype))
 
 
@@ -284,7 +331,7 @@ def pseudo_model(patterns, counts, spec=None, block_index=None):
     spec = default_model_spec() if spec is None else spec
     num_neurons = patterns.shape[1]
     block_index, num_blocks = _resolve_blocks(block_index, num_neurons)
-    data = (jnp.asarray(patterns), jnp.asarray(counts))
+    data = _data_arrays("pseudo", None, np.asarray(patterns), np.asarray(counts))
     _model(_Config("pseudo", spec, int(num_neurons), num_blocks), data, block_index)
 
 
@@ -333,7 +380,7 @@ def _log_likelihood_theta(config, theta, data):
     n = config.num_neurons
     if config.kind == "exact":
         return _exact_log_likelihood(theta[:n], theta[n:], data, n)
-    return _pseudo_log_likelihood(theta[:n], theta[n:], data[0], data[1])
+    return _pseudo_log_likelihood(theta[:n], theta[n:], data)
 
 
 def _neg_hessian_theta(config, theta, data):
@@ -341,7 +388,7 @@ def _neg_hessian_theta(config, theta, data):
     if config.kind == "exact":
         h, J = ising.unpack(theta, config.num_neurons)
         return data.num_bins * ising.fisher_information(h, J)
-    return _pseudo_hessian(theta, data[0], data[1])
+    return _pseudo_hessian(theta, data.patterns, data.counts)
 
 
 _POSITIVE_SITES = ("J_block_scale", "J_tau", "J_lambda", "J_slab_c2")
@@ -427,11 +474,18 @@ def _data_arrays(kind, moments, patterns, counts):
     num_unique, num_neurons = patterns.shape
     size = 2**num_neurons if num_neurons <= 12 else -(-num_unique // 1024) * 1024
     size = max(size, num_unique)
-    padded = np.zeros((size, num_neurons), dtype=np.int8)
+    block = min(size, PSEUDO_BLOCK)
+    size = -(-size // block) * block
+    padded = np.zeros((size, num_neurons), dtype=np.float32)
     padded[:num_unique] = patterns
     padded_counts = np.zeros(size, dtype=np.float64)
     padded_counts[:num_unique] = counts
-    return (jnp.asarray(padded), jnp.asarray(padded_counts))
+    s = np.asarray(patterns, np.float64)
+    weighted = np.asarray(counts, np.float64)[:, None] * s
+    blocks_t = padded.reshape(size // block, block, num_neurons).transpose(0, 2, 1)
+    return _PseudoData(jnp.asarray(padded), jnp.asarray(np.ascontiguousarray(blocks_t)),
+                       jnp.asarray(padded_counts),
+                       jnp.asarray(weighted.sum(axis=0)), jnp.asarray(s.T @ weighted))
 
 
 # --------------------------------------------------------------------------------------------

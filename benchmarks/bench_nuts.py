@@ -7,9 +7,12 @@ against plain NUTS (diagonal mass adapted from scratch, random start), in the sa
    ``MCMC(NUTS)`` on the same model (diagonal mass adapted from scratch, default init and
    chain method), 4 × 300 draws after 300 warmup (``--plain-draws D`` for D × D); the fair
    comparison is min-ESS/s (``min_ess_per_s_ratio``).
+   The same fit with float32 sampling follows (compiled afresh: a different program).
 2. Pseudolikelihood, N = 50, T = 40,000 synthetic E/I raster (Gibbs samples of planted
-   parameters), 4 chains × 500 draws: the same figures, and whether one value+grad is bound
-   by its matrix products (time of value+grad ÷ time of the two GEMMs it contains).
+   parameters), 4 chains × 500 draws with ``models/pseudo_large.toml`` (float32 sampling,
+   target_accept 0.9, max tree depth 4, 75 warmup): the same figures, and whether one
+   value+grad is bound by its matrix products (time of value+grad ÷ time of the two GEMMs it
+   contains), in float64 and float32.
 
     python benchmarks/bench_nuts.py [--quick]
 
@@ -126,11 +129,14 @@ def exact_retina(quick=False, plain_draws=None):
     spec = bayes.default_model_spec()
     ours = _timed_fit(spins, spec, likelihood="exact", num_chains=4,
                       num_draws=300 if quick else 1000, num_warmup=200)
+    ours32 = _timed_fit(spins, spec.replace(float32=True), likelihood="exact", num_chains=4,
+                        num_draws=300 if quick else 1000, num_warmup=200)
     plain = _plain_numpyro(spins, spec, num_chains=4, num_draws=plain_draws,
                            num_warmup=plain_draws)
     ratio = ours["min_ess_per_s"] / plain["min_ess_per_s"]
     return {
         "ours": ours,
+        "ours_float32": ours32,
         "plain_nuts": plain,
         "min_ess_per_s_ratio": ratio,
         "min_ess_per_cpu_s_ratio": ours["min_ess_per_cpu_s"] / plain["min_ess_per_cpu_s"],
@@ -158,24 +164,15 @@ def _synthetic_n50(num_bins):
 
 
 def _gemm_bound(spins, spec):
-    """Time of one value+grad of the pseudo-posterior potential ÷ time of its two GEMMs."""
+    """Time of one value+grad of the pseudo-posterior potential ÷ time of the two GEMMs it
+    contains (forward J·sᵀ and backward G·s over all pattern blocks), float64 and float32."""
     patterns, counts = bayes._unique_patterns(spins)
     data = bayes._data_arrays("pseudo", None, patterns, counts)
     num_neurons = spins.shape[1]
-    config = bayes._Config("pseudo", spec, num_neurons, 1)
-    fns = bayes._functions(config)
     phi = jnp.zeros(num_neurons + num_neurons * (num_neurons - 1) // 2)
     block_index = jnp.zeros(phi.shape[0] - num_neurons, jnp.int32)
-    value_and_grad = jax.jit(jax.value_and_grad(lambda p: fns.potential(p, data, block_index)))
-    s = data[0].astype(jnp.float64)
-    J = jnp.eye(num_neurons) * 0.1
 
-    @jax.jit
-    def gemms(s, J):  # forward s @ J and backward sᵀ @ G, the products value+grad needs
-        fields = s @ J
-        return s.T @ fields
-
-    def best(fn, *args, repeat=30):
+    def best(fn, *args, repeat=20):
         jax.block_until_ready(fn(*args))
         times = []
         for _ in range(repeat):
@@ -184,11 +181,25 @@ def _gemm_bound(spins, spec):
             times.append(time.perf_counter() - start)
         return min(times)
 
-    t_vg = best(value_and_grad, phi)
-    t_gemm = best(gemms, s, J)
-    return {"unique_patterns": int(patterns.shape[0]), "padded_rows": int(s.shape[0]),
-            "value_and_grad_ms": 1e3 * t_vg, "two_gemms_ms": 1e3 * t_gemm,
-            "value_and_grad_over_gemms": t_vg / t_gemm}
+    result = {"unique_patterns": int(patterns.shape[0]), "padded_rows": int(data.counts.shape[0])}
+    for name, dtype, float32 in (("float64", jnp.float64, False), ("float32", jnp.float32, True)):
+        config = bayes._Config("pseudo", spec.replace(float32=float32), num_neurons, 1)
+        potential = bayes._functions(config).potential
+        value_and_grad = jax.jit(jax.value_and_grad(lambda p, f=potential: f(p, data,
+                                                                           block_index)))
+        s_t = data.patterns_t.astype(dtype)
+        s = data.patterns.astype(dtype).reshape(s_t.shape[0], s_t.shape[2], num_neurons)
+        J = jnp.eye(num_neurons, dtype=dtype) * 0.1
+
+        @jax.jit
+        def gemms(s, s_t, J):  # the forward and backward products of value+grad
+            fields_t = J @ s_t  # (K, N, block)
+            return jnp.einsum("knb,kbm->nm", fields_t, s)
+
+        t_vg, t_gemm = best(value_and_grad, phi), best(gemms, s, s_t, J)
+        result[name] = {"value_and_grad_ms": 1e3 * t_vg, "two_gemms_ms": 1e3 * t_gemm,
+                        "value_and_grad_over_gemms": t_vg / t_gemm}
+    return result
 
 
 def pseudo_n50(quick=False):
@@ -196,17 +207,14 @@ def pseudo_n50(quick=False):
     start = time.perf_counter()
     spins, cell_types = _synthetic_n50(num_bins)
     data_s = time.perf_counter() - start
-    spec = bayes.default_model_spec()
+    spec = bayes.load_model_spec(ROOT / "models" / "pseudo_large.toml")
     ours = _timed_fit(spins, spec, likelihood="pseudo", adjust="none", num_chains=4,
-                      num_draws=200 if quick else 500, num_warmup=100)
-    ours32 = _timed_fit(spins, spec.replace(float32=True), likelihood="pseudo", adjust="none",
-                        num_chains=4, num_draws=200 if quick else 500, num_warmup=100)
+                      num_draws=200 if quick else 500)
     return {
         "num_bins": num_bins,
         "data_generation_s": data_s,
+        "model": "models/pseudo_large.toml",
         "ours": ours,
-        "ours_float32": ours32,
-        "float32_speedup": ours["wall_s"] / ours32["wall_s"],
         "gemm_bound": _gemm_bound(spins, spec),
         "targets_met": {
             "rhat<=1.01": ours["rhat_max"] <= 1.01,
@@ -218,10 +226,11 @@ def pseudo_n50(quick=False):
 def _print(result):
     print(f"load average at start {result['load_start']}, end {result['load_end']}")
     e = result["exact_retina15"]
-    rows = [("exact N=15, ours", e["ours"]), ("exact N=15, plain NUTS", e["plain_nuts"])]
+    rows = [("exact N=15, ours", e["ours"]), ("exact N=15, ours float32", e["ours_float32"]),
+            ("exact N=15, plain NUTS", e["plain_nuts"])]
     if "pseudo_n50" in result:
         p = result["pseudo_n50"]
-        rows += [("pseudo N=50, ours f64", p["ours"]), ("pseudo N=50, ours f32", p["ours_float32"])]
+        rows += [("pseudo N=50, pseudo_large", p["ours"])]
     print(f"{'run':26s} {'chains x draws':>14s} {'wall s':>7s} {'cpu s':>7s} {'Rhat':>7s} "
           f"{'minESS':>7s} {'div':>4s} {'steps':>6s} {'ESS/s':>7s} {'ESS/cpu-s':>9s}")
     for name, r in rows:
@@ -233,9 +242,11 @@ def _print(result):
           f"(per CPU-second {e['min_ess_per_cpu_s_ratio']:.1f}x); targets {e['targets_met']}")
     if "pseudo_n50" in result:
         g = result["pseudo_n50"]["gemm_bound"]
-        print(f"pseudo N=50: value+grad {g['value_and_grad_ms']:.2f} ms vs its two GEMMs "
-              f"{g['two_gemms_ms']:.2f} ms (ratio {g['value_and_grad_over_gemms']:.2f}); "
-              f"targets {result['pseudo_n50']['targets_met']}")
+        for name in ("float64", "float32"):
+            print(f"pseudo N=50 {name}: value+grad {g[name]['value_and_grad_ms']:.2f} ms vs its "
+                  f"two GEMMs {g[name]['two_gemms_ms']:.2f} ms "
+                  f"(ratio {g[name]['value_and_grad_over_gemms']:.2f})")
+        print(f"pseudo N=50 targets {result['pseudo_n50']['targets_met']}")
 
 
 def main(quick=False, argv=None):
