@@ -98,8 +98,14 @@ def build_parser():
     return parser
 
 
+#: where compiled XLA programs persist between runs (``BAYES_ISING_JAX_CACHE``; "off" disables)
+DEFAULT_JAX_CACHE = os.path.join("~", ".cache", "bayes_ising", "jax")
+
+
 def _configure_jax():
-    """float64 and one CPU device per core, chosen before JAX starts (the CLI is an edge)."""
+    """float64, one CPU device per core (chosen before JAX starts: the CLI is an edge), and
+    JAX's persistent compilation cache, so that a second ``fit`` of the same shapes skips the
+    compilation of its NUTS program (seconds of every short run)."""
     if "jax" not in sys.modules:
         cores = os.cpu_count() or 1
         flags = os.environ.get("XLA_FLAGS", "")
@@ -110,6 +116,10 @@ def _configure_jax():
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    cache = os.environ.get("BAYES_ISING_JAX_CACHE", DEFAULT_JAX_CACHE)
+    if cache.lower() not in ("", "0", "off", "none"):
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def main(argv=None):

@@ -6,6 +6,7 @@ from pathlib import Path
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("BAYES_ISING_JAX_CACHE", "off")  # hermetic: test_cli checks the cache
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -137,6 +137,29 @@ def test_fused_pseudolikelihood_matches_ising_in_float64_and_float32():
             np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
+def test_public_numpyro_models_have_the_stated_log_density():
+    """exact_model and pseudo_model: log density = log L (or log PL) + the Normal priors."""
+    from numpyro.infer.util import log_density
+    from scipy import stats as sps
+
+    h, J = _planted(6, 5)
+    spins = _sample_exact(7, h, J, 400)
+    patterns, counts = np.unique(spins, axis=0, return_counts=True)
+    spec = bayes.default_model_spec()
+    j = J[np.triu_indices(5, 1)]
+    prior = (sps.norm(spec.h_mean, spec.h_scale).logpdf(h).sum()
+             + sps.norm(0, spec.j_scale).logpdf(j).sum())
+    params = {"h": jnp.asarray(h), "J": jnp.asarray(j)}
+    pl = float(ising.log_pseudolikelihood(h, J, patterns, counts))
+    value, _ = log_density(bayes.pseudo_model, (patterns, counts, spec), {}, params)
+    assert float(value) == pytest.approx(pl + prior, rel=1e-10)
+    s = spins.astype(np.float64)
+    moments = bayes._Sufficient(float(len(s)), s.mean(axis=0), s.T @ s / len(s))
+    exact = float(ising.exact_log_likelihood(jnp.asarray(h), jnp.asarray(J), moments))
+    value, _ = log_density(bayes.exact_model, (moments, 5, spec), {}, params)
+    assert float(value) == pytest.approx(exact + prior, rel=1e-10)
+
+
 def test_laplace_hessian_is_fisher_times_t_plus_prior_precision(large_t_data):
     """Normal prior: the mass matrix is exactly (T F(θ̂) + diag(σ⁻²))⁻¹ at the exact MAP."""
     spec = bayes.default_model_spec()

@@ -420,3 +420,27 @@ def test_writer_error_leaves_nothing(tmp_path, posterior_file, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         cli.main(["report", str(posterior_file), "--out", str(out)])
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_fit_persists_compiled_programs_and_reuses_them(tmp_path, data_file):
+    """BAYES_ISING_JAX_CACHE: the first fit fills the cache; a second identical fit reads it
+    and gives the same draws (same seed)."""
+    cache = tmp_path / "jax-cache"
+    env = {**ENV, "BAYES_ISING_JAX_CACHE": str(cache)}
+    outputs = []
+    for run in range(2):
+        out = tmp_path / f"posterior{run}.nc"
+        result = subprocess.run(
+            [sys.executable, "-m", "bayes_ising.cli", "fit", str(data_file), "--likelihood",
+             "exact", "--chains", "2", "--draws", "30", "--warmup", "30", "--seed", "3",
+             "--out", str(out)], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        if run == 0:
+            cached = list(cache.iterdir())
+            assert cached, "no compiled program was persisted"
+        outputs.append(out)
+    from bayes_ising import bayes
+
+    first, second = (bayes.load_posterior(p) for p in outputs)
+    np.testing.assert_array_equal(first["posterior"]["J"].values, second["posterior"]["J"].values)
+    assert {p.name for p in cache.iterdir()} >= {p.name for p in cached}
