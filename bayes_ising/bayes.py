@@ -8,7 +8,10 @@ Likelihoods
     * ``"exact"`` (N ≤ 22): :math:`\log L = T[\sum_i h_i m_i + \sum_{i<j} J_{ij} Q_{ij} -
       \log Z(h, J)]` — the data enter only through (T, m, Q); log Z by exact enumeration.
     * ``"pseudo"`` (any N): :math:`\log \mathrm{PL} = \sum_u c_u \sum_i \log\sigma(2 s_{ui}
-      H_{ui})` over the unique patterns u with counts :math:`c_u` (Besag 1975).
+      H_{ui})` over the unique patterns u with counts :math:`c_u` (Besag 1975), evaluated as
+      :math:`h\cdot a + \sum_{i\ne j} J_{ij}B_{ij} - \sum_u c_u \sum_i \log 2\cosh H_{ui}`
+      (sufficient sums a, B; a blocked, neuron-major sweep with a fused gradient;
+      ``docs/sampler.md``).
 
 Priors (:class:`~bayes_ising.model_spec.ModelSpec`, TOML files in ``models/``)
     :math:`h_i \sim \mathcal N(\mu_h, \sigma_h)`; :math:`J_{ij} \sim \mathcal N(0, \sigma_J)`, or

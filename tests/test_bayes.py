@@ -321,7 +321,7 @@ def test_netcdf_round_trip(exact_tree, tmp_path):
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["default", "hierarchical_blocks", "horseshoe"])
+@pytest.mark.parametrize("name", ["default", "hierarchical_blocks", "horseshoe", "pseudo_large"])
 def test_shipped_model_files_load(name):
     from pathlib import Path
 
@@ -451,3 +451,43 @@ def test_large_n_pseudo_posterior_mode_curvature_path():
     # 465 parameters of one dataset: binomial sd ~1.4 points at 90%; allow a wide margin for
     # Gibbs-estimated Fisher / Boltzmann centre error
     assert 0.8 <= coverage <= 0.98, coverage
+
+
+@pytest.mark.parametrize("name", ["hierarchical_blocks", "horseshoe"])
+def test_hierarchical_and_horseshoe_posteriors_sample_and_agree_with_normal(name):
+    """The shipped hierarchical and horseshoe models sample without NaN or many divergences,
+    their hyperparameters are in the tree, and where the data decide (T = 6000) the coupling
+    means agree with the Normal-prior posterior within 3 posterior sd."""
+    from pathlib import Path
+
+    import arviz_stats
+
+    rng = np.random.default_rng(11)
+    types = np.array(["E", "E", "E", "I", "I", "I"])
+    h = rng.normal(-0.5, 0.2, 6)
+    J = np.zeros((6, 6))
+    i, j = np.triu_indices(6, 1)
+    strong = (types[i] == "E") & (types[j] == "E")
+    J[i, j] = np.where(strong, 0.5, 0.05) * rng.choice([-1, 1], i.size)
+    J = J + J.T
+    data = _Data(_sample_exact(12, h, J, 6000), cell_types=types)
+    spec = load_model_spec(Path(__file__).resolve().parents[1] / "models" / f"{name}.toml")
+    settings = dict(num_chains=2, num_draws=300, num_warmup=300, progress=False)
+    tree = bayes.fit_posterior(3, data, spec, likelihood="exact", **settings)
+    normal = bayes.fit_posterior(3, data, likelihood="exact", **settings)
+    post = tree["posterior"]
+    hyper = ["J_block_scale"] if name == "hierarchical_blocks" else ["J_tau", "J_slab_c2"]
+    for var in ["h", "J", *hyper]:
+        assert var in post.data_vars and np.isfinite(post[var].values).all(), var
+    if name == "hierarchical_blocks":
+        assert post["J_block_scale"].shape[-1] == 3  # E-E, E-I, I-I
+    stats_ = tree["sample_stats"]
+    # the I-I block (3 weak pairs) pulls its scale towards 0, a mild funnel even non-centred:
+    # a few divergences (measured 5 of 600 for the hierarchical model), which diagnose() flags
+    assert int(stats_["diverging"].sum()) <= 12
+    rhat = arviz_stats.rhat(post.to_dataset()[["h", "J"]])
+    assert max(float(rhat[v].max()) for v in ("h", "J")) < 1.05
+    mean, ref_mean = post["J"].mean(("chain", "draw")), normal["posterior"]["J"].mean(
+        ("chain", "draw"))
+    ref_sd = normal["posterior"]["J"].std(("chain", "draw"))
+    assert np.all(np.abs(mean.values - ref_mean.values) < 3 * ref_sd.values)

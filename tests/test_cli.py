@@ -370,6 +370,12 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+def _default_sigint():
+    """A job started in the background of a non-interactive shell inherits SIGINT ignored;
+    give the child the default disposition so that Python installs its handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _temps(folder, name):
     return [p.name for p in folder.iterdir() if p.name.startswith(f".{name}.")]
 
@@ -381,7 +387,7 @@ def test_killed_mid_write_leaves_no_partial_result(tmp_path, data_file, sig):
     process = subprocess.Popen(
         [sys.executable, "-c", _INTERRUPTED_WRITER, "summary", str(data_file), "--out",
          str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-        cwd=ROOT)
+        cwd=ROOT, preexec_fn=_default_sigint)
     try:
         deadline = time.time() + 240
         line = ""
