@@ -1,6 +1,7 @@
 """Run the benchmark suite and print one table of same-run ratios.
 
     python benchmarks/run_all.py [--quick] [--only mle,gibbs,...] [--timeout SECONDS]
+    python benchmarks/run_all.py --collect   # table and summary from the saved outputs
 
 Each ``benchmarks/bench_<topic>.py`` exposes ``main()`` returning a dict of figures (and writes
 ``benchmarks/output/<topic>.json``). Every benchmark runs in its own Python process (so each
@@ -78,6 +79,15 @@ def run_benchmark(name, quick=False, timeout=None):
         if completed.returncode != 0 or not result_path.exists():
             return None, f"failed: exit code {completed.returncode} (output above)"
         return json.loads(result_path.read_text()), f"ran in {elapsed:.0f} s"
+
+
+def collect_benchmark(name):
+    """The dict a previous run of ``bench_<name>`` saved; (dict or None, status text)."""
+    path = OUTPUT / f"{name}.json"
+    if not path.exists():
+        return None, f"skipped: {path.name} not saved yet"
+    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    return json.loads(path.read_text()), f"collected from {path.name} (written {modified})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,6 +236,9 @@ def main(argv=None):
                         help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds allowed per benchmark (default: none)")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: build the table from benchmarks/output/<name>.json "
+                             "(each from its own run)")
     parser.add_argument("--_one", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -241,7 +254,10 @@ def main(argv=None):
     results, status = {}, {}
     for name in names:
         print(f"=== bench_{name}{' (quick)' if args.quick else ''} ===", flush=True)
-        results[name], status[name] = run_benchmark(name, args.quick, args.timeout)
+        if args.collect:
+            results[name], status[name] = collect_benchmark(name)
+        else:
+            results[name], status[name] = run_benchmark(name, args.quick, args.timeout)
         print(f"--- bench_{name}: {status[name]}", flush=True)
     rows = table_rows(results)
     print()
@@ -252,6 +268,7 @@ def main(argv=None):
             print(f"  bench_{name}: {status[name]}")
     summary = {
         "quick": args.quick,
+        "collected": args.collect,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpu_count": os.cpu_count()},
         "status": status,
