@@ -617,15 +617,16 @@ _RECORDED = ("diverging", "num_steps", "accept_prob", "energy", "potential_energ
 
 @functools.lru_cache(maxsize=16)
 def _nuts_program(config, num_warmup, adapt_mass, target_accept, max_tree_depth, chunk,
-                  num_devices, shared_args):
-    r"""Jitted (or pmapped) NUTS init and chunk functions for ``config``.
+                  num_devices, shared_args, algorithm="nuts", trajectory_length=None):
+    r"""Jitted (or pmapped) NUTS (or static HMC) init and chunk functions for ``config``.
 
     NUTS runs on :math:`z` with :math:`\phi = \hat\phi + L z`, :math:`L L^\top =
     H^{-1}` (H the posterior Hessian at the MAP): identity mass in z is the dense mass
     :math:`H` in φ, and because :math:`\hat\phi, L` and the data are *arguments*, not
     constants, every fit of the same configuration and shapes reuses one compilation.
     The leading "lane" axis (chains, or datasets × chains) is vmapped, and split over
-    ``num_devices`` CPU devices with ``pmap`` when > 1.
+    ``num_devices`` CPU devices with ``pmap`` when > 1. ``algorithm="hmc"``: NumPyro's HMC
+    with ``trajectory_length`` (in z units) instead of NUTS's tree.
     """
     from numpyro.infer.hmc import hmc
 
@@ -634,14 +635,16 @@ def _nuts_program(config, num_warmup, adapt_mass, target_accept, max_tree_depth,
     def potential_gen(data, block_index, centre, chol):
         return lambda z: potential(centre + chol @ z, data, block_index)
 
-    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo=algorithm.upper())
+    length = ({"max_tree_depth": max_tree_depth} if algorithm == "nuts"
+              else {"trajectory_length": trajectory_length})
 
     def init_one(z0, rng_key, args):
         return init_kernel(
             z0, num_warmup, step_size=1.0 / z0.shape[0] ** 0.25, adapt_step_size=True,
             adapt_mass_matrix=adapt_mass != "none", dense_mass=adapt_mass == "dense",
-            target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-            model_args=tuple(args), rng_key=rng_key,
+            target_accept_prob=target_accept, model_args=tuple(args), rng_key=rng_key,
+            **length,
         )
 
     def chunk_one(state, num_iter, args):
@@ -681,7 +684,7 @@ def _nuts_program(config, num_warmup, adapt_mass, target_accept, max_tree_depth,
 
 def _run_nuts(rng_key, config, args, z0, *, num_warmup, num_draws, adapt_mass="none",
               target_accept=0.8, max_tree_depth=10, num_devices=1, shared_args=True,
-              progress=False, desc="NUTS"):
+              progress=False, desc="NUTS", algorithm="nuts", trajectory_length=None):
     """Run NUTS on L lanes (z0: (L, Pφ)); returns draws of z (L, D, Pφ) and stats (L, D).
 
     Iterations run in ~20 chunks of one compiled function (progress bar between chunks);
@@ -693,9 +696,10 @@ def _run_nuts(rng_key, config, args, z0, *, num_warmup, num_draws, adapt_mass="n
     chunk = max(1, -(-total // 20))
     if num_devices > 1 and num_lanes % num_devices:
         num_devices = 1
-    init_fn, chunk_fn = _nuts_program(config, num_warmup, adapt_mass, float(target_accept),
-                                      int(max_tree_depth), chunk, num_devices,
-                                      bool(shared_args))
+    init_fn, chunk_fn = _nuts_program(
+        config, num_warmup, adapt_mass, float(target_accept), int(max_tree_depth), chunk,
+        num_devices, bool(shared_args), algorithm,
+        None if trajectory_length is None else float(trajectory_length))
     keys = jax.random.split(rng_key, num_lanes)
 
     def split(x):
@@ -906,7 +910,8 @@ def fit_posterior(
     out = _run_nuts(key_mcmc, sampling_config, args, z0, num_warmup=num_warmup,
                     num_draws=num_draws, adapt_mass=adapt_mass,
                     target_accept=spec.target_accept, max_tree_depth=spec.max_tree_depth,
-                    num_devices=num_devices, progress=progress, desc=f"{likelihood} posterior")
+                    num_devices=num_devices, progress=progress, desc=f"{likelihood} posterior",
+                    algorithm=spec.algorithm, trajectory_length=spec.trajectory_length)
     phi_draws = centre + out.pop("z") @ chol.T  # (C, D, Pφ)
     flat = jax.vmap(fns.constrained, in_axes=(0, None))(
         jnp.asarray(phi_draws.reshape(-1, size)), jnp.asarray(block_index))
@@ -949,6 +954,7 @@ def fit_posterior(
         "num_warmup": num_warmup,
         "chain_method": method,
         "mass_matrix": spec.mass_matrix,
+        "algorithm": spec.algorithm,
         "preparation_time_s": prep_time,
         "sampling_time_s": sampling_time,
         "wall_time_s": total_time,
@@ -1122,6 +1128,7 @@ def _fit_many(rng_key, datasets, spec=None, *, adjusts=ADJUSTMENTS, num_chains=2
         out = _run_nuts(key_run, config._replace(spec=spec), args, z0, num_warmup=num_warmup,
                         num_draws=num_draws, target_accept=spec.target_accept,
                         max_tree_depth=spec.max_tree_depth, num_devices=num_devices,
+                        algorithm=spec.algorithm, trajectory_length=spec.trajectory_length,
                         shared_args=False, progress=progress, desc=f"{kind} x {num_sets}")
         z = out["z"].reshape(num_sets, num_chains * num_draws, size)
         phi = centres[:, None, :] + np.einsum("kdp,kqp->kdq", z, chols)
@@ -1156,12 +1163,13 @@ def _fit_many(rng_key, datasets, spec=None, *, adjusts=ADJUSTMENTS, num_chains=2
 # --------------------------------------------------------------------------------------------
 
 
-def _sample_stats(extra):
+def _sample_stats(extra, algorithm="nuts"):
     num_steps = extra["num_steps"].astype(np.int64)
+    depth = {"tree_depth": np.ceil(np.log2(num_steps + 1)).astype(np.int64)}
     return {
         "diverging": extra["diverging"].astype(bool),
         "n_steps": num_steps,
-        "tree_depth": np.ceil(np.log2(num_steps + 1)).astype(np.int64),
+        **(depth if algorithm == "nuts" else {}),  # static HMC has no tree
         "acceptance_rate": extra["accept_prob"].astype(np.float64),
         "energy": extra["energy"].astype(np.float64),
         "lp": -extra["potential_energy"].astype(np.float64),
@@ -1195,7 +1203,8 @@ def _build_tree(samples, extra, point, data, moments, patterns, counts, labels, 
     }
     if data.spins.size <= MAX_STORED_SPINS:
         observed["spins"] = data.spins
-    groups = {"posterior": posterior, "sample_stats": _sample_stats(extra),
+    groups = {"posterior": posterior,
+              "sample_stats": _sample_stats(extra, attrs.get("algorithm", "nuts")),
               "observed_data": observed}
     coords = {"neuron": ids, "pair": np.arange(i.size), "neuron_i": ids, "neuron_j": ids,
               "coupling_block": np.asarray(blocks, dtype=str)}

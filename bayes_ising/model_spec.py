@@ -25,6 +25,8 @@ A spec file looks like::
     max_tree_depth = 10
     mass_matrix = "hessian"       # "hessian" (fixed) | "hessian+adapt" | "adapt"
     float32 = false               # likelihood in float32 inside NUTS
+    algorithm = "nuts"            # "nuts" | "hmc" (static trajectory in the whitened space)
+    trajectory_length = 1.5708    # hmc only: pi/2, a quarter period of the unit Gaussian
 
 Every key is optional (defaults below); unknown keys and impossible values raise
 :class:`~bayes_ising.errors.ModelSpecError` naming the key and the file.
@@ -48,6 +50,7 @@ __all__ = [
     "ADJUSTMENTS",
     "J_FAMILIES",
     "MASS_MATRICES",
+    "ALGORITHMS",
     "DEFAULT_ADJUST",
 ]
 
@@ -55,6 +58,7 @@ LIKELIHOODS = ("exact", "pseudo")
 ADJUSTMENTS = ("none", "curvature", "mode", "mode+curvature")
 J_FAMILIES = ("normal", "hierarchical", "horseshoe")
 MASS_MATRICES = ("hessian", "hessian+adapt", "adapt")
+ALGORITHMS = ("nuts", "hmc")
 #: the pseudo-posterior adjustment the calibration study supports (docs/calibration.md)
 DEFAULT_ADJUST = "mode+curvature"
 
@@ -75,6 +79,9 @@ class ModelSpec:
         "hessian+adapt" — the same as a start, then adapted; "adapt" — plain NUTS.
     float32 : evaluate the likelihood in float32 inside NUTS (the MAP, Hessian and every
         exact quantity stay float64).
+    algorithm : "nuts" (default) or "hmc": static HMC with ``trajectory_length`` in the
+        Hessian-whitened space, where the posterior is close to N(0, I) and π/2 (a quarter
+        period) decorrelates both z and z² (needs mass_matrix "hessian" or "hessian+adapt").
     source : where the spec came from (a path or "<default>").
     """
 
@@ -96,6 +103,8 @@ class ModelSpec:
     max_tree_depth: int = 10
     mass_matrix: str = "hessian"
     float32: bool = False
+    algorithm: str = "nuts"
+    trajectory_length: float = math.pi / 2
     source: str = "<default>"
 
     def replace(self, **changes):
@@ -141,6 +150,8 @@ _SCHEMA = {
     ("sampler", "max_tree_depth"): ("max_tree_depth", "depth", None),
     ("sampler", "mass_matrix"): ("mass_matrix", "choice", MASS_MATRICES),
     ("sampler", "float32"): ("float32", "bool", None),
+    ("sampler", "algorithm"): ("algorithm", "choice", ALGORITHMS),
+    ("sampler", "trajectory_length"): ("trajectory_length", "positive", None),
 }
 _TABLES = {(), ("prior",), ("prior", "h"), ("prior", "J"), ("sampler",)}
 _HORSESHOE_ONLY = ("global_scale", "slab_scale", "slab_df")
@@ -210,6 +221,17 @@ def _validate(data, source):
                 )
 
     walk(data, ())
+    sampler = data.get("sampler", {})
+    if fields.get("algorithm", "nuts") == "hmc":
+        if fields.get("mass_matrix", "hessian") == "adapt":
+            raise ModelSpecError(
+                f"{source}: sampler.algorithm = \"hmc\" needs the whitening metric "
+                "(mass_matrix = \"hessian\" or \"hessian+adapt\"), not \"adapt\""
+            )
+    elif "trajectory_length" in sampler:
+        raise ModelSpecError(
+            f"{source}: sampler.trajectory_length applies only to algorithm = \"hmc\""
+        )
     family = fields.get("j_family", "normal")
     prior_j = data.get("prior", {}).get("J", {}) if isinstance(data.get("prior", {}), dict) else {}
     if family != "horseshoe":
@@ -286,6 +308,9 @@ def _spec_to_toml_dict(spec):
             "max_tree_depth": spec.max_tree_depth,
             "mass_matrix": spec.mass_matrix,
             "float32": spec.float32,
+            "algorithm": spec.algorithm,
+            **({"trajectory_length": spec.trajectory_length} if spec.algorithm == "hmc"
+               else {}),
         },
     }
 
