@@ -10,7 +10,9 @@ against plain NUTS (diagonal mass adapted from scratch, random start), in the sa
    The same fit with float32 sampling follows (compiled afresh: a different program).
 2. Pseudolikelihood, N = 50, T = 40,000 synthetic E/I raster (Gibbs samples of planted
    parameters), 4 chains × 500 draws with ``models/pseudo_large.toml`` (float32 sampling,
-   target_accept 0.9, max tree depth 4, 75 warmup): the same figures, and whether one
+   quarter-period HMC in the whitened space, 150 warmup), then the same with NUTS
+   (target_accept 0.9, max tree depth 4, 75 warmup; skip with ``--no-pseudo-nuts``): the
+   same figures, and whether one
    value+grad is bound by its matrix products (time of value+grad ÷ time of the two GEMMs it
    contains), in float64 and float32.
 
@@ -20,6 +22,7 @@ On a shared machine wall times include other people's load: the CPU seconds are 
 beside them, and the load average at the start and the end.
 """
 
+import math
 import os
 import resource
 import sys
@@ -62,7 +65,8 @@ def _timed_fit(spins, spec, **kwargs):
         "ess_tail_min": summary["ess_tail_min"],
         "divergences": summary["divergences"],
         "leapfrog_steps_per_draw": summary["mean_leapfrog_steps"],
-        "max_tree_depth": int(np.asarray(tree["sample_stats"]["tree_depth"]).max()),
+        "max_tree_depth": (int(np.asarray(tree["sample_stats"]["tree_depth"]).max())
+                           if "tree_depth" in tree["sample_stats"] else None),  # HMC: none
         "min_ess_per_s": summary["ess_bulk_min"] / wall,
         "min_ess_per_cpu_s": summary["ess_bulk_min"] / cpu,
         "chains": summary["num_chains"],
@@ -208,13 +212,19 @@ def pseudo_n50(quick=False):
     spins, cell_types = _synthetic_n50(num_bins)
     data_s = time.perf_counter() - start
     spec = bayes.load_model_spec(ROOT / "models" / "pseudo_large.toml")
+    draws = 200 if quick else 500
     ours = _timed_fit(spins, spec, likelihood="pseudo", adjust="none", num_chains=4,
-                      num_draws=200 if quick else 500)
+                      num_draws=draws)
+    nuts_spec = spec.replace(algorithm="nuts", trajectory_length=math.pi / 2,
+                             target_accept=0.9, max_tree_depth=4, num_warmup=75)
+    nuts = None if "--no-pseudo-nuts" in sys.argv else _timed_fit(
+        spins, nuts_spec, likelihood="pseudo", adjust="none", num_chains=4, num_draws=draws)
     return {
         "num_bins": num_bins,
         "data_generation_s": data_s,
-        "model": "models/pseudo_large.toml",
+        "model": "models/pseudo_large.toml (quarter-period HMC)",
         "ours": ours,
+        "nuts": nuts,
         "gemm_bound": _gemm_bound(spins, spec),
         "targets_met": {
             "rhat<=1.01": ours["rhat_max"] <= 1.01,
@@ -230,7 +240,9 @@ def _print(result):
             ("exact N=15, plain NUTS", e["plain_nuts"])]
     if "pseudo_n50" in result:
         p = result["pseudo_n50"]
-        rows += [("pseudo N=50, pseudo_large", p["ours"])]
+        rows += [("pseudo N=50, pseudo_large HMC", p["ours"])]
+        if p.get("nuts"):
+            rows += [("pseudo N=50, NUTS 0.9/depth 4", p["nuts"])]
     print(f"{'run':26s} {'chains x draws':>14s} {'wall s':>7s} {'cpu s':>7s} {'Rhat':>7s} "
           f"{'minESS':>7s} {'div':>4s} {'steps':>6s} {'ESS/s':>7s} {'ESS/cpu-s':>9s}")
     for name, r in rows:
