@@ -183,7 +183,8 @@ def _rows_nuts(r):
     pseudo = r.get("pseudo_n50")
     if isinstance(pseudo, dict):
         p = pseudo.get("ours", {})
-        rows.append(_row("NUTS pseudo (N = 50, T = 40,000): wall time vs 300 s target",
+        rows.append(_row("pseudo posterior (N = 50, T = 40,000, models/pseudo_large.toml): "
+                         "wall time vs 300 s target",
                          p.get("wall_s"), 300.0, "s (time)", higher_is_better=False,
                          note=_skip_note(pseudo) or (
                              f"{p.get('chains')}x{p.get('draws')}, R-hat {_rhat(p)}, "
