@@ -33,6 +33,10 @@ Sampler (fast by construction)
     approximation, so it is already in the typical set; (4) warmup only adapts the step size
     (dual averaging), so it can be short. ``mass_matrix = "adapt"`` in the spec gives plain NUTS
     (diagonal mass adapted from scratch, random start) — the benchmark baseline.
+    ``algorithm = "hmc"`` replaces NUTS's U-turn rule with a static trajectory of
+    ``trajectory_length`` (default π/2, a quarter period of the whitened unit Gaussian, which
+    decorrelates both z and z²; NUTS stops near half a period, where |z| barely moves) —
+    the choice of ``models/pseudo_large.toml`` for many parameters (``docs/sampler.md``).
 
 Pseudo-posterior calibration (``adjust``; Bouranis, Friel & Maire 2017, 2018)
     Draws θ of the pseudo-posterior with mode :math:`\hat\theta_{PL}` are mapped to
