@@ -12,9 +12,8 @@ against plain NUTS (diagonal mass adapted from scratch, random start), in the sa
    parameters), 4 chains × 500 draws with ``models/pseudo_large.toml`` (float32 sampling,
    quarter-period HMC in the whitened space, 150 warmup), then the same with NUTS
    (target_accept 0.9, max tree depth 4, 75 warmup; skip with ``--no-pseudo-nuts``): the
-   same figures, and whether one
-   value+grad is bound by its matrix products (time of value+grad ÷ time of the two GEMMs it
-   contains), in float64 and float32.
+   same figures, and whether one value+grad is bound by its matrix products (time of
+   value+grad ÷ time of the two GEMMs it contains), in float64 and float32.
 
     python benchmarks/bench_nuts.py [--quick]
 
@@ -22,7 +21,6 @@ On a shared machine wall times include other people's load: the CPU seconds are 
 beside them, and the load average at the start and the end.
 """
 
-import math
 import os
 import resource
 import sys
@@ -206,7 +204,7 @@ def _gemm_bound(spins, spec):
     return result
 
 
-def pseudo_n50(quick=False):
+def pseudo_n50(quick=False, with_nuts=True):
     num_bins = 10_000 if quick else 40_000
     start = time.perf_counter()
     spins, cell_types = _synthetic_n50(num_bins)
@@ -215,10 +213,10 @@ def pseudo_n50(quick=False):
     draws = 200 if quick else 500
     ours = _timed_fit(spins, spec, likelihood="pseudo", adjust="none", num_chains=4,
                       num_draws=draws)
-    nuts_spec = spec.replace(algorithm="nuts", trajectory_length=math.pi / 2,
-                             target_accept=0.9, max_tree_depth=4, num_warmup=75)
-    nuts = None if "--no-pseudo-nuts" in sys.argv else _timed_fit(
-        spins, nuts_spec, likelihood="pseudo", adjust="none", num_chains=4, num_draws=draws)
+    nuts_spec = spec.replace(algorithm="nuts", target_accept=0.9, max_tree_depth=4,
+                             num_warmup=75)
+    nuts = _timed_fit(spins, nuts_spec, likelihood="pseudo", adjust="none", num_chains=4,
+                      num_draws=draws) if with_nuts else None
     return {
         "num_bins": num_bins,
         "data_generation_s": data_s,
@@ -272,7 +270,7 @@ def main(quick=False, argv=None):
         plain_draws = int(argv[argv.index("--plain-draws") + 1])
     result["exact_retina15"] = exact_retina(quick, plain_draws)
     if "--exact-only" not in argv:
-        result["pseudo_n50"] = pseudo_n50(quick)
+        result["pseudo_n50"] = pseudo_n50(quick, with_nuts="--no-pseudo-nuts" not in argv)
     result["load_end"] = os.getloadavg()
     result["min_ess_per_s_ratio"] = result["exact_retina15"]["min_ess_per_s_ratio"]
     OUTPUT.mkdir(exist_ok=True)
