@@ -14,6 +14,8 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
+from .convergence import MAX_RHAT
+
 __all__ = [
     "cell_type_order",
     "plot_raster",
@@ -697,5 +699,5 @@ def plot_reliability(firing_probability, max_rhat, contraction, flagged, *, cell
         ax.set_xlabel("firing probability (fraction of bins)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
-    ax_r.axhline(1.01, color="C1", linewidth=0.8, linestyle=":")
+    ax_r.axhline(MAX_RHAT, color="C1", linewidth=0.8, linestyle=":")
     return fig
