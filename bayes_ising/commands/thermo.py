@@ -55,7 +55,7 @@ def register(subparsers, name):
     gibbs.add_argument("--allow-short-run", action="store_true",
                        help="warn instead of refusing when the run is shorter than 50 energy "
                             "autocorrelation times")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.add_argument("--out", required=True, metavar="THERMO.json", help="output JSON")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
     parser.set_defaults(func=run)
@@ -164,7 +164,7 @@ def run(args):
         from ..cli import load_selected_data
 
         args.data = args.shuffled_control
-        spike_data = load_selected_data(args)
+        spike_data = load_selected_data(args, tree)
         _check_same_neurons(tree, spike_data)
         control, info = thermo.shuffled_control(
             control_key, spike_data.spins, temperatures, num_shuffles=args.num_shuffles,
