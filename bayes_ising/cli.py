@@ -75,6 +75,15 @@ def add_data_selection_flags(parser, posterior=False):
                    help="MATLAB variable holding the raster (when the file has several)")
     g.add_argument("--orientation", default=None, choices=["bins-by-neurons", "neurons-by-bins"],
                    help="force the raster orientation (default: more bins than neurons)")
+    g.add_argument("--states-table", default=None,
+                   help="NWB: interval table holding the states, e.g. sleep_states (default: "
+                        "the one candidate)")
+    g.add_argument("--state-column", default=None,
+                   help="NWB: column of that table naming the state, e.g. label (default: the "
+                        "one candidate, else the first tag)")
+    g.add_argument("--cell-type-column", default=None,
+                   help="NWB: Units column holding cell types, e.g. cell_class (default: the "
+                        "one candidate)")
     return parser
 
 
@@ -99,8 +108,11 @@ def load_selected_data(args, tree=None):
     bin_size, time_units = args.bin_size, args.time_units
     if rec is not None and bin_size is None:
         bin_size, time_units = rec.get("bin_size"), time_units or rec.get("time_units")
-    loaded = data_module.load(args.data, bin_size=bin_size, time_units=time_units,
-                              variable=args.variable, orientation=args.orientation)
+    loaded = data_module.load(
+        args.data, bin_size=bin_size, time_units=time_units, variable=args.variable,
+        orientation=args.orientation, states_table=getattr(args, "states_table", None),
+        state_column=getattr(args, "state_column", None),
+        cell_type_column=getattr(args, "cell_type_column", None))
     if tree is None:
         return provenance.select(loaded, **selection_flags(args))
     return provenance.apply(tree, loaded, selection_flags(args), path=args.data,
