@@ -24,7 +24,6 @@ the data's order.
 
 import dataclasses
 import hashlib
-import json
 import os
 
 import numpy as np
@@ -111,11 +110,11 @@ def record(data, path=None):
 
 
 def recorded(tree):
-    """The selection record in a posterior's attributes, or None (fits made before it)."""
-    text = (getattr(tree, "attrs", None) or {}).get("selection")
-    if not text:
-        return None
-    return json.loads(text) if isinstance(text, str) else dict(text)
+    """The selection record in a posterior's attributes (:func:`bayes_ising.posterior.selection`),
+    or None (fits made before it was recorded)."""
+    from .posterior import selection
+
+    return selection(tree) or None
 
 
 def _describe(rec):
