@@ -743,8 +743,9 @@ def plot_study_synchrony(table, *, interval=0.9, titles=None):
 
     Parameters
     ----------
-    table : DataFrame with columns ``state``, ``k``, ``observed``, ``predicted_median``,
-        ``predicted_lower``, ``predicted_upper``, ``independent`` (one row per state and K)
+    table : DataFrame with columns ``state``, ``k``, ``observed``, ``independent`` and the
+        posterior predictive ``median``, ``lower``, ``upper`` (one row per state and K; the
+        layout of ``DIR/tables/synchrony.csv``)
     titles : optional dict state -> panel title (e.g. to say a fit did not converge)
     """
     states = list(dict.fromkeys(table["state"]))
@@ -752,8 +753,8 @@ def plot_study_synchrony(table, *, interval=0.9, titles=None):
     for ax, state in zip(axes, states, strict=True):
         rows = table[table["state"] == state].sort_values("k")
         plot_synchrony_distribution(
-            _series(rows, "observed"), predicted=_series(rows, "predicted_median"),
-            lower=_series(rows, "predicted_lower"), upper=_series(rows, "predicted_upper"),
+            _series(rows, "observed"), predicted=_series(rows, "median"),
+            lower=_series(rows, "lower"), upper=_series(rows, "upper"),
             independent=_series(rows, "independent"), interval=interval, ax=ax,
             title=(titles or {}).get(state, f"state: {state}"))
         ax.legend(fontsize=6, loc="lower left")
@@ -834,8 +835,8 @@ def plot_study_thermo(table, *, interval=0.9):
 
     Parameters
     ----------
-    table : DataFrame with columns ``state``, ``population``, ``model`` ("fitted" or
-        "shuffled": the shuffled-data control), ``temperature`` and
+    table : DataFrame with columns ``state``, ``population``, ``model`` ("posterior": the
+        fitted model's posterior, or "shuffled": the shuffled-data control), ``temperature`` and
         ``heat_capacity_median``, ``heat_capacity_lower``, ``heat_capacity_upper`` (C/N in k_B)
     """
     populations = list(dict.fromkeys(table["population"]))
@@ -844,7 +845,7 @@ def plot_study_thermo(table, *, interval=0.9):
     for ax, population in zip(axes, populations, strict=True):
         for index, state in enumerate(states):
             color = _state_color(state, index)
-            for model, style, label in (("fitted", "-", state),
+            for model, style, label in (("posterior", "-", state),
                                         ("shuffled", "--", f"{state}, shuffled")):
                 rows = table[(table["population"] == population) & (table["state"] == state)
                              & (table["model"] == model)].sort_values("temperature")
@@ -853,9 +854,9 @@ def plot_study_thermo(table, *, interval=0.9):
                 x = _series(rows, "temperature")
                 ax.fill_between(x, _series(rows, "heat_capacity_lower"),
                                 _series(rows, "heat_capacity_upper"), color=color,
-                                alpha=0.25 if model == "fitted" else 0.12, linewidth=0)
+                                alpha=0.25 if model == "posterior" else 0.12, linewidth=0)
                 ax.plot(x, _series(rows, "heat_capacity_median"), linestyle=style, color=color,
-                        label=label, linewidth=1.2 if model == "fitted" else 0.9)
+                        label=label, linewidth=1.2 if model == "posterior" else 0.9)
         ax.axvline(1.0, color="k", linewidth=0.6, linestyle=":")
         ax.set_xlabel("temperature T (T = 1: the fitted model)")
         ax.set_ylabel("heat capacity C(T)/N (k_B per neuron)")

@@ -157,7 +157,14 @@ def _mark(text, fit):
     return text if _trusted(fit) or text == "–" else f"{text} †"
 
 
-def _missing(what, how):
+def _missing(what, how, study=None, kinds=()):
+    """A missing section: what, what produces it, and the failures of those tasks."""
+    failures = [f"{stage.get('name') or stage.get('kind')}: {stage['error']}"
+                for stage in (study or {}).get("summary", {}).get("stages") or []
+                if stage.get("kind") in kinds and stage.get("error")]
+    if failures:
+        how += " These tasks failed: " + "; ".join(failures[:6]) + (
+            f" and {len(failures) - 6} more" if len(failures) > 6 else "") + "."
     return {"missing": what, "how": how}
 
 
@@ -188,15 +195,32 @@ def _verdict_row(fit):
     shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
     num_flagged = fit.get("num_flagged")
     validity = fit.get("validity")
-    errors = [f"fit: {fit['error']}"] if fit.get("error") else []
-    errors += [f"{kind}: {message}" for kind, message in (fit.get("errors") or {}).items()]
+    validity = None if validity in (None, "ok") else validity
+    if fit.get("error"):  # the fit failed: its analyses could not run
+        errors = [f"fit: {fit['error']} (its analyses did not run)"]
+    else:
+        errors = [f"{kind}: {message}" for kind, message in (fit.get("errors") or {}).items()]
     return [fit.get("state"), fit.get("population"), format_number(fit.get("num_neurons")),
             format_number(fit.get("num_bins")), fit.get("likelihood") or "–",
-            _yes_no(fit.get("converged")),
+            _converged_cell(fit),
             _yes_no(fit.get("valid")) + (f" ({validity})" if validity else ""),
             "–" if num_flagged is None else f"{num_flagged}" + (f": {shown}" if shown else ""),
             interval_text(fit.get("I2_IN")), interval_text(fit.get("T_peak")),
             interval_text(fit.get("C_max_per_neuron")), "; ".join(errors) or "–"]
+
+
+def _converged_cell(fit):
+    """"yes", or "no" with the worst R-hat and bulk ESS the diagnostics reported."""
+    cell = _yes_no(fit.get("converged"))
+    if fit.get("converged") is False:
+        numbers = [f"R-hat {format_number(fit['max_rhat'])}" if fit.get("max_rhat") else None,
+                   f"ESS {format_number(fit['min_ess_bulk'], 0)}" if fit.get("min_ess_bulk")
+                   else None,
+                   f"{fit['num_divergent']} divergent" if fit.get("num_divergent") else None]
+        numbers = [n for n in numbers if n]
+        if numbers:
+            cell += f" ({', '.join(numbers)})"
+    return cell
 
 
 def _yes_no(value):
@@ -261,7 +285,7 @@ def _synchrony_view(study):
     if frame is None or joint is None or frame[frame["population"] == joint].empty:
         return _missing("the posterior predictive P(K)", "It is produced by each fit's "
                         "checks task of bayes-ising study; the verdict table names fits "
-                        "whose checks failed.")
+                        "whose checks failed.", study, ("checks",))
     rows = frame[frame["population"] == joint]
     states = list(dict.fromkeys(rows["state"]))
     fits = [_fit(study, s, joint) for s in states]
@@ -306,7 +330,7 @@ def _ei_view(study):
     if not ei:
         return _missing("the E/I comparison", "It is produced by the study's ei tasks, which "
                         "need cell types and a joint population (E+I) fitted beside E and/or I; "
-                        "the notes under the verdict say why they were skipped.")
+                        "the notes under the verdict say why they were skipped.", study, ("ei",))
     rows, sentences, fits = [], [], []
     for state, populations in ei.items():
         for population, block in populations.items():
@@ -371,7 +395,7 @@ def _states_view(study):
     if frame is None and probabilities is None:
         return _missing("the state comparison", "It is produced by the study's states task, "
                         "which needs at least two states and cell types; the notes under the "
-                        "verdict say why it was skipped.")
+                        "verdict say why it was skipped.", study, ("states",))
     fits = [_fit(study, s, joint) for s in _states(study)]
     view = {"missing": None, "figure": None, "table": None, "sentences": [],
             "untrusted": _untrusted_note(fits, "Couplings")}
@@ -413,7 +437,7 @@ def _thermo_view(study):
                    "median", "lower", "upper")
     if frame is None:
         return _missing("thermodynamics", "It is produced by each fit's thermo task of "
-                        "bayes-ising study; the verdict table names fits whose thermo failed.")
+                        "bayes-ising study.", study, ("thermo",))
     heat = frame[frame["quantity"] == "heat_capacity_per_neuron"].rename(columns={
         "median": "heat_capacity_median", "lower": "heat_capacity_lower",
         "upper": "heat_capacity_upper"})
@@ -443,8 +467,8 @@ def _peak_reading(fit):
              else "T* interval contains 1")
     control = fit.get("C_max_per_neuron_control") or {}
     if control.get("upper") is not None and c_max.get("lower") is not None:
-        where += ("; peak higher than the shuffled control's" if c_max["lower"] > control["upper"]
-                  else "; peak not above the shuffled control's")
+        where += ("; C_max/N above the shuffled control's" if c_max["lower"] > control["upper"]
+                  else "; C_max/N not above the shuffled control's")
     return where
 
 
@@ -458,18 +482,30 @@ def _information_view(study):
     if not any(f.get("I2_IN") for f in fits):
         return _missing("I2/IN", "It is computed by each fit's checks task for fits of at most "
                         "22 neurons (S2 needs exact enumeration); larger fits have none.")
+    multi = _multi_information(study)
     rows = []
     for state in states:
         cells = []
         for population in populations:
             fit = _fit(study, state, population)
             text = _mark(interval_text((fit or {}).get("I2_IN")), fit)
+            if fit and fit.get("I2_IN") and (state, population) in multi:
+                text += f"; IN = {format_number(multi[state, population])}"
             if fit and fit.get("I2_IN") and fit.get("SN_reliable") is False:
                 text += " (SN unreliable)"
             cells.append(text)
         rows.append([state, *cells])
     return {"missing": None, "table": table_view(["state", *populations], rows),
             "untrusted": _untrusted_note([f for f in fits if f.get("I2_IN")], "Ratios")}
+
+
+def _multi_information(study):
+    """(state, population) -> IN = S1 − SN (nats per bin) from tables/information.csv."""
+    frame = _table(study, "information", "state", "population", "quantity", "median")
+    if frame is None:
+        return {}
+    rows = frame[frame["quantity"] == "IN"]
+    return {(r.state, r.population): r.median for r in rows.itertuples()}
 
 
 # ------------------------------------------------------------------- reliability section
@@ -480,7 +516,7 @@ def _reliability_view(study):
     if frame is None:
         return _missing("per-neuron diagnostics", "They are produced by each fit's checks task "
                         "(diagnostics) and compare task (restart cosine and 5% rules) of "
-                        "bayes-ising study.")
+                        "bayes-ising study.", study, ("checks",))
     summary_rows, rows, classes = [], [], []
     for (state, population), group in frame.groupby(["state", "population"], sort=False):
         summary_rows.append([state, population, len(group), _count(group, "flagged"),
@@ -542,7 +578,8 @@ def _mle_view(study):
     results = [(f, r) for f, r in results if r]
     if not results:
         return _missing("the MLE comparison", "It is produced by each fit's compare task of "
-                        "bayes-ising study (MLE, adaptive-Metropolis walk, optimiser restarts).")
+                        "bayes-ising study (MLE, adaptive-Metropolis walk, optimiser restarts).",
+                        study, ("compare",))
     rows, verdicts, parameters = [], [], []
     for fit, result in results:
         summary, walk = result.get("summary") or {}, result.get("adaptive_metropolis") or {}
