@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, plots
+from . import posterior as posterior_contract
 from ._io import atomic_path
 from .errors import DataError
 
@@ -247,35 +248,6 @@ def render_study(out_dir, *, path=None, force=True):
 # ------------------------------------------------------------------ posterior summaries
 
 
-def _posterior_dataset(tree):
-    if tree is None:
-        return None
-    try:
-        return tree["posterior"].to_dataset()
-    except (KeyError, AttributeError):
-        return getattr(tree, "posterior", None)
-
-
-def _neuron_labels(tree, num_neurons):
-    dataset = _posterior_dataset(tree)
-    ids = None
-    types = None
-    if dataset is not None and "neuron" in dataset.coords:
-        ids = np.asarray(dataset.coords["neuron"].values).astype(str)
-    if dataset is not None and "cell_type" in dataset.coords:
-        types = np.asarray(dataset.coords["cell_type"].values).astype(str)
-    attrs = getattr(tree, "attrs", {}) or {}
-    if ids is None and attrs.get("neuron_ids") is not None:
-        ids = np.asarray(_maybe_json(attrs["neuron_ids"])).astype(str)
-    if types is None and attrs.get("cell_types") is not None:
-        types = np.asarray(_maybe_json(attrs["cell_types"])).astype(str)
-    if ids is None:
-        ids = np.array([f"n{k}" for k in range(num_neurons)])
-    if types is not None and (types.size != num_neurons or np.all(types == "")):
-        types = None
-    return ids, types
-
-
 def _maybe_json(value):
     if isinstance(value, str):
         try:
@@ -283,23 +255,6 @@ def _maybe_json(value):
         except json.JSONDecodeError:
             return value
     return value
-
-
-def _pair_indices(dataset, neuron_ids):
-    """(i, j) index arrays of the flat couplings, from coordinates or the triu order."""
-    num_neurons = len(neuron_ids)
-    position = {str(n): k for k, n in enumerate(neuron_ids)}
-    if "neuron_i" in dataset.coords and "neuron_j" in dataset.coords:
-        first = np.asarray(dataset.coords["neuron_i"].values)
-        second = np.asarray(dataset.coords["neuron_j"].values)
-        if first.dtype.kind in "iu":
-            return first.astype(int), second.astype(int)
-        try:
-            return (np.array([position[str(a)] for a in first]),
-                    np.array([position[str(b)] for b in second]))
-        except KeyError:
-            pass
-    return np.triu_indices(num_neurons, 1)
 
 
 def posterior_summary(tree, interval=0.9):
@@ -311,14 +266,10 @@ def posterior_summary(tree, interval=0.9):
     ``cell_types`` (or None), ``J_mean`` (N, N), ``J_significant`` (N, N) bool (the central
     ``interval`` credible interval excludes 0), ``num_chains``, ``num_draws``, ``divergences``.
     """
-    dataset = _posterior_dataset(tree)
-    if dataset is None or "h" not in dataset or "J" not in dataset:
-        raise DataError("the posterior has no 'posterior' group with variables h and J")
-    h = np.asarray(dataset["h"].transpose("chain", "draw", ...).values, dtype=float)
-    J = np.asarray(dataset["J"].transpose("chain", "draw", ...).values, dtype=float)
+    h, J = posterior_contract.flat_draws(tree)
     num_neurons = h.shape[-1]
-    ids, types = _neuron_labels(tree, num_neurons)
-    first, second = _pair_indices(dataset, ids)
+    ids, types = posterior_contract.neuron_ids(tree), posterior_contract.cell_types(tree)
+    first, second = posterior_contract.pair_members(tree)
     tail = (1 - interval) / 2
     flat_mean = J.mean(axis=(0, 1))
     lower, upper = np.quantile(J.reshape(-1, J.shape[-1]), [tail, 1 - tail], axis=0)
