@@ -49,6 +49,7 @@ __all__ = [
     "SECTIONS",
     "build_report",
     "write_report",
+    "render_study",
     "render_template",
     "render_page",
     "load_json",
@@ -230,6 +231,14 @@ def load_json(path):
         raise DataError(f"{path} is not a JSON file ({err.msg} at line {err.lineno})") from None
     except UnicodeDecodeError:
         raise DataError(f"{path} is not a JSON file (binary content)") from None
+
+
+def render_study(out_dir, *, path=None, force=True):
+    """Write ``DIR/report.html`` for a study folder; returns its path (see
+    :func:`bayes_ising.report_study.render_study`)."""
+    from .report_study import render_study as _render
+
+    return _render(out_dir, path=path, force=force)
 
 
 # ------------------------------------------------------------------ posterior summaries
@@ -936,10 +945,10 @@ def _mle_view(ctx):
                                        "J_ij). Right: width of the adaptive-Metropolis interval "
                                        "against the NUTS interval (below the line: the walk's "
                                        "interval is narrower)."),
-            "times": table_view(["step", "seconds"], [[k, _fmt(timing.get(key), 1)] for k, key in [
+            "times": table_view(["step", "seconds"], [[k, _fmt(timing[key], 1)] for k, key in [
                 ("MLE fit", "mle_fit_s"), ("adaptive Metropolis", "adaptive_metropolis_s"),
                 ("optimiser restarts", "restarts_s"), ("MLE side in total", "mle_total_s"),
-                ("NUTS (sampling, from the fit)", "nuts_s")]]),
+                ("NUTS (sampling, from the fit)", "nuts_s")] if timing.get(key) is not None]),
             "agreement": _agreement_table(comparison) if comparison.get("flagged") else None,
             "warnings": list(mle_info.get("warnings") or [])}
 
