@@ -889,7 +889,7 @@ def fit_posterior(
     sampling_config = config._replace(spec=spec)
 
     # 1. MAP and Hessian (skipped for plain NUTS unless the adjustment needs them)
-    h0 = np.arctanh(np.clip(moments.m, -1 + 1.0 / num_bins, 1 - 1.0 / num_bins))
+    h0 = stats.independent_fields(moments.m, num_bins)
     h0 = (h0 * spec.h_scale**2 * num_bins + spec.h_mean) / (spec.h_scale**2 * num_bins + 1)
     phi0 = _initial_phi(config, h0)
     laplace = None
@@ -1118,7 +1118,7 @@ def _fit_many(rng_key, datasets, spec=None, *, adjusts=ADJUSTMENTS, num_chains=2
         fns = _functions(config)
         laps = []
         for mom, data in zip(moments, model_data[kind], strict=True):
-            h0 = np.arctanh(np.clip(mom.m, -1 + 1.0 / mom.num_bins, 1 - 1.0 / mom.num_bins))
+            h0 = stats.independent_fields(mom.m, mom.num_bins)
             laps.append(_laplace(config, data, block_index, _initial_phi(config, h0)))
         laplaces[kind] = laps
         chols = np.stack([_inverse_and_cholesky(lap.hessian)[1] for lap in laps])
@@ -1205,7 +1205,7 @@ def _build_tree(samples, extra, point, data, moments, patterns, counts, labels, 
         "num_bins": np.asarray(moments.num_bins, dtype=np.int64),
         "m": np.asarray(moments.m),
         "Q": np.asarray(moments.Q),
-        "firing_probability": (1.0 + np.asarray(moments.m)) / 2.0,
+        "firing_probability": stats.probability_from_mean(moments.m),
         "patterns": patterns,
         "counts": counts,
     }

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, convergence, plots
+from . import __version__, convergence, plots, stats
 from . import posterior as posterior_contract
 from ._io import atomic_path
 from .errors import DataError
@@ -350,7 +350,7 @@ class _DataView:
                     self.firing_probability = np.asarray(observed["firing_probability"].values,
                                                          dtype=float)
                 elif "m" in observed:
-                    self.firing_probability = (1 + np.asarray(observed["m"].values)) / 2
+                    self.firing_probability = stats.probability_from_mean(observed["m"].values)
                 if "num_bins" in observed:
                     self.num_bins = int(np.asarray(observed["num_bins"].values))
             attrs = getattr(tree, "attrs", {}) or {}

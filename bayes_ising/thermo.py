@@ -71,7 +71,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import ising
+from . import ising, limits
 from .convergence import integrated_autocorrelation_time as autocorrelation_time
 from .errors import BayesIsingError
 
@@ -104,7 +104,7 @@ CRITICALITY_CAVEAT = (
 
 #: ``method="auto"`` enumerates up to this many neurons (2^20 states per temperature and
 #: posterior draw), and samples above it.
-AUTO_EXACT_MAX_NEURONS = 20
+AUTO_EXACT_MAX_NEURONS = limits.AUTO_EXACT_THERMO_NEURONS
 
 #: Sokal's rule of thumb: an autocorrelation time is only estimated reliably, and a mean or
 #: variance has a usable MCSE, when the run is at least ~50 autocorrelation times long.
