@@ -82,7 +82,7 @@ CRITICALITY_CAVEAT = (
     "near a critical point. Read it with care: such a peak also arises from subsampling a larger "
     "network, from shared input (a common fluctuating drive such as up/down states), and from "
     "the inference itself (a model fitted to finite data). Compare with the shuffled-data "
-    "control below, and with how the peak moves as the number of neurons grows, before "
+    "control, and with how the peak moves as the number of neurons grows, before "
     "drawing any conclusion about criticality."
 )
 
@@ -188,6 +188,8 @@ def interval_text(value, digits=3):
     if isinstance(value, dict):
         centre = _centre(value)
         if value.get("lower") is not None and value.get("upper") is not None:
+            if value["lower"] == value["upper"] == centre:  # one draw: no interval to show
+                return format_number(centre, digits)
             return (f"{format_number(centre, digits)} [{format_number(value['lower'], digits)}, "
                     f"{format_number(value['upper'], digits)}]")
         return format_number(centre, digits)
@@ -400,9 +402,12 @@ def _verdict_view(ctx):
         view.update(converged=bool(diag.get("converged")), source="the diagnostics",
                     reasons=list(diag.get("reasons") or []),
                     warnings=list(diag.get("warnings") or []))
-        if diag.get("valid") is not None:
-            view.update(valid=bool(diag["valid"]),
-                        valid_reason=_get(diag, "valid_reason", "validity_reason", "reason"))
+        validity = diag.get("validity") if isinstance(diag.get("validity"), dict) else {}
+        valid = _get(diag, "valid", default=validity.get("valid"))
+        if valid is not None:
+            view.update(valid=bool(valid), valid_reason=_get(
+                diag, "valid_reason", "validity_reason",
+                default=_get(validity, "reason", "verdict")))
     elif conv is not None and conv["converged"] is not None:
         view.update(converged=bool(conv["converged"]), reasons=list(conv["reasons"]),
                     source=f"a basic check of the posterior (R-hat ≤ {RHAT_THRESHOLD}, bulk "

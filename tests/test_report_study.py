@@ -2,7 +2,9 @@
 
 The study folder is made by :func:`bayes_ising.study.study` itself on a small slice of the
 embedded dataset (5 E + 3 I neurons, two states, the study's fast settings), so the report is
-checked against the layout the pipeline really writes, not against invented numbers.
+checked against the layout the pipeline really writes, not against invented numbers. That run
+takes minutes on 2 cores (six fits, each with its checks, thermodynamics and MLE comparison), so
+the tests that read it are ``slow``; the wording rules are tested fast.
 """
 
 import json
@@ -80,6 +82,7 @@ def study_dir(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_render_study_writes_one_self_contained_report(study_dir):
     path = report_study.render_study(study_dir)
     assert path == study_dir / "report.html"
@@ -94,6 +97,7 @@ def test_render_study_writes_one_self_contained_report(study_dir):
     assert not re.search(r"\b(nan|None|NaN|undefined)\b", text)
 
 
+@pytest.mark.slow
 def test_verdict_table_comes_first_and_lists_every_fit(study_dir):
     html = report_study.build_study_report(report_study.load_study(study_dir))
     verdict = html[html.index('id="verdict"'):html.index('id="synchrony"')]
@@ -108,6 +112,7 @@ def test_verdict_table_comes_first_and_lists_every_fit(study_dir):
     assert "P(mean I–I coupling in deep &gt; wake)" in verdict
 
 
+@pytest.mark.slow
 def test_every_figure_section_has_its_figure_and_the_caveat(study_dir):
     html = report_study.build_study_report(report_study.load_study(study_dir))
     ids = [sid for sid, _ in report_study.SECTIONS]
@@ -120,6 +125,7 @@ def test_every_figure_section_has_its_figure_and_the_caveat(study_dir):
     assert report_study.CRITICALITY_CAVEAT.split(".")[0] in html
 
 
+@pytest.mark.slow
 def test_missing_inputs_say_what_produces_them(study_dir, tmp_path):
     summary = json.loads((study_dir / "study.json").read_text())
     summary.update(ei={}, states={}, state_blocks={})
