@@ -66,7 +66,7 @@ import numpyro.distributions as dist
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 
-from . import ising, stats
+from . import ising, provenance, stats
 from ._io import atomic_path, to_jsonable
 from .errors import BayesIsingError, DataError, Float64Error, ModelSpecError
 from .model_spec import (
@@ -829,7 +829,8 @@ def fit_posterior(
     m, Q, firing_probability, patterns, counts, spins when small), ``point_estimate`` (MAP of the
     sampled density and the centre of the adjusted one) and root attributes ``model_spec``
     (JSON), ``likelihood``, ``adjust``, ``seed``, ``data_source``, ``bayes_ising_version``,
-    ``neuron_ids``, ``cell_types``, timings and (N > 22) ``model_check`` (JSON).
+    ``neuron_ids``, ``cell_types``, ``selection`` (JSON, :mod:`bayes_ising.provenance`: the
+    data file, its SHA-256 and the selection), timings and (N > 22) ``model_check`` (JSON).
 
     Raises
     ------
@@ -872,6 +873,7 @@ def fit_posterior(
     key, seed = _as_key(rng_key)
     key_laplace, key_init, key_mcmc, key_adjust = jax.random.split(key, 4)
 
+    selection = provenance.record(data)
     data = _as_data(data)
     spins = data.spins
     num_bins, num_neurons = spins.shape
@@ -951,6 +953,7 @@ def fit_posterior(
         "adjust": adjust,
         "seed": json.dumps(seed),
         "data_source": data.source,
+        "selection": json.dumps(to_jsonable(selection)),
         "bayes_ising_version": __version__,
         "neuron_ids": json.dumps(data.neuron_ids),
         "cell_types": json.dumps(data.cell_types),

@@ -435,6 +435,26 @@ def _binary_entropy(p):
     return np.sum(terms, axis=-1)
 
 
+def ratio_warning(ratio, i_n, s2, s_n):
+    """Why an I2/IN interval leaves [0, 1] (it cannot, for a model of these data), or None.
+
+    I2 = S1_model − S2 ≥ 0 always; so a ratio below 0 means IN = S1 − SN ≤ 0 (the data's SN
+    estimate reaches S1: too few bins for the pattern entropy), and a ratio above 1 means the
+    model's S2 is below the data's SN (the model does not describe these data: often data that
+    are not the fit's, or an SN estimate biased high).
+    """
+    lower, upper = ratio["lower"], ratio["upper"]
+    if 0.0 <= lower and upper <= 1.0:
+        return None
+    shown = f"I2/IN interval [{lower:.3f}, {upper:.3f}] lies outside [0, 1], which is impossible"
+    if i_n <= 0 or lower < 0:
+        return (f"{shown}: IN = S1 - SN = {i_n:.4g} nats is not positive (SN {s_n:.4g}), so "
+                "the data have too few bins to estimate their entropy; do not use this ratio")
+    return (f"{shown}: the model's S2 (median {s2:.4g}) is below the data's SN ({s_n:.4g}), "
+            "so the model does not describe these data (are they the fit's data?) or SN is "
+            "biased; do not use this ratio")
+
+
 def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
     """S1, S2, SN and I2/IN with intervals over draws (exact S2 by enumeration, N ≤ 22).
 
@@ -444,6 +464,7 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
     -------
     dict: ``S1`` (data), ``S1_model`` / ``S2`` / ``I2`` (intervals over draws), ``SN`` (Miller–
     Madow), ``SN_plugin``, ``IN`` (= S1 − SN), ``ratio`` (I2/IN, interval over draws),
+    ``ratio_warning`` (None, or why ``ratio`` leaves [0, 1]: :func:`ratio_warning`),
     ``ratio_plugin`` (with the plug-in SN), ``ratio_data_S1`` ((S1_data − S2_d)/IN, the
     literal formula per draw), ``SN_reliable``, ``note``, ``num_draws``. Raises
     :class:`~bayes_ising.errors.TooManyNeuronsError` for N > 22.
@@ -473,11 +494,14 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
     i_n_plugin = s1 - entropy.plugin
     note = ("SN from the data's pattern counts (plug-in and Miller-Madow): " + entropy.note
             + ". A biased-low SN inflates IN = S1 - SN and so deflates I2/IN.")
+    ratio = _scalar_interval(i2 / i_n, prob)
     return dict(
         S1=s1, S1_model=_scalar_interval(s1_model, prob), S2=_scalar_interval(s2, prob),
+        ratio_warning=ratio_warning(ratio, i_n, float(np.median(s2)), float(
+            entropy.miller_madow)),
         I2=_scalar_interval(i2, prob), SN=float(entropy.miller_madow),
         SN_plugin=float(entropy.plugin), IN=float(i_n),
-        ratio=_scalar_interval(i2 / i_n, prob),
+        ratio=ratio,
         ratio_plugin=_scalar_interval(i2 / i_n_plugin, prob),
         ratio_data_S1=_scalar_interval((s1 - s2) / i_n, prob),
         SN_reliable=bool(entropy.reliable), note=note, interval=prob,

@@ -39,7 +39,7 @@ def register(subparsers, name):
                         help="state comparison (bayes_ising.analyses.state_analysis; written "
                              "by `bayes-ising demo`)")
     parser.add_argument("--title", default=None, help="title of the report")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.add_argument("--out", required=True, metavar="REPORT.html", help="output HTML file")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
     parser.set_defaults(func=run)
@@ -62,7 +62,7 @@ def run(args):
     tree = load_posterior_file(args.posterior)
     data = None
     if args.data is not None:
-        data = posterior.align(tree, load_selected_data(args))
+        data = posterior.align(tree, load_selected_data(args, tree))
     inputs = {}
     for key in ("diagnostics", "checks", "thermo", "comparison", "ei", "states"):
         path = getattr(args, key)

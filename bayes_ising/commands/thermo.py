@@ -55,7 +55,7 @@ def register(subparsers, name):
     gibbs.add_argument("--allow-short-run", action="store_true",
                        help="warn instead of refusing when the run is shorter than 50 energy "
                             "autocorrelation times")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.add_argument("--out", required=True, metavar="THERMO.json", help="output JSON")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
     parser.set_defaults(func=run)
@@ -144,7 +144,7 @@ def run(args):
         args.data = args.shuffled_control
         from .. import posterior
 
-        spike_data = posterior.align(tree, load_selected_data(args))
+        spike_data = posterior.align(tree, load_selected_data(args, tree))
         control, info = thermo.shuffled_control(
             control_key, spike_data.spins, temperatures, num_shuffles=args.num_shuffles,
             method=args.method, **options,
