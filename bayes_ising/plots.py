@@ -404,8 +404,7 @@ def _log_y_integer_x(ax):
 def _log_ticks(axis, low, high):
     """Decade ticks (10⁻³, 10⁻²…) over ≥ 2 decades; else 1, 2, 5 × 10^k labelled "0.02", so
     that a short range still has labels and no minor labels crowd it."""
-    from matplotlib.ticker import (FuncFormatter, LogFormatterSciNotation, LogLocator,
-                                   NullFormatter)
+    from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
 
     if low > 0 and high / low >= 100:
         axis.set_major_locator(LogLocator(base=10, numticks=8))
