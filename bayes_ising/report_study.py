@@ -624,25 +624,56 @@ def _mle_view(study):
                         study, ("compare",))
     rows, verdicts, parameters = [], [], []
     for fit, result in results:
-        summary, walk = result.get("summary") or {}, result.get("adaptive_metropolis") or {}
-        timing = result.get("timing") or {}
-        css, text = walk_verdict(walk, summary.get("J_median_width_ratio"))
+        css, text = comparison_verdict(result)
         verdicts.append({"class": css, "text": f"{_label(fit)}: {text}"})
-        rows.append([fit["state"], fit["population"],
-                     format_number(summary.get("h_median_width_ratio")),
-                     format_number(summary.get("J_median_width_ratio")),
-                     format_number(summary.get("J_fraction_mle_in_bayes_interval")),
-                     format_number(walk.get("num_draws")),
-                     format_number(walk.get("max_rhat")), format_number(walk.get("min_ess_bulk")),
-                     format_number(timing.get("mle_total_s"), 1),
-                     format_number(timing.get("nuts_s"), 1)])
+        rows.append(_mle_row(fit, result))
         parameters.append(_parameter_rows(fit, result.get("parameters") or {}))
-    figure = _widths_figure(parameters)
-    return {"missing": None, "verdicts": _merge_verdicts(verdicts), "figure": figure,
-            "table": table_view(["state", "population", "h width ratio (walk / NUTS)",
-                                 "J width ratio (walk / NUTS)", "J: MLE inside NUTS interval",
-                                 "walk draws", "walk max R-hat", "walk min bulk ESS",
-                                 "MLE side (s)", "NUTS (s)"], rows, left=(0, 1))}
+    return {"missing": None, "verdicts": _merge_verdicts(verdicts),
+            "figure": _widths_figure(parameters),
+            "table": table_view(["state", "population", "walk converged",
+                                 "walk max R-hat", "walk min ESS (bulk / tail)",
+                                 "h width ratio (walk / NUTS)", "J width ratio (walk / NUTS)",
+                                 "J: MLE inside NUTS interval", "walk s per effective draw",
+                                 "NUTS s per effective draw"], rows, left=(0, 1))}
+
+
+def comparison_verdict(result):
+    """(CSS class, sentence) of one MLE-vs-Bayes comparison: the comparison's own verdict
+    (:func:`bayes_ising.comparison.verdict`) when it has one, else the walk's status."""
+    walk = result.get("adaptive_metropolis") or {}
+    if result.get("verdict"):
+        converged = walk.get("converged")
+        return ("ok" if converged else "bad" if converged is False else "warn",
+                str(result["verdict"]))
+    return walk_verdict(walk, (result.get("summary") or {}).get("J_median_width_ratio"))
+
+
+def _width_ratio(result, kind):
+    """Median width ratio walk/NUTS of the well-identified parameters (± Monte Carlo error)
+    when the comparison has groups, else over all parameters of the kind."""
+    group = (result.get("groups") or {}).get(f"{kind}_busy") or {}
+    if group.get("median_width_ratio") is not None:
+        text = format_number(group["median_width_ratio"])
+        if group.get("mc_error") is not None:
+            text += f" ± {format_number(group['mc_error'])}"
+        return text + " (busy neurons)"
+    return format_number((result.get("summary") or {}).get(f"{kind}_median_width_ratio"))
+
+
+def _mle_row(fit, result):
+    walk, cost = result.get("adaptive_metropolis") or {}, result.get("cost") or {}
+    ess = "–"
+    if walk.get("min_ess_bulk") is not None:
+        ess = (f"{format_number(walk['min_ess_bulk'], 0)} / "
+               f"{format_number(walk.get('min_ess_tail'), 0)}")
+    draws = walk.get("num_draws")
+    chains = f"{walk['num_chains']} × " if walk.get("num_chains") else ""
+    converged = _yes_no(walk.get("converged")) + (f" ({chains}{draws} draws)" if draws else "")
+    return [fit["state"], fit["population"], converged, format_number(walk.get("max_rhat")),
+            ess, _width_ratio(result, "h"), _width_ratio(result, "J"),
+            format_number((result.get("summary") or {}).get("J_fraction_mle_in_bayes_interval")),
+            format_number((cost.get("walk") or {}).get("seconds_per_effective_draw")),
+            format_number((cost.get("nuts") or {}).get("seconds_per_effective_draw"))]
 
 
 def _merge_verdicts(verdicts):

@@ -158,3 +158,53 @@ def test_a_folder_without_a_study_is_refused(tmp_path):
 
     with pytest.raises(DataError, match="no study.json"):
         report_study.render_study(tmp_path)
+
+
+def test_state_sentences_order_each_pair_once():
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "block": ["I-I"] * 4, "quantity": ["coupling"] * 4,
+        "state_a": ["wake", "deep", "wake", "light"], "state_b": ["deep", "wake", "light", "wake"],
+        "probability": [0.01, 0.99, 0.40, 0.60]})
+    (sentence,) = report_study._state_sentences(frame)
+    assert sentence == ("Mean I-I coupling: larger in deep than wake (0.990); not resolved: "
+                        "wake vs light.")
+
+
+def test_ei_sentence_reads_the_intervals_against_zero():
+    block = {"k_high": 4, "log_ratio_population_only": {"median": 0.4, "lower": 0.05,
+                                                        "upper": 0.8},
+             "log_ratio_joint": {"median": 0.1, "lower": -0.3, "upper": 0.7}}
+    text = report_study.ei_sentence("deep", "E", "E+I", block)
+    assert "E-only model over-predicts the probability that 4 or more E neurons" in text
+    assert "E+I model's marginal agrees with the data" in text
+    block["log_ratio_population_only"] = {"median": -0.5, "lower": -0.9, "upper": -0.1}
+    assert "under-predicts" in report_study.ei_sentence("deep", "E", "E+I", block)
+
+
+def test_comparison_verdict_prefers_the_comparisons_own_sentence():
+    result = {"verdict": "At equal evidence (walk R-hat 1.004, min ESS 512), ...",
+              "adaptive_metropolis": {"converged": True, "max_rhat": 1.004}}
+    assert report_study.comparison_verdict(result) == ("ok", result["verdict"])
+    result = {"adaptive_metropolis": {"converged": False, "max_rhat": 1.3, "min_ess_bulk": 20}}
+    css, text = report_study.comparison_verdict(result)
+    assert css == "bad" and "did not converge" in text
+
+
+def test_single_report_shows_the_walk_groups_and_verdict():
+    from test_report import fake_inputs, make_tree
+
+    from bayes_ising import report
+
+    tree = make_tree()[0]
+    inputs = fake_inputs(tree)
+    inputs["comparison"].update(
+        verdict="The study's walk did not reach the posterior's evidence within its budget.",
+        adaptive_metropolis={"converged": False, "max_rhat": 1.2, "min_ess_bulk": 30},
+        groups={"J_busy": {"num_parameters": 15, "median_width_ratio": 0.61,
+                           "mc_error": 0.04}})
+    html = report.build_report(tree, **inputs)
+    mle = html[html.index('id="mle"'):]
+    assert "within its budget" in mle and 'class="verdict bad"' in mle
+    assert "J between those neurons" in mle and "0.610" in mle and "0.04" in mle
