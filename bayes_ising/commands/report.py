@@ -6,8 +6,9 @@
     bayes-ising report STUDY_DIR --out REPORT.html [--force]
 
 The second form (re)draws the report of a folder written by ``bayes-ising study`` (its
-study.json and tables; the study writes STUDY_DIR/report.html itself). Figures are embedded (PNG, base64), so the file opens offline. A section whose input is not
-given stays in the report and says how to produce it.
+study.json and tables; the study writes STUDY_DIR/report.html itself). Figures are embedded
+(PNG, base64), so the file opens offline. A section whose input is not given stays in the
+report and says how to produce it.
 """
 
 import sys
