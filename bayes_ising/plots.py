@@ -13,6 +13,7 @@ fitted temperature T = 1, so h and J are dimensionless; entropies are in nats.
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .convergence import MAX_RHAT
 
@@ -265,6 +266,7 @@ def plot_rank_trace(draws, names, *, rhat=None, ess_bulk=None, num_rank_bins=20)
         ax_trace.set_xlabel("draw (after warmup)", fontsize=7)
         ax_rank.set_xlabel(f"rank bin (of {num_rank_bins}, pooled chains)", fontsize=7)
         ax_rank.set_ylim(bottom=0)
+        ax_rank.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 

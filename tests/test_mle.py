@@ -269,7 +269,8 @@ def test_boltzmann_matches_exact_mle_n12():
 
 @pytest.mark.slow
 def test_boltzmann_repairs_degenerate_pseudolikelihood_fit_ei_sleep():
-    """The embedded E/I dataset, 32 E neurons in deep sleep (T = 20,000, strong shared up/down
+    """The previous embedded E/I dataset (``ei_sleep_kinetic``), 32 E neurons in deep sleep
+    (T = 20,000, strong shared up/down
     input): the pseudolikelihood MLE is a poor model of the data — Gibbs chains from random
     states and from data rows both settle at about 2.5 times the data's mean activity
     (max |Δm| ≈ 0.45). Boltzmann learning started from it converges, and the sampling check
@@ -277,7 +278,7 @@ def test_boltzmann_repairs_degenerate_pseudolikelihood_fit_ei_sleep():
     3–4 data standard errors plus the check's own Monte Carlo error)."""
     from bayes_ising import datasets
 
-    spins = datasets.ei_sleep().select(population="E", state="deep")
+    spins = datasets.ei_sleep_kinetic().select(population="E", state="deep")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MLEWarning)
         pseudo = mle.fit_pseudo(spins, check_moments=False)
