@@ -12,9 +12,9 @@ is the Cartesian product of its lists::
 
     [defaults]                             # apply to every [[fits]] block unless it overrides
     kind = "bayes"                         # "bayes" (posterior, netCDF) or "mle" (JSON)
-    chains = 4
-    draws = 500
-    warmup = 200
+    num_chains = 4
+    num_draws = 500
+    num_warmup = 200
     seed = 0
 
     [[fits]]
@@ -95,8 +95,8 @@ EMBEDDED_DATASETS = ("ei_sleep",)
 #: columns of the summary table, in order
 SUMMARY_COLUMNS = (
     "dataset", "state", "population", "subsample_size", "subsample_seed", "num_neurons",
-    "num_bins", "kind", "likelihood", "adjust", "model", "converged", "valid", "rhat_max",
-    "ess_bulk_min", "ess_tail_min", "divergences", "reasons", "flagged_neurons",
+    "num_bins", "kind", "likelihood", "adjust", "model", "converged", "valid", "max_rhat",
+    "min_ess_bulk", "min_ess_tail", "num_divergent", "reasons", "flagged_neurons",
     "max_moment_error", "validity_reason", "wall_time_s",
     "status", "result_file", "key", "error", "warnings",
 )
@@ -107,8 +107,11 @@ _PLAN_KEYS = {"name", "description", "out", "datasets", "defaults", "fits"}
 _DATASET_KEYS = {"source", "bin_size", "time_units", "variable", "orientation"}
 _FIT_KEYS = {
     "datasets", "states", "populations", "min_rate", "subsample_sizes", "subsample_seeds",
-    "models", "kind", "likelihood", "adjust", "chains", "draws", "warmup", "seed", "l2",
+    "models", "kind", "likelihood", "adjust", "num_chains", "num_draws", "num_warmup", "seed",
+    "l2",
 }
+#: old plan keys, accepted with a deprecation warning (one vocabulary: num_chains, ...)
+_DEPRECATED_FIT_KEYS = {"chains": "num_chains", "draws": "num_draws", "warmup": "num_warmup"}
 _LIST_KEYS = {"datasets", "states", "populations", "subsample_sizes", "subsample_seeds",
               "models", "likelihood"}
 
@@ -151,7 +154,24 @@ def _as_list(value):
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+def _renamed_keys(block, where, source):
+    """The block with the old keys (chains, draws, warmup) renamed, each with a warning."""
+    import warnings
+
+    out = dict(block)
+    for old, new in _DEPRECATED_FIT_KEYS.items():
+        if old in out:
+            if new in out:
+                _fail(source, f"{where}.{old}", f"give {new} or its deprecated spelling {old}, "
+                                                "not both")
+            warnings.warn(f"{source}: {where}.{old} is deprecated; write {new}", FutureWarning,
+                          stacklevel=5)
+            out[new] = out.pop(old)
+    return out
+
+
 def _check_fit_block(block, where, source, dataset_names, base):
+    block = _renamed_keys(block, where, source)
     unknown = sorted(set(block) - _FIT_KEYS)
     if unknown:
         _fail(source, f"{where}.{unknown[0]}",
@@ -198,11 +218,11 @@ def _check_fit_value(source, name, key, v, dataset_names):
     elif key == "adjust":
         if v not in ADJUSTMENTS:
             _fail(source, name, f"must be one of {ADJUSTMENTS}, got {v!r}")
-    elif key in ("chains", "draws", "subsample_sizes"):
+    elif key in ("num_chains", "num_draws", "subsample_sizes"):
         if not is_int(v) or v < (2 if key == "subsample_sizes" else 1):
             _fail(source, name, f"must be an integer >= {2 if key == 'subsample_sizes' else 1}, "
                                 f"got {v!r}")
-    elif key in ("warmup", "seed", "subsample_seeds"):
+    elif key in ("num_warmup", "seed", "subsample_seeds"):
         if not is_int(v) or v < 0:
             _fail(source, name, f"must be an integer >= 0, got {v!r}")
     elif key == "min_rate":
@@ -433,9 +453,9 @@ def _make_task(plan, entry, identity, block, kind, state, population, size, sub_
     spec_json = None
     if kind == "bayes":
         adjust = (block.get("adjust", spec.adjust) if likelihood == "pseudo" else "none")
-        chains = block.get("chains", spec.num_chains)
-        draws = block.get("draws", spec.num_draws)
-        warmup = block.get("warmup", spec.num_warmup)
+        chains = block.get("num_chains", spec.num_chains)
+        draws = block.get("num_draws", spec.num_draws)
+        warmup = block.get("num_warmup", spec.num_warmup)
         spec_json = spec.to_json()
     seed = int(block.get("seed", 0))
     l2 = float(block.get("l2", 0.0))
@@ -542,8 +562,8 @@ def _base_row(task, out_dir):
         "subsample_seed": task.subsample_seed, "num_neurons": None, "num_bins": None,
         "kind": task.kind, "likelihood": task.likelihood, "adjust": task.adjust,
         "model": task.model, "converged": None, "valid": None, "validity_reason": "",
-        "rhat_max": math.nan,
-        "ess_bulk_min": math.nan, "ess_tail_min": math.nan, "divergences": None,
+        "max_rhat": math.nan,
+        "min_ess_bulk": math.nan, "min_ess_tail": math.nan, "num_divergent": None,
         "reasons": "", "flagged_neurons": None,
         "max_moment_error": math.nan, "wall_time_s": math.nan, "status": "",
         "result_file": str(Path(out_dir) / task.file_name), "key": task.key, "error": "",
@@ -557,8 +577,8 @@ def _posterior_row(tree, row):
     from .convergence import rule_text
 
     summary = bayes.convergence_summary(tree)
-    row.update(rhat_max=summary["rhat_max"], ess_bulk_min=summary["ess_bulk_min"],
-               ess_tail_min=summary["ess_tail_min"], divergences=summary["divergences"])
+    row.update(max_rhat=summary["max_rhat"], min_ess_bulk=summary["min_ess_bulk"],
+               min_ess_tail=summary["min_ess_tail"], num_divergent=summary["num_divergent"])
     try:
         diagnosis = diagnostics.diagnose(tree)
     except Exception as err:  # noqa: BLE001 - keep the fit; say why the verdict is partial
@@ -855,7 +875,7 @@ def _write_outputs(summary, failures, out_dir):
         table = summary.astype({"converged": "boolean", "valid": "boolean",
                                 "subsample_size": "Int64",
                                 "subsample_seed": "Int64", "num_neurons": "Int64",
-                                "num_bins": "Int64", "divergences": "Int64",
+                                "num_bins": "Int64", "num_divergent": "Int64",
                                 "flagged_neurons": "Int64"})
         with atomic_path(out_dir / "summary.parquet", force=True) as tmp:
             table.to_parquet(tmp, index=False)
@@ -865,7 +885,7 @@ def _write_outputs(summary, failures, out_dir):
 def format_summary(summary, max_rows=40):
     """A compact text table of the summary (the columns a reader scans first)."""
     columns = ["dataset", "state", "population", "num_neurons", "num_bins", "kind",
-               "likelihood", "converged", "valid", "rhat_max", "ess_bulk_min", "wall_time_s",
+               "likelihood", "converged", "valid", "max_rhat", "min_ess_bulk", "wall_time_s",
                "status"]
     table = summary[columns].copy()
     note = summary["error"].fillna("").where(summary["status"] == "failed",

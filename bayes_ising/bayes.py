@@ -96,7 +96,6 @@ __all__ = [
     "j_matrix",
     "pair_blocks",
     "convergence_summary",
-    "format_convergence_summary",
 ]
 
 #: keep the raw spin raster in ``observed_data`` when it has at most this many entries
@@ -1339,10 +1338,10 @@ def convergence_summary(tree):
     stats = tree["sample_stats"]
     wall = float(tree.attrs.get("wall_time_s", float("nan")))
     return {
-        "rhat_max": mixing.max_rhat,
-        "ess_bulk_min": mixing.min_ess_bulk,
-        "ess_tail_min": mixing.min_ess_tail,
-        "divergences": mixing.num_divergent,
+        "max_rhat": mixing.max_rhat,
+        "min_ess_bulk": mixing.min_ess_bulk,
+        "min_ess_tail": mixing.min_ess_tail,
+        "num_divergent": mixing.num_divergent,
         "converged": mixing.converged,
         "reasons": list(mixing.reasons),
         "mean_leapfrog_steps": float(np.asarray(stats["n_steps"]).mean()),
@@ -1353,24 +1352,3 @@ def convergence_summary(tree):
     }
 
 
-def format_convergence_summary(summary, tree=None):
-    """One paragraph in words from :func:`convergence_summary`."""
-    s = summary
-    from .convergence import rule_text
-
-    ok = s["converged"]
-    what = ""
-    if tree is not None:
-        what = (f"{tree.attrs.get('likelihood')} likelihood"
-                + (f", adjust={tree.attrs.get('adjust')}"
-                   if tree.attrs.get("likelihood") == "pseudo" else "") + ": ")
-    verdict = (f"converged ({rule_text()})" if ok else
-               f"NOT converged by the usual rules ({rule_text()}): run longer or check the "
-               "model")
-    return (
-        f"{what}{s['num_chains']} chains x {s['num_draws']} draws in {s['wall_time_s']:.1f} s; "
-        f"max R-hat {s['rhat_max']:.4f}, min bulk ESS {s['ess_bulk_min']:.0f}, min tail ESS "
-        f"{s['ess_tail_min']:.0f} ({s['min_ess_per_s']:.0f} min-ESS/s), {s['divergences']} "
-        f"divergent transitions, {s['mean_leapfrog_steps']:.1f} leapfrog steps per draw; "
-        f"{verdict}."
-    )

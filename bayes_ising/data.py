@@ -419,7 +419,8 @@ class SpikeData:
 
         Parameters
         ----------
-        population : str or list of str — cell types ("E", "I", ["E", "I"], "E,I")
+        population : str or list of str — cell types ("E", "I", "E+I" or ["E", "I"]; "E,I"
+            is accepted too)
         state : str or list of str — states to keep
         min_rate : float in [0, 1] — minimum firing probability (after the state selection)
 
@@ -447,8 +448,8 @@ class SpikeData:
                     f"{', '.join(repr(m) for m in missing)} (states present: {present})")
             keep_bins = np.isin(self.states, wanted)
         if population is not None:
-            wanted = _as_list(population)
-            sel["population"] = ",".join(wanted)
+            wanted = _as_list(population, plus=True)
+            sel["population"] = "+".join(wanted)
             if self.cell_types is None:
                 raise DataError(
                     f"population='{sel['population']}' asked for, but the data have no cell "
@@ -608,9 +609,12 @@ def _short_list(items, limit=10):
     return ", ".join(items)
 
 
-def _as_list(value):
+def _as_list(value, plus=False):
+    """Labels from a list or a comma-separated string; with ``plus`` also joined by "+" (cell
+    types: "E+I", the package's spelling of populations)."""
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
+        text = value.replace("+", ",") if plus else value
+        return [v.strip() for v in text.split(",") if v.strip()]
     return [str(v) for v in value]
 
 

@@ -518,7 +518,7 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
         else None, min_ess_bulk=float(np.nanmin(ess_bulk)), min_ess_tail=float(np.nanmin(ess_tail)),
         num_rhat_over=num_bad_rhat, num_ess_under=num_low_ess,
     )
-    thresholds = dict(rhat_max=rhat_max, ess_min=ess_min, contraction_min=contraction_min,
+    thresholds = dict(max_rhat=rhat_max, min_ess=ess_min, contraction_min=contraction_min,
                       bfmi_min=bfmi_min, tree_depth_saturation_max=tree_depth_saturation_max,
                       min_reference_sd=min_reference_sd)
     converged = not reasons

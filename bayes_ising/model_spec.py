@@ -18,9 +18,9 @@ A spec file looks like::
     # horseshoe only: global_scale, slab_scale, slab_df (Piironen & Vehtari 2017)
 
     [sampler]
-    chains = 4
-    draws = 1000
-    warmup = 200
+    num_chains = 4                # (the older chains / draws / warmup are still accepted)
+    num_draws = 1000
+    num_warmup = 200
     target_accept = 0.8
     max_tree_depth = 10
     mass_matrix = "hessian"       # "hessian" (fixed) | "hessian+adapt" | "adapt"
@@ -36,6 +36,7 @@ import dataclasses
 import json
 import math
 import tomllib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,10 @@ _SCHEMA = {
     ("prior", "J", "global_scale"): ("global_scale", "positive", None),
     ("prior", "J", "slab_scale"): ("slab_scale", "positive", None),
     ("prior", "J", "slab_df"): ("slab_df", "positive", None),
+    ("sampler", "num_chains"): ("num_chains", "count", None),
+    ("sampler", "num_draws"): ("num_draws", "count", None),
+    ("sampler", "num_warmup"): ("num_warmup", "count0", None),
+    # the old spellings, accepted with a deprecation warning (see _DEPRECATED_KEYS)
     ("sampler", "chains"): ("num_chains", "count", None),
     ("sampler", "draws"): ("num_draws", "count", None),
     ("sampler", "warmup"): ("num_warmup", "count0", None),
@@ -154,6 +159,9 @@ _SCHEMA = {
     ("sampler", "trajectory_length"): ("trajectory_length", "positive", None),
 }
 _TABLES = {(), ("prior",), ("prior", "h"), ("prior", "J"), ("sampler",)}
+#: old key -> the key to write instead (one vocabulary: num_chains, num_draws, num_warmup)
+_DEPRECATED_KEYS = {("sampler", "chains"): "num_chains", ("sampler", "draws"): "num_draws",
+                    ("sampler", "warmup"): "num_warmup"}
 _HORSESHOE_ONLY = ("global_scale", "slab_scale", "slab_df")
 
 
@@ -207,6 +215,13 @@ def _validate(data, source):
                 walk(value, sub)
             elif sub in _SCHEMA:
                 field, kind, allowed = _SCHEMA[sub]
+                if sub in _DEPRECATED_KEYS:
+                    new = _DEPRECATED_KEYS[sub]
+                    if new in table:
+                        raise ModelSpecError(f"{source}: give {_dotted(path + (new,))} or its "
+                                             f"deprecated spelling {_dotted(sub)}, not both")
+                    warnings.warn(f"{source}: {_dotted(sub)} is deprecated; write "
+                                  f"{_dotted(path + (new,))}", FutureWarning, stacklevel=4)
                 _check_value(sub, kind, allowed, value, source)
                 if field is not None:
                     fields[field] = float(value) if kind in ("real", "positive",
@@ -214,7 +229,8 @@ def _validate(data, source):
             else:
                 siblings = sorted(
                     {p[len(path)] for p in list(_SCHEMA) + list(_TABLES)
-                     if len(p) > len(path) and p[: len(path)] == path}
+                     if len(p) > len(path) and p[: len(path)] == path
+                     and p not in _DEPRECATED_KEYS}
                 )
                 raise ModelSpecError(
                     f"{source}: unknown key '{_dotted(sub)}' (allowed here: {', '.join(siblings)})"
@@ -301,9 +317,9 @@ def _spec_to_toml_dict(spec):
             "J": prior_j,
         },
         "sampler": {
-            "chains": spec.num_chains,
-            "draws": spec.num_draws,
-            "warmup": spec.num_warmup,
+            "num_chains": spec.num_chains,
+            "num_draws": spec.num_draws,
+            "num_warmup": spec.num_warmup,
             "target_accept": spec.target_accept,
             "max_tree_depth": spec.max_tree_depth,
             "mass_matrix": spec.mass_matrix,

@@ -168,7 +168,8 @@ def _rows_generic(name, r, prefix=""):
 
 
 def _rhat(d):
-    return f"{d['rhat_max']:.4f}" if _number(d.get("rhat_max")) else "-"
+    value = d.get("max_rhat", d.get("rhat_max"))  # older result files: rhat_max
+    return f"{value:.4f}" if _number(value) else "-"
 
 
 def _rows_nuts(r):
@@ -189,7 +190,7 @@ def _rows_nuts(r):
                          note=_skip_note(pseudo) or (
                              f"{p.get('chains')}x{p.get('draws')}, R-hat {_rhat(p)}, "
                              f"min ESS "
-                             f"{_fmt(p.get('ess_bulk_min'))}")))
+                             f"{_fmt(p.get('min_ess_bulk', p.get('ess_bulk_min')))}")))
     return rows
 
 

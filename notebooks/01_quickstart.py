@@ -80,7 +80,7 @@ print("firing probability per bin:", np.round(data.firing_probability, 3))
 num_draws, num_warmup = (100, 100) if FAST else (1000, 300)
 tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", num_chains=2,
                            num_draws=num_draws, num_warmup=num_warmup, progress=not FAST)
-print(bayes.format_convergence_summary(bayes.convergence_summary(tree), tree))
+print(bi.convergence.mixing_verdict(tree))
 
 # %% [markdown]
 # ## 3. Can we trust it? Convergence and per-neuron reliability

@@ -67,7 +67,7 @@ print("firing probability:", np.round(data.firing_probability, 3))
 draws, warmup = (80, 80) if FAST else (1000, 300)
 tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", num_chains=2,
                            num_draws=draws, num_warmup=warmup, progress=not FAST)
-print(bayes.format_convergence_summary(bayes.convergence_summary(tree), tree))
+print(bi.convergence.mixing_verdict(tree))
 diagnosis = diagnostics.diagnose(tree)
 diagnosis.pop("parameters")
 

@@ -287,17 +287,17 @@ def test_bayes_results_are_netcdf_and_validated(client, workdir, tmp_path, real)
         likelihood = "exact"
         states = ["wake", "deep"]
         populations = ["I"]
-        chains = 2
-        draws = 60
-        warmup = 40
+        num_chains = 2
+        num_draws = 60
+        num_warmup = 40
     """)
     fit_function = None if real else normal_posterior
     first = batch.run_batch(plan, tmp_path / "out", client=client, progress=False,
                             fit_function=fit_function)
     assert first.num_done == 2, first.summary.error.tolist()
     rows = first.summary
-    assert (rows.num_neurons == 2).all() and np.isfinite(rows.rhat_max).all()
-    assert (rows.ess_bulk_min > 0).all() and rows.converged.notna().all()
+    assert (rows.num_neurons == 2).all() and np.isfinite(rows.max_rhat).all()
+    assert (rows.min_ess_bulk > 0).all() and rows.converged.notna().all()
     # exact likelihood: valid without a simulation check, and the summary says so
     assert rows.valid.all() and rows.validity_reason.str.contains("exact").all()
     files = sorted((tmp_path / "out").glob("bayes-*.nc"))

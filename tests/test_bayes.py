@@ -206,7 +206,7 @@ def test_exact_posterior_mean_matches_exact_mle(exact_tree, large_t_data):
     stats = exact_tree["sample_stats"]
     assert int(stats["diverging"].sum()) == 0
     summary = bayes.convergence_summary(exact_tree)
-    assert summary["rhat_max"] < 1.02 and summary["ess_bulk_min"] > 200
+    assert summary["max_rhat"] < 1.02 and summary["min_ess_bulk"] > 200
 
 
 def test_exact_and_pseudo_posteriors_agree_for_large_t(exact_tree, pseudo_tree):

@@ -1,7 +1,7 @@
 """``bayes-ising check``: posterior predictive checks, I2/IN and the E/I comparison.
 
-    bayes-ising check POSTERIOR.nc DATA --out CHECKS.json [--force] [--draws 200] [--seed 0]
-        [--no-ei] [--ei-max-e 14] [data-selection flags]
+    bayes-ising check POSTERIOR.nc DATA --out CHECKS.json [--force] [--posterior-draws 200]
+        [--seed 0] [--no-ei] [--ei-max-e 14] [data-selection flags]
 
 CHECKS.json holds ``synchrony`` (P(K): data, pairwise posterior predictive with a 90% band,
 independent model), ``patterns`` (observed vs predicted pattern probabilities, the most
@@ -21,7 +21,7 @@ MAX_PATTERNS = 5000
 
 
 def register(subparsers, name):
-    from ..cli import add_data_selection_flags
+    from ._common import add_data_selection_flags, add_deprecated_alias
 
     parser = subparsers.add_parser(
         name, help="posterior predictive checks, I2/IN and E/I synchrony (JSON)",
@@ -30,8 +30,9 @@ def register(subparsers, name):
     parser.add_argument("data", metavar="DATA", help="the spike data the posterior was fit to")
     parser.add_argument("--out", required=True, metavar="CHECKS.json", help="output JSON file")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    parser.add_argument("--draws", type=int, default=200,
+    parser.add_argument("--posterior-draws", type=int, default=200, metavar="K",
                         help="posterior draws used (evenly thinned; default 200)")
+    add_deprecated_alias(parser, "--draws", "--posterior-draws", "posterior_draws", type=int)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--no-ei", action="store_true", help="skip the E/I comparison")
     parser.add_argument("--ei-max-e", type=int, default=14,
@@ -77,17 +78,18 @@ def run(args):
 
     from .. import __version__, bayes, checks, posterior
     from .._io import check_writable, write_json
-    from ..cli import load_selected_data
     from ..errors import BayesIsingError
+    from ._common import load_selected_data
 
-    if args.draws < 1:
-        raise BayesIsingError(f"--draws must be >= 1, got {args.draws}")
+    if args.posterior_draws < 1:
+        raise BayesIsingError(f"--posterior-draws must be >= 1, got {args.posterior_draws}")
     check_writable(args.out, args.force)
     tree = bayes.load_posterior(args.posterior)
     data = posterior.align(tree, load_selected_data(args, tree))
     spins = np.asarray(data.spins)
     key_checks, key_ei = jax.random.split(jax.random.key(args.seed))
-    out = checks.posterior_predictive_checks(key_checks, tree, spins, num_draws=args.draws)
+    out = checks.posterior_predictive_checks(key_checks, tree, spins,
+                                             num_draws=args.posterior_draws)
     out["patterns"] = _trim_patterns(out["patterns"])
     types = None if data.cell_types is None else np.asarray(data.cell_types).astype(str)
     if types is None:
@@ -95,8 +97,8 @@ def run(args):
     if not args.no_ei and types is not None and all(
             np.sum(types == t) >= 2 for t in ("E", "I")):
         # the joint marginal needs Gibbs sampling per draw above the enumeration limit
-        ei_draws = args.draws if spins.shape[1] <= checks.MAX_EXACT_CHECK_NEURONS else min(
-            args.draws, 50)
+        ei_draws = (args.posterior_draws if spins.shape[1] <= checks.MAX_EXACT_CHECK_NEURONS
+                    else min(args.posterior_draws, 50))
         h_draws, J_draws = checks.parameter_draws(tree, ei_draws)
         out["ei"] = _ei(key_ei, spins, types, tree, h_draws, J_draws, args.ei_max_e)
     out.update(posterior=str(args.posterior), data=str(args.data), seed=args.seed,

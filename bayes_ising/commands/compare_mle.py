@@ -1,7 +1,7 @@
 """``bayes-ising compare-mle``: the study's MLE + adaptive Metropolis against the NUTS posterior.
 
     bayes-ising compare-mle POSTERIOR.nc DATA --out CMP.json [--method auto|exact|pseudo]
-        [--l2 L] [--draws D] [--restarts K] [--seed S] [--diagnostics DIAG.json] [--force]
+        [--l2 L] [--walk-draws D] [--restarts K] [--seed S] [--diagnostics DIAG.json] [--force]
 
 Writes per-parameter intervals of both methods, their agreement, the flagged-neuron verdicts
 (restart cosine similarity, the 5% firing rule, the diagnostics) and the time each took; the
@@ -14,7 +14,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers, name):
-    from ..cli import add_data_selection_flags
+    from ._common import add_data_selection_flags, add_deprecated_alias
 
     parser = subparsers.add_parser(
         name, help="compare MLE + adaptive-Metropolis intervals with the NUTS posterior",
@@ -27,8 +27,9 @@ def register(subparsers, name):
                              "posterior's likelihood)")
     parser.add_argument("--l2", type=float, default=0.0,
                         help="L2 penalty of the MLE per bin (default 0: plain MLE)")
-    parser.add_argument("--draws", type=int, default=4000,
+    parser.add_argument("--walk-draws", type=int, default=4000, metavar="D",
                         help="adaptive-Metropolis draws (default 4000)")
+    add_deprecated_alias(parser, "--draws", "--walk-draws", "walk_draws", type=int)
     parser.add_argument("--restarts", type=int, default=5,
                         help="optimiser restarts for the cosine-similarity verdict "
                              "(default 5; 0 skips it)")
@@ -49,14 +50,14 @@ def run(args):
 
     from .. import __version__, comparison, report
     from .._io import check_writable, write_json
-    from ..cli import load_selected_data
     from ..errors import BayesIsingError
+    from ._common import load_selected_data
     from .report import load_posterior_file
 
     if not 0 < args.interval < 1:
         raise BayesIsingError(f"--interval must be in (0, 1), got {args.interval}")
-    if args.draws < 10:
-        raise BayesIsingError(f"--draws must be at least 10, got {args.draws}")
+    if args.walk_draws < 10:
+        raise BayesIsingError(f"--walk-draws must be at least 10, got {args.walk_draws}")
     if args.restarts < 0 or args.restarts == 1:
         raise BayesIsingError(f"--restarts must be 0 (skip) or at least 2, got {args.restarts}")
     if args.l2 < 0:
@@ -67,7 +68,7 @@ def run(args):
     diagnosis = report.load_json(args.diagnostics) if args.diagnostics else None
     result = comparison.compare_mle(
         jax.random.key(args.seed), tree, data, method=args.method, l2=args.l2,
-        num_draws=args.draws, num_restarts=args.restarts, interval=args.interval,
+        num_draws=args.walk_draws, num_restarts=args.restarts, interval=args.interval,
         diagnosis=diagnosis)
     result["posterior"] = str(args.posterior)
     result["data"] = str(args.data)

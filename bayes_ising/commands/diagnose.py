@@ -1,7 +1,7 @@
 """``bayes-ising diagnose``: convergence verdict and per-neuron reliability of a posterior.
 
-    bayes-ising diagnose POSTERIOR.nc --out DIAG.json [--force] [--rhat-max 1.01]
-        [--ess-min 400] [--contraction-min 0.5]
+    bayes-ising diagnose POSTERIOR.nc --out DIAG.json [--force] [--max-rhat 1.01]
+        [--min-ess 400] [--contraction-min 0.5]
 
 DIAG.json holds ``converged`` (bool), ``reasons`` (list of str), ``sampler`` (divergences,
 E-BFMI, tree-depth saturation), ``summary``, ``thresholds``, ``rule`` (the flagging rule in
@@ -16,7 +16,7 @@ __all__ = ["register", "run", "diagnosis_to_json"]
 
 RULE = (
     "A neuron (its field h_i and couplings J_i.) is flagged for non-convergence when any of its "
-    "parameters has R-hat > {rhat_max} or bulk/tail ESS < {ess_min}, or divergent transitions "
+    "parameters has R-hat > {max_rhat} or bulk/tail ESS < {min_ess}, or divergent transitions "
     "concentrate on them; for weak identification when the posterior contraction "
     "1 - Var_post/Var_ref of h_i, or the median over its couplings, is below "
     "{contraction_min} (Var_ref = min(prior variance, squared robust spread of the posterior "
@@ -26,6 +26,7 @@ RULE = (
 
 def register(subparsers, name):
     from .. import diagnostics
+    from ._common import add_deprecated_alias
 
     parser = subparsers.add_parser(
         name, help="convergence verdict and per-neuron reliability of a posterior (JSON)",
@@ -33,10 +34,12 @@ def register(subparsers, name):
     parser.add_argument("posterior", metavar="POSTERIOR.nc", help="posterior from `fit`")
     parser.add_argument("--out", required=True, metavar="DIAG.json", help="output JSON file")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    parser.add_argument("--rhat-max", type=float, default=diagnostics.RHAT_MAX,
+    parser.add_argument("--max-rhat", type=float, default=diagnostics.RHAT_MAX,
                         help=f"R-hat cut (default {diagnostics.RHAT_MAX})")
-    parser.add_argument("--ess-min", type=float, default=diagnostics.ESS_MIN,
+    parser.add_argument("--min-ess", type=float, default=diagnostics.ESS_MIN,
                         help=f"bulk/tail ESS cut (default {diagnostics.ESS_MIN})")
+    add_deprecated_alias(parser, "--rhat-max", "--max-rhat", "max_rhat", type=float)
+    add_deprecated_alias(parser, "--ess-min", "--min-ess", "min_ess", type=float)
     parser.add_argument("--contraction-min", type=float, default=diagnostics.CONTRACTION_MIN,
                         help=f"contraction cut (default {diagnostics.CONTRACTION_MIN})")
     parser.set_defaults(func=run)
@@ -63,11 +66,11 @@ def run(args):
     from .._io import check_writable, write_json
     from ..errors import BayesIsingError
 
-    if args.rhat_max <= 1 or args.ess_min <= 0:
-        raise BayesIsingError("--rhat-max must be > 1 and --ess-min > 0")
+    if args.max_rhat <= 1 or args.min_ess <= 0:
+        raise BayesIsingError("--max-rhat must be > 1 and --min-ess > 0")
     check_writable(args.out, args.force)
     tree = bayes.load_posterior(args.posterior)
-    diagnosis = diagnostics.diagnose(tree, rhat_max=args.rhat_max, ess_min=args.ess_min,
+    diagnosis = diagnostics.diagnose(tree, rhat_max=args.max_rhat, ess_min=args.min_ess,
                                      contraction_min=args.contraction_min)
     out = diagnosis_to_json(diagnosis)
     out.update(posterior=str(args.posterior), bayes_ising_version=__version__)

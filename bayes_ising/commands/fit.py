@@ -1,7 +1,7 @@
 """``bayes-ising fit``: sample the posterior over fields and couplings with NUTS.
 
     bayes-ising fit DATA --likelihood exact|pseudo [--adjust none|curvature|mode|mode+curvature]
-        [--model models/default.toml] [--chains C] [--draws D] [--warmup W] [--seed S]
+        [--model default] [--num-chains C] [--num-draws D] [--num-warmup W] [--seed S]
         --out POSTERIOR.nc [--force] [--no-progress] [data-selection flags]
 
 Writes an ArviZ netCDF posterior (see :func:`bayes_ising.bayes.fit_posterior`) and prints a
@@ -9,12 +9,12 @@ one-paragraph convergence summary (max R-hat, min ESS, divergences, time). ``--l
 exact`` with more than 22 neurons exits with status 2.
 """
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "format_convergence_summary"]
 
 
 def register(subparsers, name):
-    from ..cli import add_data_selection_flags
     from ..model_spec import ADJUSTMENTS, LIKELIHOODS
+    from ._common import add_data_selection_flags, add_sampler_flags
 
     parser = subparsers.add_parser(
         name, help="Bayesian posterior over h and J with NUTS (ArviZ netCDF)",
@@ -29,9 +29,7 @@ def register(subparsers, name):
     parser.add_argument("--model", default=None, metavar="MODEL.toml",
                         help="model spec: priors and sampler settings (default: "
                              "models/default.toml's values)")
-    parser.add_argument("--chains", type=int, default=None, help="number of chains")
-    parser.add_argument("--draws", type=int, default=None, help="draws per chain after warmup")
-    parser.add_argument("--warmup", type=int, default=None, help="warmup iterations per chain")
+    add_sampler_flags(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, metavar="POSTERIOR.nc",
                         help="output netCDF file")
@@ -45,15 +43,10 @@ def register(subparsers, name):
 def run(args):
     from .. import bayes, diagnostics, ising
     from .._io import check_writable
-    from ..cli import load_selected_data
-    from ..errors import BayesIsingError, TooManyNeuronsError
+    from ..errors import TooManyNeuronsError
+    from ._common import check_counts, load_selected_data
 
-    for flag in ("chains", "draws"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise BayesIsingError(f"--{flag} must be >= 1, got {value}")
-    if args.warmup is not None and args.warmup < 0:
-        raise BayesIsingError(f"--warmup must be >= 0, got {args.warmup}")
+    check_counts(args, num_chains=1, num_draws=1, num_warmup=0)
     check_writable(args.out, args.force)  # fail before sampling, not after
     spec = bayes.load_model_spec(args.model) if args.model else bayes.default_model_spec()
     likelihood = args.likelihood or spec.likelihood
@@ -66,13 +59,36 @@ def run(args):
         )
     tree = bayes.fit_posterior(
         args.seed, data, spec, likelihood=likelihood, adjust=args.adjust,
-        num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
+        num_chains=args.num_chains, num_draws=args.num_draws, num_warmup=args.num_warmup,
         progress=not args.no_progress,
     )
     bayes.save_posterior(tree, args.out, force=args.force)
     summary = bayes.convergence_summary(tree)
-    print(bayes.format_convergence_summary(summary, tree))
+    print(format_convergence_summary(summary, tree))
     validity = diagnostics.posterior_validity(tree)
     print(("valid: " if validity["valid"] else "NOT valid: ") + validity["validity_reason"])
     print(f"posterior: {args.out}")
     return 0
+
+
+def format_convergence_summary(summary, tree=None):
+    """One paragraph in words from :func:`bayes_ising.bayes.convergence_summary`."""
+    from ..convergence import rule_text
+
+    s = summary
+    ok = s["converged"]
+    what = ""
+    if tree is not None:
+        what = (f"{tree.attrs.get('likelihood')} likelihood"
+                + (f", adjust={tree.attrs.get('adjust')}"
+                   if tree.attrs.get("likelihood") == "pseudo" else "") + ": ")
+    verdict = (f"converged ({rule_text()})" if ok else
+               f"NOT converged by the usual rules ({rule_text()}): run longer or check the "
+               "model")
+    return (
+        f"{what}{s['num_chains']} chains x {s['num_draws']} draws in {s['wall_time_s']:.1f} s; "
+        f"max R-hat {s['max_rhat']:.4f}, min bulk ESS {s['min_ess_bulk']:.0f}, min tail ESS "
+        f"{s['min_ess_tail']:.0f} ({s['min_ess_per_s']:.0f} min-ESS/s), {s['num_divergent']} "
+        f"divergent transitions, {s['mean_leapfrog_steps']:.1f} leapfrog steps per draw; "
+        f"{verdict}."
+    )

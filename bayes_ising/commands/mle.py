@@ -4,7 +4,7 @@ Writes the fit as JSON (:meth:`bayes_ising.mle.FitResult.to_dict`): ``neurons``,
 (N×N, symmetric, zero diagonal; E = −Σ h_i s_i − Σ_{i<j} J_ij s_i s_j), ``moment_error``,
 ``method``, ``iterations``, ``wall_time_s``, ``settings``, ``warnings``; ``--restarts K`` adds
 ``reliability`` (per-neuron cosine similarity across K optimiser restarts, beside the
-firing-threshold rule), ``--adaptive-mcmc DRAWS`` adds ``adaptive_mcmc`` (95% intervals of
+firing-threshold rule), ``--walk-draws DRAWS`` adds ``adaptive_mcmc`` (95% intervals of
 every parameter from adaptive Metropolis draws around the MLE), and fits sampled from Gibbs
 chains carry ``model_check``.
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ..cli import add_data_selection_flags, load_selected_data
 from ..errors import BayesIsingError
+from ._common import add_data_selection_flags, add_deprecated_alias, load_selected_data
 
 METHODS = ("exact", "pseudo", "boltzmann", "independent")
 
@@ -38,8 +38,9 @@ def register(subparsers, name):
                         help="add the cosine-similarity reliability table from K restarts")
     parser.add_argument("--cut", type=float, default=0.9,
                         help="cosine-similarity cut of the reliability table (default 0.9)")
-    parser.add_argument("--adaptive-mcmc", type=int, default=0, metavar="DRAWS",
+    parser.add_argument("--walk-draws", type=int, default=0, metavar="DRAWS",
                         help="add 95%% intervals from DRAWS adaptive-Metropolis draws (N <= 22)")
+    add_deprecated_alias(parser, "--adaptive-mcmc", "--walk-draws", "walk_draws", type=int)
     parser.add_argument("--num-chains", type=int, default=512,
                         help="Gibbs chains for boltzmann fits and model checks (default 512)")
     parser.add_argument("--no-model-check", action="store_true",
@@ -68,12 +69,12 @@ def _run(args) -> int:
 
     if args.restarts and args.restarts < 2:
         raise BayesIsingError(f"--restarts needs at least 2 restarts, got {args.restarts}")
-    if args.adaptive_mcmc < 0:
-        raise BayesIsingError(f"--adaptive-mcmc must be >= 0, got {args.adaptive_mcmc}")
+    if args.walk_draws < 0:
+        raise BayesIsingError(f"--walk-draws must be >= 0, got {args.walk_draws}")
     _io.check_writable(args.out, args.force)
     data = load_selected_data(args)
     num_neurons = data.num_neurons
-    if args.method == "exact" or args.adaptive_mcmc:
+    if args.method == "exact" or args.walk_draws:
         what = "--method exact" if args.method == "exact" else "--adaptive-mcmc"
         ising.check_exact(num_neurons, what)
     key = jax.random.PRNGKey(args.seed)
@@ -96,9 +97,9 @@ def _run(args) -> int:
     if args.restarts:
         result["reliability"] = mle.restart_reliability(
             key_restarts, data, num_restarts=args.restarts, cut=args.cut, l2=args.l2)
-    if args.adaptive_mcmc:
+    if args.walk_draws:
         exact_fit = fit if args.method == "exact" else mle.fit_exact(data, l2=args.l2)
-        draws = mle.mle_parameter_draws(key_mcmc, data, exact_fit, args.adaptive_mcmc,
+        draws = mle.mle_parameter_draws(key_mcmc, data, exact_fit, args.walk_draws,
                                         l2=args.l2)
         result["adaptive_mcmc"] = {
             "h_interval": draws["h_interval"], "J_interval": draws["J_interval"],

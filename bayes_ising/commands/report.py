@@ -18,7 +18,7 @@ __all__ = ["register", "run", "load_posterior_file"]
 
 
 def register(subparsers, name):
-    from ..cli import add_data_selection_flags
+    from ._common import add_data_selection_flags
 
     parser = subparsers.add_parser(
         name, help="build the self-contained HTML report from saved results",
@@ -61,7 +61,7 @@ def load_posterior_file(path):
 def run(args):
     from .. import posterior, report
     from .._io import check_writable
-    from ..cli import load_selected_data
+    from ._common import load_selected_data
 
     check_writable(args.out, args.force)
     if Path(args.posterior).is_dir():

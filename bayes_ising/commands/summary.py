@@ -4,7 +4,7 @@ import sys
 import warnings
 
 from .._io import write_json
-from ..cli import add_data_selection_flags, load_selected_data
+from ._common import add_data_selection_flags, load_selected_data
 
 __all__ = ["register", "run", "format_summary"]
 

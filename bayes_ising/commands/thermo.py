@@ -18,7 +18,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers, name):
-    from ..cli import add_data_selection_flags
+    from ._common import add_data_selection_flags
 
     parser = subparsers.add_parser(
         name,
@@ -139,7 +139,7 @@ def run(args):
     out["seed"] = args.seed
     out["bayes_ising_version"] = __version__
     if args.shuffled_control:
-        from ..cli import load_selected_data
+        from ._common import load_selected_data
 
         args.data = args.shuffled_control
         from .. import posterior
