@@ -1,7 +1,8 @@
 """Atomic output: write to a temporary file in the target directory, then rename.
 
 An interrupted run never leaves a half-written file under the final name, and an existing
-result is never overwritten unless ``force`` is true.
+result is never overwritten unless ``force`` is true. Results get the normal permissions of a
+new file (0666 less the umask), not the 0600 of the temporary file.
 """
 
 import contextlib
@@ -41,11 +42,21 @@ def atomic_path(path, force=False):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp creates the file 0600; results get the permissions of any new file
+        # (0666 less the umask), so that a lab's group can read them on a shared server
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask():
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def to_jsonable(obj):

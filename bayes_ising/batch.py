@@ -24,7 +24,7 @@ is the Cartesian product of its lists::
     min_rate = 0.05                        # keep neurons firing in ≥ 5% of the selected bins
     subsample_sizes = [12]                 # random neuron subsets of this size ...
     subsample_seeds = [0, 1]               # ... drawn with these seeds (NumPy default_rng)
-    models = ["../models/default.toml"]    # model specs (bayes); "default" = the built-in spec
+    models = ["default"]                   # model specs (bayes): a packaged name or a TOML path
     likelihood = "exact"                   # or ["exact", "pseudo"]; default: the spec's
 
 Every fit becomes a :class:`FitTask` whose **key** is the SHA-256 of everything that determines
@@ -186,11 +186,24 @@ def _check_fit_block(block, where, source, dataset_names, base):
             _check_fit_value(source, name, key, v, dataset_names)
         out[key] = values if key in _LIST_KEYS else value
         if key == "models":
-            out[key] = [v if v == "default" else str((base / v).resolve()) for v in values]
-            for path in out[key]:
-                if path != "default" and not Path(path).is_file():
-                    _fail(source, name, f"model spec file not found: {path}")
+            out[key] = [_model_entry(v, base, source, name) for v in values]
     return out
+
+
+def _model_entry(value, base, source, name):
+    """A plan's model: "default", a packaged name, or a TOML path relative to the plan."""
+    from .model_spec import packaged_models
+
+    if value == "default":
+        return value
+    path = (base / value).resolve()
+    if path.is_file():
+        return str(path)
+    stem = value[:-5] if value.endswith(".toml") else value
+    if "/" not in value and stem in packaged_models():
+        return stem
+    _fail(source, name, f"model spec file not found: {path} (and no packaged model named "
+                        f"{value!r}: {', '.join(packaged_models())})")
 
 
 def _check_fit_value(source, name, key, v, dataset_names):

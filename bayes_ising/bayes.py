@@ -13,7 +13,7 @@ Likelihoods
       (sufficient sums a, B; a blocked, neuron-major sweep with a fused gradient;
       ``docs/sampler.md``).
 
-Priors (:class:`~bayes_ising.model_spec.ModelSpec`, TOML files in ``models/``)
+Priors (:class:`~bayes_ising.model_spec.ModelSpec`, packaged TOML specs loaded by name)
     :math:`h_i \sim \mathcal N(\mu_h, \sigma_h)`; :math:`J_{ij} \sim \mathcal N(0, \sigma_J)`, or
     hierarchical :math:`J_{ij} \sim \mathcal N(0, \sigma_{b(ij)})`,
     :math:`\sigma_b \sim \mathcal N^+(0, s_J)` per cell-type block b (E-E, E-I, I-I; non-centred),
@@ -36,7 +36,7 @@ Sampler (fast by construction)
     ``algorithm = "hmc"`` replaces NUTS's U-turn rule with a static trajectory of
     ``trajectory_length`` (default π/2, a quarter period of the whitened unit Gaussian, which
     decorrelates both z and z²; NUTS stops near half a period, where |z| barely moves) —
-    the choice of ``models/pseudo_large.toml`` for many parameters (``docs/sampler.md``).
+    the choice of ``--model pseudo_large`` for many parameters (``docs/sampler.md``).
 
 Pseudo-posterior calibration (``adjust``; Bouranis, Friel & Maire 2017, 2018)
     Draws θ of the pseudo-posterior with mode :math:`\hat\theta_{PL}` are mapped to

@@ -104,6 +104,8 @@ def main(argv=None):
         if isinstance(err, (FileNotFoundError, IsADirectoryError, PermissionError)):
             message = f"{type(err).__name__}: {err.filename or message}" if getattr(
                 err, "filename", None) else message
+            if err.errno and err.strerror and err.strerror != os.strerror(err.errno):
+                message += f" ({err.strerror})"  # our own explanation, e.g. packaged models
         print(f"bayes-ising: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,8 @@
-"""Declarative model specifications (TOML files in ``models/``): priors, likelihood, sampler.
+"""Declarative model specifications (TOML): priors, likelihood, sampler.
+
+The package ships its specs in ``bayes_ising/models/`` (:func:`packaged_models`: default,
+hierarchical_blocks, horseshoe, pseudo_large); :func:`load_model_spec` takes such a name
+(``"pseudo_large"`` or ``"pseudo_large.toml"``) or the path of any TOML file.
 
 A spec file looks like::
 
@@ -47,6 +51,8 @@ __all__ = [
     "load_model_spec",
     "default_model_spec",
     "model_spec_from_dict",
+    "packaged_models",
+    "model_spec_path",
     "LIKELIHOODS",
     "ADJUSTMENTS",
     "J_FAMILIES",
@@ -277,8 +283,37 @@ def model_spec_from_dict(data, source="<dict>"):
     return ModelSpec(**fields, source=str(source))
 
 
+def packaged_models():
+    """Names of the model specs shipped with the package (``bayes_ising/models/*.toml``)."""
+    folder = Path(__file__).resolve().parent / "models"
+    return sorted(p.stem for p in folder.glob("*.toml"))
+
+
+def model_spec_path(name_or_path):
+    """The file of a model spec: ``name_or_path`` itself when it is a file, else the packaged
+    spec of that name (with or without ``.toml``).
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither a file nor a packaged name (the message lists the packaged names).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.parent == Path("."):
+        stem = path.name[:-5] if path.name.endswith(".toml") else path.name
+        packaged = Path(__file__).resolve().parent / "models" / f"{stem}.toml"
+        if packaged.is_file():
+            return packaged
+    raise FileNotFoundError(
+        2, f"no model spec file {str(name_or_path)!r} and no packaged model of that name "
+           f"(packaged: {', '.join(packaged_models())})", str(name_or_path))
+
+
 def load_model_spec(path):
-    """Read and validate a model spec TOML file (see the module docstring for the layout).
+    """Read and validate a model spec: a packaged name (``"pseudo_large"``, see
+    :func:`packaged_models`) or a TOML file (see the module docstring for the layout).
 
     Raises
     ------
@@ -287,15 +322,16 @@ def load_model_spec(path):
     FileNotFoundError
         No such file.
     """
-    path = Path(path)
+    given = Path(path)
+    path = model_spec_path(path)
     data = read_toml(path)
-    return model_spec_from_dict(data, source=str(path))
+    return model_spec_from_dict(data, source=str(given if given.is_file() else path))
 
 
 def default_model_spec():
     """The default spec: h ~ Normal(0, 2), J ~ Normal(0, 1), exact likelihood, 4×1000 draws.
 
-    Identical to ``models/default.toml``.
+    Identical to the packaged ``default`` spec (``bayes_ising/models/default.toml``).
     """
     return ModelSpec()
 

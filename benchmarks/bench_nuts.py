@@ -9,7 +9,7 @@ against plain NUTS (diagonal mass adapted from scratch, random start), in the sa
    comparison is min-ESS/s (``min_ess_per_s_ratio``).
    The same fit with float32 sampling follows (compiled afresh: a different program).
 2. Pseudolikelihood, N = 50, T = 40,000 synthetic E/I raster (Gibbs samples of planted
-   parameters), 4 chains × 500 draws with ``models/pseudo_large.toml`` (float32 sampling,
+   parameters), 4 chains × 500 draws with ``--model pseudo_large`` (float32 sampling,
    quarter-period HMC in the whitened space, 150 warmup), then the same with NUTS
    (target_accept 0.9, max tree depth 4, 75 warmup; skip with ``--no-pseudo-nuts``): the
    same figures, and whether one value+grad is bound by its matrix products (time of
@@ -209,7 +209,7 @@ def pseudo_n50(quick=False, with_nuts=True):
     start = time.perf_counter()
     spins, cell_types = _synthetic_n50(num_bins)
     data_s = time.perf_counter() - start
-    spec = bayes.load_model_spec(ROOT / "models" / "pseudo_large.toml")
+    spec = bayes.load_model_spec(ROOT / "bayes_ising" / "models" / "pseudo_large.toml")
     draws = 200 if quick else 500
     ours = _timed_fit(spins, spec, likelihood="pseudo", adjust="none", num_chains=4,
                       num_draws=draws)
@@ -220,7 +220,7 @@ def pseudo_n50(quick=False, with_nuts=True):
     return {
         "num_bins": num_bins,
         "data_generation_s": data_s,
-        "model": "models/pseudo_large.toml (quarter-period HMC)",
+        "model": "pseudo_large (quarter-period HMC)",
         "ours": ours,
         "nuts": nuts,
         "gemm_bound": _gemm_bound(spins, spec),

@@ -184,7 +184,7 @@ def _rows_nuts(r):
     pseudo = r.get("pseudo_n50")
     if isinstance(pseudo, dict):
         p = pseudo.get("ours", {})
-        rows.append(_row("pseudo posterior (N = 50, T = 40,000, models/pseudo_large.toml): "
+        rows.append(_row("pseudo posterior (N = 50, T = 40,000, --model pseudo_large): "
                          "wall time vs 300 s target",
                          p.get("wall_s"), 300.0, "s (time)", higher_is_better=False,
                          note=_skip_note(pseudo) or (

@@ -325,7 +325,7 @@ def test_netcdf_round_trip(exact_tree, tmp_path):
 def test_shipped_model_files_load(name):
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "models" / f"{name}.toml"
+    path = Path(__file__).resolve().parents[1] / "bayes_ising" / "models" / f"{name}.toml"
     spec = load_model_spec(path)
     assert spec.name == name
     assert bayes.ModelSpec.from_json(spec.to_json()) == spec
@@ -334,7 +334,7 @@ def test_shipped_model_files_load(name):
 def test_default_toml_equals_default_spec():
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "models" / "default.toml"
+    path = Path(__file__).resolve().parents[1] / "bayes_ising" / "models" / "default.toml"
     assert load_model_spec(path).replace(source="<default>") == bayes.default_model_spec()
 
 
@@ -471,7 +471,8 @@ def test_hierarchical_and_horseshoe_posteriors_sample_and_agree_with_normal(name
     J[i, j] = np.where(strong, 0.5, 0.05) * rng.choice([-1, 1], i.size)
     J = J + J.T
     data = _Data(_sample_exact(12, h, J, 6000), cell_types=types)
-    spec = load_model_spec(Path(__file__).resolve().parents[1] / "models" / f"{name}.toml")
+    spec = load_model_spec(
+        Path(__file__).resolve().parents[1] / "bayes_ising" / "models" / f"{name}.toml")
     settings = dict(num_chains=2, num_draws=300, num_warmup=300, progress=False)
     tree = bayes.fit_posterior(3, data, spec, likelihood="exact", **settings)
     normal = bayes.fit_posterior(3, data, likelihood="exact", **settings)

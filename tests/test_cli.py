@@ -355,7 +355,11 @@ def test_unknown_verb_and_flag(capsys, work):
 
 
 _INTERRUPTED_WRITER = """
-import json, sys, time
+import json, signal, sys, time
+# A job started in the background of a non-interactive shell inherits SIGINT ignored: install
+# Python's handler here, in the child, rather than with a preexec_fn (which makes subprocess
+# fork this JAX-loaded process instead of spawning the child; JAX warns that this deadlocks).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from bayes_ising import cli
 original = json.dump
 def slow_dump(obj, f, **kwargs):
@@ -370,12 +374,6 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def _default_sigint():
-    """A job started in the background of a non-interactive shell inherits SIGINT ignored;
-    give the child the default disposition so that Python installs its handler."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _temps(folder, name):
     return [p.name for p in folder.iterdir() if p.name.startswith(f".{name}.")]
 
@@ -387,7 +385,7 @@ def test_killed_mid_write_leaves_no_partial_result(tmp_path, data_file, sig):
     process = subprocess.Popen(
         [sys.executable, "-c", _INTERRUPTED_WRITER, "summary", str(data_file), "--out",
          str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-        cwd=ROOT, preexec_fn=_default_sigint)
+        cwd=ROOT)
     try:
         deadline = time.time() + 240
         line = ""

@@ -123,8 +123,8 @@ def load_selected_data(args, tree=None):
     applied (:func:`bayes_ising.provenance.apply`), and data that do not match the record are
     refused (DataError: exit 2).
     """
-    from . import data as data_module
-    from . import provenance
+    from .. import data as data_module
+    from .. import provenance
 
     rec = provenance.recorded(tree) if tree is not None else None
     bin_size, time_units = args.bin_size, args.time_units

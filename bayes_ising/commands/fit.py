@@ -25,10 +25,11 @@ def register(subparsers, name):
                              "model file's")
     parser.add_argument("--adjust", choices=ADJUSTMENTS, default=None,
                         help="pseudo-posterior calibration (default: the model file's, "
-                             "mode+curvature in models/default.toml; see docs/calibration.md)")
-    parser.add_argument("--model", default=None, metavar="MODEL.toml",
-                        help="model spec: priors and sampler settings (default: "
-                             "models/default.toml's values)")
+                             "mode+curvature in the default model; see docs/calibration.md)")
+    parser.add_argument("--model", default=None, metavar="NAME|MODEL.toml",
+                        help="model spec: priors and sampler settings, by name (default, "
+                             "hierarchical_blocks, horseshoe, pseudo_large: shipped with the "
+                             "package) or a TOML file (default: default)")
     add_sampler_flags(parser)
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, metavar="POSTERIOR.nc",
