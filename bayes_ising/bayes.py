@@ -66,7 +66,7 @@ import numpyro.distributions as dist
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 
-from . import ising, stats
+from . import ising, provenance, stats
 from ._io import atomic_path, to_jsonable
 from .errors import BayesIsingError, DataError, Float64Error, ModelSpecError
 from .model_spec import (
@@ -76,6 +76,7 @@ from .model_spec import (
     default_model_spec,
     load_model_spec,
 )
+from .posterior import j_matrix
 
 __all__ = [
     "ModelSpec",
@@ -828,7 +829,8 @@ def fit_posterior(
     m, Q, firing_probability, patterns, counts, spins when small), ``point_estimate`` (MAP of the
     sampled density and the centre of the adjusted one) and root attributes ``model_spec``
     (JSON), ``likelihood``, ``adjust``, ``seed``, ``data_source``, ``bayes_ising_version``,
-    ``neuron_ids``, ``cell_types``, timings and (N > 22) ``model_check`` (JSON).
+    ``neuron_ids``, ``cell_types``, ``selection`` (JSON, :mod:`bayes_ising.provenance`: the
+    data file, its SHA-256 and the selection), timings and (N > 22) ``model_check`` (JSON).
 
     Raises
     ------
@@ -871,6 +873,7 @@ def fit_posterior(
     key, seed = _as_key(rng_key)
     key_laplace, key_init, key_mcmc, key_adjust = jax.random.split(key, 4)
 
+    selection = provenance.record(data)
     data = _as_data(data)
     spins = data.spins
     num_bins, num_neurons = spins.shape
@@ -950,6 +953,7 @@ def fit_posterior(
         "adjust": adjust,
         "seed": json.dumps(seed),
         "data_source": data.source,
+        "selection": json.dumps(to_jsonable(selection)),
         "bayes_ising_version": __version__,
         "neuron_ids": json.dumps(data.neuron_ids),
         "cell_types": json.dumps(data.cell_types),
@@ -1264,28 +1268,6 @@ def load_posterior(path):
     if "posterior" not in tree.children or "bayes_ising_version" not in tree.attrs:
         raise DataError(f"{path}: not a bayes_ising posterior (no posterior group or version)")
     return tree
-
-
-def j_matrix(tree):
-    """Couplings as draws of symmetric matrices: DataArray (chain, draw, neuron_i, neuron_j).
-
-    Zero diagonal; J[..., i, j] = J[..., j, i] = the pair (i, j) coupling.
-    """
-    posterior = tree["posterior"]
-    j_flat = posterior["J"].values
-    ids = posterior["neuron"].values
-    num_neurons = ids.shape[0]
-    i, j = ising.pair_indices(num_neurons)
-    matrix = np.zeros(j_flat.shape[:2] + (num_neurons, num_neurons), dtype=j_flat.dtype)
-    matrix[..., i, j] = j_flat
-    matrix[..., j, i] = j_flat
-    return xr.DataArray(
-        matrix,
-        dims=("chain", "draw", "neuron_i", "neuron_j"),
-        coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values,
-                "neuron_i": ids, "neuron_j": ids},
-        name="J",
-    )
 
 
 # --------------------------------------------------------------------------------------------
