@@ -63,9 +63,9 @@ def validity(rng_key, tree, spins, diagnosis):
     """Does the fitted model reproduce the data when simulated? -> {valid, verdict, source}.
 
     The diagnostics' own verdict when they give one (``diagnosis["valid"]``); else the fit's
-    stored model check (pseudo-posteriors); else :func:`bayes_ising.mle.model_check` of the
-    posterior-mean model (Gibbs chains from random and data starts against the data's means
-    and correlations).
+    stored model check (pseudo-posteriors); else the model check
+    (:func:`bayes_ising.validity.model_check`) of the posterior-mean model: Gibbs chains from
+    random and data starts against the data's means and connected correlations.
     """
     if "valid" in diagnosis:
         return dict(valid=bool(diagnosis["valid"]), source="diagnostics",
@@ -74,14 +74,17 @@ def validity(rng_key, tree, spins, diagnosis):
     if stored:
         check = json.loads(stored) if isinstance(stored, str) else dict(stored)
         verdict = str(check.get("verdict", "unknown"))
-        return dict(valid=verdict == "ok", verdict=verdict, source="fit (model_check)")
-    from . import mle
-
+        return dict(valid=verdict == "ok", verdict=verdict, source="fit (model_check)",
+                    reason=check.get("reason"))
+    try:
+        from .validity import model_check
+    except ImportError:  # pragma: no cover - before the validity module
+        from .mle import model_check
     h, J = _posterior_mean(tree)
-    check = mle.model_check(rng_key, h, J, spins)
+    check = model_check(rng_key, h, J, spins)
     verdict = str(check.get("verdict", "unknown"))
-    return dict(valid=verdict == "ok", verdict=verdict, source="mle.model_check of the "
-                "posterior mean", details=check)
+    return dict(valid=verdict == "ok", verdict=verdict, reason=check.get("reason"),
+                source="model check of the posterior mean", details=check)
 
 
 def run_checks(task, out_dir, progress=False):

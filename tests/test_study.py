@@ -2,9 +2,11 @@
 
 The recording is written here as a spike-times ``.npz`` (spike times, E/I labels, three state
 epochs) from the package's kinetic E/I generator (8 neurons: 5 E + 3 I, 3 × 600 bins), with
-one E neuron silenced in the ``deep`` epochs. Tiny draws (not for conclusions): the tests
-check the outputs' layout, that a killed and rerun study redoes only what is missing, and that
-bad inputs are refused with one line and nothing written.
+one E neuron silenced in the ``deep`` epochs. Tiny draws (not for conclusions). Default suite:
+the bad inputs (refused with one line, nothing written), the plan's notes, and the task engine
+killed and rerun with light stand-in task functions (only what is missing is redone). Slow:
+the real study on the recording — the outputs' layout, the silent neuron, a failed fit, and a
+real kill and rerun.
 """
 
 import json
@@ -86,6 +88,7 @@ def finished(recording, tmp_path_factory):
     return out, result, fits_done, before
 
 
+@pytest.mark.slow
 def test_study_writes_the_documented_outputs(finished):
     out, result, _, _ = finished
     summary = json.loads((out / "study.json").read_text())
@@ -122,6 +125,7 @@ def test_study_writes_the_documented_outputs(finished):
     assert len(list((out / "fits").glob("*.nc"))) == 9
 
 
+@pytest.mark.slow
 def test_a_silent_neuron_is_reported_for_its_state_only(finished):
     out, result, _, _ = finished
     summary = result.summary
@@ -133,6 +137,7 @@ def test_a_silent_neuron_is_reported_for_its_state_only(finished):
     assert SILENT in set(neurons.loc[neurons["state"] == "deep", "neuron"])
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_without_redoing_finished_fits(finished):
     out, result, fits_done, before = finished
     assert len(fits_done) == 3
@@ -144,6 +149,7 @@ def test_a_killed_study_resumes_without_redoing_finished_fits(finished):
     assert all(v in ("done", "existing") for v in status.values()), status
 
 
+@pytest.mark.slow
 def test_a_deleted_result_is_the_only_thing_redone(finished, recording):
     out, _, _, _ = finished
     summary = json.loads((out / "study.json").read_text())
@@ -160,6 +166,7 @@ def test_a_deleted_result_is_the_only_thing_redone(finished, recording):
     assert all(after[p] == before[p] for p in before)
 
 
+@pytest.mark.slow
 def test_a_failed_fit_is_listed_and_the_rest_completes(recording, tmp_path, monkeypatch):
     real_fit = study_tasks.RUNNERS["fit"]
 
@@ -176,6 +183,69 @@ def test_a_failed_fit_is_listed_and_the_rest_completes(recording, tmp_path, monk
     assert "planted failure" in fits["I"]["error"] and fits["I"]["posterior"] is None
     assert fits["E"]["error"] == "" and fits["E"]["converged"] is not None
     assert any("one state only" in n for n in result.summary["notes"])
+
+
+def _light_runners(calls, die_after=None):
+    """Stand-ins for every task kind: a real result file (netCDF or JSON) holding the key."""
+    import xarray as xr
+
+    def run(task, out_dir, progress=False):
+        if die_after is not None and len(calls) == die_after:
+            raise KeyboardInterrupt  # the study is killed here
+        calls.append(task.name)
+        path = out_dir / task.path
+        if task.kind == "fit":
+            tree = xr.DataTree(xr.Dataset({"x": ("draw", np.zeros(3))}))
+            tree.attrs["study_key"] = task.key
+            tree.to_netcdf(path, engine="h5netcdf")
+        else:
+            study_plan._write_task_result(task, out_dir, {"ok": True})
+
+    return {kind: run for kind in study_tasks.RUNNERS}
+
+
+def test_the_task_engine_resumes_a_killed_study(recording, tmp_path, monkeypatch):
+    from bayes_ising.data import load
+
+    plan = study_plan.plan_study(load(recording), study_plan.StudySettings(**TINY))
+    assert len(plan.tasks) == 9 * 4 + 6 + 1  # fits x (fit, checks, thermo, compare), ei, states
+    out = tmp_path / "out"
+    for sub in ("fits", "tasks"):
+        (out / sub).mkdir(parents=True)
+    study_plan._load_data.cache_clear()
+    calls = []
+    monkeypatch.setattr(study_tasks, "RUNNERS", _light_runners(calls, die_after=10))
+    with pytest.raises(KeyboardInterrupt):
+        study_plan.run_tasks(plan.tasks, out, scheduler="sync", progress=False,
+                             log=lambda *a: None)
+    first = list(calls)
+    assert len(first) == 10
+    monkeypatch.setattr(study_tasks, "RUNNERS", _light_runners(calls))
+    outcomes = study_plan.run_tasks(plan.tasks, out, scheduler="sync", progress=False,
+                                    log=lambda *a: None)
+    second = calls[10:]
+    assert not set(first) & set(second)  # nothing finished before the kill was redone
+    assert len(second) == len(plan.tasks) - 10
+    assert all(o["status"] in ("done", "existing") for o in outcomes.values())
+    # a deleted and a truncated result are redone, nothing else
+    fit = next(t for t in plan.tasks if t.kind == "fit")
+    (out / fit.path).unlink()
+    thermo = next(t for t in plan.tasks if t.kind == "thermo")
+    (out / thermo.path).write_text('{"study_key": "trunc')
+    calls.clear()
+    study_plan.run_tasks(plan.tasks, out, scheduler="sync", progress=False, log=lambda *a: None)
+    assert sorted(calls) == sorted([fit.name, thermo.name])
+
+
+def test_task_keys_follow_the_settings_they_read(recording):
+    from bayes_ising.data import load
+
+    data = load(recording)
+    base = study_plan.plan_study(data, study_plan.StudySettings(**TINY))
+    other = study_plan.plan_study(data, study_plan.StudySettings(**{**TINY,
+                                                                   "thermo_draws": 5}))
+    changed = {a.name for a, b in zip(base.tasks, other.tasks, strict=True) if a.key != b.key}
+    assert changed == {t.name for t in base.tasks if t.kind == "thermo"}
 
 
 def _run(capsys, *args):
@@ -206,6 +276,7 @@ def test_a_population_of_one_neuron_is_refused(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_folder_holding_another_study_is_refused(capsys, recording, finished, tmp_path):
     out, _, _, _ = finished
     data = ei_network(jax.random.key(5), 5, 3, duration=30.0, epoch_duration=10.0)
