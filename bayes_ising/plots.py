@@ -13,6 +13,9 @@ fitted temperature T = 1, so h and J are dimensionless; entropies are in nats.
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .convergence import MAX_RHAT
 
 __all__ = [
     "cell_type_order",
@@ -263,6 +266,7 @@ def plot_rank_trace(draws, names, *, rhat=None, ess_bulk=None, num_rank_bins=20)
         ax_trace.set_xlabel("draw (after warmup)", fontsize=7)
         ax_rank.set_xlabel(f"rank bin (of {num_rank_bins}, pooled chains)", fontsize=7)
         ax_rank.set_ylim(bottom=0)
+        ax_rank.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
@@ -737,7 +741,7 @@ def plot_reliability(firing_probability, max_rhat, contraction, flagged, *, cell
         ax.set_xlabel("firing probability (fraction of bins)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
-    ax_r.axhline(1.01, color="C1", linewidth=0.8, linestyle=":")
+    ax_r.axhline(MAX_RHAT, color="C1", linewidth=0.8, linestyle=":")
     return fig
 
 

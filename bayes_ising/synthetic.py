@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.signal
 
-from . import ising
+from . import ising, limits
 from .errors import ModelSpecError
 
 __all__ = [
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 #: Largest N for which :func:`sample_ising` samples exactly (2^20 ≈ 10^6 state probabilities).
-MAX_EXACT_SAMPLING_NEURONS = 20
+MAX_EXACT_SAMPLING_NEURONS = limits.MAX_EXACT_SAMPLING_NEURONS
 
 
 # --------------------------------------------------------------------------------------------

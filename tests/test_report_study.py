@@ -1,7 +1,7 @@
 """The whole-study report: render_study on a real (small, fast) study output.
 
 The study folder is made by :func:`bayes_ising.study.study` itself on a small slice of the
-embedded dataset (5 E + 3 I neurons, two states, the study's fast settings), so the report is
+embedded dataset (5 E + 3 I neurons, two states, tiny draws), so the report is
 checked against the layout the pipeline really writes, not against invented numbers. That run
 takes minutes on 2 cores (six fits, each with its checks, thermodynamics and MLE comparison), so
 the tests that read it are ``slow``; the wording rules are tested fast.
@@ -65,20 +65,26 @@ def _small_data():
     types = np.asarray(data.cell_types)
     columns = np.concatenate([np.flatnonzero(types == "E")[:5], np.flatnonzero(types == "I")[:3]])
     states = np.asarray(data.states)
-    rows = np.concatenate([np.flatnonzero(states == s)[:2000] for s in STATES])
+    rows = np.concatenate([np.flatnonzero(states == s)[:1000] for s in STATES])
     return SpikeData.from_raster(np.asarray(data.spins)[np.ix_(rows, columns)],
                                  neuron_ids=np.asarray(data.neuron_ids)[columns],
                                  cell_types=types[columns], states=states[rows],
                                  bin_size=data.bin_size, time_units=data.time_units,
-                                 source="ei_sleep slice (5 E + 3 I, 2000 bins per state)")
+                                 source="ei_sleep slice (5 E + 3 I, 1000 bins per state)")
+
+
+#: tiny draws everywhere: the layout is what is tested, not the numbers
+TINY = dict(num_chains=2, num_draws=40, num_warmup=40, posterior_draws=6, check_samples=2_000,
+            third_order_draws=3, thermo_draws=3, temperatures="0.5:2.5:6", walk_draws=200,
+            num_restarts=2, num_bootstrap=20, min_bins=100)
 
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory):
-    study = pytest.importorskip("bayes_ising.study")
+    study_plan = pytest.importorskip("bayes_ising.study_plan")
     out = tmp_path_factory.mktemp("study")
-    study.study(_small_data(), out, settings=study.FAST_SETTINGS, scheduler="sync",
-                progress=False, render=False, log=lambda *a: None)
+    study_plan.study(_small_data(), out, scheduler="sync", progress=False, render=False,
+                     log=lambda *a: None, **TINY)
     return out
 
 
@@ -208,3 +214,11 @@ def test_single_report_shows_the_walk_groups_and_verdict():
     mle = html[html.index('id="mle"'):]
     assert "within its budget" in mle and 'class="verdict bad"' in mle
     assert "J between those neurons" in mle and "0.610" in mle and "0.04" in mle
+
+
+def test_report_verb_on_a_folder_without_a_study_exits_2(tmp_path, capsys):
+    from bayes_ising import cli
+
+    assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
+    assert "no study.json" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()
