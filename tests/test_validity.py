@@ -104,20 +104,21 @@ def test_a_degenerate_centre_stops_the_adjustment_with_a_clear_error():
     assert "Try:" in message and 'adjust = "none"' in message
 
 
-def _pseudo_tree(num_neurons=24, seed=0, model_check=None, adjust_info=None):
-    """A well-mixed pseudo-posterior of N > 22 (independent Normal draws), with the model
-    check and adjustment record given."""
+def _pseudo_tree(num_neurons=24, seed=0, model_check=None, adjust_info=None, h=-1.0, J=0.0,
+                 chains=4, draws=300):
+    """A well-mixed pseudo-posterior of N > 22 (independent Normal draws around h (N,) and
+    J (P,) in pack order), with the model check and adjustment record given."""
     import xarray as xr
 
     rng = np.random.default_rng(seed)
-    chains, draws = 4, 300
     num_pairs = ising.num_pairs(num_neurons)
     ids = np.array([f"n{k}" for k in range(num_neurons)])
     first, second = ising.pair_indices(num_neurons)
     posterior = xr.Dataset(
-        {"h": (("chain", "draw", "neuron"), -1 + 0.02 * rng.normal(
+        {"h": (("chain", "draw", "neuron"), h + 0.02 * rng.normal(
             size=(chains, draws, num_neurons))),
-         "J": (("chain", "draw", "pair"), 0.01 * rng.normal(size=(chains, draws, num_pairs)))},
+         "J": (("chain", "draw", "pair"), J + 0.01 * rng.normal(
+             size=(chains, draws, num_pairs)))},
         coords={"chain": np.arange(chains), "draw": np.arange(draws), "neuron": ids,
                 "cell_type": ("neuron", np.array(["E"] * num_neurons)),
                 "pair": np.arange(num_pairs), "neuron_i": ("pair", ids[np.asarray(first)]),
@@ -176,3 +177,31 @@ def test_verdict_includes_validity(degenerate_check, tmp_path, capsys):
     assert "NOT valid" in printed and "all-active" in printed
     saved = json.loads((tmp_path / "d.json").read_text())
     assert saved["valid"] is False and "all-active" in saved["validity_reason"]
+
+
+def test_predictive_moments_pass_near_the_truth_and_fail_a_degenerate_posterior():
+    """N = 24 planted Ising data (4,000 bins): draws scattered around the truth reproduce the
+    data's means and connected correlations (tidy xarray output + summary numbers); draws of
+    an all-active model are degenerate and fail."""
+    from bayes_ising import checks
+
+    truth = synthetic.ei_ising_parameters(jax.random.PRNGKey(13), 20, 4)
+    spins = np.asarray(synthetic.sample_ising(jax.random.PRNGKey(14), truth.h, truth.J,
+                                              4000), np.int8)
+    i, j = ising.pair_indices(24)
+    kwargs = dict(num_draws=8, num_chains=64, num_sweeps=150, burn_in=100, batch_size=4)
+    good = checks.predictive_moments(
+        jax.random.PRNGKey(15), _pseudo_tree(h=np.asarray(truth.h), chains=2, draws=10,
+                                             J=np.asarray(truth.J)[i, j]), spins, **kwargs)
+    assert good["summary"]["passed"], good["summary"]
+    moments = good["moments"]
+    assert moments["m_model"].dims == ("start", "draw", "neuron")
+    assert moments["C_model"].shape == (2, 8, ising.num_pairs(24))
+    assert good["summary"]["random"]["connected"]["coverage"] > 0.9
+    json.dumps(good["summary"])
+    h, J = _degenerate(24)
+    bad = checks.predictive_moments(jax.random.PRNGKey(16), _pseudo_tree(
+        h=h, J=J[i, j], chains=2, draws=10), spins, **kwargs)
+    assert not bad["summary"]["passed"]
+    assert bad["summary"]["data"]["degenerate_draws"] == 1.0
+    assert "degenerate" in bad["summary"]["reason"]
