@@ -29,7 +29,7 @@ whose interval then covers only the data's sampling error (and no coupling inter
 
 import numpy as np
 
-from . import checks
+from . import checks, limits
 
 __all__ = [
     "MAX_EXACT_FIT_NEURONS",
@@ -44,9 +44,9 @@ __all__ = [
 ]
 
 #: maximum-likelihood fits enumerate up to this N (exact MLE); pseudolikelihood above
-MAX_EXACT_FIT_NEURONS = 16
+MAX_EXACT_FIT_NEURONS = limits.MAX_EXACT_FIT_NEURONS
 #: posterior fits use the exact likelihood up to this N, the pseudolikelihood above
-MAX_EXACT_POSTERIOR_NEURONS = 16
+MAX_EXACT_POSTERIOR_NEURONS = limits.MAX_EXACT_POSTERIOR_NEURONS
 #: default moving-block length in bins (50 ms bins: 10 s, far longer than the up/down dwell)
 BLOCK_LENGTH = 200
 
