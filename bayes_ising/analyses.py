@@ -41,6 +41,7 @@ __all__ = [
     "state_analysis",
     "ei_posterior_comparison",
     "state_posterior_comparison",
+    "population_only_synchrony",
 ]
 
 #: maximum-likelihood fits enumerate up to this N (exact MLE); pseudolikelihood above
@@ -516,3 +517,41 @@ def state_posterior_comparison(rng_key, fits, *, num_draws=100, num_bootstrap=20
             f"the binned spins, moving-block bootstrap over bins (blocks of {block_length} bins).")
     return dict(states=states, blocks=blocks, per_state=per_state, probabilities=probabilities,
                 interval=prob, note=note)
+
+
+def population_only_synchrony(rng_key, spins, cell_types, neuron_ids, h_draws, J_draws, *,
+                              max_excitatory=14):
+    """The E-only and I-only synchrony check of ``bayes-ising check``: for each population,
+    an MLE fit to that population alone against the joint posterior's marginal over the same
+    neurons (:func:`synchrony_comparison`).
+
+    Parameters
+    ----------
+    spins : (T, N) ±1, in the posterior's neuron order; cell_types, neuron_ids : (N,)
+    h_draws (D, N), J_draws (D, N, N) : the joint posterior's draws
+    max_excitatory : keep at most this many E neurons (the most active; the exact MLE
+        enumerates them)
+
+    Returns
+    -------
+    dict population ("E", "I") -> the :func:`synchrony_comparison` block, with ``fit`` and
+    ``neurons`` (ids).
+    """
+    from . import stats
+
+    types = np.asarray(cell_types).astype(str)
+    ids = np.asarray(neuron_ids).astype(str)
+    firing = stats.firing_probability(spins)
+    result = {}
+    for population in ("E", "I"):
+        members = np.flatnonzero(types == population)
+        if population == "E" and members.size > max_excitatory:
+            order = np.argsort(-firing[members], kind="stable")[:max_excitatory]
+            members = np.sort(members[order])
+        pop_h, pop_J, label = fit_draws(rng_key, spins[:, members], fit="mle")
+        block = synchrony_comparison(rng_key, spins[:, members], (pop_h, pop_J),
+                                     (h_draws, J_draws), members)
+        block["fit"] = {"population_only": label, "joint": "this posterior (all neurons)"}
+        block["neurons"] = ids[members].tolist()
+        result[population] = block
+    return result

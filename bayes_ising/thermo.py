@@ -90,6 +90,7 @@ __all__ = [
     "independent_thermodynamics",
     "posterior_parameters",
     "posterior_thermodynamics",
+    "posterior_subsample_peaks",
     "shuffle_bins",
     "shuffled_control",
     "peak_versus_subsample",
@@ -670,6 +671,36 @@ def posterior_thermodynamics(rng_key, tree, temperatures, *, num_draws=100, meth
     draw_key, run_key = jax.random.split(rng_key)
     h, J = posterior_parameters(draw_key, tree, num_draws)
     return thermodynamics(run_key, h, J, temperatures, method=method, **options)
+
+
+def posterior_subsample_peaks(rng_key, tree, sizes, temperatures, *, num_subsets=10,
+                              interval=0.9, method="auto", **options):
+    """C_max/N and T* of sub-models on random neuron subsets of each size in ``sizes``, from
+    the posterior-mean h and J restricted to the subset (not refits; the study's finite-size
+    check), with central ``interval`` bands over the subsets.
+
+    Raises BayesIsingError for sizes outside 1..N or ``num_subsets`` < 1.
+    """
+    if num_subsets < 1:
+        raise BayesIsingError(f"--num-subsets must be at least 1, got {num_subsets}")
+    h, J = posterior_parameters(rng_key, tree)
+    num_neurons = h.shape[1]
+    sizes = sorted({int(v) for v in sizes})
+    if sizes[0] < 1 or sizes[-1] > num_neurons:
+        raise BayesIsingError(f"--subsample-sizes must lie in 1..{num_neurons}, got {sizes}")
+    results = peak_versus_subsample(rng_key, h.mean(axis=0), J.mean(axis=0), sizes,
+                                    temperatures, num_subsets=num_subsets, method=method,
+                                    **options)
+    peaks = {name: {} for name in ("temperature", "heat_capacity_per_neuron")}
+    for size, result in results.items():
+        for name, values in (("temperature", result.peak_temperature),
+                             ("heat_capacity_per_neuron", result.peak_heat_capacity_per_neuron)):
+            lower, median, upper = np.quantile(values, [(1 - interval) / 2, 0.5,
+                                                        (1 + interval) / 2])
+            peaks[name][str(size)] = {"median": median, "lower": lower, "upper": upper}
+    return {"sizes": sizes, "num_subsets": num_subsets, "interval": interval,
+            "parameters": "posterior mean h and J restricted to each subset (not refits)",
+            "peak": peaks}
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,32 +51,11 @@ def _trim_patterns(patterns):
     return out
 
 
-def _ei(rng_key, spins, cell_types, tree, h_draws, J_draws, max_e):
-    import numpy as np
-
-    from .. import analyses, stats
-
-    types = np.asarray(cell_types).astype(str)
-    result = {}
-    firing = stats.firing_probability(spins)
-    for population in ("E", "I"):
-        members = np.flatnonzero(types == population)
-        if population == "E" and members.size > max_e:
-            members = np.sort(members[np.argsort(-firing[members], kind="stable")[:max_e]])
-        pop_h, pop_J, label = analyses.fit_draws(rng_key, spins[:, members], fit="mle")
-        block = analyses.synchrony_comparison(rng_key, spins[:, members], (pop_h, pop_J),
-                                              (h_draws, J_draws), members)
-        block["fit"] = {"population_only": label, "joint": "this posterior (all neurons)"}
-        block["neurons"] = [str(v) for v in tree["posterior"]["neuron"].values[members]]
-        result[population] = block
-    return result
-
-
 def run(args):
     import jax
     import numpy as np
 
-    from .. import __version__, bayes, checks, posterior
+    from .. import __version__, analyses, bayes, checks, posterior
     from .._io import check_writable, write_json
     from ..errors import BayesIsingError
     from ._common import load_selected_data
@@ -100,7 +79,9 @@ def run(args):
         ei_draws = (args.posterior_draws if spins.shape[1] <= checks.MAX_EXACT_CHECK_NEURONS
                     else min(args.posterior_draws, 50))
         h_draws, J_draws = checks.parameter_draws(tree, ei_draws)
-        out["ei"] = _ei(key_ei, spins, types, tree, h_draws, J_draws, args.ei_max_e)
+        out["ei"] = analyses.population_only_synchrony(
+            key_ei, spins, types, posterior.neuron_ids(tree), h_draws, J_draws,
+            max_excitatory=args.ei_max_e)
     out.update(posterior=str(args.posterior), data=str(args.data), seed=args.seed,
                bayes_ising_version=__version__)
     write_json(args.out, out, force=args.force)

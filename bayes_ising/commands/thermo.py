@@ -73,8 +73,6 @@ def _load_posterior(path):
 
 
 def _subsample(args, tree, temperatures, key, options):
-    import numpy as np
-
     from .. import thermo
     from ..errors import BayesIsingError
 
@@ -84,26 +82,9 @@ def _subsample(args, tree, temperatures, key, options):
         raise BayesIsingError(
             f"--subsample-sizes {args.subsample_sizes!r}: expected integers like 5,10,15"
         ) from None
-    if args.num_subsets < 1:
-        raise BayesIsingError(f"--num-subsets must be at least 1, got {args.num_subsets}")
-    h, J = thermo.posterior_parameters(key, tree)
-    num_neurons = h.shape[1]
-    if sizes[0] < 1 or sizes[-1] > num_neurons:
-        raise BayesIsingError(f"--subsample-sizes must lie in 1..{num_neurons}, got {sizes}")
-    results = thermo.peak_versus_subsample(
-        key, h.mean(axis=0), J.mean(axis=0), sizes, temperatures,
-        num_subsets=args.num_subsets, method=args.method, **options,
-    )
-    peaks = {name: {} for name in ("temperature", "heat_capacity_per_neuron")}
-    for size, result in results.items():
-        for name, values in (("temperature", result.peak_temperature),
-                             ("heat_capacity_per_neuron", result.peak_heat_capacity_per_neuron)):
-            lower, median, upper = np.quantile(
-                values, [(1 - args.interval) / 2, 0.5, (1 + args.interval) / 2])
-            peaks[name][str(size)] = {"median": median, "lower": lower, "upper": upper}
-    return {"sizes": sizes, "num_subsets": args.num_subsets, "interval": args.interval,
-            "parameters": "posterior mean h and J restricted to each subset (not refits)",
-            "peak": peaks}
+    return thermo.posterior_subsample_peaks(
+        key, tree, sizes, temperatures, num_subsets=args.num_subsets, interval=args.interval,
+        method=args.method, **options)
 
 
 def run(args):
