@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, ExistingOutputError
+from .limits import MAX_EXACT_NEURONS
 
 __all__ = ["StudySettings", "FAST_SETTINGS", "StudyTask", "StudyPlan", "plan_study",
            "execute_study_task", "run_tasks", "study", "parse_populations",
@@ -63,16 +64,8 @@ OUTPUT_NAMES = ("study.json", "study_identity.json", "data.npz", "report.html", 
                 "tasks", "tables")
 
 
-def _exact_max():
-    try:
-        from .limits import MAX_EXACT_NEURONS
-    except ImportError:  # the shared limits table not landed yet
-        from .ising import MAX_EXACT_NEURONS
-    return int(MAX_EXACT_NEURONS)
-
-
 #: the exact likelihood (enumeration of 2^N patterns) up to this many neurons
-EXACT_MAX_NEURONS = _exact_max()
+EXACT_MAX_NEURONS = MAX_EXACT_NEURONS
 
 
 @dataclass(frozen=True)

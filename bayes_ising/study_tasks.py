@@ -119,12 +119,23 @@ def _thermo_options(num_neurons, p):
 
 
 def fit_thermodynamics(rng_key, tree, spins, p):
-    """C(T)/N, S(T)/N, T*, C_max/N with posterior bands, and the shuffled-data control."""
+    """C(T)/N, S(T)/N, T*, C_max/N with posterior bands, and the shuffled-data control.
+
+    The thermo module's per-fit function (:func:`bayes_ising.thermo.fit_thermodynamics`:
+    posterior draws and control in one program, Gibbs checks, its own sampler defaults) when
+    it has one; otherwise :func:`~bayes_ising.thermo.posterior_thermodynamics` and
+    :func:`~bayes_ising.thermo.shuffled_control` with the study's sampler settings.
+    """
     import jax
 
     from . import thermo
 
     temperatures = thermo.parse_temperatures(p["temperatures"])
+    per_fit = getattr(thermo, "fit_thermodynamics", None)
+    if per_fit is not None:
+        result = per_fit(rng_key, tree, spins, temperatures=temperatures,
+                         num_posterior_draws=p["thermo_draws"], interval=p["interval"])
+        return result.to_dict(interval=p["interval"])
     options = _thermo_options(spins.shape[1], p)
     key_post, key_control = jax.random.split(rng_key)
     curves = thermo.posterior_thermodynamics(key_post, tree, temperatures,
