@@ -67,9 +67,10 @@ def validity(rng_key, tree, spins, diagnosis):
     (:func:`bayes_ising.validity.model_check`) of the posterior-mean model: Gibbs chains from
     random and data starts against the data's means and connected correlations.
     """
-    if "valid" in diagnosis:
+    if "valid" in diagnosis:  # diagnostics.posterior_validity: one rule for every verb
         return dict(valid=bool(diagnosis["valid"]), source="diagnostics",
-                    verdict=str(diagnosis.get("validity", diagnosis.get("valid_reason", ""))))
+                    verdict=str(diagnosis.get("validity_reason", "")),
+                    reason=str(diagnosis.get("verdict", "")))
     stored = tree.attrs.get("model_check")
     if stored:
         check = json.loads(stored) if isinstance(stored, str) else dict(stored)
