@@ -650,6 +650,12 @@ def study(data, out="study_output", *, settings=None, scheduler=None, force=Fals
     _prepare_folder(out_dir, plan, data, force)
     for note in plan.notes:
         log(note)
+    for state, info in plan.states.items():
+        for kind, what in (("silent_neurons", "never fire"),
+                           ("always_active", "fire in every bin")):
+            if info[kind]:
+                log(f"state {state!r}: neuron(s) {', '.join(info[kind])} {what} there (kept; "
+                    "the diagnostics judge them)")
     outcomes = run_tasks(plan.tasks, out_dir, scheduler=scheduler, progress=progress, log=log)
     result = write_outputs(out_dir, plan, settings, outcomes, data,
                            wall_time_s=time.perf_counter() - start)
