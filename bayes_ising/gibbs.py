@@ -63,6 +63,9 @@ __all__ = [
     "GibbsInfo",
     "GibbsResult",
     "MomentsInfo",
+    "ModelsState",
+    "init_models",
+    "sample_models_energies",
     "init",
     "step",
     "sample",
@@ -702,6 +705,112 @@ def sample(
         wall_time_s=time.perf_counter() - wall_start,
         settings=settings,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Many models at once: posterior draws x chains x temperatures in one jitted program
+# --------------------------------------------------------------------------------------------
+
+
+class ModelsState(NamedTuple):
+    """State of D models' chains: the flat layout of one model with a leading model axis.
+
+    spins, fields : (D, N, chains · temps) sampler dtype (column b = chain · temps + temp)
+    energy : (D, chains · temps) energy dtype, E(s) at T = 1
+    """
+
+    spins: jax.Array
+    fields: jax.Array
+    energy: jax.Array
+
+
+def init_models(rng_key, h, J, temperatures, num_chains, *, dtype=jnp.float32):
+    """Uniformly random ±1 starts for D models, ``num_chains`` chains at each temperature.
+
+    h : (D, N)  J : (D, N, N) symmetric, zero diagonal (each model's own parameters)
+    Returns a :class:`ModelsState`.
+    """
+    temps = _temperatures(temperatures)
+    h = jnp.asarray(h, dtype)
+    J = jnp.asarray(J, dtype)
+    if h.ndim != 2 or J.shape != h.shape + h.shape[-1:]:
+        raise ValueError(f"expected h (D, N) and J (D, N, N); got {h.shape} and {J.shape}")
+    num_models, num_neurons = h.shape
+    batch = int(num_chains) * temps.size
+    draws = jax.random.bernoulli(rng_key, 0.5, (num_models, num_neurons, batch))
+    spins = jnp.where(draws, 1.0, -1.0).astype(dtype)
+    fields = h[:, :, None] + J @ spins
+    energy = jax.vmap(_energy_from_fields, in_axes=(0, 0, 0, None))(
+        spins, fields, h, _energy_dtype())
+    return ModelsState(spins, fields, energy)
+
+
+@functools.lru_cache(maxsize=32)
+def _make_models_runner(options, num_sweeps):
+    """Jitted scan of ``num_sweeps`` sweeps of every model (vmap of :func:`_sweep` over D),
+    recording the energies (sweeps, D, chains · temps) and the summed exchange acceptance."""
+    num_temps = options[1]
+
+    def model_sweep(key, state, h, J, betas, temp_betas, index):
+        return _sweep(key, _FlatState(*state), h, J, betas, temp_betas, index, options)
+
+    sweep_all = jax.vmap(model_sweep, in_axes=(0, 0, 0, 0, None, None, None))
+
+    @jax.jit
+    def run(model_keys, state, h, J, betas, temp_betas, first_sweep):
+        def one(carry, offset):
+            state, accepted = carry
+            index = first_sweep + offset
+            keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(model_keys, index)
+            flat, info = sweep_all(keys, state, h, J, betas, temp_betas, index)
+            return (ModelsState(*flat), accepted + info.swap_accepted), flat.energy
+
+        zeros = jnp.zeros((h.shape[0], num_temps - 1), temp_betas.dtype)
+        (state, accepted), energies = lax.scan(one, (state, zeros), jnp.arange(num_sweeps))
+        return state, energies, accepted
+
+    return run
+
+
+def sample_models_energies(rng_key, h, J, state, temperatures, *, num_chains, num_sweeps,
+                           first_sweep=0, replica_exchange=True, chunk_size=None, bar=None):
+    """Advance D models by ``num_sweeps`` sweeps and record the energy after each sweep.
+
+    Every model d uses the key ``fold_in(rng_key, d)`` and sweep s the key
+    ``fold_in(that, first_sweep + s)``, so runs continued in pieces (``state`` and
+    ``first_sweep`` from the previous piece) equal one long run. ``bar``: a tqdm bar advanced
+    by sweeps after each chunk of ``chunk_size`` scanned sweeps.
+
+    Returns
+    -------
+    state : ModelsState
+    energies : (num_sweeps, D, num_chains, temps) NumPy, E(s) at the T = 1 scale
+    accepted : (D, temps − 1) summed per-sweep exchange acceptance (zeros without exchange)
+    """
+    temps = _temperatures(temperatures)
+    num_models = h.shape[0]
+    dtype = state.spins.dtype
+    h = jnp.asarray(h, dtype)
+    J = jnp.asarray(J, dtype)
+    betas, temp_betas = _betas(temps, num_chains, dtype)
+    temp_betas = temp_betas.astype(state.energy.dtype)
+    options = (int(num_chains), temps.size, "systematic", bool(replica_exchange), "hash", None)
+    model_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng_key, jnp.arange(num_models))
+    chunks = _chunks(int(num_sweeps), 1 if chunk_size is None else
+                     math.ceil(int(num_sweeps) / int(chunk_size)))
+    energies, accepted, done = [], 0.0, 0
+    for size in chunks:
+        runner = _make_models_runner(options, size)
+        state, chunk_energies, chunk_accepted = runner(
+            model_keys, state, h, J, betas, temp_betas, first_sweep + done)
+        energies.append(np.asarray(chunk_energies))
+        accepted = accepted + np.asarray(chunk_accepted)
+        done += size
+        if bar is not None:
+            bar.update(size)
+    energies = np.concatenate(energies, axis=0).reshape(
+        int(num_sweeps), num_models, int(num_chains), temps.size)
+    return state, energies, np.broadcast_to(accepted, (num_models, temps.size - 1))
 
 
 # --------------------------------------------------------------------------------------------

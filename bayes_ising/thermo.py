@@ -65,6 +65,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
+import time
 import warnings
 
 import jax
@@ -91,8 +93,11 @@ __all__ = [
     "posterior_thermodynamics",
     "shuffle_bins",
     "shuffled_control",
+    "mean_field_fit",
     "peak_versus_subsample",
     "autocorrelation_time",
+    "split_rhat",
+    "SamplerSchedule",
 ]
 
 #: Printed with every thermodynamic result.
@@ -564,56 +569,222 @@ def _moments_from_energies(energies, thin):
     return mean, var, mcse_mean, mcse_var, tau_e * thin
 
 
-def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=32, num_sweeps=2000,
-                           burn_in=500, thin=1, num_grid=24, replica_exchange="auto",
-                           min_sweeps_per_tau=MIN_SWEEPS_PER_TAU, on_short_run="raise",
-                           progress=False):
-    r"""Thermodynamics from the Gibbs sampler, all grid temperatures in one vectorised run.
+#: Sweeps scanned per compiled chunk of the vectorised sampler (one compilation per shape; the
+#: burn-in, every extension of an adaptive run and the progress bar all advance by chunks).
+SWEEP_CHUNK = 100
 
-    Parameters
-    ----------
-    rng_key : JAX PRNG key (one run per model, keys split from it)
-    h : (N,) or (D, N);  J : (N, N) or (D, N, N)
-    temperatures : (K,) positive
-    num_chains, num_sweeps, burn_in, thin : sampler settings per temperature (kept draws =
-        (num_sweeps) / thin per chain, after ``burn_in`` sweeps)
-    num_grid : uniform β steps of the integration grid; every grid temperature is sampled
-    replica_exchange : True, False or "auto" (on when the ladder has ≥ 4 temperatures, which
-        it has whenever ``num_grid ≥ 3``: neighbouring temperatures then overlap in energy)
-    min_sweeps_per_tau : a run is too short when the kept sweeps per chain are fewer than this
-        many energy autocorrelation times at some temperature
-    on_short_run : "raise" (:class:`RunTooShortError`), "warn" (:class:`AutocorrelationWarning`
-        and a note in ``warnings``)
 
-    Returns
-    -------
-    ThermoResult with method "gibbs", MCSEs (``mcse``) and ``autocorrelation_time`` (sweeps).
+@dataclasses.dataclass(frozen=True)
+class SamplerSchedule:
+    """How long the vectorised Gibbs run is (sweeps per chain and temperature).
+
+    ``num_sweeps`` an int fixes the kept sweeps; ``"auto"`` starts with ``initial_sweeps`` and
+    extends in chunks, each time to the length the measured autocorrelation times ask for
+    (``min_sweeps_per_tau`` τ and ``min_ess`` effective draws of the energy at every model and
+    temperature, R-hat ≤ ``max_rhat``), up to ``max_sweeps``.
+    """
+
+    num_sweeps: int | str = "auto"
+    burn_in: int = 200
+    initial_sweeps: int = 500
+    max_sweeps: int = 8000
+    max_rhat: float = 1.01
+    min_ess: float = 400.0
+    min_sweeps_per_tau: float = MIN_SWEEPS_PER_TAU
+
+    def first_target(self):
+        return int(self.num_sweeps) if self.num_sweeps != "auto" else int(self.initial_sweeps)
+
+    def next_target(self, done, checks, num_chains):
+        """Kept sweeps to reach next, or None to stop (fixed length, converged or at the cap)."""
+        if self.num_sweeps != "auto" or checks["converged"] or done >= self.max_sweeps:
+            return None
+        tau = np.max(checks["autocorrelation_time_sweeps"])
+        wanted = max(self.min_sweeps_per_tau * tau, self.min_ess * tau / num_chains)
+        # R-hat alone failing: grow by half (more draws sharpen the between-chain comparison).
+        wanted = max(1.1 * wanted, 1.5 * done)
+        wanted = SWEEP_CHUNK * math.ceil(wanted / SWEEP_CHUNK)
+        return int(min(max(wanted, done + SWEEP_CHUNK), self.max_sweeps))
+
+
+def split_rhat(series):
+    r"""Rank-normalised split R-hat (Vehtari et al. 2021), vectorised over leading axes.
+
+    ``series`` (..., chains, draws): each chain is split in halves, the pooled draws are
+    replaced by normal scores of their ranks, :math:`z = \Phi^{-1}((r - 3/8)/(S + 1/4))`, and
+    :math:`\hat R = \sqrt{\widehat{\mathrm{var}}^+ / W}` is computed on z (bulk) and on the
+    scores of :math:`|x - \mathrm{median}|` (tail); the larger is returned, shape (...).
+    A series that never changes gives 1.
+    """
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    x = np.asarray(series, dtype=np.float64)
+    half = x.shape[-1] // 2
+    x = np.concatenate([x[..., :half], x[..., half:2 * half]], axis=-2)  # (..., 2C, half)
+
+    def rhat_of(values):
+        flat = values.reshape(values.shape[:-2] + (-1,))
+        ranks = rankdata(flat, axis=-1).reshape(values.shape)
+        z = ndtri((ranks - 0.375) / (flat.shape[-1] + 0.25))
+        within = z.var(axis=-1, ddof=1).mean(axis=-1)
+        between = half * z.mean(axis=-1).var(axis=-1, ddof=1)
+        var_plus = (half - 1) / half * within + between / half
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(within > 0, np.sqrt(var_plus / within), 1.0)
+
+    folded = np.abs(x - np.median(x, axis=(-2, -1), keepdims=True))
+    return np.maximum(rhat_of(x), rhat_of(folded))
+
+
+def _energy_checks(energies, thin, schedule, tau=None):
+    """The Gibbs run's own convergence checks per model and temperature.
+
+    energies : (draws, chains, D, K). Rank-normalised split R-hat (:func:`split_rhat`) over
+    chains, ESS = draws · chains / τ with τ from :func:`autocorrelation_time` (the τ of the
+    MCSEs; pass it as ``tau`` when known), and kept draws per τ. Returns a dict of (D, K)
+    arrays and the verdict.
+    """
+    num_draws, num_chains = energies.shape[:2]
+    series = np.moveaxis(energies, (0, 1), (-1, -2))  # (D, K, chains, draws)
+    if num_chains > 1 and num_draws >= 4:
+        rhat = split_rhat(series)
+    else:
+        rhat = np.full(series.shape[:2], np.nan)
+    tau = autocorrelation_time(energies) if tau is None else tau  # in draws, (D, K)
+    ess = num_draws * num_chains / tau
+    per_tau = num_draws / tau
+    converged = (np.nan_to_num(rhat, nan=np.inf) <= schedule.max_rhat) & (
+        ess >= schedule.min_ess) & (per_tau >= schedule.min_sweeps_per_tau)
+    return {"rhat": rhat, "ess_bulk": ess, "autocorrelation_time_sweeps": tau * thin,
+            "sweeps_per_autocorrelation_time": per_tau, "converged_each": converged,
+            "converged": bool(np.all(converged))}
+
+
+def _run_ladder(rng_key, h, J, ladder, num_chains, replica_exchange, schedule, progress):
+    """Burn-in, then kept sweeps of all models (D) × chains × ladder temperatures at once.
+
+    Returns the kept energies (sweeps, chains, D, K; K in increasing β), the last checks, the mean exchange
+    acceptance (D, K − 1) and the wall time of the sampling.
     """
     from . import gibbs
 
+    init_key, run_key = jax.random.split(rng_key)
+    state = gibbs.init_models(init_key, h, J, ladder, num_chains)
+    burn_in = SWEEP_CHUNK * math.ceil(int(schedule.burn_in) / SWEEP_CHUNK)
+    target = schedule.first_target()
+    bar = _progress_bar(progress, burn_in + target, h.shape[0], num_chains, ladder.size)
+    run = functools.partial(gibbs.sample_models_energies, run_key, h, J,
+                            temperatures=ladder, num_chains=num_chains,
+                            replica_exchange=replica_exchange, chunk_size=SWEEP_CHUNK, bar=bar)
+    start = time.perf_counter()
+    if burn_in:
+        state, _, _ = run(state, num_sweeps=burn_in)
+    pieces, accepted, done = [], 0.0, 0
+    while True:
+        state, energies, chunk_accepted = run(state, num_sweeps=target - done,
+                                              first_sweep=burn_in + done)
+        pieces.append(np.moveaxis(energies, 1, 2)[..., ::-1])  # (sweeps, chains, D, K), β up
+        accepted = accepted + chunk_accepted
+        done = target
+        kept = np.concatenate(pieces, axis=0)
+        checks = _energy_checks(kept, 1, schedule)
+        target = schedule.next_target(done, checks, num_chains)
+        if target is None:
+            break
+        if bar is not None:
+            bar.total = burn_in + target
+            bar.refresh()
+    if bar is not None:
+        bar.close()
+    return kept, checks, accepted / done, time.perf_counter() - start
+
+
+def _progress_bar(progress, total, num_models, num_chains, num_temps):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="sweep", file=sys.stderr, leave=False,
+                desc=f"Gibbs ({num_models} models × {num_chains} chains × {num_temps} T)")
+
+
+def _short_run_message(kept_sweeps, worst, temperatures, min_sweeps_per_tau, short):
+    worst_k = int(np.argmax(worst))
+    return (
+        f"Gibbs run too short: {kept_sweeps} sweeps per chain but the energy "
+        f"autocorrelation time reaches {worst[worst_k]:.3g} sweeps at "
+        f"T = {temperatures[worst_k]:.3g} (need >= {min_sweeps_per_tau:g} tau, "
+        f"too short at {int(np.sum(short))} of {short.size} temperatures); heat capacity "
+        "and entropy are unreliable — increase num_sweeps (--num-sweeps), or check the "
+        "model for multimodality"
+    )
+
+
+def _checks_summary(checks, index, schedule, num_sweeps):
+    """JSON-able summary of the Gibbs checks over models, on the whole ladder."""
+    ok = checks["converged_each"]
+    return {
+        "converged": checks["converged"],
+        "max_rhat": float(np.nanmax(checks["rhat"])),
+        "min_ess_bulk": float(np.min(checks["ess_bulk"])),
+        "min_sweeps_per_autocorrelation_time": float(
+            np.min(checks["sweeps_per_autocorrelation_time"])),
+        "max_autocorrelation_time_sweeps": float(np.max(checks["autocorrelation_time_sweeps"])),
+        "fraction_converged": float(np.mean(ok)),
+        "models_converged": np.all(ok, axis=1).tolist(),
+        "num_sweeps": int(num_sweeps),
+        "thresholds": {"max_rhat": schedule.max_rhat, "min_ess_bulk": schedule.min_ess,
+                       "min_sweeps_per_autocorrelation_time": schedule.min_sweeps_per_tau},
+    }
+
+
+def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=4, num_sweeps="auto",
+                           burn_in=200, thin=1, num_grid=16, replica_exchange="auto",
+                           min_sweeps_per_tau=MIN_SWEEPS_PER_TAU, on_short_run="raise",
+                           max_sweeps=8000, progress=False):
+    r"""Thermodynamics from the Gibbs sampler: every model (posterior draw) × chain × grid
+    temperature advances in one vectorised, jitted run (float32 spins, replica exchange).
+
+    Parameters
+    ----------
+    rng_key : JAX PRNG key
+    h : (N,) or (D, N);  J : (N, N) or (D, N, N)
+    temperatures : (K,) positive
+    num_chains : chains per model and temperature (≥ 2 for R-hat)
+    num_sweeps : kept sweeps per chain (int), or "auto": extended in chunks of
+        :data:`SWEEP_CHUNK` until R-hat ≤ 1.01, energy ESS ≥ 400 and ≥ ``min_sweeps_per_tau``
+        autocorrelation times hold for every model and grid temperature, or ``max_sweeps``
+    burn_in : discarded sweeps (rounded up to whole chunks); ``thin``: keep every thin-th
+    num_grid : uniform β steps of the integration grid; every grid temperature is sampled
+    replica_exchange : True, False or "auto" (on when the ladder has ≥ 4 temperatures)
+    on_short_run : "raise" (:class:`RunTooShortError`) or "warn" (:class:`AutocorrelationWarning`)
+        when the kept sweeps are fewer than ``min_sweeps_per_tau`` τ at a requested temperature
+
+    Returns
+    -------
+    ThermoResult with method "gibbs", MCSEs, ``autocorrelation_time`` (sweeps) and
+    ``settings["gibbs_convergence"]`` (:func:`_checks_summary`).
+    """
     if on_short_run not in ("raise", "warn"):
         raise ValueError(f"on_short_run must be 'raise' or 'warn', got {on_short_run!r}")
     temperatures = _check_temperatures(temperatures)
     h, J = _as_batch(h, J)
     num_models, num_neurons = h.shape
     betas, index = integration_grid(temperatures, num_grid)
-    # β = 0 is known in closed form; the sampler gets the ladder in increasing T.
-    ladder = 1.0 / betas[:0:-1]
+    ladder = 1.0 / betas[:0:-1]  # β = 0 is known in closed form; the ladder in increasing T
     if replica_exchange == "auto":
         replica_exchange = ladder.size >= 4
-    keys = jax.random.split(rng_key, num_models)
-    moments, swap_acceptance = [], []
-    for model in range(num_models):
-        result = gibbs.sample(
-            keys[model], h[model], J[model], temperatures=ladder, num_chains=int(num_chains),
-            num_sweeps=int(num_sweeps), burn_in=int(burn_in), thin=int(thin),
-            replica_exchange=bool(replica_exchange), progress=progress,
-        )
-        # energies (draws, chains, temps) of E(s) at the T = 1 scale; back to increasing β
-        moments.append(_moments_from_energies(result.energies[..., ::-1], thin))
-        if result.swap_acceptance is not None:
-            swap_acceptance.append(float(np.min(result.swap_acceptance)))
-    mean_e, var_e, mcse_mean, mcse_var, tau = (np.stack(x) for x in zip(*moments, strict=True))
+    schedule = SamplerSchedule(num_sweeps=num_sweeps, burn_in=int(burn_in),
+                               max_sweeps=int(max_sweeps),
+                               min_sweeps_per_tau=float(min_sweeps_per_tau))
+    energies, checks, acceptance, wall = _run_ladder(
+        rng_key, h, J, ladder, int(num_chains), bool(replica_exchange), schedule, progress)
+    kept_sweeps = energies.shape[0]
+    energies = energies[int(thin) - 1::int(thin)]
+    mean_e, var_e, mcse_mean, mcse_var, tau = _moments_from_energies(energies, thin)
+    if int(thin) > 1:  # judge the kept, thinned draws
+        checks = _energy_checks(energies, int(thin), schedule, tau=tau / int(thin))
     mean0, var0 = _uniform_moments(h, J)
     zeros = np.zeros((num_models, 1))
 
@@ -621,36 +792,35 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=32, num_sw
         return np.concatenate([first[:, None], values], axis=1)
 
     tau_full = with_zero(tau, np.ones(num_models))
-    warning_list = []
-    kept_sweeps = int(num_sweeps)
     worst = np.max(tau_full[:, index], axis=0)
     short = kept_sweeps < min_sweeps_per_tau * worst
+    warning_list = []
     if np.any(short):
-        worst_k = int(np.argmax(worst))
-        message = (
-            f"Gibbs run too short: {kept_sweeps} sweeps per chain but the energy "
-            f"autocorrelation time reaches {worst[worst_k]:.3g} sweeps at "
-            f"T = {temperatures[worst_k]:.3g} (need >= {min_sweeps_per_tau:g} tau, "
-            f"too short at {int(np.sum(short))} of {short.size} temperatures); heat capacity "
-            "and entropy are unreliable — increase num_sweeps (--num-sweeps), or check the "
-            "model for multimodality"
-        )
+        message = _short_run_message(kept_sweeps, worst, temperatures, min_sweeps_per_tau, short)
         if on_short_run == "raise":
             raise RunTooShortError(message)
         warnings.warn(message, AutocorrelationWarning, stacklevel=2)
         warning_list.append(message)
+    summary = _checks_summary(checks, index, schedule, kept_sweeps)
+    if not summary["converged"] and not np.any(short):
+        warning_list.append(
+            f"Gibbs checks not all met after {kept_sweeps} sweeps: max R-hat "
+            f"{summary['max_rhat']:.4f}, min energy ESS {summary['min_ess_bulk']:.0f} "
+            f"({100 * summary['fraction_converged']:.1f}% of model × temperature pairs pass)")
     settings = {
-        "num_grid": int(num_grid),
-        "grid_size": int(betas.size),
-        "beta_max": float(betas[-1]),
+        "num_grid": int(num_grid), "grid_size": int(betas.size), "beta_max": float(betas[-1]),
         "rule": "Hermite (endpoint-corrected trapezoid) on a beta grid from 0",
-        "num_chains": int(num_chains),
-        "num_sweeps": int(num_sweeps),
-        "burn_in": int(burn_in),
-        "thin": int(thin),
-        "replica_exchange": bool(replica_exchange),
+        "num_chains": int(num_chains), "num_sweeps": int(kept_sweeps),
+        "num_sweeps_setting": num_sweeps, "max_sweeps": int(max_sweeps),
+        "burn_in": int(SWEEP_CHUNK * math.ceil(int(burn_in) / SWEEP_CHUNK)), "thin": int(thin),
+        "replica_exchange": bool(replica_exchange), "dtype": "float32",
         "min_sweeps_per_tau": float(min_sweeps_per_tau),
-        "min_swap_acceptance": min(swap_acceptance) if swap_acceptance else None,
+        "min_swap_acceptance": float(np.min(acceptance)) if ladder.size > 1 and
+        replica_exchange else None,
+        "sampling_wall_s": float(wall),
+        "spin_updates_per_s": float(num_models * num_chains * ladder.size * num_neurons
+                                    * (kept_sweeps + int(burn_in)) / max(wall, 1e-9)),
+        "gibbs_convergence": summary,
     }
     return _assemble(
         temperatures, betas, index, with_zero(mean_e, mean0), with_zero(var_e, var0),
@@ -770,48 +940,87 @@ def posterior_thermodynamics(rng_key, tree, temperatures, *, num_draws=100, meth
 def shuffle_bins(rng_key, spins):
     """Permute each neuron's bins independently: keeps firing rates, destroys correlations.
 
-    ``spins`` (num_bins, N) → same shape and dtype; one permutation key per neuron.
+    ``spins`` (num_bins, N) → same shape and dtype. One sort: each column is reordered by
+    i.i.d. uniform keys (a uniformly random permutation per neuron).
     """
-    spins = jnp.asarray(spins)
-    keys = jax.random.split(rng_key, spins.shape[1])
-    shuffled = jax.vmap(lambda key, column: jax.random.permutation(key, column))(keys, spins.T)
-    return np.asarray(shuffled.T)
+    spins = np.asarray(spins)
+    keys = jax.random.uniform(rng_key, spins.shape, jnp.float32)
+    order = np.argsort(np.asarray(keys), axis=0, kind="stable")
+    return np.take_along_axis(spins, order, axis=0)
+
+
+def mean_field_fit(spins, min_rate_bins=1.0):
+    r"""Naive mean-field inverse Ising fit (Kappen & Rodríguez 1998), for nearly independent data.
+
+    .. math:: J = -(C^{-1})_{i \ne j}, \qquad h_i = \operatorname{atanh} m_i - \sum_j J_{ij} m_j,
+
+    with :math:`C_{ij} = \langle s_i s_j\rangle - m_i m_j`. Exact to first order in the
+    connected correlations, so accurate for shuffled data, whose correlations are sampling noise
+    of order :math:`1/\sqrt{T}` (checked against the pseudolikelihood fit in the tests).
+    Rates are clipped to ``min_rate_bins`` bins from 0 and 1 (a silent neuron gets a finite
+    h and couplings of order 1/T). Returns ``(h (N,), J (N, N))`` float64.
+    """
+    x = np.asarray(spins, dtype=np.float64)
+    num_bins = x.shape[0]
+    bound = 1.0 - 2.0 * float(min_rate_bins) / num_bins
+    m = np.clip(x.mean(axis=0), -bound, bound)
+    cov = x.T @ x / num_bins - np.outer(m, m)
+    # A clipped (silent or saturated) neuron keeps the variance of its clipped rate.
+    cov[np.diag_indices_from(cov)] = np.maximum(np.diag(cov), 1.0 - m**2)
+    J = -np.linalg.inv(cov)
+    np.fill_diagonal(J, 0.0)
+    J = 0.5 * (J + J.T)
+    return np.arctanh(m) - J @ m, J
+
+
+def _fit_shuffles(rng_key, spins, num_shuffles, l2, fit):
+    """Fit ``num_shuffles`` bin-shuffled copies of ``spins``; (h (S, N), J (S, N, N), method,
+    deduplicated fit warnings)."""
+    from . import mle
+
+    num_neurons = spins.shape[1]
+    if fit == "auto":
+        fit = "exact" if num_neurons <= AUTO_EXACT_MAX_NEURONS else "mean_field"
+    if fit not in ("exact", "pseudo", "mean_field"):
+        raise ValueError(f"fit must be 'auto', 'exact', 'pseudo' or 'mean_field', got {fit!r}")
+    hs, Js, fit_warnings = [], [], []
+    for key in jax.random.split(rng_key, int(num_shuffles)):
+        shuffled = shuffle_bins(key, spins)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if fit == "mean_field":
+                h, J = mean_field_fit(shuffled)
+            else:
+                fitter = mle.fit_exact if fit == "exact" else functools.partial(
+                    mle.fit_pseudo, check_moments=False)
+                result = fitter(shuffled, l2=l2)
+                h, J = result.h, result.J
+        hs.append(np.asarray(h, dtype=np.float64))
+        Js.append(np.asarray(J, dtype=np.float64))
+        # e.g. pairs of sparse neurons that never fire together in a shuffle (finite by l2)
+        fit_warnings.extend(str(w.message) for w in caught if str(w.message) not in fit_warnings)
+    return np.stack(hs), np.stack(Js), fit, fit_warnings
 
 
 def shuffled_control(rng_key, spins, temperatures, *, num_shuffles=1, l2=1e-3, method="auto",
-                     **options):
+                     fit="auto", **options):
     """Thermodynamics of models fitted to shuffled data (each neuron's bins permuted).
 
-    Each of ``num_shuffles`` shuffles is fitted by maximum likelihood — exact moment matching
-    (:func:`bayes_ising.mle.fit_exact` with an L2 penalty ``l2``) when N ≤
-    :data:`AUTO_EXACT_MAX_NEURONS`, the pseudolikelihood (:func:`bayes_ising.mle.fit_pseudo`)
-    otherwise — and the curves of the fits are returned as the draws of a :class:`ThermoResult`
-    (a band over shuffles). Shuffling destroys the correlations, so the fitted J are near 0
-    (finite-sample noise) and the curves approach the independent model's.
+    Each of ``num_shuffles`` shuffles is fitted — by exact moment matching
+    (:func:`bayes_ising.mle.fit_exact`, L2 penalty ``l2``) when N ≤
+    :data:`AUTO_EXACT_MAX_NEURONS`, by the naive mean-field inverse (:func:`mean_field_fit`,
+    accurate for data without correlations and O(N³)) otherwise, or by the pseudolikelihood
+    (``fit="pseudo"``) — and the curves of the fits are returned as the draws of a
+    :class:`ThermoResult` (a band over shuffles). Shuffling destroys the correlations, so the
+    fitted J are near 0 (finite-sample noise) and the curves approach the independent model's.
 
     Returns ``(ThermoResult, info)`` with ``info`` = {"max_abs_J": (num_shuffles,),
     "fit_method", "l2", "num_shuffles", "fit_warnings": the fits' warnings, deduplicated}.
     """
-    from . import mle
-
-    spins = np.asarray(spins)
-    num_neurons = spins.shape[1]
-    shuffle_keys = jax.random.split(rng_key, int(num_shuffles) + 1)
-    fits, fit_warnings = [], []
-    for key in shuffle_keys[:-1]:
-        shuffled = shuffle_bins(key, spins)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if num_neurons <= AUTO_EXACT_MAX_NEURONS:
-                fit, fit_method = mle.fit_exact(shuffled, l2=l2), "exact"
-            else:
-                fit, fit_method = mle.fit_pseudo(shuffled, l2=l2), "pseudo"
-        fits.append(fit)
-        # e.g. pairs of sparse neurons that never fire together in a shuffle (finite by l2)
-        fit_warnings.extend(str(w.message) for w in caught if str(w.message) not in fit_warnings)
-    h = np.stack([np.asarray(f.h, dtype=np.float64) for f in fits])
-    J = np.stack([np.asarray(f.J, dtype=np.float64) for f in fits])
-    result = thermodynamics(shuffle_keys[-1], h, J, temperatures, method=method, **options)
+    fit_key, run_key = jax.random.split(rng_key)
+    h, J, fit_method, fit_warnings = _fit_shuffles(fit_key, np.asarray(spins), num_shuffles,
+                                                   l2, fit)
+    result = thermodynamics(run_key, h, J, temperatures, method=method, **options)
     info = {"max_abs_J": np.max(np.abs(J), axis=(1, 2)), "fit_method": fit_method,
             "l2": float(l2), "num_shuffles": int(num_shuffles), "fit_warnings": fit_warnings}
     return result, info
