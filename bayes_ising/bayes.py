@@ -76,6 +76,7 @@ from .model_spec import (
     default_model_spec,
     load_model_spec,
 )
+from .posterior import j_matrix
 
 __all__ = [
     "ModelSpec",
@@ -1264,28 +1265,6 @@ def load_posterior(path):
     if "posterior" not in tree.children or "bayes_ising_version" not in tree.attrs:
         raise DataError(f"{path}: not a bayes_ising posterior (no posterior group or version)")
     return tree
-
-
-def j_matrix(tree):
-    """Couplings as draws of symmetric matrices: DataArray (chain, draw, neuron_i, neuron_j).
-
-    Zero diagonal; J[..., i, j] = J[..., j, i] = the pair (i, j) coupling.
-    """
-    posterior = tree["posterior"]
-    j_flat = posterior["J"].values
-    ids = posterior["neuron"].values
-    num_neurons = ids.shape[0]
-    i, j = ising.pair_indices(num_neurons)
-    matrix = np.zeros(j_flat.shape[:2] + (num_neurons, num_neurons), dtype=j_flat.dtype)
-    matrix[..., i, j] = j_flat
-    matrix[..., j, i] = j_flat
-    return xr.DataArray(
-        matrix,
-        dims=("chain", "draw", "neuron_i", "neuron_j"),
-        coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values,
-                "neuron_i": ids, "neuron_j": ids},
-        name="J",
-    )
 
 
 # --------------------------------------------------------------------------------------------

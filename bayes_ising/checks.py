@@ -75,39 +75,11 @@ def _spins(spins):
 
 
 def parameter_draws(tree, num_draws=None):
-    """Posterior draws of (h, J) as arrays, chains pooled.
+    """Posterior draws h (D, N), J (D, N, N), evenly thinned to ``num_draws`` —
+    :func:`bayes_ising.posterior.posterior_draws` (the posterior contract)."""
+    from .posterior import posterior_draws
 
-    Parameters
-    ----------
-    tree : posterior DataTree (``posterior/h`` (chain, draw, neuron), ``posterior/J``
-        (chain, draw, pair) with coordinates ``neuron_i``, ``neuron_j``).
-    num_draws : keep this many draws, evenly spaced over the pooled (chain, draw) sequence
-        (deterministic thinning); all when None.
-
-    Returns
-    -------
-    h (D, N), J (D, N, N) float64 — J symmetric with zero diagonal.
-    """
-    posterior = tree["posterior"]
-    ids = [str(v) for v in posterior["neuron"].values]
-    index = {v: k for k, v in enumerate(ids)}
-    h = posterior["h"].transpose("chain", "draw", "neuron").values
-    j_flat = posterior["J"].transpose("chain", "draw", "pair").values
-    h = h.reshape(-1, h.shape[-1]).astype(float)
-    j_flat = j_flat.reshape(-1, j_flat.shape[-1]).astype(float)
-    if num_draws is not None and num_draws < h.shape[0]:
-        keep = np.round(np.linspace(0, h.shape[0] - 1, int(num_draws))).astype(int)
-        h, j_flat = h[keep], j_flat[keep]
-    num_neurons = len(ids)
-    if "neuron_i" in posterior.coords:
-        first = np.array([index[str(v)] for v in posterior["neuron_i"].values])
-        second = np.array([index[str(v)] for v in posterior["neuron_j"].values])
-    else:
-        first, second = np.triu_indices(num_neurons, 1)
-    J = np.zeros((h.shape[0], num_neurons, num_neurons))
-    J[:, first, second] = j_flat
-    J[:, second, first] = j_flat
-    return h, J
+    return posterior_draws(tree, num_draws)
 
 
 # --------------------------------------------------------------------------------------------

@@ -61,6 +61,15 @@ def add_data_selection_flags(parser):
                    help="MATLAB variable holding the raster (when the file has several)")
     g.add_argument("--orientation", default=None, choices=["bins-by-neurons", "neurons-by-bins"],
                    help="force the raster orientation (default: more bins than neurons)")
+    g.add_argument("--states-table", default=None,
+                   help="NWB: interval table holding the states, e.g. sleep_states (default: "
+                        "the one candidate)")
+    g.add_argument("--state-column", default=None,
+                   help="NWB: column of that table naming the state, e.g. label (default: the "
+                        "one candidate, else the first tag)")
+    g.add_argument("--cell-type-column", default=None,
+                   help="NWB: Units column holding cell types, e.g. cell_class (default: the "
+                        "one candidate)")
     return parser
 
 
@@ -74,6 +83,9 @@ def load_selected_data(args):
         time_units=args.time_units,
         variable=args.variable,
         orientation=args.orientation,
+        states_table=getattr(args, "states_table", None),
+        state_column=getattr(args, "state_column", None),
+        cell_type_column=getattr(args, "cell_type_column", None),
     )
     population = args.population.split(",") if args.population else None
     return loaded.select(population=population, state=args.state, min_rate=args.min_rate)

@@ -22,6 +22,7 @@ __all__ = [
     "plot_rank_trace",
     "plot_coupling_matrix",
     "plot_synchrony_distribution",
+    "plot_ei_synchrony",
     "plot_pattern_frequencies",
     "plot_information",
     "plot_third_order",
@@ -348,6 +349,41 @@ def plot_synchrony_distribution(observed, *, predicted=None, lower=None, upper=N
     ax.set_ylabel("P(K) (fraction of bins)")
     ax.legend(fontsize=7)
     ax.set_title(title or "Synchrony distribution P(K)", fontsize=9)
+    return fig if fig is not None else ax.figure
+
+
+def plot_ei_synchrony(population, synchrony, *, ax=None, title=None):
+    """P(K_A) of a population A: data, the A-only model and the E+I model's marginal over A.
+
+    Parameters
+    ----------
+    population : name of A ("E" or "I")
+    synchrony : dict with ``observed`` (|A|+1,) and the bands ``population_only`` and
+        ``joint`` (dicts of ``median``, ``lower``, ``upper``, each (|A|+1,)); the layout of
+        :func:`bayes_ising.analyses.synchrony_comparison`'s ``synchrony`` entry
+    """
+    fig = None
+    if ax is None:
+        fig = _figure(6, 3.8)
+        ax = fig.subplots()
+    observed = np.asarray(synchrony["observed"], dtype=float)
+    curves = [(synchrony.get(key), label, color) for key, label, color in [
+        ("population_only", f"{population}-only model", "C3"),
+        ("joint", "E+I model (marginal)", "C0")]]
+    floor = _positive_floor(observed, *[c["lower"] for c, _, _ in curves if isinstance(c, dict)])
+    for curve, label, color in curves:
+        if isinstance(curve, dict):
+            k = np.arange(len(curve["median"]))
+            ax.fill_between(k, np.maximum(curve["lower"], floor),
+                            np.maximum(curve["upper"], floor), color=color, alpha=0.25)
+            ax.plot(k, np.maximum(curve["median"], floor), color=color, label=label)
+    shown = observed > 0
+    ax.plot(np.arange(observed.size)[shown], observed[shown], "ko", markersize=3, label="data")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"K_{population} (number of {population} neurons active in a bin)")
+    ax.set_ylabel("P(K) (fraction of bins)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{population} synchrony: {population}-only vs E+I model", fontsize=9)
     return fig if fig is not None else ax.figure
 
 

@@ -39,24 +39,6 @@ def register(subparsers, name):
     return parser
 
 
-def _align(data, tree):
-    """The data's spins in the posterior's neuron order (by id)."""
-    import numpy as np
-
-    from ..errors import DataError
-
-    posterior_ids = [str(v) for v in tree["posterior"]["neuron"].values]
-    data_ids = [str(v) for v in data.neuron_ids]
-    index = {v: k for k, v in enumerate(data_ids)}
-    missing = [v for v in posterior_ids if v not in index]
-    if missing:
-        raise DataError(
-            f"the data lack {len(missing)} of the posterior's neurons (e.g. {missing[0]!r}); "
-            "pass the data the posterior was fit to, with the same selection flags")
-    cols = np.array([index[v] for v in posterior_ids])
-    return cols
-
-
 def _trim_patterns(patterns):
     out = dict(patterns)
     for key in ("patterns", "counts", "observed", "independent"):
@@ -91,7 +73,7 @@ def run(args):
     import jax
     import numpy as np
 
-    from .. import __version__, bayes, checks
+    from .. import __version__, bayes, checks, posterior
     from .._io import check_writable, write_json
     from ..cli import load_selected_data
     from ..errors import BayesIsingError
@@ -101,14 +83,14 @@ def run(args):
     check_writable(args.out, args.force)
     tree = bayes.load_posterior(args.posterior)
     data = load_selected_data(args)
-    cols = _align(data, tree)
-    spins = np.asarray(data.spins)[:, cols]
+    data = posterior.align(tree, data)
+    spins = np.asarray(data.spins)
     key_checks, key_ei = jax.random.split(jax.random.key(args.seed))
     out = checks.posterior_predictive_checks(key_checks, tree, spins, num_draws=args.draws)
     out["patterns"] = _trim_patterns(out["patterns"])
-    types = None if data.cell_types is None else np.asarray(data.cell_types).astype(str)[cols]
-    if types is None and "cell_type" in tree["posterior"].coords:
-        types = np.asarray(tree["posterior"]["cell_type"].values).astype(str)
+    types = None if data.cell_types is None else np.asarray(data.cell_types).astype(str)
+    if types is None:
+        types = posterior.cell_types(tree)
     if not args.no_ei and types is not None and all(
             np.sum(types == t) >= 2 for t in ("E", "I")):
         # the joint marginal needs Gibbs sampling per draw above the enumeration limit

@@ -54,22 +54,15 @@ def load_posterior_file(path):
 
 
 def run(args):
-    from .. import report
+    from .. import posterior, report
     from .._io import check_writable
     from ..cli import load_selected_data
-    from ..errors import DataError
 
     check_writable(args.out, args.force)
     tree = load_posterior_file(args.posterior)
     data = None
     if args.data is not None:
-        data = load_selected_data(args)
-        fitted = [str(v) for v in tree["posterior"]["neuron"].values]
-        given = [str(v) for v in data.neuron_ids]
-        if fitted != given:
-            raise DataError(f"{args.data}: its neurons after selection ({len(given)}) differ "
-                            f"from the posterior's ({len(fitted)}); pass the selection flags "
-                            "used for the fit (--population, --state, --min-rate)")
+        data = posterior.align(tree, load_selected_data(args))
     inputs = {}
     for key in ("diagnostics", "checks", "thermo", "comparison", "ei", "states"):
         path = getattr(args, key)
