@@ -74,7 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import ising
-from .errors import BayesIsingError
+from .errors import BayesIsingError, DataError
 
 __all__ = [
     "CRITICALITY_CAVEAT",
@@ -91,6 +91,12 @@ __all__ = [
     "independent_thermodynamics",
     "posterior_parameters",
     "posterior_thermodynamics",
+    "fit_thermodynamics",
+    "FitThermodynamics",
+    "tidy_curves",
+    "peak_summary",
+    "DEFAULT_TEMPERATURES",
+    "DEFAULT_POSTERIOR_DRAWS",
     "shuffle_bins",
     "shuffled_control",
     "mean_field_fit",
@@ -581,7 +587,9 @@ class SamplerSchedule:
     ``num_sweeps`` an int fixes the kept sweeps; ``"auto"`` starts with ``initial_sweeps`` and
     extends in chunks, each time to the length the measured autocorrelation times ask for
     (``min_sweeps_per_tau`` τ and ``min_ess`` effective draws of the energy at every model and
-    temperature, R-hat ≤ ``max_rhat``), up to ``max_sweeps``.
+    temperature, R-hat ≤ ``max_rhat``), up to ``max_sweeps``. With ``max_mcse_fraction``, also
+    until the Monte Carlo error of C_max/N is at most that fraction of its posterior spread over
+    the first ``band_size`` models (the posterior draws; see :func:`_band_noise`).
     """
 
     num_sweeps: int | str = "auto"
@@ -591,6 +599,8 @@ class SamplerSchedule:
     max_rhat: float = 1.01
     min_ess: float = 400.0
     min_sweeps_per_tau: float = MIN_SWEEPS_PER_TAU
+    max_mcse_fraction: float | None = None
+    band_size: int = 0
 
     def first_target(self):
         return int(self.num_sweeps) if self.num_sweeps != "auto" else int(self.initial_sweeps)
@@ -603,7 +613,11 @@ class SamplerSchedule:
         wanted = max(self.min_sweeps_per_tau * tau, self.min_ess * tau / num_chains)
         # R-hat alone failing: grow by half (more draws sharpen the between-chain comparison).
         wanted = max(1.1 * wanted, 1.5 * done)
-        wanted = SWEEP_CHUNK * math.ceil(wanted / SWEEP_CHUNK)
+        noise = checks.get("band_noise")
+        if self.max_mcse_fraction is not None and noise is not None and np.isfinite(noise):
+            wanted = max(wanted, 1.1 * done * (noise / self.max_mcse_fraction) ** 2)
+        # At most doubling: the estimates that set the target are noisy on short runs.
+        wanted = SWEEP_CHUNK * math.ceil(min(wanted, 2 * done) / SWEEP_CHUNK)
         return int(min(max(wanted, done + SWEEP_CHUNK), self.max_sweeps))
 
 
@@ -637,7 +651,29 @@ def split_rhat(series):
     return np.maximum(rhat_of(x), rhat_of(folded))
 
 
-def _energy_checks(energies, thin, schedule, tau=None):
+def _band_noise(var_e, mcse_var, betas, band_size):
+    r"""Monte Carlo error of C_max/N relative to its posterior spread over ``band_size`` models.
+
+    With :math:`C_d = \beta^2 \mathrm{Var}_d(E)` on the grid (the 1/N cancels), per draw d the
+    grid maximum :math:`C_{\max,d}` and its MCSE :math:`\epsilon_d`; the ratio is
+    :math:`\tilde\epsilon / \sqrt{\max(s^2 - \tilde\epsilon^2, 0)}`, with
+    :math:`\tilde\epsilon` the median MCSE and s² the variance of :math:`C_{\max,d}` over
+    draws (which contains the MC variance, hence the subtraction). A band's endpoints move out
+    by a factor :math:`\sqrt{1 + r^2}` when the MC noise is r times the posterior spread.
+    NaN when fewer than 10 models.
+    """
+    if band_size < 10:
+        return float("nan")
+    heat = var_e[:band_size] * betas**2
+    noise = mcse_var[:band_size] * betas**2
+    best = np.argmax(heat, axis=1)
+    rows = np.arange(band_size)
+    typical = np.median(noise[rows, best])
+    spread2 = np.var(heat[rows, best], ddof=1) - typical**2
+    return float(typical / np.sqrt(max(spread2, (1e-3 * typical) ** 2, 1e-300)))
+
+
+def _energy_checks(energies, thin, schedule, tau=None, band_noise=None):
     """The Gibbs run's own convergence checks per model and temperature.
 
     energies : (draws, chains, D, K). Rank-normalised split R-hat (:func:`split_rhat`) over
@@ -656,20 +692,24 @@ def _energy_checks(energies, thin, schedule, tau=None):
     per_tau = num_draws / tau
     converged = (np.nan_to_num(rhat, nan=np.inf) <= schedule.max_rhat) & (
         ess >= schedule.min_ess) & (per_tau >= schedule.min_sweeps_per_tau)
+    band_ok = (schedule.max_mcse_fraction is None or band_noise is None
+               or not np.isfinite(band_noise) or band_noise <= schedule.max_mcse_fraction)
     return {"rhat": rhat, "ess_bulk": ess, "autocorrelation_time_sweeps": tau * thin,
             "sweeps_per_autocorrelation_time": per_tau, "converged_each": converged,
-            "converged": bool(np.all(converged))}
+            "band_noise": band_noise, "converged": bool(np.all(converged) and band_ok)}
 
 
 def _run_ladder(rng_key, h, J, ladder, num_chains, replica_exchange, schedule, progress):
     """Burn-in, then kept sweeps of all models (D) × chains × ladder temperatures at once.
 
-    Returns the kept energies (sweeps, chains, D, K; K in increasing β), the last checks, the mean exchange
+    Returns the kept energies (sweeps, chains, D, K; K in increasing β), their moments
+    (:func:`_moments_from_energies`), the last checks, the mean exchange
     acceptance (D, K − 1) and the wall time of the sampling.
     """
     from . import gibbs
 
     init_key, run_key = jax.random.split(rng_key)
+    betas = 1.0 / ladder[::-1]
     state = gibbs.init_models(init_key, h, J, ladder, num_chains)
     burn_in = SWEEP_CHUNK * math.ceil(int(schedule.burn_in) / SWEEP_CHUNK)
     target = schedule.first_target()
@@ -688,7 +728,9 @@ def _run_ladder(rng_key, h, J, ladder, num_chains, replica_exchange, schedule, p
         accepted = accepted + chunk_accepted
         done = target
         kept = np.concatenate(pieces, axis=0)
-        checks = _energy_checks(kept, 1, schedule)
+        moments = _moments_from_energies(kept, 1)
+        noise = _band_noise(moments[1], moments[3], betas, schedule.band_size)
+        checks = _energy_checks(kept, 1, schedule, tau=moments[4], band_noise=noise)
         target = schedule.next_target(done, checks, num_chains)
         if target is None:
             break
@@ -697,7 +739,7 @@ def _run_ladder(rng_key, h, J, ladder, num_chains, replica_exchange, schedule, p
             bar.refresh()
     if bar is not None:
         bar.close()
-    return kept, checks, accepted / done, time.perf_counter() - start
+    return kept, moments, checks, accepted / done, time.perf_counter() - start
 
 
 def _progress_bar(progress, total, num_models, num_chains, num_temps):
@@ -733,6 +775,7 @@ def _checks_summary(checks, index, schedule, num_sweeps):
         "max_autocorrelation_time_sweeps": float(np.max(checks["autocorrelation_time_sweeps"])),
         "fraction_converged": float(np.mean(ok)),
         "models_converged": np.all(ok, axis=1).tolist(),
+        "c_max_mcse_over_posterior_sd": checks["band_noise"],
         "num_sweeps": int(num_sweeps),
         "thresholds": {"max_rhat": schedule.max_rhat, "min_ess_bulk": schedule.min_ess,
                        "min_sweeps_per_autocorrelation_time": schedule.min_sweeps_per_tau},
@@ -742,7 +785,8 @@ def _checks_summary(checks, index, schedule, num_sweeps):
 def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=4, num_sweeps="auto",
                            burn_in=200, thin=1, num_grid=16, replica_exchange="auto",
                            min_sweeps_per_tau=MIN_SWEEPS_PER_TAU, on_short_run="raise",
-                           max_sweeps=8000, progress=False):
+                           max_sweeps=8000, max_mcse_fraction=None, band_size=0,
+                           progress=False):
     r"""Thermodynamics from the Gibbs sampler: every model (posterior draw) × chain × grid
     temperature advances in one vectorised, jitted run (float32 spins, replica exchange).
 
@@ -760,6 +804,8 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=4, num_swe
     replica_exchange : True, False or "auto" (on when the ladder has ≥ 4 temperatures)
     on_short_run : "raise" (:class:`RunTooShortError`) or "warn" (:class:`AutocorrelationWarning`)
         when the kept sweeps are fewer than ``min_sweeps_per_tau`` τ at a requested temperature
+    max_mcse_fraction, band_size : with "auto", also run until the MC error of C_max/N is at
+        most this fraction of its spread over the first ``band_size`` models (posterior draws)
 
     Returns
     -------
@@ -777,14 +823,17 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=4, num_swe
         replica_exchange = ladder.size >= 4
     schedule = SamplerSchedule(num_sweeps=num_sweeps, burn_in=int(burn_in),
                                max_sweeps=int(max_sweeps),
-                               min_sweeps_per_tau=float(min_sweeps_per_tau))
-    energies, checks, acceptance, wall = _run_ladder(
+                               min_sweeps_per_tau=float(min_sweeps_per_tau),
+                               max_mcse_fraction=max_mcse_fraction, band_size=int(band_size))
+    energies, moments, checks, acceptance, wall = _run_ladder(
         rng_key, h, J, ladder, int(num_chains), bool(replica_exchange), schedule, progress)
     kept_sweeps = energies.shape[0]
-    energies = energies[int(thin) - 1::int(thin)]
-    mean_e, var_e, mcse_mean, mcse_var, tau = _moments_from_energies(energies, thin)
     if int(thin) > 1:  # judge the kept, thinned draws
-        checks = _energy_checks(energies, int(thin), schedule, tau=tau / int(thin))
+        energies = energies[int(thin) - 1::int(thin)]
+        moments = _moments_from_energies(energies, int(thin))
+        checks = _energy_checks(energies, int(thin), schedule, tau=moments[4] / int(thin),
+                                band_noise=checks["band_noise"])
+    mean_e, var_e, mcse_mean, mcse_var, tau = moments
     mean0, var0 = _uniform_moments(h, J)
     zeros = np.zeros((num_models, 1))
 
@@ -877,6 +926,175 @@ def posterior_thermodynamics(rng_key, tree, temperatures, *, num_draws=100, meth
     draw_key, run_key = jax.random.split(rng_key)
     h, J = posterior_parameters(draw_key, tree, num_draws)
     return thermodynamics(run_key, h, J, temperatures, method=method, **options)
+
+
+#: Default temperature grid of the study pipeline and the ``thermo`` verb: 21 evenly spaced
+#: temperatures, 0.125 apart, around the fitted model (T = 1).
+DEFAULT_TEMPERATURES = "0.5:3.0:21"
+
+#: Default posterior draws. The endpoints of a central 90% band estimated from D draws scatter
+#: by about 2.1 σ/√D (σ the posterior sd; normal approximation of the sample 5% / 95%
+#: quantiles, √(p(1−p)/D) / φ(z_p)): ±0.26 σ at D = 64, ±0.30 σ at 50, ±0.21 σ at 100.
+DEFAULT_POSTERIOR_DRAWS = 64
+
+#: Default Monte Carlo error of each draw's C_max/N, as a fraction of the posterior sd, that the
+#: adaptive Gibbs run aims for: MC noise r σ widens the band by √(1 + r²), at r = 0.5 by 12%
+#: (endpoints +0.19 σ, comparable to the ±0.26 σ of 64 draws). The sampling cost grows as D/r².
+DEFAULT_MAX_MCSE_FRACTION = 0.5
+
+
+def _take_rows(result, rows):
+    """The ThermoResult of a subset ``rows`` of its models (draws)."""
+    def take(value):
+        return None if value is None else np.asarray(value)[rows]
+
+    mcse = None if result.mcse is None else {k: take(v) for k, v in result.mcse.items()}
+    settings = dict(result.settings)
+    if "gibbs_convergence" in settings:
+        checks = dict(settings["gibbs_convergence"])
+        checks["models_converged"] = np.asarray(checks["models_converged"])[rows].tolist()
+        settings["gibbs_convergence"] = checks
+    return dataclasses.replace(
+        result, energy_per_neuron=take(result.energy_per_neuron),
+        heat_capacity_per_neuron=take(result.heat_capacity_per_neuron),
+        entropy_per_neuron=take(result.entropy_per_neuron),
+        peak_temperature=take(result.peak_temperature),
+        peak_heat_capacity_per_neuron=take(result.peak_heat_capacity_per_neuron),
+        peak_at_edge=take(result.peak_at_edge), mcse=mcse,
+        autocorrelation_time=take(result.autocorrelation_time), settings=settings)
+
+
+def tidy_curves(results, interval=0.9):
+    """Long table of the bands: one row per (model, quantity, temperature) with columns
+    ``model``, ``quantity``, ``temperature``, ``median``, ``lower``, ``upper``, ``interval``,
+    ``max_mcse`` (largest Monte Carlo standard error over draws; NaN when exact).
+
+    ``results``: mapping name → :class:`ThermoResult` (e.g. "posterior", "shuffled").
+    """
+    import pandas as pd
+
+    rows = []
+    for model, result in results.items():
+        for quantity in ("energy_per_neuron", "heat_capacity_per_neuron", "entropy_per_neuron"):
+            band = _band(getattr(result, quantity), interval)
+            mcse = (np.max(result.mcse[quantity], axis=0) if result.mcse is not None
+                    else np.full(result.temperatures.shape, np.nan))
+            for k, temperature in enumerate(result.temperatures):
+                rows.append({"model": model, "quantity": quantity,
+                             "temperature": float(temperature),
+                             "median": float(band["median"][k]),
+                             "lower": float(band["lower"][k]), "upper": float(band["upper"][k]),
+                             "interval": float(interval), "max_mcse": float(mcse[k])})
+    return pd.DataFrame(rows)
+
+
+def peak_summary(result, interval=0.9):
+    """``{"T_peak": {median, lower, upper}, "C_max_per_neuron": {...}, "fraction_at_edge"}``
+    over the models (draws) of a :class:`ThermoResult`."""
+    def band(values):
+        return {k: float(v) for k, v in _band(values, interval).items()}
+
+    return {"T_peak": band(result.peak_temperature),
+            "C_max_per_neuron": band(result.peak_heat_capacity_per_neuron),
+            "fraction_at_edge": float(np.mean(result.peak_at_edge)), "interval": float(interval)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FitThermodynamics:
+    """Output of :func:`fit_thermodynamics` for one fit.
+
+    posterior, control : ThermoResult (control None without spins); control_info : the
+    shuffles' fit details; curves : pandas DataFrame (:func:`tidy_curves`); summary : dict
+    with ``T_peak``, ``C_max_per_neuron`` ({median, lower, upper}), ``control`` (the same for
+    the shuffled control), ``gibbs_convergence``, ``wall_s``, ``caveat``.
+    """
+
+    posterior: ThermoResult
+    control: ThermoResult | None
+    control_info: dict | None
+    curves: object
+    summary: dict
+
+    def to_dict(self, interval=0.9):
+        """JSON layout of ``bayes-ising thermo`` plus the summary."""
+        out = self.posterior.to_dict(interval=interval)
+        if self.control is not None:
+            control = self.control.to_dict(interval=interval)
+            control.pop("caveat", None)
+            control.update(self.control_info)
+            out["shuffled_control"] = control
+        out["summary"] = self.summary
+        return out
+
+
+def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=None,
+                       num_posterior_draws=DEFAULT_POSTERIOR_DRAWS, num_shuffles=1,
+                       method="auto", interval=0.9, progress=False, **sampler):
+    """C(T)/N, S(T)/N and ⟨E⟩/N with posterior bands, T* and C_max/N with intervals, and the
+    shuffled-data control, for one fit — the call the study pipeline makes per fit.
+
+    Parameters
+    ----------
+    rng_key : JAX PRNG key (draw choice, shuffles, sampler)
+    posterior : posterior DataTree, or ``(h (D, N), J (D, N, N))`` draws
+    control_spins : (num_bins, N) ±1 spins the posterior was fit to, in its neuron order
+        (e.g. ``posterior.align(tree, data).spins``), or None for no control
+    temperatures : (K,) or a :func:`parse_temperatures` string (default
+        :data:`DEFAULT_TEMPERATURES`)
+    num_posterior_draws : draws used (:data:`DEFAULT_POSTERIOR_DRAWS`; all when fewer)
+    num_shuffles : shuffled copies for the control
+    method : "auto" (exact for N ≤ :data:`AUTO_EXACT_MAX_NEURONS`), "exact" or "gibbs"
+    sampler : options of :func:`sampled_thermodynamics` (num_chains, num_sweeps, ...)
+
+    With Gibbs, the posterior draws and the control's models run in one vectorised program.
+    Returns :class:`FitThermodynamics`.
+    """
+    start = time.perf_counter()
+    draw_key, shuffle_key, run_key = jax.random.split(rng_key, 3)
+    if temperatures is None or isinstance(temperatures, str):
+        temperatures = parse_temperatures(temperatures or DEFAULT_TEMPERATURES)
+    if isinstance(posterior, tuple):
+        h, J = (np.asarray(a, dtype=np.float64) for a in posterior)
+        keep = np.arange(h.shape[0])
+        if num_posterior_draws is not None and int(num_posterior_draws) < h.shape[0]:
+            keep = np.sort(np.asarray(jax.random.choice(
+                draw_key, h.shape[0], (int(num_posterior_draws),), replace=False)))
+        h, J = h[keep], J[keep]
+    else:
+        h, J = posterior_parameters(draw_key, posterior, num_posterior_draws)
+    num_draws, num_neurons = h.shape
+    control_info = None
+    if control_spins is not None:
+        control_spins = np.asarray(control_spins)
+        if control_spins.ndim != 2 or control_spins.shape[1] != num_neurons:
+            raise DataError(f"control spins must be (num_bins, {num_neurons}) like the "
+                            f"posterior's neurons, got shape {control_spins.shape}")
+        h_c, J_c, fit_method, fit_warnings = _fit_shuffles(
+            shuffle_key, control_spins, num_shuffles, 1e-3, "auto")
+        control_info = {"max_abs_J": np.max(np.abs(J_c), axis=(1, 2)),
+                        "fit_method": fit_method, "l2": 1e-3,
+                        "num_shuffles": int(num_shuffles), "fit_warnings": fit_warnings}
+        h, J = np.concatenate([h, h_c]), np.concatenate([J, J_c])
+    options = {}
+    if method == "gibbs" or (method == "auto" and num_neurons > AUTO_EXACT_MAX_NEURONS):
+        options = {"max_mcse_fraction": DEFAULT_MAX_MCSE_FRACTION, **sampler,
+                   "band_size": num_draws, "progress": progress}
+    combined = thermodynamics(run_key, h, J, temperatures, method=method, **options)
+    result = _take_rows(combined, np.arange(num_draws))
+    control = None
+    if control_info is not None:
+        control = _take_rows(combined, np.arange(num_draws, h.shape[0]))
+    parts = {"posterior": result} | ({"shuffled": control} if control is not None else {})
+    summary = peak_summary(result, interval)
+    summary["control"] = None if control is None else peak_summary(control, interval)
+    summary["method"] = combined.method
+    summary["num_posterior_draws"] = int(num_draws)
+    summary["num_neurons"] = int(num_neurons)
+    summary["gibbs_convergence"] = combined.settings.get("gibbs_convergence")
+    summary["wall_s"] = time.perf_counter() - start
+    summary["caveat"] = CRITICALITY_CAVEAT
+    return FitThermodynamics(result, control, control_info, tidy_curves(parts, interval),
+                             summary)
 
 
 # --------------------------------------------------------------------------------------------
