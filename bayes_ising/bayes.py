@@ -66,9 +66,15 @@ import numpyro.distributions as dist
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 
-from . import ising, stats
+from . import ising, provenance, stats
 from ._io import atomic_path, to_jsonable
-from .errors import BayesIsingError, DataError, Float64Error, ModelSpecError
+from .errors import (
+    BayesIsingError,
+    DataError,
+    Float64Error,
+    ModelCheckError,
+    ModelSpecError,
+)
 from .model_spec import (
     ADJUSTMENTS,
     LIKELIHOODS,
@@ -829,7 +835,8 @@ def fit_posterior(
     m, Q, firing_probability, patterns, counts, spins when small), ``point_estimate`` (MAP of the
     sampled density and the centre of the adjusted one) and root attributes ``model_spec``
     (JSON), ``likelihood``, ``adjust``, ``seed``, ``data_source``, ``bayes_ising_version``,
-    ``neuron_ids``, ``cell_types``, timings and (N > 22) ``model_check`` (JSON).
+    ``neuron_ids``, ``cell_types``, ``selection`` (JSON, :mod:`bayes_ising.provenance`: the
+    data file, its SHA-256 and the selection), timings and (N > 22) ``model_check`` (JSON).
 
     Raises
     ------
@@ -872,6 +879,7 @@ def fit_posterior(
     key, seed = _as_key(rng_key)
     key_laplace, key_init, key_mcmc, key_adjust = jax.random.split(key, 4)
 
+    selection = provenance.record(data)
     data = _as_data(data)
     spins = data.spins
     num_bins, num_neurons = spins.shape
@@ -887,12 +895,18 @@ def fit_posterior(
     sampling_config = config._replace(spec=spec)
 
     # 1. MAP and Hessian (skipped for plain NUTS unless the adjustment needs them)
-    h0 = np.arctanh(np.clip(moments.m, -1 + 1.0 / num_bins, 1 - 1.0 / num_bins))
+    h0 = stats.independent_fields(moments.m, num_bins)
     h0 = (h0 * spec.h_scale**2 * num_bins + spec.h_mean) / (spec.h_scale**2 * num_bins + 1)
     phi0 = _initial_phi(config, h0)
     laplace = None
     if spec.mass_matrix != "adapt" or (likelihood == "pseudo" and adjust != "none"):
         laplace = _laplace(config, model_data, block_index, phi0)
+    checked_centre = None
+    if likelihood == "pseudo" and adjust != "none":
+        # the adjustment's centre first: a centre that fails its check stops the fit here,
+        # before any sampling (ModelCheckError)
+        checked_centre = _adjustment_centre(key_adjust, adjust, laplace, config, spins, moments,
+                                    block_index)
     prep_time = time.perf_counter() - start_time
 
     # 2. NUTS (whitened by the Laplace approximation unless plain NUTS was asked for)
@@ -933,14 +947,13 @@ def fit_posterior(
         point["h_map"] = laplace.theta[:num_neurons]
         point["J_map"] = laplace.theta[num_neurons:]
     model_check = None
-    if likelihood == "pseudo" and adjust != "none":
-        adjusted, centre, adjust_info, model_check = _adjust(
-            key_adjust, adjust, samples, laplace, config, model_data, spins, moments,
-            block_index,
-        )
-        samples["h"], samples["J"] = adjusted
-        point["h_centre"] = centre[:num_neurons]
-        point["J_centre"] = centre[num_neurons:]
+    if checked_centre is not None:
+        theta_c, adjust_info, model_check = checked_centre
+        samples["h"], samples["J"] = _adjust(
+            jax.random.fold_in(key_adjust, 1), adjust, samples, laplace, config, model_data,
+            spins, theta_c, adjust_info, block_index)
+        point["h_centre"] = theta_c[:num_neurons]
+        point["J_centre"] = theta_c[num_neurons:]
     elif num_neurons > ising.MAX_EXACT_NEURONS and laplace is not None:
         model_check = _model_check(key_adjust, laplace.theta, spins)
 
@@ -951,6 +964,7 @@ def fit_posterior(
         "adjust": adjust,
         "seed": json.dumps(seed),
         "data_source": data.source,
+        "selection": json.dumps(to_jsonable(selection)),
         "bayes_ising_version": __version__,
         "neuron_ids": json.dumps(data.neuron_ids),
         "cell_types": json.dumps(data.cell_types),
@@ -1015,54 +1029,97 @@ def _curvature_transform(neg_hess_pl, fisher, num_bins, precision_prior):
     return transform, np.sqrt(np.diag(cov_full) / np.diag(cov_pl))
 
 
-def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, moments, block_index):
-    """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL); see the module docstring."""
+#: the curvature adjustment is suspect when it changes the median posterior sd by more than
+#: this factor (either way): diagnose then calls the posterior not valid
+SD_RATIO_LIMIT = 4.0
+
+
+def _centre_failure(adjust, info, check):
+    """One line: which centre failed which check, its numbers, and what to try."""
+    what = info.get("centre", "pseudo-posterior MAP")
+    fit = info.get("boltzmann")
+    learning = "" if fit is None else (
+        f"; Boltzmann learning {'converged' if fit['converged'] else 'did NOT converge'} "
+        f"(max |z| {fit['max_abs_z']:.1f}, {fit['iterations']} steps)")
+    if check is None:
+        failed = "did not converge"
+    else:
+        failed = f"fails the model check: {check['verdict']} ({check['reason']})"
+    return (f"adjust={adjust!r}: the centre ({what}) {failed}{learning}; the adjusted "
+            "posterior would be wrong, so the fit stopped. Try: fewer or busier neurons "
+            "(--min-rate), more bins, or adjust = \"none\" (the unadjusted pseudo-posterior, "
+            "with its own model check in `bayes-ising diagnose`)")
+
+
+def _adjustment_centre(rng_key, adjust, laplace, config, spins, moments, block_index):
+    r"""The centre :math:`\hat\theta_c` of the adjustment, checked: (theta, info, model_check).
+
+    ``"mode"`` adjustments: the exact-likelihood MAP (N ≤ 22, enumeration) or the Boltzmann
+    MLE started from the pseudo-MAP; ``"curvature"`` alone: the pseudo-MAP. For N > 22 the
+    centre must pass :func:`bayes_ising.validity.model_check` (simulated from random and data
+    starts it reproduces the data's means and correlations) and for N ≤ 22 the MAP must have
+    converged; otherwise :class:`ModelCheckError`, before any sampling.
+    """
     num_bins, num_neurons = spins.shape
-    spec = config.spec
-    key_mode, key_fisher, key_check = jax.random.split(rng_key, 3)
-    theta_pl = laplace.theta
-    precision_prior = _prior_precision(spec, laplace.params, block_index, num_neurons)
-    info = {"theta_pl": "pseudo-posterior MAP"}
+    key_mode, key_check = jax.random.split(rng_key)
     large = num_neurons > ising.MAX_EXACT_NEURONS
+    info = {"theta_pl": "pseudo-posterior MAP"}
+    centre = laplace.theta
+    if "mode" in adjust and not large:
+        exact_config = config._replace(kind="exact")
+        exact_data = _data_arrays("exact", moments, None, None)
+        full = _laplace(exact_config, exact_data, block_index, laplace.phi)
+        centre = full.theta
+        info["centre"] = "exact-likelihood MAP (enumeration)"
+        info["centre_converged"] = bool(full.converged)
+        if not full.converged:
+            raise ModelCheckError(_centre_failure(adjust, info, None))
+    elif "mode" in adjust:
+        from . import mle
 
-    centre = theta_pl
-    if "mode" in adjust:
-        if not large:
-            exact_config = config._replace(kind="exact")
-            exact_data = _data_arrays("exact", moments, None, None)
-            full = _laplace(exact_config, exact_data, block_index, laplace.phi)
-            centre = full.theta
-            info["centre"] = "exact-likelihood MAP (enumeration)"
-            info["centre_converged"] = bool(full.converged)
-        else:
-            from . import mle
+        h_pl, J_pl = ising.unpack(jnp.asarray(centre), num_neurons)
+        fit = mle.fit_boltzmann(key_mode, spins, init=(np.asarray(h_pl), np.asarray(J_pl)))
+        centre = np.asarray(ising.pack(jnp.asarray(fit.h), jnp.asarray(fit.J)))
+        info["centre"] = "full-likelihood MLE (Boltzmann learning)"
+        info["centre_converged"] = bool(fit.converged)
+        info["boltzmann"] = {
+            "converged": bool(fit.converged), "iterations": int(fit.iterations),
+            "wall_time_s": float(fit.wall_time_s),
+            **{k: fit.moment_error[k] for k in ("max_abs_z", "max_abs_mean",
+                                                 "max_abs_connected", "z_critical")}}
+    check = _model_check(key_check, centre, spins) if large else None
+    if check is not None and not check["passed"]:
+        raise ModelCheckError(_centre_failure(adjust, info, check))
+    return centre, info, check
 
-            h_pl, J_pl = ising.unpack(jnp.asarray(theta_pl), num_neurons)
-            fit = mle.fit_boltzmann(key_mode, spins, init=(np.asarray(h_pl), np.asarray(J_pl)))
-            centre = np.asarray(ising.pack(jnp.asarray(fit.h), jnp.asarray(fit.J)))
-            info["centre"] = "full-likelihood MLE (Boltzmann learning)"
-            info["centre_converged"] = bool(getattr(fit, "converged", True))
 
+def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, centre, info,
+            block_index):
+    """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL) (module docstring), the centre
+    θ̂_c from :func:`_adjustment_centre`; records the curvature in ``info``."""
+    num_bins, num_neurons = spins.shape
+    theta_pl = laplace.theta
     if "curvature" in adjust:
         h_c, J_c = ising.unpack(jnp.asarray(centre), num_neurons)
-        if not large:
+        if num_neurons <= ising.MAX_EXACT_NEURONS:
             fisher = np.asarray(ising.fisher_information(h_c, J_c))
             info["fisher"] = "exact (enumeration)"
         else:
-            fisher = _fisher_from_samples(key_fisher, np.asarray(h_c), np.asarray(J_c))
+            fisher = _fisher_from_samples(rng_key, np.asarray(h_c), np.asarray(J_c))
             info["fisher"] = "Gibbs samples"
         neg_hess_pl = np.asarray(_functions(config).neg_hessian(jnp.asarray(theta_pl),
                                                                 model_data))
+        precision_prior = _prior_precision(config.spec, laplace.params, block_index,
+                                           num_neurons)
         transform, sd_ratio = _curvature_transform(neg_hess_pl, fisher, num_bins,
                                                    precision_prior)
         info["sd_ratio_median"] = float(np.median(sd_ratio))
+        info["sd_ratio_limit"] = SD_RATIO_LIMIT
     else:
         transform = np.eye(theta_pl.shape[0])
-
     theta = np.concatenate([samples["h"], samples["J"]], axis=-1)
     adjusted = centre + (theta - theta_pl) @ transform.T
-    model_check = _model_check(key_check, centre, spins) if large else None
-    return (adjusted[..., :num_neurons], adjusted[..., num_neurons:]), centre, info, model_check
+    return adjusted[..., :num_neurons], adjusted[..., num_neurons:]
 
 
 # --------------------------------------------------------------------------------------------
@@ -1115,7 +1172,7 @@ def _fit_many(rng_key, datasets, spec=None, *, adjusts=ADJUSTMENTS, num_chains=2
         fns = _functions(config)
         laps = []
         for mom, data in zip(moments, model_data[kind], strict=True):
-            h0 = np.arctanh(np.clip(mom.m, -1 + 1.0 / mom.num_bins, 1 - 1.0 / mom.num_bins))
+            h0 = stats.independent_fields(mom.m, mom.num_bins)
             laps.append(_laplace(config, data, block_index, _initial_phi(config, h0)))
         laplaces[kind] = laps
         chols = np.stack([_inverse_and_cholesky(lap.hessian)[1] for lap in laps])
@@ -1202,7 +1259,7 @@ def _build_tree(samples, extra, point, data, moments, patterns, counts, labels, 
         "num_bins": np.asarray(moments.num_bins, dtype=np.int64),
         "m": np.asarray(moments.m),
         "Q": np.asarray(moments.Q),
-        "firing_probability": (1.0 + np.asarray(moments.m)) / 2.0,
+        "firing_probability": stats.probability_from_mean(moments.m),
         "patterns": patterns,
         "counts": counts,
     }
@@ -1273,45 +1330,43 @@ def load_posterior(path):
 
 
 def convergence_summary(tree):
-    """R-hat max, min bulk/tail ESS over h and J, divergences, mean leapfrog steps, time."""
-    import arviz_stats
+    """R-hat max, min bulk/tail ESS over h and J, divergences, the mixing verdict
+    (:func:`bayes_ising.convergence.mixing_verdict`), mean leapfrog steps, time."""
+    from . import convergence
 
-    posterior = tree["posterior"].to_dataset()[["h", "J"]]
-    rhat = arviz_stats.rhat(posterior)
-    ess_bulk = arviz_stats.ess(posterior, method="bulk")
-    ess_tail = arviz_stats.ess(posterior, method="tail")
+    mixing = convergence.mixing_verdict(tree)
+    posterior = tree["posterior"]
     stats = tree["sample_stats"]
     wall = float(tree.attrs.get("wall_time_s", float("nan")))
-
-    def extreme(ds, fn):
-        return float(fn([fn(np.asarray(ds[v])) for v in ds.data_vars]))
-
-    min_ess = extreme(ess_bulk, np.min)
     return {
-        "rhat_max": extreme(rhat, np.max),
-        "ess_bulk_min": min_ess,
-        "ess_tail_min": extreme(ess_tail, np.min),
-        "divergences": int(np.asarray(stats["diverging"]).sum()),
+        "rhat_max": mixing.max_rhat,
+        "ess_bulk_min": mixing.min_ess_bulk,
+        "ess_tail_min": mixing.min_ess_tail,
+        "divergences": mixing.num_divergent,
+        "converged": mixing.converged,
+        "reasons": list(mixing.reasons),
         "mean_leapfrog_steps": float(np.asarray(stats["n_steps"]).mean()),
         "num_chains": int(posterior.sizes["chain"]),
         "num_draws": int(posterior.sizes["draw"]),
         "wall_time_s": wall,
-        "min_ess_per_s": min_ess / wall if wall > 0 else float("nan"),
+        "min_ess_per_s": mixing.min_ess_bulk / wall if wall > 0 else float("nan"),
     }
 
 
 def format_convergence_summary(summary, tree=None):
     """One paragraph in words from :func:`convergence_summary`."""
     s = summary
-    ok = s["rhat_max"] <= 1.01 and s["ess_bulk_min"] >= 400 and s["divergences"] == 0
+    from .convergence import rule_text
+
+    ok = s["converged"]
     what = ""
     if tree is not None:
         what = (f"{tree.attrs.get('likelihood')} likelihood"
                 + (f", adjust={tree.attrs.get('adjust')}"
                    if tree.attrs.get("likelihood") == "pseudo" else "") + ": ")
-    verdict = ("converged (R-hat <= 1.01, bulk ESS >= 400, no divergences)" if ok else
-               "NOT converged by the usual rules (R-hat <= 1.01, bulk ESS >= 400, no "
-               "divergences): run longer or check the model")
+    verdict = (f"converged ({rule_text()})" if ok else
+               f"NOT converged by the usual rules ({rule_text()}): run longer or check the "
+               "model")
     return (
         f"{what}{s['num_chains']} chains x {s['num_draws']} draws in {s['wall_time_s']:.1f} s; "
         f"max R-hat {s['rhat_max']:.4f}, min bulk ESS {s['ess_bulk_min']:.0f}, min tail ESS "

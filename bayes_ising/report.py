@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, plots
+from . import __version__, convergence, plots, stats
 from . import posterior as posterior_contract
 from ._io import atomic_path
 from .errors import DataError
@@ -49,6 +49,7 @@ __all__ = [
     "SECTIONS",
     "build_report",
     "write_report",
+    "render_study",
     "render_template",
     "render_page",
     "load_json",
@@ -81,13 +82,9 @@ CRITICALITY_CAVEAT = (
     "near a critical point. Read it with care: such a peak also arises from subsampling a larger "
     "network, from shared input (a common fluctuating drive such as up/down states), and from "
     "the inference itself (a model fitted to finite data). Compare with the shuffled-data "
-    "control below, and with how the peak moves as the number of neurons grows, before "
+    "control, and with how the peak moves as the number of neurons grows, before "
     "drawing any conclusion about criticality."
 )
-
-#: thresholds of the basic convergence check used when no diagnostics file is given
-RHAT_THRESHOLD = 1.01
-ESS_THRESHOLD = 400
 
 #: where the templates live (package data, see pyproject.toml)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -187,6 +184,8 @@ def interval_text(value, digits=3):
     if isinstance(value, dict):
         centre = _centre(value)
         if value.get("lower") is not None and value.get("upper") is not None:
+            if value["lower"] == value["upper"] == centre:  # one draw: no interval to show
+                return format_number(centre, digits)
             return (f"{format_number(centre, digits)} [{format_number(value['lower'], digits)}, "
                     f"{format_number(value['upper'], digits)}]")
         return format_number(centre, digits)
@@ -234,6 +233,14 @@ def load_json(path):
         raise DataError(f"{path} is not a JSON file ({err.msg} at line {err.lineno})") from None
     except UnicodeDecodeError:
         raise DataError(f"{path} is not a JSON file (binary content)") from None
+
+
+def render_study(out_dir, *, path=None, force=True):
+    """Write ``DIR/report.html`` for a study folder; returns its path (see
+    :func:`bayes_ising.report_study.render_study`)."""
+    from .report_study import render_study as _render
+
+    return _render(out_dir, path=path, force=force)
 
 
 # ------------------------------------------------------------------ posterior summaries
@@ -290,39 +297,20 @@ def convergence_summary(summary):
     """Per-parameter R-hat (rank-normalised) and bulk/tail ESS from ``posterior_summary``.
 
     Returns a dict of (P_total,) arrays ``name``, ``rhat``, ``ess_bulk``, ``ess_tail`` over all
-    h then all J parameters, and a basic verdict (R-hat ≤ 1.01, bulk ESS ≥ 400, no divergences)
-    used when no diagnostics file is given.
+    h then all J parameters, and the package's mixing verdict
+    (:func:`bayes_ising.convergence.verdict`) used when no diagnostics file is given.
     """
-    import arviz_stats as azs
-
     ids = summary["neuron_ids"]
     first, second = summary["pairs"]
     draws = np.concatenate([summary["h"], summary["J"]], axis=-1)  # (chain, draw, P)
     names = [f"h[{i}]" for i in ids] + [f"J[{ids[a]},{ids[b]}]" for a, b in
                                          zip(first, second, strict=True)]
-    if summary["num_chains"] < 2 and summary["num_draws"] < 8:
-        nan = np.full(draws.shape[-1], np.nan)
-        return {"name": names, "rhat": nan, "ess_bulk": nan, "ess_tail": nan, "converged": None,
-                "reasons": ["too few draws to compute R-hat"]}
-    rhat = np.asarray(azs.rhat(draws, chain_axis=0, draw_axis=1))
-    ess_bulk = np.asarray(azs.ess(draws, chain_axis=0, draw_axis=1, method="bulk"))
-    ess_tail = np.asarray(azs.ess(draws, chain_axis=0, draw_axis=1, method="tail",
-                                  prob=(0.05, 0.95)))
-    reasons = []
-    worst_rhat = float(np.nanmax(rhat))
-    if not worst_rhat <= RHAT_THRESHOLD:
-        count = int(np.sum(~(rhat <= RHAT_THRESHOLD)))
-        reasons.append(f"{count} parameter(s) have R-hat above {RHAT_THRESHOLD} "
-                       f"(worst {worst_rhat:.3f})")
-    low_ess = float(np.nanmin(ess_bulk))
-    if not low_ess >= ESS_THRESHOLD:
-        count = int(np.sum(~(ess_bulk >= ESS_THRESHOLD)))
-        reasons.append(f"{count} parameter(s) have bulk ESS below {ESS_THRESHOLD} "
-                       f"(lowest {low_ess:.0f})")
-    if summary["divergences"]:
-        reasons.append(f"{summary['divergences']} divergent transition(s)")
+    rhat, ess_bulk, ess_tail = convergence.draw_statistics(draws)
+    mixing = convergence.verdict(rhat, ess_bulk, ess_tail, summary["divergences"],
+                                 num_chains=summary["num_chains"],
+                                 num_transitions=summary["num_chains"] * summary["num_draws"])
     return {"name": names, "rhat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail,
-            "converged": not reasons, "reasons": reasons}
+            "converged": mixing.converged, "reasons": list(mixing.reasons)}
 
 
 # ---------------------------------------------------------------------------- data view
@@ -364,7 +352,7 @@ class _DataView:
                     self.firing_probability = np.asarray(observed["firing_probability"].values,
                                                          dtype=float)
                 elif "m" in observed:
-                    self.firing_probability = (1 + np.asarray(observed["m"].values)) / 2
+                    self.firing_probability = stats.probability_from_mean(observed["m"].values)
                 if "num_bins" in observed:
                     self.num_bins = int(np.asarray(observed["num_bins"].values))
             attrs = getattr(tree, "attrs", {}) or {}
@@ -391,14 +379,16 @@ def _verdict_view(ctx):
         view.update(converged=bool(diag.get("converged")), source="the diagnostics",
                     reasons=list(diag.get("reasons") or []),
                     warnings=list(diag.get("warnings") or []))
-        if diag.get("valid") is not None:
-            view.update(valid=bool(diag["valid"]),
-                        valid_reason=_get(diag, "valid_reason", "validity_reason", "reason"))
+        validity = diag.get("validity") if isinstance(diag.get("validity"), dict) else {}
+        valid = _get(diag, "valid", default=validity.get("valid"))
+        if valid is not None:
+            view.update(valid=bool(valid), valid_reason=_get(
+                diag, "valid_reason", "validity_reason",
+                default=_get(validity, "reason", "verdict")))
     elif conv is not None and conv["converged"] is not None:
         view.update(converged=bool(conv["converged"]), reasons=list(conv["reasons"]),
-                    source=f"a basic check of the posterior (R-hat ≤ {RHAT_THRESHOLD}, bulk "
-                           f"ESS ≥ {ESS_THRESHOLD}, no divergences; no diagnostics file was "
-                           "given)")
+                    source=f"a basic check of the posterior ({convergence.rule_text()}; no "
+                           "diagnostics file was given)")
     neurons = (diag or {}).get("neurons") or []
     flagged = [str(n.get("id")) for n in neurons if n.get("flagged")]
     view.update(num_neurons=len(neurons), num_flagged=len(flagged), flagged=flagged[:20],
@@ -523,7 +513,8 @@ def _reliability_view(ctx):
             cell_types=(None if any(n.get("cell_type") in (None, "") for n in neurons)
                         else [n["cell_type"] for n in neurons])),
             "Per-neuron diagnostics against firing probability. Flagged neurons are circled "
-            "in red; the dotted line is R-hat = 1.01 and the dashed line the 5% firing rule.")
+            f"in red; the dotted line is R-hat = {convergence.MAX_RHAT:g} and the dashed line the "
+            "5% firing rule.")
     except (TypeError, ValueError):
         pass
     return {"num_flagged": sum(bool(n.get("flagged")) for n in neurons),
@@ -951,6 +942,8 @@ def _mle_view(ctx):
     timing = comparison.get("timing") or {}
     walk = comparison.get("adaptive_metropolis") or {}
     walk_class, walk_text = walk_verdict(walk, summary.get("J_median_width_ratio"))
+    if comparison.get("verdict"):  # the comparison's own sentence (comparison.verdict)
+        walk_text = str(comparison["verdict"])
     mle_info = comparison.get("mle") or {}
     return {"interval": f"{comparison.get('interval', 0.9):.0%}",
             "facts": _mle_facts(comparison, mle_info, walk), "walk_class": walk_class,
@@ -959,12 +952,33 @@ def _mle_view(ctx):
                                        "J_ij). Right: width of the adaptive-Metropolis interval "
                                        "against the NUTS interval (below the line: the walk's "
                                        "interval is narrower)."),
-            "times": table_view(["step", "seconds"], [[k, _fmt(timing.get(key), 1)] for k, key in [
+            "times": table_view(["step", "seconds"], [[k, _fmt(timing[key], 1)] for k, key in [
                 ("MLE fit", "mle_fit_s"), ("adaptive Metropolis", "adaptive_metropolis_s"),
                 ("optimiser restarts", "restarts_s"), ("MLE side in total", "mle_total_s"),
-                ("NUTS (sampling, from the fit)", "nuts_s")]]),
+                ("NUTS (sampling, from the fit)", "nuts_s")] if timing.get(key) is not None]),
             "agreement": _agreement_table(comparison) if comparison.get("flagged") else None,
+            "groups": _group_table(comparison.get("groups")),
             "warnings": list(mle_info.get("warnings") or [])}
+
+
+#: the parameter groups of :func:`bayes_ising.comparison.group_comparison`, in words
+_GROUP_NAMES = {"h_busy": "h of neurons above the firing threshold",
+                "a_busy": "0/1-convention fields a of those neurons",
+                "J_busy": "J between those neurons",
+                "h_rare": "h of rare neurons (weakly identified)",
+                "J_never_cofire": "J of pairs that never fire together"}
+
+
+def _group_table(groups):
+    """Median interval-width ratio walk/NUTS per parameter group, with its Monte Carlo error."""
+    rows = [[_GROUP_NAMES.get(name, name), _fmt(group.get("num_parameters")),
+             _fmt(group.get("median_width_ratio")), _fmt(group.get("mc_error"))]
+            for name, group in (groups or {}).items()
+            if isinstance(group, dict) and group.get("num_parameters")]
+    if not rows:
+        return None
+    return table_view(["parameters", "number", "median width ratio (walk / NUTS)",
+                       "± Monte Carlo error"], rows)
 
 
 def _mle_facts(comparison, mle_info, walk):

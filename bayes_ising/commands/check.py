@@ -13,6 +13,8 @@ population-only model (maximum likelihood) and for this posterior's marginal. Th
 hold the posterior's neurons (select them with the same flags as for ``fit``).
 """
 
+import sys
+
 __all__ = ["register", "run"]
 
 #: at most this many patterns (the most frequent) go into CHECKS.json
@@ -41,7 +43,7 @@ def register(subparsers, name):
     parser.add_argument("--no-ei", action="store_true", help="skip the E/I comparison")
     parser.add_argument("--ei-max-e", type=int, default=14,
                         help="E neurons (most active) in the E-only model (default 14)")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.set_defaults(func=run)
     return parser
 
@@ -58,11 +60,11 @@ def _trim_patterns(patterns):
 def _ei(rng_key, spins, cell_types, tree, h_draws, J_draws, max_e):
     import numpy as np
 
-    from .. import analyses
+    from .. import analyses, stats
 
     types = np.asarray(cell_types).astype(str)
     result = {}
-    firing = (1 + np.asarray(spins, float).mean(axis=0)) / 2
+    firing = stats.firing_probability(spins)
     for population in ("E", "I"):
         members = np.flatnonzero(types == population)
         if population == "E" and members.size > max_e:
@@ -89,8 +91,7 @@ def run(args):
         raise BayesIsingError(f"--draws must be >= 1, got {args.draws}")
     check_writable(args.out, args.force)
     tree = bayes.load_posterior(args.posterior)
-    data = load_selected_data(args)
-    data = posterior.align(tree, data)
+    data = posterior.align(tree, load_selected_data(args, tree))
     spins = np.asarray(data.spins)
     key_checks, key_ei = jax.random.split(jax.random.key(args.seed))
     out = checks.posterior_predictive_checks(key_checks, tree, spins, num_draws=args.draws,
@@ -120,5 +121,7 @@ def run(args):
         e = out["ei"]["E"]["log_ratio_population_only"]
         text += (f"E-only log P(K_E>={out['ei']['E']['k_high']}) ratio {e['median']:.2f} "
                  f"[{e['lower']:.2f}, {e['upper']:.2f}]; ")
+    if info.get("ratio_warning"):
+        print(f"bayes-ising check: warning: {info['ratio_warning']}", file=sys.stderr)
     print(text + f"written to {args.out}")
     return 0

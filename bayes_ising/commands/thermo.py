@@ -71,7 +71,7 @@ def register(subparsers, name):
     gibbs.add_argument("--allow-short-run", action="store_true",
                        help="warn instead of refusing when the run is shorter than 50 energy "
                             "autocorrelation times")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.add_argument("--out", required=True, metavar="THERMO.json", help="output JSON")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -163,7 +163,7 @@ def run(args):
         from ..cli import load_selected_data
 
         args.data = args.shuffled_control
-        control_spins = posterior.align(tree, load_selected_data(args)).spins
+        control_spins = posterior.align(tree, load_selected_data(args, tree)).spins
     result = thermo.fit_thermodynamics(
         posterior_key, tree, control_spins, temperatures=temperatures,
         num_posterior_draws=args.posterior_draws, num_shuffles=args.num_shuffles,
