@@ -37,7 +37,10 @@ def test_defaults_and_help_show_only_the_new_names(capsys):
     parser = build_parser()
     args = parser.parse_args(["fit", "d.npz", "--out", "p.nc"])
     assert (args.num_chains, args.num_draws, args.num_warmup) == (None, None, None)
-    assert parser.parse_args(["check", "p.nc", "d.npz", "--out", "c.json"]).posterior_draws == 200
+    from bayes_ising.checks import DEFAULT_CHECK_DRAWS
+
+    assert (parser.parse_args(["check", "p.nc", "d.npz", "--out", "c.json"]).posterior_draws
+            == DEFAULT_CHECK_DRAWS)
     for verb in ("fit", "check", "compare-mle", "mle", "diagnose"):
         with pytest.raises(SystemExit):
             parser.parse_args([verb, "--help"])
