@@ -923,14 +923,12 @@ def posterior_subsample_peaks(rng_key, tree, sizes, temperatures, *, num_subsets
             "peak": peaks}
 
 
-#: Default temperature grid of the study pipeline and the ``thermo`` verb: 21 evenly spaced
-#: temperatures, 0.125 apart, around the fitted model (T = 1).
-DEFAULT_TEMPERATURES = "0.5:3.0:21"
+#: Default temperature grid (:data:`bayes_ising.limits.DEFAULT_TEMPERATURES`, JAX-free for
+#: ``--help``).
+DEFAULT_TEMPERATURES = limits.DEFAULT_TEMPERATURES
 
-#: Default posterior draws. The endpoints of a central 90% band estimated from D draws scatter
-#: by about 2.1 σ/√D (σ the posterior sd; normal approximation of the sample 5% / 95%
-#: quantiles, √(p(1−p)/D) / φ(z_p)): ±0.26 σ at D = 64, ±0.30 σ at 50, ±0.21 σ at 100.
-DEFAULT_POSTERIOR_DRAWS = 64
+#: Default posterior draws (:data:`bayes_ising.limits.DEFAULT_POSTERIOR_DRAWS`: why 64).
+DEFAULT_POSTERIOR_DRAWS = limits.DEFAULT_POSTERIOR_DRAWS
 
 #: Default Monte Carlo error of each draw's C_max/N, as a fraction of the posterior sd, that the
 #: adaptive Gibbs run aims for: MC noise r σ widens the band by √(1 + r²), at r = 0.5 by 12%

@@ -31,7 +31,7 @@ def register(subparsers, name):
     )
     parser.add_argument("posterior", metavar="POSTERIOR.nc",
                         help="posterior written by `bayes-ising fit`")
-    from ..thermo import DEFAULT_POSTERIOR_DRAWS, DEFAULT_TEMPERATURES
+    from ..limits import DEFAULT_POSTERIOR_DRAWS, DEFAULT_TEMPERATURES
 
     parser.add_argument("--temperatures", default=DEFAULT_TEMPERATURES,
                         help="START:STOP:COUNT (inclusive, evenly spaced) or T1,T2,... "
