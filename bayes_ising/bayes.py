@@ -63,10 +63,12 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import scipy.linalg
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 
 from . import ising, stats
+from . import pseudolikelihood as pl
 from ._io import atomic_path, to_jsonable
 from .errors import BayesIsingError, DataError, Float64Error, ModelSpecError
 from .model_spec import (
@@ -209,88 +211,14 @@ def _exact_log_likelihood(h, j, moments, num_neurons, float32=False):
     return ising.exact_log_likelihood(h.astype(dtype), J, moments)
 
 
-#: patterns per block of the pseudolikelihood sweep: the (N, block) intermediates of one
-#: block stay in a core's L2 cache (one pass over all U patterns at once was memory-bound)
-PSEUDO_BLOCK = 2048
-
-
-class _PseudoData(NamedTuple):
-    r"""What the pseudolikelihood needs of the data: unique patterns with counts, and the
-    count-weighted sums :math:`a = \sum_u c_u s_u`, :math:`B = \sum_u c_u s_u s_u^\top`.
-    Patterns are padded with zero rows of zero count to K whole blocks."""
-
-    patterns: object  # (U, N) ±1 float32, U = K · block
-    patterns_t: object  # (K, N, block): the same, transposed block by block
-    counts: object  # (U,)
-    sum_s: object  # (N,) a
-    sum_ss: object  # (N, N) B
-
-
-@jax.custom_vjp
-def _sum_log_2cosh(h, J, s, s_t, counts):
-    r""":math:`\sum_u c_u \sum_i \log(2\cosh H_{ui})`, :math:`H = h + sJ`, and its gradient
-    :math:`\partial_h = \sum_u c_u \tanh H_u`, :math:`\partial_J = s^\top(c \odot \tanh H)`,
-    in one sweep over blocks of patterns (``s`` (U, N), ``s_t`` (K, N, block)).
-
-    Per block, neuron-major: :math:`H_b^\top = h + J s_b^\top` (N, block), one exp, log1p
-    and tanh per element, and :math:`\partial_J \mathrel{+}= (c \odot \tanh H_b)^\top s_b`.
-    Vmapped over chains both products stay canonical GEMMs, (C·N, N)·(N, block) and
-    (C·N, block)·(block, N), and a block's intermediates stay in cache. Sums are accumulated
-    in the widest float enabled, whatever the dtype of ``h`` (float32 allowed).
-    """
-    return _sum_log_2cosh_fwd(h, J, s, s_t, counts)[0]
-
-
-def _sum_log_2cosh_fwd(h, J, s, s_t, counts):
-    num_blocks, num_neurons, block = s_t.shape
-    wide = jnp.result_type(float)
-
-    def sweep(carry, blocks):
-        value, grad_h, grad_J = carry
-        s_b, s_t_b, c_b = blocks
-        fields_t = h[:, None] + J @ s_t_b  # (N, block)
-        magnitude = jnp.abs(fields_t)  # log 2cosh H = |H| + log1p(exp(−2|H|))
-        per_pattern = jnp.sum(magnitude + jnp.log1p(jnp.exp(-2.0 * magnitude)), axis=0)
-        weighted_tanh = jnp.tanh(fields_t) * c_b[None, :]
-        return (value + per_pattern.astype(wide) @ c_b.astype(wide),
-                grad_h + jnp.sum(weighted_tanh, axis=1).astype(wide),
-                grad_J + (weighted_tanh @ s_b).astype(wide)), None
-
-    init = (jnp.zeros((), wide), jnp.zeros(num_neurons, wide),
-            jnp.zeros((num_neurons, num_neurons), wide))
-    blocks = (s.reshape(num_blocks, block, num_neurons), s_t,
-              counts.reshape(num_blocks, block))
-    (value, grad_h, grad_J), _ = jax.lax.scan(sweep, init, blocks)
-    return value, (grad_h, grad_J, s, s_t, counts)
-
-
-def _sum_log_2cosh_bwd(residuals, g):
-    grad_h, grad_J, s, s_t, counts = residuals
-    return ((g * grad_h).astype(s.dtype), (g * grad_J).astype(s.dtype), jnp.zeros_like(s),
-            jnp.zeros_like(s_t), jnp.zeros_like(counts))
-
-
-_sum_log_2cosh.defvjp(_sum_log_2cosh_fwd, _sum_log_2cosh_bwd)
-
-
 def _pseudo_log_likelihood(h, j, data, float32=False):
-    r"""Log pseudolikelihood (:func:`ising.log_pseudolikelihood`) in the form
-
-    .. math:: \log\mathrm{PL} = h\cdot a + \sum_{i \ne j} J_{ij} B_{ij}
-              - \sum_u c_u \sum_i \log(2\cosh H_{ui}),
-
-    from :math:`\log\sigma(2sH) = sH - \log 2\cosh H`: the linear part comes from the
-    sufficient sums in the dtype of ``h``; only the log-cosh sum runs per pattern, in
-    float32 when ``float32`` (accumulated in float64).
-    """
+    r"""Log pseudolikelihood of the flat couplings ``j`` (:func:`pseudolikelihood.
+    log_pseudolikelihood`: linear part from the sufficient sums, the log-cosh sweep in float32
+    when ``float32``, accumulated in float64)."""
     num_neurons = data.patterns.shape[1]
     wide = jnp.result_type(h.dtype, jnp.float32)
-    dtype = jnp.float32 if float32 else wide
     J = ising.couplings_to_matrix(j.astype(wide), num_neurons)
-    linear = h.astype(wide) @ data.sum_s.astype(wide) + jnp.sum(J * data.sum_ss.astype(wide))
-    log_cosh = _sum_log_2cosh(h.astype(dtype), J.astype(dtype), data.patterns.astype(dtype),
-                              data.patterns_t.astype(dtype), data.counts.astype(dtype))
-    return linear - log_cosh.astype(wide)
+    return pl.log_pseudolikelihood(h.astype(wide), J, data, float32)
 
 
 def _model(config, data, block_index):
@@ -347,42 +275,6 @@ def pseudo_model(patterns, counts, spec=None, block_index=None):
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=16)
-def _pseudo_param_index(num_neurons):
-    """idx[i, k]: position in theta of the coefficient of s_k in H_i (k = i → h_i)."""
-    i, j = ising.pair_indices(num_neurons)
-    pair_id = np.zeros((num_neurons, num_neurons), dtype=np.int64)
-    pair_id[i, j] = np.arange(i.size)
-    pair_id[j, i] = np.arange(i.size)
-    idx = num_neurons + pair_id
-    idx[np.arange(num_neurons), np.arange(num_neurons)] = np.arange(num_neurons)
-    return idx
-
-
-def _pseudo_hessian(theta, patterns, counts):
-    r"""Negative Hessian of the log pseudolikelihood in theta, (P, P), in closed form.
-
-    :math:`-\nabla^2 \log\mathrm{PL} = \sum_i X_i^\top \mathrm{diag}(c_u\,
-    \mathrm{sech}^2 H_{ui}) X_i`, where row u of :math:`X_i` holds 1 at h_i and
-    :math:`s_{uk}` at J_ik (H_i is linear in theta). Cost :math:`U N^3`.
-    """
-    num_neurons = patterns.shape[1]
-    h, J = ising.unpack(theta, num_neurons)
-    s = jnp.asarray(patterns, theta.dtype)
-    fields = h + s @ J
-    weights = jnp.asarray(counts, theta.dtype)[:, None] / jnp.cosh(fields) ** 2  # (U, N)
-
-    def block(i):
-        features = s.at[:, i].set(1.0)
-        return (features * weights[:, i][:, None]).T @ features
-
-    blocks = jax.lax.map(block, jnp.arange(num_neurons))  # (N, N, N)
-    idx = jnp.asarray(_pseudo_param_index(num_neurons))
-    num_params = theta.shape[0]
-    hess = jnp.zeros((num_params, num_params), theta.dtype)
-    return hess.at[idx[:, :, None], idx[:, None, :]].add(blocks)
-
-
 def _log_likelihood_theta(config, theta, data):
     n = config.num_neurons
     if config.kind == "exact":
@@ -395,7 +287,7 @@ def _neg_hessian_theta(config, theta, data):
     if config.kind == "exact":
         h, J = ising.unpack(theta, config.num_neurons)
         return data.num_bins * ising.fisher_information(h, J)
-    return _pseudo_hessian(theta, data.patterns, data.counts)
+    return pl.neg_hessian(theta, data)
 
 
 _POSITIVE_SITES = ("J_block_scale", "J_tau", "J_lambda", "J_slab_c2")
@@ -451,7 +343,16 @@ def _functions(config):
         params = constrained(phi, block_index)
         return jnp.concatenate([params["h"], params["J"]])
 
+    if config.spec.j_family == "normal":  # θ is a permutation of φ (ravel order: J, h)
+        size = config.num_neurons + ising.num_pairs(config.num_neurons)
+        where = unravel(jnp.arange(size, dtype=jnp.float64))  # φ position of every entry
+        perm = jnp.asarray(np.r_[np.asarray(where["h"]), np.asarray(where["J"])].astype(int))
+
     def hessian(phi, data, block_index):
+        if config.spec.j_family == "normal":  # no Jacobian product (P³ flops saved)
+            lik = _neg_hessian_theta(config, phi[perm], data)
+            return (jnp.zeros_like(lik).at[perm[:, None], perm[None, :]].set(lik)
+                    + jax.hessian(prior_potential)(phi, block_index))
         theta = theta_of_phi(phi, block_index)
         jac = jax.jacfwd(theta_of_phi)(phi, block_index)
         grad_lik = jax.lax.stop_gradient(
@@ -478,21 +379,7 @@ def _data_arrays(kind, moments, patterns, counts):
     if kind == "exact":
         return _Sufficient(jnp.asarray(float(moments.num_bins)), jnp.asarray(moments.m),
                            jnp.asarray(moments.Q))
-    num_unique, num_neurons = patterns.shape
-    size = 2**num_neurons if num_neurons <= 12 else -(-num_unique // 1024) * 1024
-    size = max(size, num_unique)
-    block = min(size, PSEUDO_BLOCK)
-    size = -(-size // block) * block
-    padded = np.zeros((size, num_neurons), dtype=np.float32)
-    padded[:num_unique] = patterns
-    padded_counts = np.zeros(size, dtype=np.float64)
-    padded_counts[:num_unique] = counts
-    s = np.asarray(patterns, np.float64)
-    weighted = np.asarray(counts, np.float64)[:, None] * s
-    blocks_t = padded.reshape(size // block, block, num_neurons).transpose(0, 2, 1)
-    return _PseudoData(jnp.asarray(padded), jnp.asarray(np.ascontiguousarray(blocks_t)),
-                       jnp.asarray(padded_counts),
-                       jnp.asarray(weighted.sum(axis=0)), jnp.asarray(s.T @ weighted))
+    return pl.prepare(patterns, counts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,29 +460,52 @@ def _laplace(config, data, block_index, phi0, *, max_iterations=100, tolerance=1
                     float(np.linalg.norm(grad)))
 
 
-def _make_positive_definite(matrix):
-    """Symmetrise and reflect/clip eigenvalues: |λ| floored at 1e-10 · max|λ|."""
-    matrix = 0.5 * (matrix + matrix.T)
-    evals, evecs = np.linalg.eigh(matrix)
+def _cholesky(matrix):
+    """Lower Cholesky factor of the symmetrised matrix, or None when it is not positive
+    definite (numerically)."""
+    try:
+        return np.linalg.cholesky(0.5 * (matrix + matrix.T))
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _reflected(matrix):
+    """Eigen-decomposition with |λ| floored at 1e-10 · max|λ| (the fallback for matrices that
+    are not positive definite: non-centred priors far from the mode)."""
+    evals, evecs = np.linalg.eigh(0.5 * (matrix + matrix.T))
     floor = max(np.abs(evals).max() * 1e-10, 1e-12)
-    evals = np.maximum(np.abs(evals), floor)
+    return np.maximum(np.abs(evals), floor), evecs
+
+
+def _make_positive_definite(matrix):
+    """The symmetrised matrix if it is positive definite (one Cholesky, O(P³/3)); else with
+    reflected and floored eigenvalues."""
+    if _cholesky(matrix) is not None:
+        return 0.5 * (matrix + matrix.T)
+    evals, evecs = _reflected(matrix)
     return (evecs * evals) @ evecs.T
 
 
 def _solve_positive(matrix, vector):
-    """Solve with the positive-definite version of a symmetric matrix (Newton step)."""
-    matrix = 0.5 * (matrix + matrix.T)
-    evals, evecs = np.linalg.eigh(matrix)
-    floor = max(np.abs(evals).max() * 1e-10, 1e-12)
-    evals = np.maximum(np.abs(evals), floor)
+    """Solve with the positive-definite version of a symmetric matrix (Newton step): a
+    Cholesky solve when it is positive definite, else the reflected eigenvalues."""
+    chol = _cholesky(matrix)
+    if chol is not None:
+        return scipy.linalg.cho_solve((chol, True), vector)
+    evals, evecs = _reflected(matrix)
     return evecs @ ((evecs.T @ vector) / evals)
 
 
 def _inverse_and_cholesky(precision):
-    """Covariance = precision⁻¹ and its lower Cholesky factor (via the eigen-decomposition)."""
-    precision = 0.5 * (precision + precision.T)
-    evals, evecs = np.linalg.eigh(precision)
-    cov = (evecs / evals) @ evecs.T
+    """Covariance = precision⁻¹ and its lower Cholesky factor: from the Cholesky factor of the
+    precision (O(P³)), or the eigen-decomposition when that fails."""
+    chol = _cholesky(precision)
+    if chol is not None:
+        inv_chol = scipy.linalg.solve_triangular(chol, np.eye(chol.shape[0]), lower=True)
+        cov = inv_chol.T @ inv_chol
+    else:
+        evals, evecs = np.linalg.eigh(0.5 * (precision + precision.T))
+        cov = (evecs / evals) @ evecs.T
     cov = 0.5 * (cov + cov.T)
     return cov, np.linalg.cholesky(cov)
 
