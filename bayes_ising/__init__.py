@@ -17,15 +17,15 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "analyses", "batch", "bayes", "checks", "comparison", "data", "datasets", "demo",
-    "diagnostics", "errors", "gibbs", "ising", "mle", "model_spec", "plots", "report", "stats",
-    "synthetic", "thermo",
+    "diagnostics", "errors", "gibbs", "ising", "mle", "model_spec", "plots", "posterior",
+    "report", "stats", "synthetic", "thermo",
 )
 #: top-level names -> the module that defines them
 _NAMES = {
     "SpikeData": "data", "load": "data", "to_spins": "data", "Epochs": "data",
     "DataWarning": "data",
     "fit_posterior": "bayes", "load_posterior": "bayes", "save_posterior": "bayes",
-    "j_matrix": "bayes", "load_model_spec": "model_spec",
+    "j_matrix": "posterior", "posterior_draws": "posterior", "load_model_spec": "model_spec",
     "diagnose": "diagnostics", "thermodynamics": "thermo",
 }
 

@@ -64,10 +64,11 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import scipy.linalg
+import scipy.optimize
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 
-from . import ising, stats
+from . import ising, provenance, stats
 from . import pseudolikelihood as pl
 from ._io import atomic_path, to_jsonable
 from .errors import BayesIsingError, DataError, Float64Error, ModelSpecError
@@ -78,6 +79,7 @@ from .model_spec import (
     default_model_spec,
     load_model_spec,
 )
+from .posterior import j_matrix
 
 __all__ = [
     "ModelSpec",
@@ -392,9 +394,10 @@ class _Laplace(NamedTuple):
     hessian: np.ndarray  # (Pφ, Pφ) −∇² log posterior at the MAP (made positive definite)
     theta: np.ndarray  # (P,) pack(h, J) at the MAP
     params: dict  # constrained values (and deterministics) at the MAP
-    iterations: int
+    iterations: int  # Newton iterations
     converged: bool
     gradient_norm: float
+    gradient_evaluations: int = 0  # L-BFGS and line-search value+grad calls
 
 
 def _initial_phi(config, h0, j0=None):
@@ -417,22 +420,57 @@ def _initial_phi(config, h0, j0=None):
     return np.asarray(ravel_pytree(values)[0])
 
 
+#: from this many parameters on, the MAP search starts with L-BFGS whitened by the Hessian at
+#: the start (cheap gradients), and Newton only polishes: one Hessian costs ~N gradients
+LBFGS_MIN_PARAMS = 1000
+
+
+def _whitened_lbfgs(fns, phi0, hess0, data, block_index, *, max_iterations=500):
+    r"""Minimise U(φ) by L-BFGS in :math:`y = L_0^\top(\phi - \phi_0)`, :math:`L_0 L_0^\top
+    = \nabla^2 U(\phi_0)` (made positive definite): there U is close to ½|y|² + const, so a
+    few dozen closed-form gradients replace most Newton iterations. Returns φ and the
+    number of gradient evaluations."""
+    chol = _cholesky(hess0)
+    if chol is None:
+        chol = _cholesky(_make_positive_definite(hess0))
+    to_phi = functools.partial(scipy.linalg.solve_triangular, chol, trans="T", lower=True)
+    count = [0]
+
+    def fun(y):
+        count[0] += 1
+        value, grad = fns.value_and_grad(phi0 + to_phi(y), data, block_index)
+        grad = scipy.linalg.solve_triangular(chol, np.asarray(grad), lower=True)
+        return float(value), grad
+
+    result = scipy.optimize.minimize(
+        fun, np.zeros(phi0.shape[0]), jac=True, method="L-BFGS-B",
+        options={"maxiter": max_iterations, "gtol": 1e-7, "ftol": 1e-15, "maxcor": 20})
+    return phi0 + to_phi(result.x), count[0]
+
+
 def _laplace(config, data, block_index, phi0, *, max_iterations=100, tolerance=1e-10):
     """MAP by damped Newton on U(φ) = −log posterior (unconstrained space) and ∇²U there.
 
-    Newton steps use the exact Hessian with reflected eigenvalues (non-centred priors can be
-    non-convex away from the mode), so every step is a descent direction; Armijo backtracking.
-    Stops when the Newton decrement λ²/2 < ``tolerance``.
+    Newton steps use the exact Hessian (a Cholesky solve; reflected eigenvalues where it is
+    not positive definite: non-centred priors can be non-convex away from the mode), so every
+    step is a descent direction; Armijo backtracking. Stops when the Newton decrement λ²/2 <
+    ``tolerance``. With ≥ :data:`LBFGS_MIN_PARAMS` parameters, :func:`_whitened_lbfgs` first.
     """
     fns = _functions(config)
     block_index = jnp.asarray(block_index)
     phi = np.asarray(phi0, dtype=np.float64)
     converged = False
     iterations = 0
+    hess = np.asarray(fns.hessian(phi, data, block_index))
+    evaluations = 0
+    if phi.shape[0] >= LBFGS_MIN_PARAMS:
+        phi, evaluations = _whitened_lbfgs(fns, phi, hess, data, block_index)
+        hess = np.asarray(fns.hessian(phi, data, block_index))
     value, grad = fns.value_and_grad(phi, data, block_index)
     value, grad = float(value), np.asarray(grad)
     for iterations in range(1, max_iterations + 1):  # noqa: B007
-        hess = np.asarray(fns.hessian(phi, data, block_index))
+        if iterations > 1:
+            hess = np.asarray(fns.hessian(phi, data, block_index))
         step = -_solve_positive(hess, grad)
         decrement = float(-grad @ step)
         if not math.isfinite(decrement):
@@ -444,6 +482,7 @@ def _laplace(config, data, block_index, phi0, *, max_iterations=100, tolerance=1
         while True:
             trial_value, trial_grad = fns.value_and_grad(phi + t * step, data, block_index)
             trial_value = float(trial_value)
+            evaluations += 1
             if (math.isfinite(trial_value) and trial_value <= value - 1e-4 * t * decrement) or (
                 t < 1e-10
             ):
@@ -457,7 +496,7 @@ def _laplace(config, data, block_index, phi0, *, max_iterations=100, tolerance=1
     params = {k: np.asarray(v) for k, v in fns.constrained(phi, block_index).items()}
     theta = np.concatenate([params["h"], params["J"]])
     return _Laplace(phi, hess, theta, params, iterations, converged,
-                    float(np.linalg.norm(grad)))
+                    float(np.linalg.norm(grad)), evaluations)
 
 
 def _cholesky(matrix):
@@ -738,7 +777,8 @@ def fit_posterior(
     m, Q, firing_probability, patterns, counts, spins when small), ``point_estimate`` (MAP of the
     sampled density and the centre of the adjusted one) and root attributes ``model_spec``
     (JSON), ``likelihood``, ``adjust``, ``seed``, ``data_source``, ``bayes_ising_version``,
-    ``neuron_ids``, ``cell_types``, timings and (N > 22) ``model_check`` (JSON).
+    ``neuron_ids``, ``cell_types``, ``selection`` (JSON, :mod:`bayes_ising.provenance`: the
+    data file, its SHA-256 and the selection), timings and (N > 22) ``model_check`` (JSON).
 
     Raises
     ------
@@ -781,6 +821,7 @@ def fit_posterior(
     key, seed = _as_key(rng_key)
     key_laplace, key_init, key_mcmc, key_adjust = jax.random.split(key, 4)
 
+    selection = provenance.record(data)
     data = _as_data(data)
     spins = data.spins
     num_bins, num_neurons = spins.shape
@@ -860,6 +901,7 @@ def fit_posterior(
         "adjust": adjust,
         "seed": json.dumps(seed),
         "data_source": data.source,
+        "selection": json.dumps(to_jsonable(selection)),
         "bayes_ising_version": __version__,
         "neuron_ids": json.dumps(data.neuron_ids),
         "cell_types": json.dumps(data.cell_types),
@@ -1174,28 +1216,6 @@ def load_posterior(path):
     if "posterior" not in tree.children or "bayes_ising_version" not in tree.attrs:
         raise DataError(f"{path}: not a bayes_ising posterior (no posterior group or version)")
     return tree
-
-
-def j_matrix(tree):
-    """Couplings as draws of symmetric matrices: DataArray (chain, draw, neuron_i, neuron_j).
-
-    Zero diagonal; J[..., i, j] = J[..., j, i] = the pair (i, j) coupling.
-    """
-    posterior = tree["posterior"]
-    j_flat = posterior["J"].values
-    ids = posterior["neuron"].values
-    num_neurons = ids.shape[0]
-    i, j = ising.pair_indices(num_neurons)
-    matrix = np.zeros(j_flat.shape[:2] + (num_neurons, num_neurons), dtype=j_flat.dtype)
-    matrix[..., i, j] = j_flat
-    matrix[..., j, i] = j_flat
-    return xr.DataArray(
-        matrix,
-        dims=("chain", "draw", "neuron_i", "neuron_j"),
-        coords={"chain": posterior["chain"].values, "draw": posterior["draw"].values,
-                "neuron_i": ids, "neuron_j": ids},
-        name="J",
-    )
 
 
 # --------------------------------------------------------------------------------------------

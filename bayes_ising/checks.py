@@ -75,39 +75,11 @@ def _spins(spins):
 
 
 def parameter_draws(tree, num_draws=None):
-    """Posterior draws of (h, J) as arrays, chains pooled.
+    """Posterior draws h (D, N), J (D, N, N), evenly thinned to ``num_draws`` —
+    :func:`bayes_ising.posterior.posterior_draws` (the posterior contract)."""
+    from .posterior import posterior_draws
 
-    Parameters
-    ----------
-    tree : posterior DataTree (``posterior/h`` (chain, draw, neuron), ``posterior/J``
-        (chain, draw, pair) with coordinates ``neuron_i``, ``neuron_j``).
-    num_draws : keep this many draws, evenly spaced over the pooled (chain, draw) sequence
-        (deterministic thinning); all when None.
-
-    Returns
-    -------
-    h (D, N), J (D, N, N) float64 — J symmetric with zero diagonal.
-    """
-    posterior = tree["posterior"]
-    ids = [str(v) for v in posterior["neuron"].values]
-    index = {v: k for k, v in enumerate(ids)}
-    h = posterior["h"].transpose("chain", "draw", "neuron").values
-    j_flat = posterior["J"].transpose("chain", "draw", "pair").values
-    h = h.reshape(-1, h.shape[-1]).astype(float)
-    j_flat = j_flat.reshape(-1, j_flat.shape[-1]).astype(float)
-    if num_draws is not None and num_draws < h.shape[0]:
-        keep = np.round(np.linspace(0, h.shape[0] - 1, int(num_draws))).astype(int)
-        h, j_flat = h[keep], j_flat[keep]
-    num_neurons = len(ids)
-    if "neuron_i" in posterior.coords:
-        first = np.array([index[str(v)] for v in posterior["neuron_i"].values])
-        second = np.array([index[str(v)] for v in posterior["neuron_j"].values])
-    else:
-        first, second = np.triu_indices(num_neurons, 1)
-    J = np.zeros((h.shape[0], num_neurons, num_neurons))
-    J[:, first, second] = j_flat
-    J[:, second, first] = j_flat
-    return h, J
+    return posterior_draws(tree, num_draws)
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,6 +435,26 @@ def _binary_entropy(p):
     return np.sum(terms, axis=-1)
 
 
+def ratio_warning(ratio, i_n, s2, s_n):
+    """Why an I2/IN interval leaves [0, 1] (it cannot, for a model of these data), or None.
+
+    I2 = S1_model − S2 ≥ 0 always; so a ratio below 0 means IN = S1 − SN ≤ 0 (the data's SN
+    estimate reaches S1: too few bins for the pattern entropy), and a ratio above 1 means the
+    model's S2 is below the data's SN (the model does not describe these data: often data that
+    are not the fit's, or an SN estimate biased high).
+    """
+    lower, upper = ratio["lower"], ratio["upper"]
+    if 0.0 <= lower and upper <= 1.0:
+        return None
+    shown = f"I2/IN interval [{lower:.3f}, {upper:.3f}] lies outside [0, 1], which is impossible"
+    if i_n <= 0 or lower < 0:
+        return (f"{shown}: IN = S1 - SN = {i_n:.4g} nats is not positive (SN {s_n:.4g}), so "
+                "the data have too few bins to estimate their entropy; do not use this ratio")
+    return (f"{shown}: the model's S2 (median {s2:.4g}) is below the data's SN ({s_n:.4g}), "
+            "so the model does not describe these data (are they the fit's data?) or SN is "
+            "biased; do not use this ratio")
+
+
 def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
     """S1, S2, SN and I2/IN with intervals over draws (exact S2 by enumeration, N ≤ 22).
 
@@ -472,6 +464,7 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
     -------
     dict: ``S1`` (data), ``S1_model`` / ``S2`` / ``I2`` (intervals over draws), ``SN`` (Miller–
     Madow), ``SN_plugin``, ``IN`` (= S1 − SN), ``ratio`` (I2/IN, interval over draws),
+    ``ratio_warning`` (None, or why ``ratio`` leaves [0, 1]: :func:`ratio_warning`),
     ``ratio_plugin`` (with the plug-in SN), ``ratio_data_S1`` ((S1_data − S2_d)/IN, the
     literal formula per draw), ``SN_reliable``, ``note``, ``num_draws``. Raises
     :class:`~bayes_ising.errors.TooManyNeuronsError` for N > 22.
@@ -501,11 +494,14 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
     i_n_plugin = s1 - entropy.plugin
     note = ("SN from the data's pattern counts (plug-in and Miller-Madow): " + entropy.note
             + ". A biased-low SN inflates IN = S1 - SN and so deflates I2/IN.")
+    ratio = _scalar_interval(i2 / i_n, prob)
     return dict(
         S1=s1, S1_model=_scalar_interval(s1_model, prob), S2=_scalar_interval(s2, prob),
+        ratio_warning=ratio_warning(ratio, i_n, float(np.median(s2)), float(
+            entropy.miller_madow)),
         I2=_scalar_interval(i2, prob), SN=float(entropy.miller_madow),
         SN_plugin=float(entropy.plugin), IN=float(i_n),
-        ratio=_scalar_interval(i2 / i_n, prob),
+        ratio=ratio,
         ratio_plugin=_scalar_interval(i2 / i_n_plugin, prob),
         ratio_data_S1=_scalar_interval((s1 - s2) / i_n, prob),
         SN_reliable=bool(entropy.reliable), note=note, interval=prob,

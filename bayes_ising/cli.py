@@ -17,7 +17,8 @@ import sys
 
 from .errors import BayesIsingError
 
-__all__ = ["main", "build_parser", "add_data_selection_flags", "load_selected_data", "VERBS"]
+__all__ = ["main", "build_parser", "add_data_selection_flags", "load_selected_data",
+           "selection_flags", "VERBS"]
 
 #: verb name -> module under bayes_ising.commands (the order is the order of ``--help``)
 VERBS = {
@@ -45,8 +46,10 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message}")
 
 
-def add_data_selection_flags(parser):
-    """The flags every data-reading verb shares; names follow :meth:`SpikeData.select`."""
+def add_data_selection_flags(parser, posterior=False):
+    """The flags every data-reading verb shares; names follow :meth:`SpikeData.select` and
+    :func:`bayes_ising.provenance.select`. ``posterior``: the verb reads a posterior, whose
+    recorded selection is the default (adds ``--allow-other-data``)."""
     g = parser.add_argument_group("data selection")
     g.add_argument("--bin-size", type=float, default=None,
                    help="bin width for spike times, in --time-units (required for spike times)")
@@ -57,26 +60,63 @@ def add_data_selection_flags(parser):
     g.add_argument("--state", default=None, help="keep only bins of this state (e.g. wake)")
     g.add_argument("--min-rate", type=float, default=None,
                    help="keep neurons firing in at least this fraction of bins")
+    g.add_argument("--neurons", default=None, metavar="ID,ID,...",
+                   help="keep only these neuron ids (after --state/--population/--min-rate)")
+    g.add_argument("--max-neurons", type=int, default=None, metavar="K",
+                   help="keep the K most active neurons (highest firing probability in the "
+                        "kept bins; ties keep the file's order), applied last")
+    if posterior:
+        g.description = ("Default: the selection recorded in the posterior at fit time; data "
+                         "that do not match it are refused.")
+        g.add_argument("--allow-other-data", action="store_true",
+                       help="accept data other than the fit's recorded file and bins (the "
+                            "posterior's neurons must still be present)")
     g.add_argument("--variable", default=None,
                    help="MATLAB variable holding the raster (when the file has several)")
     g.add_argument("--orientation", default=None, choices=["bins-by-neurons", "neurons-by-bins"],
                    help="force the raster orientation (default: more bins than neurons)")
+    g.add_argument("--states-table", default=None,
+                   help="NWB: interval table holding the states, e.g. sleep_states (default: "
+                        "the one candidate)")
+    g.add_argument("--state-column", default=None,
+                   help="NWB: column of that table naming the state, e.g. label (default: the "
+                        "one candidate, else the first tag)")
+    g.add_argument("--cell-type-column", default=None,
+                   help="NWB: Units column holding cell types, e.g. cell_class (default: the "
+                        "one candidate)")
     return parser
 
 
-def load_selected_data(args):
-    """Load ``args.data`` and apply the data-selection flags; returns a SpikeData."""
-    from . import data as data_module
+def selection_flags(args):
+    """The selection flags given on the command line (absent ones are None)."""
+    return {"state": args.state, "population": args.population, "min_rate": args.min_rate,
+            "neurons": getattr(args, "neurons", None),
+            "max_neurons": getattr(args, "max_neurons", None)}
 
+
+def load_selected_data(args, tree=None):
+    """Load ``args.data`` and apply the data-selection flags; returns a SpikeData.
+
+    With a posterior ``tree`` and no selection flags, the selection recorded at fit time is
+    applied (:func:`bayes_ising.provenance.apply`), and data that do not match the record are
+    refused (DataError: exit 2).
+    """
+    from . import data as data_module
+    from . import provenance
+
+    rec = provenance.recorded(tree) if tree is not None else None
+    bin_size, time_units = args.bin_size, args.time_units
+    if rec is not None and bin_size is None:
+        bin_size, time_units = rec.get("bin_size"), time_units or rec.get("time_units")
     loaded = data_module.load(
-        args.data,
-        bin_size=args.bin_size,
-        time_units=args.time_units,
-        variable=args.variable,
-        orientation=args.orientation,
-    )
-    population = args.population.split(",") if args.population else None
-    return loaded.select(population=population, state=args.state, min_rate=args.min_rate)
+        args.data, bin_size=bin_size, time_units=time_units, variable=args.variable,
+        orientation=args.orientation, states_table=getattr(args, "states_table", None),
+        state_column=getattr(args, "state_column", None),
+        cell_type_column=getattr(args, "cell_type_column", None))
+    if tree is None:
+        return provenance.select(loaded, **selection_flags(args))
+    return provenance.apply(tree, loaded, selection_flags(args), path=args.data,
+                            allow_other_data=getattr(args, "allow_other_data", False))
 
 
 def build_parser():

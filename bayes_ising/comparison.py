@@ -38,6 +38,7 @@ import warnings
 
 import numpy as np
 
+from . import posterior
 from .errors import DataError
 
 __all__ = ["compare_mle", "posterior_intervals", "interval_agreement", "nuts_time"]
@@ -54,25 +55,10 @@ def posterior_intervals(tree, interval=0.9):
     dict with ``neuron_ids`` (N,), ``mean``, ``lower``, ``upper`` (N + N(N−1)/2,) and
     ``seconds`` (NUTS wall time from the attributes, or None).
     """
-    from .report import posterior_summary
-
-    summary = posterior_summary(tree, interval)
-    num_neurons = len(summary["neuron_ids"])
-    first, second = summary["pairs"]
-    # map the posterior's pair order to the triu order of ising.pack
-    position = np.full((num_neurons, num_neurons), -1)
-    low, high = np.minimum(first, second), np.maximum(first, second)
-    position[low, high] = np.arange(first.size)
-    triu_i, triu_j = np.triu_indices(num_neurons, 1)
-    order = position[triu_i, triu_j]
-    if np.any(order < 0):
-        raise DataError("the posterior's couplings do not cover every pair i<j")
-    h = summary["h"].reshape(-1, num_neurons)
-    J = summary["J"].reshape(-1, first.size)[:, order]
-    draws = np.concatenate([h, J], axis=1)
+    draws = posterior.packed_draws(tree)
     tail = (1 - interval) / 2
     lower, upper = np.quantile(draws, [tail, 1 - tail], axis=0)
-    return {"neuron_ids": summary["neuron_ids"], "cell_types": summary["cell_types"],
+    return {"neuron_ids": posterior.neuron_ids(tree), "cell_types": posterior.cell_types(tree),
             "mean": draws.mean(axis=0), "lower": lower, "upper": upper,
             "seconds": nuts_time(tree)}
 
@@ -118,27 +104,6 @@ def interval_agreement(estimate, lower_a, upper_a, lower_b, upper_b, kind):
         out[f"{name}_fraction_mle_in_bayes_interval"] = float(inside[sel].mean())
         out[f"{name}_fraction_intervals_overlap"] = float(overlap[sel].mean())
     return out
-
-
-def _spins_and_ids(data):
-    spins = np.asarray(getattr(data, "spins", data))
-    if spins.ndim != 2:
-        raise DataError(f"spins must be (num_bins, N); got shape {spins.shape}")
-    ids = getattr(data, "neuron_ids", None)
-    ids = (np.asarray(ids).astype(str) if ids is not None
-           else np.array([f"n{k}" for k in range(spins.shape[1])]))
-    return spins, ids
-
-
-def _align(data_ids, posterior_ids):
-    """Column indices of the data that give the posterior's neurons, or a DataError."""
-    position = {str(n): k for k, n in enumerate(data_ids)}
-    missing = [str(n) for n in posterior_ids if str(n) not in position]
-    if missing:
-        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
-        raise DataError(f"the data lack {len(missing)} neuron(s) of the posterior ({shown}); "
-                        "select the same population/state/min-rate as the fit")
-    return np.array([position[str(n)] for n in posterior_ids])
 
 
 def _log_density(spins, method, l2):
@@ -237,8 +202,8 @@ def compare_mle(rng_key, tree, data, *, method="auto", l2=0.0, num_draws=4000,
     started = time.perf_counter()
     bayes = posterior_intervals(tree, interval)
     ids = bayes["neuron_ids"]
-    spins, data_ids = _spins_and_ids(data)
-    spins = spins[:, _align(data_ids, ids)]
+    aligned = posterior.align(tree, data)
+    spins = np.asarray(getattr(aligned, "spins", aligned))
     num_neurons = len(ids)
     if method == "auto":
         likelihood = str(getattr(tree, "attrs", {}).get("likelihood", "exact"))

@@ -384,6 +384,7 @@ class SpikeData:
                 raise DataError(f"t_stop ({t_stop}) must be greater than t_start ({t0})")
             num_bins = int(np.floor(_round_pos((t_stop - t0) / bin_size)))
         num_bins = max(num_bins, 0)
+        _check_bin_count(num_bins, n, bin_size, time_units, trains)
 
         raster = np.zeros((num_bins, n), dtype=bool)
         for i, t in enumerate(trains):
@@ -530,6 +531,60 @@ class SpikeData:
 # --------------------------------------------------------------------------------------------
 # helpers for binning
 
+#: Most raster entries (bins × neurons) binning may allocate: ~3 bytes each while binning (bool
+#: raster, int8 spins, a temporary), so 1e9 entries is ~3 GB.
+MAX_RASTER_ENTRIES = 1_000_000_000
+#: A raster this long (bins) whose median neuron fires in fewer than :data:`MIN_SPIKES_PER_BIN`
+#: of the bins is refused as implausible for spikes (the mark of a unit mix-up).
+IMPLAUSIBLE_NUM_BINS = 10_000_000
+MIN_SPIKES_PER_BIN = 1e-3
+#: Bin widths (in seconds) outside this range are not spike bins (a spike lasts ~1 ms).
+PLAUSIBLE_BIN_SECONDS = (1e-4, 3600.0)
+
+
+def _check_bin_count(num_bins, num_neurons, bin_size, time_units, trains):
+    """Refuse, before any allocation, a binning whose raster cannot fit in memory or is
+    implausible for spikes; the message gives the bin count and the likely unit mix-up.
+
+    Refused: ``num_bins × num_neurons > MAX_RASTER_ENTRIES``; a bin width outside
+    ``PLAUSIBLE_BIN_SECONDS``; more than ``IMPLAUSIBLE_NUM_BINS`` bins with the median neuron
+    spiking in fewer than ``MIN_SPIKES_PER_BIN`` of them (spikes counted as ``len`` of each
+    train, so nothing is binned to decide).
+    """
+    seconds = bin_size * TIME_UNITS[time_units]
+    span = f"{num_bins * bin_size:.4g} {time_units}"
+    shape = f"{num_bins:,} bins × {num_neurons} neurons"
+    counts = np.array([len(t) for t in trains]) if len(trains) else np.zeros(1)
+    per_bin = float(np.median(counts)) / max(num_bins, 1)
+    hint = _unit_hint(bin_size, time_units)
+    if not PLAUSIBLE_BIN_SECONDS[0] <= seconds <= PLAUSIBLE_BIN_SECONDS[1]:
+        lo, hi = PLAUSIBLE_BIN_SECONDS
+        raise DataError(
+            f"bin size {bin_size:g} {time_units} ({seconds:g} s) is implausible for spikes "
+            f"(expected {lo * 1e3:g} ms to {hi:g} s; binning would make {shape}); {hint}")
+    if num_bins * num_neurons > MAX_RASTER_ENTRIES:
+        gib = 3 * num_bins * num_neurons / 2**30
+        raise DataError(
+            f"binning with bin size {bin_size:g} {time_units} would make {shape} (a {span} "
+            f"recording, ~{gib:.0f} GiB; the limit is {MAX_RASTER_ENTRIES:,} entries); {hint}")
+    if num_bins > IMPLAUSIBLE_NUM_BINS and per_bin < MIN_SPIKES_PER_BIN:
+        raise DataError(
+            f"binning with bin size {bin_size:g} {time_units} would make {shape} (a {span} "
+            f"recording) in which the median neuron spikes in {100 * per_bin:.2g}% of bins: "
+            f"implausible for spikes; {hint}")
+
+
+def _unit_hint(bin_size, time_units):
+    """The likely unit mix-up, in the CLI's and the API's words."""
+    if time_units != "s" and bin_size * TIME_UNITS[time_units] < PLAUSIBLE_BIN_SECONDS[0]:
+        return (f"--bin-size (bin_size) is in --time-units ({time_units}): for {bin_size:g} s "
+                f"bins give --bin-size {bin_size / TIME_UNITS[time_units]:g}")
+    if time_units == "s":
+        return (f"are the spike times in ms? then pass --time-units ms (time_units='ms') and the "
+                f"bin size in ms (e.g. --bin-size {bin_size * 1e3:g} for {bin_size:g} s bins)")
+    return (f"are the spike times really in {time_units}? --time-units (time_units) gives the "
+            "units of both the spike times and --bin-size")
+
 
 def _round_pos(x):
     """Snap positions (in bin widths) within the boundary tolerance onto the integer."""
@@ -655,7 +710,8 @@ def _is_hdf5(path):
 
 
 def load(path, *, bin_size=None, time_units=None, variable=None, orientation=None,
-         epochs=None) -> SpikeData:
+         epochs=None, states_table=None, state_column=None,
+         cell_type_column=None) -> SpikeData:
     """Load spike data, dispatching on the file type.
 
     Parameters
@@ -677,6 +733,13 @@ def load(path, *, bin_size=None, time_units=None, variable=None, orientation=Non
         Force a raster's orientation (default: the longer axis is bins).
     epochs : optional
         State epochs for spike-time files (overrides epochs stored in the file).
+    states_table, state_column, cell_type_column : str, optional
+        NWB only: the interval table holding the states (e.g. DANDI's ``sleep_states``), its
+        column naming each interval's state (e.g. ``label``; default: a known name or the one
+        text column, else the first tag) and the Units column holding cell types (default: a
+        known name such as ``cell_type``/``cell_class``, or the one text column named
+        ``*type*``/``*class*``). Each is found automatically when there is one candidate; the
+        table and columns used are named in ``SpikeData.source``.
 
     Raises
     ------
@@ -692,6 +755,12 @@ def load(path, *, bin_size=None, time_units=None, variable=None, orientation=Non
         raise DataError(
             f"unknown time_units '{time_units}' (expected one of {', '.join(TIME_UNITS)})")
     suffix = path.suffix.lower()
+    nwb_only = {"states_table": states_table, "state_column": state_column,
+                "cell_type_column": cell_type_column}
+    given = [k for k, v in nwb_only.items() if v is not None]
+    if given and suffix != ".nwb":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise DataError(f"{flags} applies to .nwb files only ({path.name} is not one)")
     kwargs = dict(bin_size=bin_size, time_units=time_units, orientation=orientation,
                   epochs=epochs)
     if suffix == ".npz":
@@ -703,7 +772,7 @@ def load(path, *, bin_size=None, time_units=None, variable=None, orientation=Non
             return _load_mat73(path, variable=variable, **kwargs)
         return _load_mat5(path, variable=variable, **kwargs)
     if suffix == ".nwb":
-        return _load_nwb(path, **kwargs)
+        return _load_nwb(path, **kwargs, **nwb_only)
     raise DataError(
         f"unknown data format '{suffix or path.name}' of {path.name} "
         "(expected .npz, .mat, .nwb or .npy)")
@@ -928,10 +997,23 @@ def _load_mat73(path, *, variable, bin_size, time_units, orientation, epochs):
         what=f"variable '{name}'")
 
 
-CELL_TYPE_COLUMNS = ("cell_type", "cell_types", "celltype", "cell_class")
+#: Units columns read as cell types without being named (first match, in this order).
+CELL_TYPE_COLUMNS = ("cell_type", "cell_types", "celltype", "cell_class", "putative_cell_type",
+                     "cell_category", "neuron_type")
+#: Interval-table columns read as state names without being named.
+STATE_COLUMNS = ("label", "state", "sleep_state", "stage", "sleep_stage", "state_name")
+_UNITS_STANDARD = {"spike_times", "obs_intervals", "electrodes", "electrode_group",
+                   "waveform_mean", "waveform_sd", "waveforms"}
+_INTERVALS_STANDARD = {"start_time", "stop_time", "tags", "timeseries"}
+#: Interval tables that never hold states.
+_NOT_STATE_TABLES = {"trials", "invalid_times"}
 
 
-def _load_nwb(path, *, bin_size, time_units, orientation, epochs):
+def _load_nwb(path, *, bin_size, time_units, orientation, epochs, states_table=None,
+              state_column=None, cell_type_column=None):
+    """NWB Units (spike times in s), cell types from a Units column, states from a
+    TimeIntervals table (``epochs`` or e.g. DANDI's ``intervals/sleep_states`` with a
+    ``label`` column); the table and columns used are named in ``source``."""
     try:
         import pynwb
     except ImportError:  # pragma: no cover - the extra is installed in dev
@@ -945,6 +1027,7 @@ def _load_nwb(path, *, bin_size, time_units, orientation, epochs):
         nwb = io.read()
     except Exception as err:
         raise DataError(f"cannot read {path.name} as NWB: {err}") from None
+    used = []
     try:
         units = nwb.units
         if units is None or len(units) == 0:
@@ -953,27 +1036,101 @@ def _load_nwb(path, *, bin_size, time_units, orientation, epochs):
             raise DataError(f"the Units table of {path.name} has no 'spike_times' column")
         ids = np.asarray(units.id[:])
         trains = [np.asarray(units["spike_times"][i], dtype=float) for i in range(len(ids))]
-        cell_types = None
-        for col in CELL_TYPE_COLUMNS:
-            if col in units.colnames:
-                cell_types = [_label(v) for v in units[col][:]]
-                break
+        col = _nwb_cell_type_column(units, cell_type_column, path)
+        cell_types = None if col is None else [_label(v) for v in units[col][:]]
+        if col is not None:
+            used.append(f"cell types from Units column '{col}'")
         file_epochs = None
-        if epochs is None and nwb.epochs is not None and len(nwb.epochs):
-            table = nwb.epochs
-            starts = np.asarray(table["start_time"][:], dtype=float)
-            stops = np.asarray(table["stop_time"][:], dtype=float)
-            if "tags" in table.colnames:
-                tags = table["tags"][:]
-                names = [_label(t[0]) if len(t) else f"epoch{k}" for k, t in enumerate(tags)]
-            else:
-                names = [f"epoch{k}" for k in range(len(starts))]
-            file_epochs = (names, starts, stops)
+        if epochs is None:
+            file_epochs, where = _nwb_states(nwb, states_table, state_column, path)
+            if where:
+                used.append(f"states from {where}")
     finally:
         io.close()
+    source = str(path) + (f" ({'; '.join(used)})" if used else "")
     try:
         return SpikeData.from_spike_times(
             trains, bin_size=bs, time_units=units_s, neuron_ids=ids, cell_types=cell_types,
-            epochs=epochs if epochs is not None else file_epochs, source=str(path))
+            epochs=epochs if epochs is not None else file_epochs, source=source)
     except DataError as err:
         raise DataError(f"{path.name}: {err}") from None
+
+
+def _text_columns(table, standard):
+    """Names of the table's non-ragged columns holding text, other than ``standard``."""
+    from hdmf.common import VectorIndex
+
+    names = []
+    for name in table.colnames:
+        if name in standard or isinstance(table[name], VectorIndex):
+            continue
+        values = table[name][:]
+        if len(values) and isinstance(values[0], str | bytes | np.str_ | np.bytes_):
+            names.append(name)
+    return names
+
+
+def _choose(known, candidates, what, flag, where):
+    """The one known name present, else the one candidate; None when there is none."""
+    present = [c for c in known if c in candidates]
+    pool = present or candidates
+    if len(pool) == 1:
+        return pool[0]
+    if not pool:
+        return None
+    raise DataError(f"{where} has several {what} ({', '.join(pool)}): choose one with {flag}")
+
+
+def _nwb_cell_type_column(units, column, path):
+    """The Units column holding cell types: ``column``, a known name, or the one text column
+    whose name says type/class; None when there is none."""
+    if column is not None:
+        if column not in units.colnames:
+            raise DataError(f"the Units table of {path.name} has no column '{column}' "
+                            f"(columns: {', '.join(units.colnames)})")
+        return column
+    text = _text_columns(units, _UNITS_STANDARD)
+    typed = [c for c in text if c in CELL_TYPE_COLUMNS or "type" in c.lower()
+             or "class" in c.lower()]
+    return _choose(CELL_TYPE_COLUMNS, typed, "candidate cell-type columns",
+                   "--cell-type-column", f"the Units table of {path.name}")
+
+
+def _nwb_states(nwb, table_name, column, path):
+    """((names, starts, stops), "intervals/T column 'c'") from the states table, or
+    (None, None) when the file has none. The table is ``table_name`` or the one non-empty
+    interval table (other than trials/invalid_times) with a state column."""
+    tables = {name: t for name, t in (nwb.intervals or {}).items()}
+    if table_name is not None:
+        if table_name not in tables:
+            raise DataError(f"{path.name} has no interval table '{table_name}' "
+                            f"(interval tables: {', '.join(sorted(tables)) or 'none'})")
+        chosen = [table_name]
+    else:
+        chosen = [name for name, t in tables.items() if name not in _NOT_STATE_TABLES
+                  and len(t) and (column is None or column in t.colnames)]
+        if len(chosen) > 1:
+            raise DataError(f"{path.name} has several interval tables that could hold states "
+                            f"({', '.join(sorted(chosen))}): choose one with --states-table")
+        if not chosen:
+            return None, None
+    name = chosen[0]
+    table = tables[name]
+    starts = np.asarray(table["start_time"][:], dtype=float)
+    stops = np.asarray(table["stop_time"][:], dtype=float)
+    where = f"intervals/{name}"
+    prefix = "epoch" if name == "epochs" else name
+    if column is None:
+        column = _choose(STATE_COLUMNS, _text_columns(table, _INTERVALS_STANDARD),
+                         "text columns", "--state-column", f"interval table '{name}'")
+    if column is not None:
+        if column not in table.colnames:
+            raise DataError(f"interval table '{name}' of {path.name} has no column '{column}' "
+                            f"(columns: {', '.join(table.colnames)})")
+        return ([_label(v) for v in table[column][:]], starts, stops), \
+            f"{where} column '{column}'"
+    if "tags" in table.colnames:
+        tags = table["tags"][:]
+        names = [_label(t[0]) if len(t) else f"{prefix}{k}" for k, t in enumerate(tags)]
+        return (names, starts, stops), f"{where} (first tag)"
+    return ([f"{prefix}{k}" for k in range(len(starts))], starts, stops), f"{where} (unnamed)"

@@ -52,6 +52,8 @@ import json
 import numpy as np
 import xarray as xr
 
+from . import posterior as posterior_contract
+
 __all__ = [
     "RHAT_MAX",
     "ESS_MIN",
@@ -311,29 +313,6 @@ def divergence_localization(tree, *, min_divergences=5, z_cut=4.0):
 # --------------------------------------------------------------------------------------------
 
 
-def _pair_members(posterior):
-    """Index arrays (P,) of the two neurons of each pair, in the neuron order."""
-    ids = [str(v) for v in posterior["neuron"].values]
-    index = {v: k for k, v in enumerate(ids)}
-    if "neuron_i" in posterior.coords:
-        first = np.array([index[str(v)] for v in posterior["neuron_i"].values])
-        second = np.array([index[str(v)] for v in posterior["neuron_j"].values])
-    else:
-        first, second = np.triu_indices(len(ids), 1)
-    return first, second
-
-
-def _cell_types(tree, posterior):
-    if "cell_type" in posterior.coords:
-        return [str(v) for v in posterior["cell_type"].values]
-    types = tree.attrs.get("cell_types")
-    if types is None:
-        return [""] * posterior.sizes["neuron"]
-    if isinstance(types, str):
-        types = json.loads(types) if types.startswith("[") else types.split(",")
-    return [str(v) for v in np.atleast_1d(types)]
-
-
 def _firing_probability(tree, num_neurons):
     if "observed_data" in tree.children and "firing_probability" in tree["observed_data"]:
         return np.asarray(tree["observed_data"]["firing_probability"].values, float)
@@ -365,11 +344,11 @@ def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
         params = parameter_table(tree)
     if localization is None:
         localization = divergence_localization(tree)
-    posterior = tree["posterior"]
-    ids = [str(v) for v in posterior["neuron"].values]
+    ids = posterior_contract.neuron_ids(tree).tolist()
     num_neurons = len(ids)
-    first, second = _pair_members(posterior)
-    cell_types = _cell_types(tree, posterior)
+    first, second = posterior_contract.pair_members(tree)
+    types = posterior_contract.cell_types(tree)
+    cell_types = [""] * num_neurons if types is None else types.tolist()
     firing = _firing_probability(tree, num_neurons)
     get = {k: np.asarray(params[k].values, float) for k in params.data_vars}
     rows = []
@@ -580,9 +559,7 @@ def recovery_errors(tree, h_true, J_true):
     .. math:: e_i = \sqrt{\big[(\bar h_i - h_i)^2 + \sum_{j \ne i}
        (\bar J_{ij} - J_{ij})^2\big] / N}
     """
-    from .checks import parameter_draws
-
-    h, J = parameter_draws(tree)
+    h, J = posterior_contract.posterior_draws(tree)
     h_mean, J_mean = h.mean(axis=0), J.mean(axis=0)
     sq = (h_mean - np.asarray(h_true)) ** 2 + np.sum((J_mean - np.asarray(J_true)) ** 2, axis=1)
     return np.sqrt(sq / h_mean.size)

@@ -51,7 +51,7 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from . import gibbs, ising, stats
+from . import gibbs, ising, stats, walk
 from . import pseudolikelihood as pl
 from .errors import BayesIsingError, DataError
 
@@ -712,22 +712,7 @@ def fit_pseudo(spins, l2=0.0, *, neuron_ids=None, tol=1e-8, max_iterations=2000,
 # --------------------------------------------------------------------------------------------
 
 
-class AdaptiveMetropolisState(NamedTuple):
-    """Carry of the adaptive Metropolis scan.
-
-    position (D,) ; logdensity () ; mean (D,) and scatter (D, D): running mean and sum of
-    outer products of deviations (Welford) of all states so far ; count () number of states
-    in them ; cholesky (D, D) lower factor of the current proposal covariance ;
-    num_accepted ().
-    """
-
-    position: jax.Array
-    logdensity: jax.Array
-    mean: jax.Array
-    scatter: jax.Array
-    count: jax.Array
-    cholesky: jax.Array
-    num_accepted: jax.Array
+AdaptiveMetropolisState = walk.WalkState  # the carry of one walk (bayes_ising.walk)
 
 
 class AdaptiveMetropolisInfo(NamedTuple):
@@ -783,42 +768,10 @@ def adaptive_metropolis(rng_key, logdensity_fn, initial, num_draws, *, initial_c
     if not bool(jnp.all(jnp.isfinite(initial_cholesky))):
         raise BayesIsingError("adaptive_metropolis: initial_covariance is not positive definite")
     num_steps = int(num_warmup) + int(num_draws)
-    initial_logdensity = logdensity_fn(initial)
-    state = AdaptiveMetropolisState(
-        position=initial, logdensity=initial_logdensity, mean=initial,
-        scatter=jnp.zeros((dim, dim), dtype), count=jnp.asarray(1, jnp.int32),
-        cholesky=initial_cholesky, num_accepted=jnp.asarray(0, jnp.int32),
-    )
-    identity = jnp.eye(dim, dtype=dtype)
-
-    def one_step(state, inputs):
-        step_index, key = inputs
-        key_proposal, key_accept = jax.random.split(key)
-        proposal = state.position + state.cholesky @ jax.random.normal(key_proposal, (dim,), dtype)
-        proposal_logdensity = logdensity_fn(proposal)
-        log_ratio = proposal_logdensity - state.logdensity
-        accept = jnp.log(jax.random.uniform(key_accept, dtype=dtype)) < log_ratio
-        accept = accept & jnp.isfinite(proposal_logdensity)
-        position = jnp.where(accept, proposal, state.position)
-        logdensity = jnp.where(accept, proposal_logdensity, state.logdensity)
-        # Welford update of the history's mean and scatter with the new state x_{t+1}.
-        count = state.count + 1
-        delta = position - state.mean
-        mean = state.mean + delta / count
-        scatter = state.scatter + jnp.outer(delta, position - mean)
-
-        def refreshed(_):
-            covariance = scale * (scatter / (count - 1) + epsilon * identity)
-            return jnp.linalg.cholesky(covariance)
-
-        adapt = (step_index + 1 >= adaptation_start) & ((step_index + 1) % adapt_every == 0)
-        cholesky = jax.lax.cond(adapt, refreshed, lambda _: state.cholesky, None)
-        new_state = AdaptiveMetropolisState(position, logdensity, mean, scatter, count,
-                                            cholesky, state.num_accepted + accept)
-        return new_state, position
-
-    keys = jax.random.split(rng_key, num_steps)
-    final, positions = jax.lax.scan(one_step, state, (jnp.arange(num_steps), keys))
+    state = walk.init_state(logdensity_fn, initial, initial_cholesky)
+    final, positions = walk.run_steps(logdensity_fn, state, rng_key, num_steps, 1, scale=scale,
+                                      epsilon=epsilon, adaptation_start=adaptation_start,
+                                      adapt_every=adapt_every)
     draws = positions[int(num_warmup):]
     if not return_info:
         return draws

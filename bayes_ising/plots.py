@@ -22,6 +22,7 @@ __all__ = [
     "plot_rank_trace",
     "plot_coupling_matrix",
     "plot_synchrony_distribution",
+    "plot_ei_synchrony",
     "plot_pattern_frequencies",
     "plot_information",
     "plot_third_order",
@@ -30,6 +31,11 @@ __all__ = [
     "plot_thermodynamics",
     "plot_mle_vs_bayes",
     "plot_reliability",
+    "plot_study_synchrony",
+    "plot_study_ei",
+    "plot_study_blocks",
+    "plot_study_thermo",
+    "plot_study_widths",
 ]
 
 #: colours by cell type (others fall back to grey)
@@ -351,6 +357,41 @@ def plot_synchrony_distribution(observed, *, predicted=None, lower=None, upper=N
     return fig if fig is not None else ax.figure
 
 
+def plot_ei_synchrony(population, synchrony, *, ax=None, title=None):
+    """P(K_A) of a population A: data, the A-only model and the E+I model's marginal over A.
+
+    Parameters
+    ----------
+    population : name of A ("E" or "I")
+    synchrony : dict with ``observed`` (|A|+1,) and the bands ``population_only`` and
+        ``joint`` (dicts of ``median``, ``lower``, ``upper``, each (|A|+1,)); the layout of
+        :func:`bayes_ising.analyses.synchrony_comparison`'s ``synchrony`` entry
+    """
+    fig = None
+    if ax is None:
+        fig = _figure(6, 3.8)
+        ax = fig.subplots()
+    observed = np.asarray(synchrony["observed"], dtype=float)
+    curves = [(synchrony.get(key), label, color) for key, label, color in [
+        ("population_only", f"{population}-only model", "C3"),
+        ("joint", "E+I model (marginal)", "C0")]]
+    floor = _positive_floor(observed, *[c["lower"] for c, _, _ in curves if isinstance(c, dict)])
+    for curve, label, color in curves:
+        if isinstance(curve, dict):
+            k = np.arange(len(curve["median"]))
+            ax.fill_between(k, np.maximum(curve["lower"], floor),
+                            np.maximum(curve["upper"], floor), color=color, alpha=0.25)
+            ax.plot(k, np.maximum(curve["median"], floor), color=color, label=label)
+    shown = observed > 0
+    ax.plot(np.arange(observed.size)[shown], observed[shown], "ko", markersize=3, label="data")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"K_{population} (number of {population} neurons active in a bin)")
+    ax.set_ylabel("P(K) (fraction of bins)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or f"{population} synchrony: {population}-only vs E+I model", fontsize=9)
+    return fig if fig is not None else ax.figure
+
+
 def _positive_floor(*arrays):
     positives = [np.asarray(a, dtype=float)[np.asarray(a) > 0] for a in arrays if a is not None]
     positives = [p for p in positives if p.size]
@@ -625,8 +666,7 @@ def plot_mle_vs_bayes(kind, mle, mle_lower, mle_upper, bayes, bayes_lower, bayes
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.1, 1.0)
         ax.plot([low, high], [low, high], color="k", linewidth=0.8, label="equality")
         ax.legend(fontsize=7)
-    ax_width.set_xscale("log")
-    ax_width.set_yscale("log")
+    _log_axes(ax_width)
     ax_point.set_xlabel("posterior mean, NUTS (dimensionless)")
     ax_point.set_ylabel("MLE (dimensionless)")
     ax_point.set_title("Point estimates", fontsize=9)
@@ -634,6 +674,19 @@ def plot_mle_vs_bayes(kind, mle, mle_lower, mle_upper, bayes, bayes_lower, bayes
     ax_width.set_ylabel("adaptive-Metropolis interval width")
     ax_width.set_title("Interval widths", fontsize=9)
     return fig
+
+
+def _log_axes(ax):
+    """Log–log axes ticked at 1, 2, 5 × 10^k with short labels ("0.02"), no minor labels (the
+    default minor labels overlap on ranges shorter than a decade)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
 
 
 def plot_reliability(firing_probability, max_rhat, contraction, flagged, *, cell_types=None,
@@ -662,4 +715,184 @@ def plot_reliability(firing_probability, max_rhat, contraction, flagged, *, cell
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
     ax_r.axhline(1.01, color="C1", linewidth=0.8, linestyle=":")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# The study's figure set (bayes_ising.report_study): pure functions of tidy tables
+# --------------------------------------------------------------------------------------------
+
+
+def _panel_grid(num_panels, width_per_panel=3.6, height=3.2, max_columns=3):
+    """A figure with ``num_panels`` axes on a grid of at most ``max_columns`` columns."""
+    columns = max(1, min(num_panels, max_columns))
+    rows = -(-max(num_panels, 1) // columns)
+    fig = _figure(width_per_panel * columns + 0.6, height * rows)
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False).ravel())
+    for ax in axes[num_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:num_panels]
+
+
+def _series(frame, column):
+    return np.asarray(frame[column], dtype=float)
+
+
+def plot_study_synchrony(table, *, interval=0.9, titles=None):
+    """The study's Fig. 4: P(K) per state for one population, data vs pairwise vs independent.
+
+    Parameters
+    ----------
+    table : DataFrame with columns ``state``, ``k``, ``observed``, ``independent`` and the
+        posterior predictive ``median``, ``lower``, ``upper`` (one row per state and K; the
+        layout of ``DIR/tables/synchrony.csv``)
+    titles : optional dict state -> panel title (e.g. to say a fit did not converge)
+    """
+    states = list(dict.fromkeys(table["state"]))
+    fig, axes = _panel_grid(len(states))
+    for ax, state in zip(axes, states, strict=True):
+        rows = table[table["state"] == state].sort_values("k")
+        plot_synchrony_distribution(
+            _series(rows, "observed"), predicted=_series(rows, "median"),
+            lower=_series(rows, "lower"), upper=_series(rows, "upper"),
+            independent=_series(rows, "independent"), interval=interval, ax=ax,
+            title=(titles or {}).get(state, f"state: {state}"))
+        ax.legend(fontsize=6, loc="lower left")
+    return fig
+
+
+def plot_study_ei(table, *, titles=None):
+    """The study's Fig. 6: K_A of each population A, A-only model vs the E+I marginal, per state.
+
+    Parameters
+    ----------
+    table : DataFrame with columns ``state``, ``population`` (A: "E", "I"), ``k``,
+        ``observed`` and ``population_only_{median,lower,upper}``, ``joint_{median,lower,upper}``
+    titles : optional dict (state, population) -> panel title
+
+    One row of panels per population, one column per state.
+    """
+    states = list(dict.fromkeys(table["state"]))
+    populations = list(dict.fromkeys(table["population"]))
+    fig = _figure(3.6 * len(states) + 0.6, 3.1 * len(populations))
+    axes = fig.subplots(len(populations), len(states), squeeze=False)
+    for row, population in enumerate(populations):
+        for column, state in enumerate(states):
+            ax = axes[row, column]
+            rows = table[(table["state"] == state) & (table["population"] == population)]
+            if rows.empty:
+                ax.set_visible(False)
+                continue
+            rows = rows.sort_values("k")
+            synchrony = {"observed": _series(rows, "observed")}
+            for key in ("population_only", "joint"):
+                if f"{key}_median" in rows and rows[f"{key}_median"].notna().any():
+                    synchrony[key] = {q: _series(rows, f"{key}_{q}")
+                                      for q in ("median", "lower", "upper")}
+            plot_ei_synchrony(population, synchrony, ax=ax, title=(titles or {}).get(
+                (state, population), f"{population} neurons, {state}"))
+            ax.legend(fontsize=6, loc="lower left")
+    return fig
+
+
+def plot_study_blocks(table, *, interval=0.9):
+    """The study's Fig. 7: mean coupling and mean correlation per cell-type block, per state.
+
+    Parameters
+    ----------
+    table : DataFrame with columns ``state``, ``block`` ("E-E", "E-I", "I-I"), ``quantity``
+        ("coupling" or "correlation") and ``median``, ``lower``, ``upper``
+    """
+    quantities = [q for q in ("coupling", "correlation") if q in set(table["quantity"])]
+    fig = _figure(5.2 * len(quantities) + 0.6, 3.6)
+    axes = np.atleast_1d(fig.subplots(1, len(quantities), squeeze=False).ravel())
+    states = list(dict.fromkeys(table["state"]))
+    block_colors = {"E-E": CELL_TYPE_COLORS["E"], "I-I": CELL_TYPE_COLORS["I"], "E-I": "#7d3c98"}
+    for ax, quantity in zip(axes, quantities, strict=True):
+        rows = table[table["quantity"] == quantity]
+        blocks = list(dict.fromkeys(rows["block"]))
+        for offset, block in zip(np.linspace(-0.15, 0.15, max(len(blocks), 1)), blocks,
+                                 strict=False):
+            sel = rows[rows["block"] == block].set_index("state").reindex(states)
+            med = _series(sel, "median")
+            err = np.vstack([med - _series(sel, "lower"), _series(sel, "upper") - med])
+            ax.errorbar(np.arange(len(states)) + offset, med, yerr=np.clip(err, 0, None),
+                        fmt="o-", capsize=3, label=block,
+                        color=block_colors.get(block, _OTHER_COLOR))
+        ax.axhline(0, color="k", linewidth=0.5)
+        ax.set_xticks(np.arange(len(states)), states)
+        ax.set_xlabel("state")
+        ax.set_ylabel("mean J within block\n(dimensionless, units of k_B T)"
+                      if quantity == "coupling" else
+                      "mean Pearson correlation of\nthe binned spins (dimensionless)")
+        ax.legend(title=f"block ({interval:.0%} interval)", fontsize=7, title_fontsize=7)
+        ax.set_title(f"Mean {quantity} per block across states", fontsize=9)
+    return fig
+
+
+def plot_study_thermo(table, *, interval=0.9):
+    """The study's Fig. 8: C(T)/N per population, every state on the population's panel.
+
+    Parameters
+    ----------
+    table : DataFrame with columns ``state``, ``population``, ``model`` ("posterior": the
+        fitted model's posterior, or "shuffled": the shuffled-data control), ``temperature`` and
+        ``heat_capacity_median``, ``heat_capacity_lower``, ``heat_capacity_upper`` (C/N in k_B)
+    """
+    populations = list(dict.fromkeys(table["population"]))
+    states = list(dict.fromkeys(table["state"]))
+    fig, axes = _panel_grid(len(populations), width_per_panel=4.2, height=3.4)
+    for ax, population in zip(axes, populations, strict=True):
+        for index, state in enumerate(states):
+            color = _state_color(state, index)
+            for model, style, label in (("posterior", "-", state),
+                                        ("shuffled", "--", f"{state}, shuffled")):
+                rows = table[(table["population"] == population) & (table["state"] == state)
+                             & (table["model"] == model)].sort_values("temperature")
+                if rows.empty:
+                    continue
+                x = _series(rows, "temperature")
+                ax.fill_between(x, _series(rows, "heat_capacity_lower"),
+                                _series(rows, "heat_capacity_upper"), color=color,
+                                alpha=0.25 if model == "posterior" else 0.12, linewidth=0)
+                ax.plot(x, _series(rows, "heat_capacity_median"), linestyle=style, color=color,
+                        label=label, linewidth=1.2 if model == "posterior" else 0.9)
+        ax.axvline(1.0, color="k", linewidth=0.6, linestyle=":")
+        ax.set_xlabel("temperature T (T = 1: the fitted model)")
+        ax.set_ylabel("heat capacity C(T)/N (k_B per neuron)")
+        ax.set_title(f"{population}: C(T)/N, {interval:.0%} bands; dashed: shuffled control",
+                     fontsize=8)
+        ax.legend(fontsize=6, ncol=2)
+    return fig
+
+
+def plot_study_widths(table):
+    """MLE walk vs NUTS interval widths, one panel per fit (log–log, equality line).
+
+    Parameters
+    ----------
+    table : DataFrame with columns ``state``, ``population``, ``kind`` ("h" or "J"),
+        ``mle_lower``, ``mle_upper``, ``bayes_lower``, ``bayes_upper``
+    """
+    fits = list(dict.fromkeys(zip(table["state"], table["population"], strict=True)))
+    fig, axes = _panel_grid(len(fits), width_per_panel=3.3, height=3.1, max_columns=3)
+    for ax, (state, population) in zip(axes, fits, strict=True):
+        rows = table[(table["state"] == state) & (table["population"] == population)]
+        widths = []
+        for kind, color in (("h", "C1"), ("J", "C0")):
+            sel = rows[rows["kind"] == kind]
+            bayes = _series(sel, "bayes_upper") - _series(sel, "bayes_lower")
+            walk = _series(sel, "mle_upper") - _series(sel, "mle_lower")
+            keep = (bayes > 0) & (walk > 0)
+            ax.plot(bayes[keep], walk[keep], "o", markersize=2.5, alpha=0.6, color=color,
+                    label=f"{kind} ({int(keep.sum())})")
+            widths += [bayes[keep], walk[keep]]
+        values = np.concatenate(widths) if widths else np.array([0.1, 1.0])
+        low, high = (values.min(), values.max()) if values.size else (0.1, 1.0)
+        ax.plot([low, high], [low, high], color="k", linewidth=0.8, label="equal width")
+        _log_axes(ax)
+        ax.set_xlabel("NUTS interval width (dimensionless)")
+        ax.set_ylabel("walk interval width")
+        ax.set_title(f"{population}, {state}", fontsize=8)
+        ax.legend(fontsize=6)
     return fig

@@ -73,7 +73,7 @@ import numpy as np
 
 from . import ising
 from . import pseudolikelihood as pl
-from .errors import BayesIsingError, DataError
+from .errors import BayesIsingError
 
 __all__ = [
     "CRITICALITY_CAVEAT",
@@ -689,64 +689,11 @@ def thermodynamics(rng_key, h, J, temperatures, *, method="auto", **options):
 
 
 def posterior_parameters(rng_key, tree, num_draws=None):
-    """``(h (D, N), J (D, N, N))`` for D posterior draws of a bayes_ising posterior DataTree.
+    """``(h (D, N), J (D, N, N))`` for D posterior draws, picked at random without replacement
+    with ``rng_key`` — :func:`bayes_ising.posterior.posterior_draws` (the posterior contract)."""
+    from .posterior import posterior_draws
 
-    Draws are picked at random without replacement over (chain, draw) with ``rng_key``
-    (all of them, in order, when ``num_draws`` is None or at least their number). ``J`` is
-    rebuilt from the flat ``pair`` dimension in :func:`bayes_ising.ising.pair_indices` order,
-    checked against the ``neuron_i``/``neuron_j`` coordinates when present.
-    """
-    try:
-        posterior = tree["posterior"]
-        h_da, j_da = posterior["h"], posterior["J"]
-    except KeyError as err:
-        raise DataError(
-            f"not a bayes_ising posterior: missing {err} (expected group 'posterior' with "
-            "'h' (chain, draw, neuron) and 'J' (chain, draw, pair))"
-        ) from None
-    h_da = h_da.transpose("chain", "draw", "neuron")
-    j_da = j_da.transpose("chain", "draw", "pair")
-    num_neurons = h_da.sizes["neuron"]
-    if j_da.sizes["pair"] != ising.num_pairs(num_neurons):
-        raise DataError(
-            f"posterior J has {j_da.sizes['pair']} pairs, expected N(N-1)/2 = "
-            f"{ising.num_pairs(num_neurons)} for N = {num_neurons}"
-        )
-    _check_pair_order(j_da, h_da, num_neurons)
-    h_all = np.asarray(h_da.values, dtype=np.float64).reshape(-1, num_neurons)
-    j_all = np.asarray(j_da.values, dtype=np.float64).reshape(h_all.shape[0], -1)
-    total = h_all.shape[0]
-    if num_draws is not None and int(num_draws) < 1:
-        raise DataError(f"--posterior-draws must be at least 1, got {num_draws}")
-    if num_draws is None or int(num_draws) >= total:
-        chosen = np.arange(total)
-    else:
-        chosen = np.sort(np.asarray(jax.random.choice(rng_key, total, (int(num_draws),),
-                                                      replace=False)))
-    first, second = ising.pair_indices(num_neurons)
-    J = np.zeros((chosen.size, num_neurons, num_neurons))
-    J[:, first, second] = J[:, second, first] = j_all[chosen]
-    return h_all[chosen], J
-
-
-def _check_pair_order(j_da, h_da, num_neurons):
-    if "neuron_i" not in j_da.coords or "neuron_j" not in j_da.coords:
-        return
-    first, second = np.asarray(j_da["neuron_i"].values), np.asarray(j_da["neuron_j"].values)
-    if np.issubdtype(first.dtype, np.integer):
-        idx_i, idx_j = first, second
-    else:
-        names = [str(v) for v in np.asarray(h_da["neuron"].values)]
-        lookup = {name: k for k, name in enumerate(names)}
-        try:
-            idx_i = np.array([lookup[str(v)] for v in first])
-            idx_j = np.array([lookup[str(v)] for v in second])
-        except KeyError:
-            return  # coordinates not in terms of the neuron coordinate: trust the pair order
-    expected_i, expected_j = ising.pair_indices(num_neurons)
-    if not (np.array_equal(idx_i, expected_i) and np.array_equal(idx_j, expected_j)):
-        raise DataError("posterior J pairs are not in the package's pair order "
-                        "(np.triu_indices(N, 1)); cannot rebuild the coupling matrix")
+    return posterior_draws(tree, num_draws, rng_key)
 
 
 def posterior_thermodynamics(rng_key, tree, temperatures, *, num_draws=100, method="auto",

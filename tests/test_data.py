@@ -473,3 +473,157 @@ def test_nwb_units_table(tmp_path):
     with pytest.raises(DataError, match=re.escape(
             "u.nwb holds spike times: give a bin size (--bin-size / bin_size)")):
         load(p)
+
+
+def _dandi_sleep_nwb(path, *, epochs=False, extra_text_column=False):
+    """An NWB file in the layout of DANDI's sleep datasets: cell types in a Units column
+    'cell_class', states in ``intervals/sleep_states`` with a 'label' column."""
+    pynwb = pytest.importorskip("pynwb")
+    from datetime import UTC, datetime
+
+    from pynwb.epoch import TimeIntervals
+
+    nwb = pynwb.NWBFile(session_description="sleep", identifier="dandi-like",
+                        session_start_time=datetime(2020, 1, 1, tzinfo=UTC))
+    nwb.add_unit_column(name="cell_class", description="putative E (pyramidal) or I")
+    nwb.add_unit_column(name="region", description="recording site")
+    nwb.add_unit(spike_times=[0.0, 0.15, 0.31], cell_class="E", region="CA1", id=3)
+    nwb.add_unit(spike_times=[0.05, 0.26], cell_class="I", region="CA1", id=4)
+    states = TimeIntervals(name="sleep_states", description="sleep scoring")
+    states.add_column(name="label", description="state")
+    if extra_text_column:
+        states.add_column(name="scorer", description="who scored")
+    for start, stop, label in [(0.0, 0.2, "wake"), (0.2, 0.4, "nrem")]:
+        row = dict(start_time=start, stop_time=stop, label=label)
+        if extra_text_column:
+            row["scorer"] = "x"
+        states.add_row(**row)
+    nwb.add_time_intervals(states)
+    if epochs:
+        nwb.add_epoch(start_time=0.0, stop_time=0.4, tags=["session"])
+    with pynwb.NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    return path
+
+
+def test_nwb_dandi_sleep_layout_found_automatically(tmp_path):
+    p = _dandi_sleep_nwb(tmp_path / "s.nwb")
+    d = load(p, bin_size=0.1)
+    assert d.neuron_ids.tolist() == ["3", "4"] and d.cell_types.tolist() == ["E", "I"]
+    assert d.states.tolist() == ["wake", "wake", "nrem", "nrem"]
+    np.testing.assert_array_equal(d.spins, spins_of([[1, 1], [1, 0], [0, 1], [1, 0]]))
+    # the table and columns used are said
+    assert d.source == (f"{p} (cell types from Units column 'cell_class'; states from "
+                        "intervals/sleep_states column 'label')")
+
+
+def test_nwb_several_candidates_need_the_flags(tmp_path):
+    p = _dandi_sleep_nwb(tmp_path / "two.nwb", epochs=True, extra_text_column=True)
+    with pytest.raises(DataError, match=re.escape(
+            "two.nwb has several interval tables that could hold states (epochs, sleep_states):"
+            " choose one with --states-table")):
+        load(p, bin_size=0.1)
+    # 'label' is a known state-column name: chosen over 'scorer' without a flag
+    d = load(p, bin_size=0.1, states_table="sleep_states")
+    assert d.states.tolist() == ["wake", "wake", "nrem", "nrem"]
+    d = load(p, bin_size=0.1, states_table="sleep_states", state_column="scorer")
+    assert d.states.tolist() == ["x"] * 4
+    d = load(p, bin_size=0.1, states_table="epochs", cell_type_column="region")
+    assert d.states.tolist() == ["session"] * 4 and d.cell_types.tolist() == ["CA1", "CA1"]
+    assert "states from intervals/epochs (first tag)" in d.source
+    with pytest.raises(DataError, match=re.escape(
+            "two.nwb has no interval table 'sleep' (interval tables: epochs, sleep_states)")):
+        load(p, bin_size=0.1, states_table="sleep")
+    with pytest.raises(DataError, match="the Units table of two.nwb has no column 'type'"):
+        load(p, bin_size=0.1, states_table="epochs", cell_type_column="type")
+    with pytest.raises(DataError, match=re.escape(
+            "--states-table applies to .nwb files only (x.npy is not one)")):
+        np.save(tmp_path / "x.npy", np.zeros((4, 2)))
+        load(tmp_path / "x.npy", states_table="sleep_states")
+
+
+def test_cli_nwb_flags(tmp_path, capsys):
+    from bayes_ising.cli import main
+
+    p = _dandi_sleep_nwb(tmp_path / "two.nwb", epochs=True)
+    out = tmp_path / "summary.json"
+    assert main(["summary", str(p), "--bin-size", "100", "--time-units", "ms",
+                 "--states-table", "sleep_states", "--out", str(out)]) == 0
+    assert "states from intervals/sleep_states column 'label'" in capsys.readouterr().out
+    assert main(["summary", str(p), "--bin-size", "0.1"]) == 2
+    assert "choose one with --states-table" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- bin-size guard
+
+
+def _ms_recording(num_neurons=50, minutes=30, rate_hz=5.0, seed=0):
+    """Spike times in ms (a 30-min recording at ~5 Hz per neuron; neuron 0 also fires 0.05 ms
+    before the end, so read as seconds with 0.05 s bins it spans exactly 36 M bins)."""
+    rng = np.random.default_rng(seed)
+    duration_ms = minutes * 60e3
+    trains = [np.sort(rng.uniform(0, duration_ms - 1, int(rate_hz * minutes * 60)))
+              for _ in range(num_neurons)]
+    trains[0] = np.append(trains[0], duration_ms - 0.05)
+    return trains
+
+
+def test_bin_size_unit_mix_up_refused_before_allocation():
+    """Spike times in ms read as seconds with 50 ms bins meant as 0.05 s: 36 million bins x
+    50 neurons (the issue-14 case that grew to 24 GB). Refused with the bin count and the
+    likely mix-up, and before the raster is allocated (peak traced memory < 50 MB, the
+    spike trains themselves being ~22 MB)."""
+    import tracemalloc
+
+    trains = _ms_recording()
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as err:
+            SpikeData.from_spike_times(trains, bin_size=0.05)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6
+    message = str(err.value)
+    assert "36,000,000 bins × 50 neurons" in message
+    assert "are the spike times in ms? then pass --time-units ms" in message
+    assert "--bin-size 50 for 0.05 s bins" in message
+    # the fix the message suggests works
+    d = SpikeData.from_spike_times(trains, bin_size=50, time_units="ms")
+    assert d.num_bins == 36_000 and 0.2 < d.firing_probability.mean() < 0.25
+
+
+def test_bin_size_implausible_when_memory_would_fit():
+    """5 neurons: 36 M bins x 5 fits under the entry limit, but the median neuron spikes in
+    9000 / 36e6 = 0.025% of bins (< MIN_SPIKES_PER_BIN = 0.1%): refused as implausible."""
+    trains = _ms_recording(num_neurons=5)
+    with pytest.raises(DataError, match=re.escape(
+            "would make 36,000,000 bins × 5 neurons (a 1.8e+06 s recording) in which the median"
+            " neuron spikes in 0.025% of bins: implausible for spikes; are the spike times in "
+            "ms?")):
+        SpikeData.from_spike_times(trains, bin_size=0.05)
+
+
+def test_bin_width_outside_spike_range_refused():
+    trains = [np.array([1.0, 2.0, 3.5])]
+    with pytest.raises(DataError, match=re.escape(
+            "bin size 0.05 ms (5e-05 s) is implausible for spikes (expected 0.1 ms to 3600 s;"
+            " binning would make 71 bins × 1 neurons); --bin-size (bin_size) is in "
+            "--time-units (ms): for 0.05 s bins give --bin-size 50")):
+        SpikeData.from_spike_times(trains, bin_size=0.05, time_units="ms")
+    with pytest.raises(DataError, match="bin size 7200 s .* is implausible for spikes"):
+        SpikeData.from_spike_times(trains, bin_size=7200)
+
+
+def test_cli_summary_refuses_ms_times_with_seconds_bin(tmp_path, capsys):
+    """Every verb loads through ``cli.load_selected_data``: ``summary`` is the one tried."""
+    from bayes_ising.cli import main
+
+    trains = _ms_recording()
+    path = tmp_path / "ms.npz"
+    np.savez(path, spike_times=np.concatenate(trains),
+             spike_neurons=np.repeat(np.arange(50), [len(t) for t in trains]))
+    assert main(["summary", str(path), "--bin-size", "0.05"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "36,000,000 bins × 50 neurons" in err[0]
+    assert "--time-units ms" in err[0]

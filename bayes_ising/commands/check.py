@@ -12,6 +12,8 @@ population-only model (maximum likelihood) and for this posterior's marginal. Th
 hold the posterior's neurons (select them with the same flags as for ``fit``).
 """
 
+import sys
+
 __all__ = ["register", "run"]
 
 #: at most this many patterns (the most frequent) go into CHECKS.json
@@ -34,27 +36,9 @@ def register(subparsers, name):
     parser.add_argument("--no-ei", action="store_true", help="skip the E/I comparison")
     parser.add_argument("--ei-max-e", type=int, default=14,
                         help="E neurons (most active) in the E-only model (default 14)")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.set_defaults(func=run)
     return parser
-
-
-def _align(data, tree):
-    """The data's spins in the posterior's neuron order (by id)."""
-    import numpy as np
-
-    from ..errors import DataError
-
-    posterior_ids = [str(v) for v in tree["posterior"]["neuron"].values]
-    data_ids = [str(v) for v in data.neuron_ids]
-    index = {v: k for k, v in enumerate(data_ids)}
-    missing = [v for v in posterior_ids if v not in index]
-    if missing:
-        raise DataError(
-            f"the data lack {len(missing)} of the posterior's neurons (e.g. {missing[0]!r}); "
-            "pass the data the posterior was fit to, with the same selection flags")
-    cols = np.array([index[v] for v in posterior_ids])
-    return cols
 
 
 def _trim_patterns(patterns):
@@ -91,7 +75,7 @@ def run(args):
     import jax
     import numpy as np
 
-    from .. import __version__, bayes, checks
+    from .. import __version__, bayes, checks, posterior
     from .._io import check_writable, write_json
     from ..cli import load_selected_data
     from ..errors import BayesIsingError
@@ -100,15 +84,14 @@ def run(args):
         raise BayesIsingError(f"--draws must be >= 1, got {args.draws}")
     check_writable(args.out, args.force)
     tree = bayes.load_posterior(args.posterior)
-    data = load_selected_data(args)
-    cols = _align(data, tree)
-    spins = np.asarray(data.spins)[:, cols]
+    data = posterior.align(tree, load_selected_data(args, tree))
+    spins = np.asarray(data.spins)
     key_checks, key_ei = jax.random.split(jax.random.key(args.seed))
     out = checks.posterior_predictive_checks(key_checks, tree, spins, num_draws=args.draws)
     out["patterns"] = _trim_patterns(out["patterns"])
-    types = None if data.cell_types is None else np.asarray(data.cell_types).astype(str)[cols]
-    if types is None and "cell_type" in tree["posterior"].coords:
-        types = np.asarray(tree["posterior"]["cell_type"].values).astype(str)
+    types = None if data.cell_types is None else np.asarray(data.cell_types).astype(str)
+    if types is None:
+        types = posterior.cell_types(tree)
     if not args.no_ei and types is not None and all(
             np.sum(types == t) >= 2 for t in ("E", "I")):
         # the joint marginal needs Gibbs sampling per draw above the enumeration limit
@@ -130,5 +113,7 @@ def run(args):
         e = out["ei"]["E"]["log_ratio_population_only"]
         text += (f"E-only log P(K_E>={out['ei']['E']['k_high']}) ratio {e['median']:.2f} "
                  f"[{e['lower']:.2f}, {e['upper']:.2f}]; ")
+    if info.get("ratio_warning"):
+        print(f"bayes-ising check: warning: {info['ratio_warning']}", file=sys.stderr)
     print(text + f"written to {args.out}")
     return 0

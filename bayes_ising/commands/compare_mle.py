@@ -37,7 +37,7 @@ def register(subparsers, name):
     parser.add_argument("--seed", type=int, default=0, help="seed of the walk and restarts")
     parser.add_argument("--diagnostics", metavar="DIAG.json", default=None,
                         help="reuse the output of `bayes-ising diagnose` (else computed)")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.add_argument("--out", required=True, metavar="CMP.json", help="output JSON")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
     parser.set_defaults(func=run)
@@ -63,7 +63,7 @@ def run(args):
         raise BayesIsingError(f"--l2 must be >= 0, got {args.l2}")
     check_writable(args.out, args.force)
     tree = load_posterior_file(args.posterior)
-    data = load_selected_data(args)
+    data = load_selected_data(args, tree)
     diagnosis = report.load_json(args.diagnostics) if args.diagnostics else None
     result = comparison.compare_mle(
         jax.random.key(args.seed), tree, data, method=args.method, l2=args.l2,

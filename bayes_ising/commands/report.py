@@ -39,7 +39,7 @@ def register(subparsers, name):
                         help="state comparison (bayes_ising.analyses.state_analysis; written "
                              "by `bayes-ising demo`)")
     parser.add_argument("--title", default=None, help="title of the report")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.add_argument("--out", required=True, metavar="REPORT.html", help="output HTML file")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
     parser.set_defaults(func=run)
@@ -54,22 +54,15 @@ def load_posterior_file(path):
 
 
 def run(args):
-    from .. import report
+    from .. import posterior, report
     from .._io import check_writable
     from ..cli import load_selected_data
-    from ..errors import DataError
 
     check_writable(args.out, args.force)
     tree = load_posterior_file(args.posterior)
     data = None
     if args.data is not None:
-        data = load_selected_data(args)
-        fitted = [str(v) for v in tree["posterior"]["neuron"].values]
-        given = [str(v) for v in data.neuron_ids]
-        if fitted != given:
-            raise DataError(f"{args.data}: its neurons after selection ({len(given)}) differ "
-                            f"from the posterior's ({len(fitted)}); pass the selection flags "
-                            "used for the fit (--population, --state, --min-rate)")
+        data = posterior.align(tree, load_selected_data(args, tree))
     inputs = {}
     for key in ("diagnostics", "checks", "thermo", "comparison", "ei", "states"):
         path = getattr(args, key)

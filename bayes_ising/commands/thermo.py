@@ -55,7 +55,7 @@ def register(subparsers, name):
     gibbs.add_argument("--allow-short-run", action="store_true",
                        help="warn instead of refusing when the run is shorter than 50 energy "
                             "autocorrelation times")
-    add_data_selection_flags(parser)
+    add_data_selection_flags(parser, posterior=True)
     parser.add_argument("--out", required=True, metavar="THERMO.json", help="output JSON")
     parser.add_argument("--force", action="store_true", help="overwrite --out")
     parser.set_defaults(func=run)
@@ -70,28 +70,6 @@ def _load_posterior(path):
 
         return xr.open_datatree(path)
     return load_posterior(path)
-
-
-def _check_same_neurons(tree, spike_data):
-    import numpy as np
-
-    from ..errors import DataError
-
-    neurons = tree["posterior"]["h"].sizes["neuron"]
-    if spike_data.num_neurons != neurons:
-        raise DataError(
-            f"--shuffled-control data has {spike_data.num_neurons} neurons after selection but "
-            f"the posterior has {neurons}; use the data selection flags of the fit"
-        )
-    coord = tree["posterior"]["h"].coords.get("neuron")
-    if coord is not None and not np.issubdtype(coord.dtype, np.integer):
-        fitted = [str(v) for v in coord.values]
-        given = [str(v) for v in spike_data.neuron_ids]
-        if fitted != given:
-            raise DataError(
-                "--shuffled-control data neuron ids differ from the posterior's "
-                f"(first: {given[:3]} vs {fitted[:3]}); use the data selection flags of the fit"
-            )
 
 
 def _subsample(args, tree, temperatures, key, options):
@@ -164,8 +142,9 @@ def run(args):
         from ..cli import load_selected_data
 
         args.data = args.shuffled_control
-        spike_data = load_selected_data(args)
-        _check_same_neurons(tree, spike_data)
+        from .. import posterior
+
+        spike_data = posterior.align(tree, load_selected_data(args, tree))
         control, info = thermo.shuffled_control(
             control_key, spike_data.spins, temperatures, num_shuffles=args.num_shuffles,
             method=args.method, **options,

@@ -1,0 +1,154 @@
+"""The whole-study report: render_study on a real (small, fast) study output.
+
+The study folder is made by :func:`bayes_ising.study.study` itself on a small slice of the
+embedded dataset (5 E + 3 I neurons, two states, the study's fast settings), so the report is
+checked against the layout the pipeline really writes, not against invented numbers.
+"""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from bayes_ising import report_study
+
+STATES = ("wake", "deep")
+
+
+class _Collector(HTMLParser):
+    """Sections in order, images, anything fetched from outside, and the visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.images, self.external, self.text = [], [], [], []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section":
+            self.sections.append(attrs.get("id"))
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("src", "href"):
+            value = attrs.get(key) or ""
+            if value and not value.startswith(("data:", "#")):
+                self.external.append(value)
+        if tag in ("script", "link", "iframe"):
+            self.external.append(tag)
+        if tag == "style":
+            self._skip += 1
+
+    def handle_endtag(self, tag):
+        if tag == "style":
+            self._skip -= 1
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.text.append(data)
+
+
+def _parse(html):
+    collector = _Collector()
+    collector.feed(html)
+    return collector
+
+
+def _small_data():
+    from bayes_ising import datasets
+    from bayes_ising.data import SpikeData
+
+    data = datasets.ei_sleep()
+    types = np.asarray(data.cell_types)
+    columns = np.concatenate([np.flatnonzero(types == "E")[:5], np.flatnonzero(types == "I")[:3]])
+    states = np.asarray(data.states)
+    rows = np.concatenate([np.flatnonzero(states == s)[:2000] for s in STATES])
+    return SpikeData.from_raster(np.asarray(data.spins)[np.ix_(rows, columns)],
+                                 neuron_ids=np.asarray(data.neuron_ids)[columns],
+                                 cell_types=types[columns], states=states[rows],
+                                 bin_size=data.bin_size, time_units=data.time_units,
+                                 source="ei_sleep slice (5 E + 3 I, 2000 bins per state)")
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    study = pytest.importorskip("bayes_ising.study")
+    out = tmp_path_factory.mktemp("study")
+    study.study(_small_data(), out, settings=study.FAST_SETTINGS, scheduler="sync",
+                progress=False, render=False, log=lambda *a: None)
+    return out
+
+
+def test_render_study_writes_one_self_contained_report(study_dir):
+    path = report_study.render_study(study_dir)
+    assert path == study_dir / "report.html"
+    html = path.read_text()
+    parsed = _parse(html)
+    assert parsed.sections == [sid for sid, _ in report_study.SECTIONS]
+    assert parsed.external == []  # no external src/href, scripts, style sheets
+    assert len(parsed.images) >= 5  # Fig. 4, 6, 7, 8 and the width comparison
+    assert all(src.startswith("data:image/png;base64,") for src in parsed.images)
+    assert "could not be drawn" not in html
+    text = " ".join(parsed.text)
+    assert not re.search(r"\b(nan|None|NaN|undefined)\b", text)
+
+
+def test_verdict_table_comes_first_and_lists_every_fit(study_dir):
+    html = report_study.build_study_report(report_study.load_study(study_dir))
+    verdict = html[html.index('id="verdict"'):html.index('id="synchrony"')]
+    assert html.index('id="verdict"') < html.index("<img")  # the first screen: no figure yet
+    summary = json.loads((study_dir / "study.json").read_text())
+    assert len(summary["fits"]) == len(STATES) * 3
+    for fit in summary["fits"]:
+        assert f"<td class=\"l\">{fit['population']}</td>" in verdict
+    assert "Headline numbers" in verdict
+    assert "I2/IN (E+I)" in verdict and "T* (E+I)" in verdict
+    assert "E-only model / data" in verdict
+    assert "P(mean I–I coupling in deep &gt; wake)" in verdict
+
+
+def test_every_figure_section_has_its_figure_and_the_caveat(study_dir):
+    html = report_study.build_study_report(report_study.load_study(study_dir))
+    ids = [sid for sid, _ in report_study.SECTIONS]
+    for sid, following in zip(ids, ids[1:] + [None], strict=True):
+        body = html[html.index(f'id="{sid}"'):html.index(f'id="{following}"') if following
+                    else None]
+        if sid in ("synchrony", "ei", "states", "thermo", "mle"):
+            assert "<img" in body, sid
+        assert "Not available" not in body, sid
+    assert report_study.CRITICALITY_CAVEAT.split(".")[0] in html
+
+
+def test_missing_inputs_say_what_produces_them(study_dir, tmp_path):
+    summary = json.loads((study_dir / "study.json").read_text())
+    summary.update(ei={}, states={}, state_blocks={})
+    for fit in summary["fits"]:
+        fit.update(I2_IN=None, results={}, converged=False)
+    (tmp_path / "study.json").write_text(json.dumps(summary))
+    html = report_study.render_study(tmp_path).read_text()
+    for needle in ("Not available: the E/I comparison", "Not available: the state comparison",
+                   "Not available: I2/IN", "Not available: thermodynamics",
+                   "Not available: the MLE comparison", "Not available: per-neuron diagnostics"):
+        assert needle in html
+    assert "0 of 6 fits converged" in html
+    assert "could not be drawn" not in html
+
+
+def test_unconverged_walk_is_worded_as_such():
+    from bayes_ising import report
+
+    css, text = report.walk_verdict({"converged": False, "max_rhat": 1.2, "min_ess_bulk": 40},
+                                    0.42)
+    assert css == "bad" and "did not converge" in text and "too narrow" in text
+    css, text = report.walk_verdict({})
+    assert css == "warn" and "not checked" in text
+    css, _ = report.walk_verdict({"converged": True, "max_rhat": 1.003, "min_ess_bulk": 900})
+    assert css == "ok"
+
+
+def test_a_folder_without_a_study_is_refused(tmp_path):
+    from bayes_ising.errors import DataError
+
+    with pytest.raises(DataError, match="no study.json"):
+        report_study.render_study(tmp_path)
