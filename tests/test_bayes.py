@@ -521,3 +521,45 @@ def test_hmc_spec_needs_the_whitening_metric():
         model_spec_from_dict({"sampler": {"trajectory_length": 1.0}}, source="s.toml")
     spec = model_spec_from_dict({"sampler": {"algorithm": "hmc", "trajectory_length": 1.2}})
     assert bayes.ModelSpec.from_json(spec.to_json()) == spec
+
+
+# ------------------------------------------------------------------------------------------
+# Stop rule and warm starts
+# ------------------------------------------------------------------------------------------
+
+
+def test_stop_rule_stops_when_mixed_and_says_so_at_the_cap(large_t_data):
+    """max_draws: chunks of num_draws until R-hat <= 1.01 and bulk/tail ESS >= 400 (then the
+    tree's own verdict agrees), or the cap, which the attributes and summary state."""
+    convergence = pytest.importorskip("bayes_ising.convergence")
+    tree = bayes.fit_posterior(0, large_t_data, likelihood="exact", num_chains=4,
+                               num_draws=150, num_warmup=100, max_draws=1200, progress=False)
+    draws = int(tree.attrs["num_draws"])
+    checks = json.loads(tree.attrs["stop_checks"])
+    assert tree.attrs["stopped"] == "mixed" and draws % 150 == 0 and draws < 1200
+    assert [c["num_draws"] for c in checks] == list(range(150, draws + 1, 150))
+    assert checks[-1]["mixed"] and not any(c["mixed"] for c in checks[:-1])
+    assert tree["posterior"].sizes["draw"] == draws
+    assert convergence.mixing_verdict(tree).converged
+    capped = bayes.fit_posterior(0, large_t_data, likelihood="exact", num_chains=2,
+                                 num_draws=20, num_warmup=50, max_draws=40, progress=False)
+    assert capped.attrs["stopped"] == "max_draws" and int(capped.attrs["num_draws"]) == 40
+    text = bayes.format_convergence_summary(bayes.convergence_summary(capped), capped)
+    assert "cap of 40 draws" in text
+    with pytest.raises(bayes.BayesIsingError, match="max_draws"):
+        bayes.fit_posterior(0, large_t_data, num_draws=100, max_draws=50, progress=False)
+
+
+def test_warm_start_from_a_posterior_reaches_the_same_map(large_t_data, exact_tree):
+    """init = a posterior of the same neurons (or a superset): the same MAP as a cold start,
+    matched by neuron id, in no more Newton iterations."""
+    sub = _Data(large_t_data.spins[:20_000, 1:], cell_types=np.array(["E", "I", "I"]))
+    sub.neuron_ids = large_t_data.neuron_ids[1:]
+    settings = dict(likelihood="exact", num_chains=2, num_draws=20, num_warmup=20,
+                    progress=False)
+    cold = bayes.fit_posterior(1, sub, **settings)
+    warm = bayes.fit_posterior(1, sub, init=exact_tree, **settings)
+    for name in ("h_map", "J_map"):
+        np.testing.assert_allclose(warm["point_estimate"][name].values,
+                                   cold["point_estimate"][name].values, atol=1e-7)
+    assert int(warm.attrs["map_iterations"]) <= int(cold.attrs["map_iterations"])
