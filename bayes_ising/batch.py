@@ -95,9 +95,9 @@ EMBEDDED_DATASETS = ("ei_sleep",)
 #: columns of the summary table, in order
 SUMMARY_COLUMNS = (
     "dataset", "state", "population", "subsample_size", "subsample_seed", "num_neurons",
-    "num_bins", "kind", "likelihood", "adjust", "model", "converged", "rhat_max",
+    "num_bins", "kind", "likelihood", "adjust", "model", "converged", "valid", "rhat_max",
     "ess_bulk_min", "ess_tail_min", "divergences", "reasons", "flagged_neurons",
-    "max_moment_error", "wall_time_s",
+    "max_moment_error", "validity_reason", "wall_time_s",
     "status", "result_file", "key", "error", "warnings",
 )
 #: R-hat and bulk-ESS thresholds of the fallback verdict (the verdict is normally that of
@@ -545,7 +545,8 @@ def _base_row(task, out_dir):
         "population": task.population or "all", "subsample_size": task.subsample_size,
         "subsample_seed": task.subsample_seed, "num_neurons": None, "num_bins": None,
         "kind": task.kind, "likelihood": task.likelihood, "adjust": task.adjust,
-        "model": task.model, "converged": None, "rhat_max": math.nan,
+        "model": task.model, "converged": None, "valid": None, "validity_reason": "",
+        "rhat_max": math.nan,
         "ess_bulk_min": math.nan, "ess_tail_min": math.nan, "divergences": None,
         "reasons": "", "flagged_neurons": None,
         "max_moment_error": math.nan, "wall_time_s": math.nan, "status": "",
@@ -571,7 +572,8 @@ def _posterior_row(tree, row):
                            f"verdict from R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_MIN}, no "
                            "divergences only")
     else:
-        row.update(converged=bool(diagnosis["converged"]),
+        row.update(converged=bool(diagnosis["converged"]), valid=bool(diagnosis["valid"]),
+                   validity_reason=diagnosis["validity_reason"],
                    reasons="; ".join(diagnosis["reasons"]),
                    flagged_neurons=int(diagnosis["num_flagged"]))
 
@@ -856,7 +858,8 @@ def _write_outputs(summary, failures, out_dir):
     except ImportError:  # pragma: no cover - pyarrow is in the "dask" extra
         warnings.warn("pyarrow is not installed: summary.parquet not written", stacklevel=3)
     else:
-        table = summary.astype({"converged": "boolean", "subsample_size": "Int64",
+        table = summary.astype({"converged": "boolean", "valid": "boolean",
+                                "subsample_size": "Int64",
                                 "subsample_seed": "Int64", "num_neurons": "Int64",
                                 "num_bins": "Int64", "divergences": "Int64",
                                 "flagged_neurons": "Int64"})
@@ -868,7 +871,8 @@ def _write_outputs(summary, failures, out_dir):
 def format_summary(summary, max_rows=40):
     """A compact text table of the summary (the columns a reader scans first)."""
     columns = ["dataset", "state", "population", "num_neurons", "num_bins", "kind",
-               "likelihood", "converged", "rhat_max", "ess_bulk_min", "wall_time_s", "status"]
+               "likelihood", "converged", "valid", "rhat_max", "ess_bulk_min", "wall_time_s",
+               "status"]
     table = summary[columns].copy()
     note = summary["error"].fillna("").where(summary["status"] == "failed",
                                              summary["reasons"].fillna(""))

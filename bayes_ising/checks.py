@@ -13,6 +13,10 @@ they serve a posterior (D draws, :func:`parameter_draws`) and a single maximum-l
 * :func:`third_order` — connected third-order correlations
   T_ijk = ⟨δs_i δs_j δs_k⟩, δs = s − m, predicted vs observed over i<j<k.
 * :func:`information` — S1, S2, SN and I2/IN with intervals over draws (below).
+* :func:`predictive_moments` — the large-N counterpart of the exact checks: means and
+  connected correlations of models drawn from a (pseudo-)posterior, each simulated by Gibbs
+  from random and from data-row starts (vectorised over draws), against the data's with the
+  data's batch-means sampling error.
 
 **Information.** S1 is the entropy of the independent model, S2 of the pairwise model, SN of
 the data (Schneidman et al. 2006). I2/IN = (S1 − S2)/(S1 − SN) is the fraction of the
@@ -38,6 +42,7 @@ __all__ = [
     "third_order",
     "information",
     "posterior_predictive_checks",
+    "predictive_moments",
     "interval",
 ]
 
@@ -555,3 +560,131 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=200, method="
         out["information"] = dict(note=f"S2 needs exact enumeration (N <= "
                                        f"{MAX_EXACT_CHECK_NEURONS}); N = {num_neurons}")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Posterior predictive moments (any N, Gibbs)
+# --------------------------------------------------------------------------------------------
+
+
+def _simulate_draws(rng_key, h_draws, J_draws, spins, batch_size, kwargs):
+    """Gibbs moments of every draw from random and data-row starts, in batches of
+    ``batch_size`` draws (the last padded, so one compile serves all): dict start → the
+    :func:`bayes_ising.validity.simulate_moments` arrays with leading axis D."""
+    import jax
+
+    from . import validity
+
+    num_draws = h_draws.shape[0]
+    out = {}
+    for name, start in (("random", None), ("data", spins)):
+        parts = []
+        for first in range(0, num_draws, batch_size):
+            take = np.minimum(np.arange(first, first + batch_size), num_draws - 1)
+            key = jax.random.fold_in(jax.random.fold_in(rng_key, first), int(name == "data"))
+            sim = validity.simulate_moments(key, h_draws[take], J_draws[take],
+                                            initial_spins=start, **kwargs)
+            parts.append({k: v[: min(batch_size, num_draws - first)] for k, v in sim.items()})
+        out[name] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return out
+
+
+def _predictive_summary(sim, data, critical, prob):
+    """Summary numbers of one start type: data vs the predictive distribution of the moments
+    (model moment of a draw + the data's sampling error)."""
+    from . import validity
+
+    summary = {}
+    for name, se in (("mean", data["se_m"]), ("connected", data["se_C"])):
+        key, mcse = ("m", "mcse_m") if name == "mean" else ("C", "mcse_C")
+        model = sim[key]  # (D, K)
+        centre = model.mean(axis=0)
+        spread = np.sqrt(model.var(axis=0) + np.mean(sim[mcse] ** 2, axis=0) + se**2)
+        z = (data[key] - centre) / np.maximum(spread, 1e-12)
+        lo, hi = np.quantile(model, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        inside = (data[key] >= lo - 2 * se) & (data[key] <= hi + 2 * se)
+        summary[name] = {"max_abs_z": float(np.max(np.abs(z))),
+                         "num_outside": int(np.sum(np.abs(z) > critical)),
+                         "coverage": float(np.mean(inside)),
+                         "rms_error": float(np.sqrt(np.mean((centre - data[key]) ** 2))),
+                         "max_abs_error": float(np.max(np.abs(centre - data[key])))}
+    activity = sim["mean_activity"]
+    final = sim["final_activity"]  # (D, C)
+    runaway = (np.mean(final >= validity.ALL_ACTIVE, axis=1) >= 0.05) | (
+        np.mean(final > np.max(data["activity"]), axis=1) >= 0.05)
+    summary["mean_activity"] = _scalar_interval(activity, prob)
+    summary["degenerate_draws"] = float(np.mean(runaway))
+    return summary
+
+
+def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, num_sweeps=400,
+                       burn_in=300, batch_size=10, num_blocks=50, significance=0.05,
+                       prob=INTERVAL_PROB):
+    r"""Posterior predictive means :math:`m_i` and connected correlations :math:`C_{ij}`
+    (i<j), for any N.
+
+    ``num_draws`` draws (h, J) of the posterior (:func:`bayes_ising.posterior.posterior_draws`,
+    evenly thinned) are each simulated by Gibbs sampling (``num_chains`` chains, ``burn_in`` +
+    ``num_sweeps`` sweeps) from uniformly random states and from random data rows, vectorised
+    over ``batch_size`` draws at a time. For each moment k the replicated-data predictive
+    distribution is the draws' model moments plus the data's sampling error, so
+    :math:`z_k = (	ext{data}_k - ar x_k) / \sqrt{\mathrm{Var}_d x_{dk} + \overline{\mathrm{MCSE}^2}
+    + \mathrm{SE}_k^2}`, SE the data's batch-means standard error over ``num_blocks`` blocks of
+    bins (bins are autocorrelated; :func:`bayes_ising.validity.data_standard_errors`).
+    ``passed`` when no draw is degenerate (≥ 5% of its chains all active or beyond the data's
+    most active bin) and every |z| ≤ the Bonferroni critical value (t with 31 d.o.f.).
+
+    spins : (T, N) ±1, the posterior's neurons in its order.
+
+    Returns
+    -------
+    dict: ``moments`` — xarray.Dataset with ``m_model`` (start, draw, neuron), ``C_model``
+    (start, draw, pair), their MCSEs, ``m_data``, ``se_m`` (neuron), ``C_data``, ``se_C``
+    (pair), ``mean_activity`` (start, draw); ``summary`` (JSON-able) — per start ("random",
+    "data"): for means and connected correlations max |z|, number outside, coverage of the
+    data by the central ``prob`` interval (widened by 2 data SEs), RMS and max error of the
+    predictive mean; mean-activity interval; fraction of degenerate draws; plus ``passed``,
+    ``reason``, ``z_critical``, ``num_draws`` and the data's mean activity.
+    """
+    import xarray as xr
+
+    from . import ising, validity
+    from .errors import DataError
+    from .posterior import neuron_ids, posterior_draws
+
+    spins = _spins(spins)
+    ids = [str(v) for v in neuron_ids(tree)]
+    if len(ids) != spins.shape[1]:
+        raise DataError(f"the data have {spins.shape[1]} neurons but the posterior has "
+                        f"{len(ids)}; select the same neurons (population, min-rate)")
+    h_draws, J_draws = posterior_draws(tree, num_draws)
+    data = validity.data_standard_errors(spins, num_blocks)
+    kwargs = dict(num_chains=num_chains, num_sweeps=num_sweeps, burn_in=burn_in)
+    sims = _simulate_draws(rng_key, h_draws, J_draws, spins, int(batch_size), kwargs)
+    num_moments = data["m"].size + data["C"].size
+    critical = validity.z_critical(num_moments, significance)
+    summary = {name: _predictive_summary(sims[name], data, critical, prob) for name in sims}
+    worst = max(max(summary[n][k]["max_abs_z"] for k in ("mean", "connected")) for n in sims)
+    degenerate = max(summary[n]["degenerate_draws"] for n in sims)
+    passed = bool(degenerate == 0 and worst <= critical)
+    reason = (f"{100 * degenerate:.0f}% of draws degenerate (run to states the data never show)"
+              if degenerate else f"max |z| = {worst:.1f} "
+              f"{'<=' if worst <= critical else '>'} {critical:.1f} over {num_moments} moments")
+    summary.update(passed=passed, reason=reason, z_critical=critical,
+                   num_draws=int(h_draws.shape[0]),
+                   data_mean_activity=float(np.mean(data["activity"])),
+                   settings=dict(kwargs, batch_size=int(batch_size), num_blocks=num_blocks))
+    first, second = ising.pair_indices(len(ids))
+    starts = list(sims)
+    stack = lambda key: np.stack([sims[n][key] for n in starts])  # noqa: E731
+    moments = xr.Dataset(
+        {"m_model": (("start", "draw", "neuron"), stack("m")),
+         "mcse_m": (("start", "draw", "neuron"), stack("mcse_m")),
+         "C_model": (("start", "draw", "pair"), stack("C")),
+         "mcse_C": (("start", "draw", "pair"), stack("mcse_C")),
+         "mean_activity": (("start", "draw"), stack("mean_activity")),
+         "m_data": (("neuron",), data["m"]), "se_m": (("neuron",), data["se_m"]),
+         "C_data": (("pair",), data["C"]), "se_C": (("pair",), data["se_C"])},
+        coords={"start": starts, "neuron": ids, "neuron_i": ("pair", np.asarray(ids)[first]),
+                "neuron_j": ("pair", np.asarray(ids)[second])})
+    return {"moments": moments, "summary": summary}
