@@ -100,10 +100,6 @@ SUMMARY_COLUMNS = (
     "max_moment_error", "validity_reason", "wall_time_s",
     "status", "result_file", "key", "error", "warnings",
 )
-#: R-hat and bulk-ESS thresholds of the fallback verdict (the verdict is normally that of
-#: :func:`bayes_ising.diagnostics.diagnose`, whose defaults these are)
-RHAT_MAX = 1.01
-ESS_MIN = 400
 #: length of the key prefix in result file names (80 bits: collisions are not a concern)
 _KEY_CHARS = 20
 
@@ -558,6 +554,7 @@ def _base_row(task, out_dir):
 def _posterior_row(tree, row):
     """Convergence figures and the verdict of :func:`bayes_ising.diagnostics.diagnose`."""
     from . import bayes, diagnostics
+    from .convergence import rule_text
 
     summary = bayes.convergence_summary(tree)
     row.update(rhat_max=summary["rhat_max"], ess_bulk_min=summary["ess_bulk_min"],
@@ -565,12 +562,9 @@ def _posterior_row(tree, row):
     try:
         diagnosis = diagnostics.diagnose(tree)
     except Exception as err:  # noqa: BLE001 - keep the fit; say why the verdict is partial
-        converged = (summary["rhat_max"] <= RHAT_MAX and summary["ess_bulk_min"] >= ESS_MIN
-                     and summary["divergences"] == 0)
-        row.update(converged=bool(converged),
+        row.update(converged=bool(summary["converged"]),
                    reasons=f"diagnostics.diagnose failed ({type(err).__name__}: {err}); "
-                           f"verdict from R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_MIN}, no "
-                           "divergences only")
+                           f"verdict from {rule_text()} only")
     else:
         row.update(converged=bool(diagnosis["converged"]), valid=bool(diagnosis["valid"]),
                    validity_reason=diagnosis["validity_reason"],

@@ -839,7 +839,7 @@ def _initial_theta(init, data, moments, spec):
     prior mean, or ``init`` — (h, J) arrays, a theta vector, or a posterior DataTree whose
     mean is matched by neuron id (neurons it lacks start independent, their couplings at 0)."""
     num_bins, num_neurons = data.spins.shape
-    h0 = np.arctanh(np.clip(moments.m, -1 + 1.0 / num_bins, 1 - 1.0 / num_bins))
+    h0 = stats.independent_fields(moments.m, num_bins)
     h0 = (h0 * spec.h_scale**2 * num_bins + spec.h_mean) / (spec.h_scale**2 * num_bins + 1)
     if init is None:
         return h0, None
@@ -1410,7 +1410,7 @@ def _build_tree(samples, extra, point, data, moments, patterns, counts, labels, 
         "num_bins": np.asarray(moments.num_bins, dtype=np.int64),
         "m": np.asarray(moments.m),
         "Q": np.asarray(moments.Q),
-        "firing_probability": (1.0 + np.asarray(moments.m)) / 2.0,
+        "firing_probability": stats.probability_from_mean(moments.m),
         "patterns": patterns,
         "counts": counts,
     }
@@ -1481,45 +1481,43 @@ def load_posterior(path):
 
 
 def convergence_summary(tree):
-    """R-hat max, min bulk/tail ESS over h and J, divergences, mean leapfrog steps, time."""
-    import arviz_stats
+    """R-hat max, min bulk/tail ESS over h and J, divergences, the mixing verdict
+    (:func:`bayes_ising.convergence.mixing_verdict`), mean leapfrog steps, time."""
+    from . import convergence
 
-    posterior = tree["posterior"].to_dataset()[["h", "J"]]
-    rhat = arviz_stats.rhat(posterior)
-    ess_bulk = arviz_stats.ess(posterior, method="bulk")
-    ess_tail = arviz_stats.ess(posterior, method="tail")
+    mixing = convergence.mixing_verdict(tree)
+    posterior = tree["posterior"]
     stats = tree["sample_stats"]
     wall = float(tree.attrs.get("wall_time_s", float("nan")))
-
-    def extreme(ds, fn):
-        return float(fn([fn(np.asarray(ds[v])) for v in ds.data_vars]))
-
-    min_ess = extreme(ess_bulk, np.min)
     return {
-        "rhat_max": extreme(rhat, np.max),
-        "ess_bulk_min": min_ess,
-        "ess_tail_min": extreme(ess_tail, np.min),
-        "divergences": int(np.asarray(stats["diverging"]).sum()),
+        "rhat_max": mixing.max_rhat,
+        "ess_bulk_min": mixing.min_ess_bulk,
+        "ess_tail_min": mixing.min_ess_tail,
+        "divergences": mixing.num_divergent,
+        "converged": mixing.converged,
+        "reasons": list(mixing.reasons),
         "mean_leapfrog_steps": float(np.asarray(stats["n_steps"]).mean()),
         "num_chains": int(posterior.sizes["chain"]),
         "num_draws": int(posterior.sizes["draw"]),
         "wall_time_s": wall,
-        "min_ess_per_s": min_ess / wall if wall > 0 else float("nan"),
+        "min_ess_per_s": mixing.min_ess_bulk / wall if wall > 0 else float("nan"),
     }
 
 
 def format_convergence_summary(summary, tree=None):
     """One paragraph in words from :func:`convergence_summary`."""
     s = summary
-    ok = s["rhat_max"] <= 1.01 and s["ess_bulk_min"] >= 400 and s["divergences"] == 0
+    from .convergence import rule_text
+
+    ok = s["converged"]
     what = ""
     if tree is not None:
         what = (f"{tree.attrs.get('likelihood')} likelihood"
                 + (f", adjust={tree.attrs.get('adjust')}"
                    if tree.attrs.get("likelihood") == "pseudo" else "") + ": ")
-    verdict = ("converged (R-hat <= 1.01, bulk ESS >= 400, no divergences)" if ok else
-               "NOT converged by the usual rules (R-hat <= 1.01, bulk ESS >= 400, no "
-               "divergences): run longer or check the model")
+    verdict = (f"converged ({rule_text()})" if ok else
+               f"NOT converged by the usual rules ({rule_text()}): run longer or check the "
+               "model")
     return (
         f"{what}{s['num_chains']} chains x {s['num_draws']} draws in {s['wall_time_s']:.1f} s; "
         f"max R-hat {s['rhat_max']:.4f}, min bulk ESS {s['ess_bulk_min']:.0f}, min tail ESS "

@@ -32,6 +32,8 @@ the ratio underestimated by an unknown amount — the note says so.
 
 import numpy as np
 
+from . import limits
+
 __all__ = [
     "parameter_draws",
     "independent_synchrony_distribution",
@@ -49,9 +51,9 @@ __all__ = [
 #: central interval of every band and interval reported here
 INTERVAL_PROB = 0.9
 #: the exact routines (enumeration) are used up to this N; Gibbs sampling above
-MAX_EXACT_CHECK_NEURONS = 22
+MAX_EXACT_CHECK_NEURONS = limits.MAX_EXACT_CHECK_NEURONS
 #: exact third-order moments build a (2^N, N²) matrix: limit N for memory
-MAX_EXACT_THIRD_ORDER_NEURONS = 16
+MAX_EXACT_THIRD_ORDER_NEURONS = limits.MAX_EXACT_THIRD_ORDER_NEURONS
 
 
 def interval(values, prob=INTERVAL_PROB, axis=0):
@@ -491,7 +493,7 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
 
     m_draws, s2 = jax.lax.map(per_draw, (jnp.asarray(h_draws), jnp.asarray(J_draws)))
     m_draws, s2 = np.asarray(m_draws), np.asarray(s2)
-    s1_model = _binary_entropy((1 + m_draws) / 2)
+    s1_model = _binary_entropy(stats.probability_from_mean(m_draws))
     i2 = s1_model - s2
     s1 = float(_binary_entropy(stats.firing_probability(spins)))
     entropy = stats.data_entropy(spins)

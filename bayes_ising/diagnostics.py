@@ -62,6 +62,7 @@ import json
 import numpy as np
 import xarray as xr
 
+from . import convergence
 from . import posterior as posterior_contract
 
 __all__ = [
@@ -84,10 +85,9 @@ __all__ = [
     "recovery_comparison",
 ]
 
-#: R-hat above this is non-convergence (Vehtari et al. 2021)
-RHAT_MAX = 1.01
-#: bulk/tail ESS below this is too few draws (Vehtari et al. 2021: 100 per chain, 4 chains)
-ESS_MIN = 400
+#: R-hat and ESS cuts: the package's one rule (:mod:`bayes_ising.convergence`)
+RHAT_MAX = convergence.MAX_RHAT
+ESS_MIN = convergence.MIN_ESS
 #: contraction below this is weak identification (posterior sd > 0.71 of the reference sd)
 CONTRACTION_MIN = 0.5
 #: E-BFMI below this is poor energy exploration (Betancourt 2016)
@@ -489,22 +489,14 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
     rhat = np.concatenate([params["rhat_h"].values, params["rhat_J"].values])
     ess_bulk = np.concatenate([params["ess_bulk_h"].values, params["ess_bulk_J"].values])
     ess_tail = np.concatenate([params["ess_tail_h"].values, params["ess_tail_J"].values])
-    reasons = []
     num_chains = tree["posterior"].sizes.get("chain", 1)
-    if num_chains < 2:
-        reasons.append("only one chain: R-hat cannot detect non-convergence")
+    mixing = convergence.verdict(rhat, ess_bulk, ess_tail, sampler["num_divergent"],
+                                 num_chains=num_chains,
+                                 num_transitions=sampler["num_transitions"],
+                                 max_rhat=rhat_max, min_ess=ess_min)
+    reasons = list(mixing.reasons)
     num_bad_rhat = int(np.sum(rhat > rhat_max))
-    if num_bad_rhat:
-        reasons.append(f"{num_bad_rhat} of {rhat.size} parameters have R-hat > {rhat_max} "
-                       f"(max {np.nanmax(rhat):.3f})")
     num_low_ess = int(np.sum((ess_bulk < ess_min) | (ess_tail < ess_min)))
-    if num_low_ess:
-        reasons.append(f"{num_low_ess} of {rhat.size} parameters have bulk or tail ESS < "
-                       f"{ess_min} (min bulk {np.nanmin(ess_bulk):.0f}, "
-                       f"min tail {np.nanmin(ess_tail):.0f})")
-    if sampler["num_divergent"]:
-        reasons.append(f"{sampler['num_divergent']} of {sampler['num_transitions']} transitions "
-                       "diverged")
     if sampler["bfmi"] is not None:
         low = [k for k, v in enumerate(sampler["bfmi"]) if np.isfinite(v) and v < bfmi_min]
         if low:

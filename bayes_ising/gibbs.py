@@ -58,6 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .convergence import MAX_RHAT, MIN_ESS, integrated_autocorrelation_time
+
 __all__ = [
     "GibbsState",
     "GibbsInfo",
@@ -709,14 +711,10 @@ def sample(
 # --------------------------------------------------------------------------------------------
 
 
-def energy_autocorrelation_time(energies, *, window_factor=5.0):
-    r"""Integrated autocorrelation time of the energy, in draws, per temperature.
-
-    .. math:: \tau = 1 + 2 \sum_{t=1}^{M} \rho(t),
-
-    with ρ the autocorrelation averaged over chains (FFT) and the window M the smallest with
-    M ≥ ``window_factor`` · τ(M) (Sokal's automatic window, as in emcee). Multiply by ``thin``
-    for sweeps. A constant energy gives τ = 1.
+def energy_autocorrelation_time(energies):
+    """Integrated autocorrelation time of the energy, in draws, per temperature —
+    :func:`bayes_ising.convergence.integrated_autocorrelation_time` (multi-chain, Geyer).
+    Multiply by ``thin`` for sweeps. A constant energy gives τ = 1.
 
     Parameters
     ----------
@@ -727,27 +725,10 @@ def energy_autocorrelation_time(energies, *, window_factor=5.0):
     float for 2-D input, (temps,) array for 3-D input.
     """
     x = np.asarray(energies, dtype=float)
-    squeeze = x.ndim == 2
-    if squeeze:
-        x = x[:, :, None]
-    if x.ndim != 3:
+    if x.ndim not in (2, 3):
         raise ValueError(f"energies must be (draws, chains[, temps]), got shape {x.shape}")
-    num_draws = x.shape[0]
-    x = x - x.mean(axis=0, keepdims=True)
-    size = 1 << (2 * num_draws - 1).bit_length()
-    spectrum = np.fft.rfft(x, n=size, axis=0)
-    acov = np.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=0)[:num_draws]
-    acov = acov.mean(axis=1)  # average over chains → (draws, temps)
-    taus = np.ones(x.shape[2])
-    for k in range(x.shape[2]):
-        if acov[0, k] <= 0:
-            continue
-        rho = acov[:, k] / acov[0, k]
-        cumulative = 2.0 * np.cumsum(rho) - 1.0  # τ(M) for M = 0, 1, ...
-        window = np.arange(num_draws) >= window_factor * cumulative
-        m = int(np.argmax(window)) if np.any(window) else num_draws - 1
-        taus[k] = max(cumulative[m], 1e-12)
-    return float(taus[0]) if squeeze else taus
+    tau = integrated_autocorrelation_time(x if x.ndim == 3 else x[:, :, None])
+    return float(tau[0]) if x.ndim == 2 else tau
 
 
 def convergence(result):
@@ -789,7 +770,8 @@ def convergence(result):
     }
 
 
-def check_convergence(result, *, max_rhat=1.01, min_ess=400, min_sweeps_per_tau=50, warn=True):
+def check_convergence(result, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS, min_sweeps_per_tau=50,
+                      warn=True):
     """Judge a run: R-hat ≤ ``max_rhat``, ESS ≥ ``min_ess`` and at least
     ``min_sweeps_per_tau`` autocorrelation times, at every temperature.
 

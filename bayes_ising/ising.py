@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from . import limits
 from .errors import Float64Error, TooManyNeuronsError
 
 __all__ = [
@@ -72,8 +73,8 @@ __all__ = [
     "check_exact",
 ]
 
-#: Largest N enumerated exactly: 2^22 states, a 2048 x 2048 float64 matrix (32 MiB) per pass.
-MAX_EXACT_NEURONS = 22
+#: Largest N enumerated exactly (:mod:`bayes_ising.limits`, the one table of size limits).
+MAX_EXACT_NEURONS = limits.MAX_EXACT_NEURONS
 
 # Rows of the per-chunk feature matrix in :func:`fisher_information` are limited so that one
 # chunk (rows x num_parameters float64) stays near 64 MiB.

@@ -51,7 +51,7 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from . import gibbs, ising, stats, validity, walk
+from . import gibbs, ising, limits, stats, validity, walk
 from . import pseudolikelihood as pl
 from .errors import BayesIsingError, DataError
 
@@ -210,7 +210,7 @@ def boundary_report(data, neuron_ids=None):
     ids = d.neuron_ids
     # a joint frequency below half a count is zero (moments of binary data are multiples of 1/T)
     floor = 0.5 / d.num_bins
-    p_active = (1.0 + d.m) / 2.0
+    p_active = stats.probability_from_mean(d.m)
     silent = [int(k) for k in np.flatnonzero(p_active < floor)]
     always_on = [int(k) for k in np.flatnonzero(p_active > 1.0 - floor)]
     inactive = set(silent) | set(always_on)
@@ -300,7 +300,7 @@ def _assemble(d, active, theta_active, tol):
         h[idx] = np.asarray(h_a)
         J[np.ix_(idx, idx)] = np.asarray(J_a)
     inactive = np.flatnonzero(~active)
-    h[inactive] = _inactive_field((1.0 + d.m[inactive]) / 2.0, tol)
+    h[inactive] = _inactive_field(stats.probability_from_mean(d.m[inactive]), tol)
     return h, J
 
 
@@ -310,9 +310,10 @@ def _active_mask(report, num_neurons):
     return active
 
 
-def _independent_theta(m, num_neurons):
-    return np.concatenate([np.arctanh(np.clip(m, -1 + 1e-12, 1 - 1e-12)),
-                           np.zeros(ising.num_pairs(num_neurons))])
+def _independent_theta(m, num_bins):
+    """The independent model's θ = (atanh m, 0): the start of the MLE optimisers."""
+    return np.concatenate([stats.independent_fields(m, num_bins),
+                           np.zeros(ising.num_pairs(np.size(m)))])
 
 
 class _Solution(NamedTuple):
@@ -366,7 +367,7 @@ def _fit_skeleton(method, spins, neuron_ids, l2, solve, *, finite_by, needs_spin
 def _active_start(init, d, idx):
     """Start on the active neurons: the independent model, or ``init`` = (h, J) restricted."""
     if init is None:
-        return _independent_theta(d.m[idx], idx.size)
+        return _independent_theta(d.m[idx], d.num_bins)
     h0, J0 = (np.asarray(a, np.float64) for a in init)
     return np.asarray(ising.pack(h0[idx], J0[np.ix_(idx, idx)]))
 
@@ -390,9 +391,7 @@ def fit_independent(spins, *, neuron_ids=None):
     start = time.perf_counter()
     d = _prepare(spins, neuron_ids)
     num_neurons = d.m.shape[0]
-    floor = 0.5 / d.num_bins
-    p_active = np.clip((1.0 + d.m) / 2.0, floor, 1.0 - floor)
-    h = np.arctanh(2.0 * p_active - 1.0)
+    h = stats.independent_fields(d.m, d.num_bins)
     report = boundary_report(d)
     messages = []
     inactive = report["silent"] + report["always_on"]
@@ -423,7 +422,7 @@ def fit_independent(spins, *, neuron_ids=None):
 
 #: above this N the Newton Hessian comes from ising.fisher_information (chunked) rather than
 #: jax.hessian, whose forward-mode tangents need P × 2^N memory
-_HESSIAN_BY_AUTODIFF_MAX_NEURONS = 16
+_HESSIAN_BY_AUTODIFF_MAX_NEURONS = limits.MAX_AUTODIFF_HESSIAN_NEURONS
 
 
 def _exact_objective(theta, mu, l2, num_neurons):
@@ -581,7 +580,7 @@ def _lattice_gas_scale(m, Q, num_bins):
     :math:`\psi = \phi \cdot` scale, where the curvature is of order one in every coordinate.
     """
     i, j = ising.pair_indices(m.shape[0])
-    p = np.concatenate([(1.0 + m) / 2.0, (1.0 + m[i] + m[j] + Q[i, j]) / 4.0])
+    p = np.concatenate([stats.probability_from_mean(m), (1.0 + m[i] + m[j] + Q[i, j]) / 4.0])
     floor = 0.5 / num_bins
     p = np.clip(p, floor, 1.0 - floor)
     return np.sqrt(p * (1.0 - p))
@@ -630,7 +629,7 @@ def _lbfgs(value_and_grad, theta0, max_iterations, gtol):
 def _model_moments_for_report(rng_key, h, J, num_chains, num_sweeps):
     """Exact moments for N ≤ 20 (cheap), Gibbs estimates otherwise; (m, Q, source, noise)."""
     num_neurons = h.shape[0]
-    if num_neurons <= 20:
+    if num_neurons <= limits.MAX_EXACT_MOMENTS_NEURONS:
         m, Q = ising.exact_moments(jnp.asarray(h), jnp.asarray(J))
         return np.asarray(m), np.asarray(Q), "exact", None
     m, Q, noise = _sampled_moments(rng_key, h, J, num_chains=num_chains, num_sweeps=num_sweeps,
@@ -934,7 +933,7 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
     if num_restarts < 2:
         raise BayesIsingError(f"restart_reliability needs at least 2 restarts, got {num_restarts}")
     if method == "auto":
-        method = "exact" if num_neurons <= 16 else "pseudo"
+        method = "exact" if num_neurons <= limits.MAX_EXACT_FIT_NEURONS else "pseudo"
     if method not in ("exact", "pseudo"):
         raise BayesIsingError(f"restart_reliability: method must be exact|pseudo|auto, got "
                               f"{method!r}")
@@ -962,7 +961,7 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
             objectives.append(float(value_and_grad(jnp.asarray(theta))[0]))
     thetas = np.stack(thetas)
     mean_cosine, min_cosine = _cosine_table(thetas, num_neurons)
-    firing = (1.0 + d.m) / 2.0
+    firing = stats.probability_from_mean(d.m)
     reliable = mean_cosine >= cut
     above = firing >= threshold
     return {
@@ -990,7 +989,8 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
 def _data_lattice_gas(d):
     """Data moments of the 0/1 statistics x = (s+1)/2 in pack order: (p_i; p_ij [i<j])."""
     i, j = ising.pair_indices(d.m.shape[0])
-    return np.concatenate([(1.0 + d.m) / 2.0, (1.0 + d.m[i] + d.m[j] + d.Q[i, j]) / 4.0])
+    return np.concatenate([stats.probability_from_mean(d.m),
+                           (1.0 + d.m[i] + d.m[j] + d.Q[i, j]) / 4.0])
 
 
 def _sampled_moments(rng_key, h, J, *, num_chains, num_sweeps, burn_in, initial_spins=None):
@@ -1178,7 +1178,7 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=1024,
         (result, _sim, h, J), history, iterations = _boltzmann_solve(
             rng_key, d, idx, assemble, h0, J0, options)
         errors = dict(result, source="sampled", max_abs_z=result["max_z"])
-        if d.m.shape[0] <= 20:
+        if d.m.shape[0] <= limits.MAX_EXACT_MOMENTS_NEURONS:
             errors.update(moment_errors(h, J, d), source="exact")
         messages = [] if result["within"] else [
             f"fit_boltzmann: moment errors above their noise after {iterations} steps "

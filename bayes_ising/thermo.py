@@ -71,8 +71,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import ising
+from . import ising, limits
 from . import pseudolikelihood as pl
+from .convergence import integrated_autocorrelation_time as autocorrelation_time
 from .errors import BayesIsingError
 
 __all__ = [
@@ -104,7 +105,7 @@ CRITICALITY_CAVEAT = (
 
 #: ``method="auto"`` enumerates up to this many neurons (2^20 states per temperature and
 #: posterior draw), and samples above it.
-AUTO_EXACT_MAX_NEURONS = 20
+AUTO_EXACT_MAX_NEURONS = limits.AUTO_EXACT_THERMO_NEURONS
 
 #: Sokal's rule of thumb: an autocorrelation time is only estimated reliably, and a mean or
 #: variance has a usable MCSE, when the run is at least ~50 autocorrelation times long.
@@ -509,44 +510,6 @@ def independent_thermodynamics(h, temperatures):
 # --------------------------------------------------------------------------------------------
 # Gibbs sampling
 # --------------------------------------------------------------------------------------------
-
-
-def autocorrelation_time(samples):
-    r"""Integrated autocorrelation time of ``samples`` (draws, chains, ...), in draws.
-
-    Multi-chain estimate (Vehtari et al. 2021, Geyer's initial monotone sequence):
-    :math:`\hat\rho_t = 1 - (W - \bar\gamma_t)/\widehat{\mathrm{var}}^+`, with W the mean
-    within-chain variance and :math:`\widehat{\mathrm{var}}^+` including the between-chain
-    variance, so chains stuck in different modes give a large τ. Then
-    :math:`\tau = -1 + 2\sum_k (\hat\rho_{2k} + \hat\rho_{2k+1})` over the initial positive,
-    monotone pair sums, and ESS = draws × chains / τ. A quantity that never fluctuates gives
-    τ = 1. Returns an array of shape ``samples.shape[2:]``.
-    """
-    x = np.asarray(samples, dtype=np.float64)
-    num_draws, num_chains = x.shape[:2]
-    x = np.moveaxis(x, (0, 1), (-1, -2))  # (..., chains, draws)
-    if num_draws < 4:
-        return np.full(x.shape[:-2], np.inf)
-    centred = x - x.mean(axis=-1, keepdims=True)
-    size = 2 ** int(np.ceil(np.log2(2 * num_draws)))
-    spectrum = np.fft.rfft(centred, n=size, axis=-1)
-    autocov = np.fft.irfft(spectrum * np.conj(spectrum), n=size, axis=-1)[..., :num_draws]
-    autocov /= num_draws  # biased estimator, γ_t
-    within = (autocov[..., 0] * num_draws / (num_draws - 1)).mean(axis=-1)  # W
-    between = x.mean(axis=-1).var(axis=-1, ddof=1) if num_chains > 1 else 0.0 * within
-    var_plus = (num_draws - 1) / num_draws * within + between
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = 1.0 - (within[..., None] - autocov.mean(axis=-2)) / var_plus[..., None]
-    rho = np.where(var_plus[..., None] > 0, rho, 0.0)
-    rho[..., 0] = 1.0
-    num_pairs = num_draws // 2
-    pair_sums = rho[..., 0 : 2 * num_pairs : 2] + rho[..., 1 : 2 * num_pairs : 2]
-    positive = np.cumprod(pair_sums > 0, axis=-1).astype(bool)
-    monotone = np.minimum.accumulate(np.where(positive, pair_sums, np.inf), axis=-1)
-    tau = -1.0 + 2.0 * np.sum(np.where(positive, monotone, 0.0), axis=-1)
-    # A chain that never decorrelates within the run: τ is at least the run length.
-    tau = np.where(positive[..., -1], np.maximum(tau, num_draws), tau)
-    return np.maximum(tau, 1.0 / np.log10(max(num_draws * num_chains, 10)))
 
 
 def _moments_from_energies(energies, thin):

@@ -53,11 +53,11 @@ def _trim_patterns(patterns):
 def _ei(rng_key, spins, cell_types, tree, h_draws, J_draws, max_e):
     import numpy as np
 
-    from .. import analyses
+    from .. import analyses, stats
 
     types = np.asarray(cell_types).astype(str)
     result = {}
-    firing = (1 + np.asarray(spins, float).mean(axis=0)) / 2
+    firing = stats.firing_probability(spins)
     for population in ("E", "I"):
         members = np.flatnonzero(types == population)
         if population == "E" and members.size > max_e:
