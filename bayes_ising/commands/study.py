@@ -77,7 +77,16 @@ def settings_from_args(args):
              "thermo_draws", "seed", "min_rate", "min_bins")
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     if args.populations:
-        overrides["populations"] = parse_populations(args.populations)
+        if args.populations.replace(" ", "") == "E,I":
+            import sys
+
+            print('bayes-ising study: --populations "E,I" is deprecated; write "E+I"',
+                  file=sys.stderr)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            overrides["populations"] = parse_populations(args.populations)
     if args.states:
         overrides["states"] = tuple(s.strip() for s in args.states.split(",") if s.strip())
     return dataclasses.replace(base, **overrides)
