@@ -68,7 +68,13 @@ from jax.flatten_util import ravel_pytree
 
 from . import ising, provenance, stats
 from ._io import atomic_path, to_jsonable
-from .errors import BayesIsingError, DataError, Float64Error, ModelSpecError
+from .errors import (
+    BayesIsingError,
+    DataError,
+    Float64Error,
+    ModelCheckError,
+    ModelSpecError,
+)
 from .model_spec import (
     ADJUSTMENTS,
     LIKELIHOODS,
@@ -924,6 +930,12 @@ def fit_posterior(
     laplace = None
     if spec.mass_matrix != "adapt" or (likelihood == "pseudo" and adjust != "none"):
         laplace = _laplace(config, model_data, block_index, phi0)
+    checked_centre = None
+    if likelihood == "pseudo" and adjust != "none":
+        # the adjustment's centre first: a centre that fails its check stops the fit here,
+        # before any sampling (ModelCheckError)
+        checked_centre = _adjustment_centre(key_adjust, adjust, laplace, config, spins, moments,
+                                    block_index)
     prep_time = time.perf_counter() - start_time
 
     # 2. NUTS (whitened by the Laplace approximation unless plain NUTS was asked for)
@@ -965,14 +977,13 @@ def fit_posterior(
         point["h_map"] = laplace.theta[:num_neurons]
         point["J_map"] = laplace.theta[num_neurons:]
     model_check = None
-    if likelihood == "pseudo" and adjust != "none":
-        adjusted, centre, adjust_info, model_check = _adjust(
-            key_adjust, adjust, samples, laplace, config, model_data, spins, moments,
-            block_index,
-        )
-        samples["h"], samples["J"] = adjusted
-        point["h_centre"] = centre[:num_neurons]
-        point["J_centre"] = centre[num_neurons:]
+    if checked_centre is not None:
+        theta_c, adjust_info, model_check = checked_centre
+        samples["h"], samples["J"] = _adjust(
+            jax.random.fold_in(key_adjust, 1), adjust, samples, laplace, config, model_data,
+            spins, theta_c, adjust_info, block_index)
+        point["h_centre"] = theta_c[:num_neurons]
+        point["J_centre"] = theta_c[num_neurons:]
     elif num_neurons > ising.MAX_EXACT_NEURONS and laplace is not None:
         model_check = _model_check(key_adjust, laplace.theta, spins)
 
@@ -1050,54 +1061,97 @@ def _curvature_transform(neg_hess_pl, fisher, num_bins, precision_prior):
     return transform, np.sqrt(np.diag(cov_full) / np.diag(cov_pl))
 
 
-def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, moments, block_index):
-    """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL); see the module docstring."""
+#: the curvature adjustment is suspect when it changes the median posterior sd by more than
+#: this factor (either way): diagnose then calls the posterior not valid
+SD_RATIO_LIMIT = 4.0
+
+
+def _centre_failure(adjust, info, check):
+    """One line: which centre failed which check, its numbers, and what to try."""
+    what = info.get("centre", "pseudo-posterior MAP")
+    fit = info.get("boltzmann")
+    learning = "" if fit is None else (
+        f"; Boltzmann learning {'converged' if fit['converged'] else 'did NOT converge'} "
+        f"(max |z| {fit['max_abs_z']:.1f}, {fit['iterations']} steps)")
+    if check is None:
+        failed = "did not converge"
+    else:
+        failed = f"fails the model check: {check['verdict']} ({check['reason']})"
+    return (f"adjust={adjust!r}: the centre ({what}) {failed}{learning}; the adjusted "
+            "posterior would be wrong, so the fit stopped. Try: fewer or busier neurons "
+            "(--min-rate), more bins, or adjust = \"none\" (the unadjusted pseudo-posterior, "
+            "with its own model check in `bayes-ising diagnose`)")
+
+
+def _adjustment_centre(rng_key, adjust, laplace, config, spins, moments, block_index):
+    r"""The centre :math:`\hat\theta_c` of the adjustment, checked: (theta, info, model_check).
+
+    ``"mode"`` adjustments: the exact-likelihood MAP (N ≤ 22, enumeration) or the Boltzmann
+    MLE started from the pseudo-MAP; ``"curvature"`` alone: the pseudo-MAP. For N > 22 the
+    centre must pass :func:`bayes_ising.validity.model_check` (simulated from random and data
+    starts it reproduces the data's means and correlations) and for N ≤ 22 the MAP must have
+    converged; otherwise :class:`ModelCheckError`, before any sampling.
+    """
     num_bins, num_neurons = spins.shape
-    spec = config.spec
-    key_mode, key_fisher, key_check = jax.random.split(rng_key, 3)
-    theta_pl = laplace.theta
-    precision_prior = _prior_precision(spec, laplace.params, block_index, num_neurons)
-    info = {"theta_pl": "pseudo-posterior MAP"}
+    key_mode, key_check = jax.random.split(rng_key)
     large = num_neurons > ising.MAX_EXACT_NEURONS
+    info = {"theta_pl": "pseudo-posterior MAP"}
+    centre = laplace.theta
+    if "mode" in adjust and not large:
+        exact_config = config._replace(kind="exact")
+        exact_data = _data_arrays("exact", moments, None, None)
+        full = _laplace(exact_config, exact_data, block_index, laplace.phi)
+        centre = full.theta
+        info["centre"] = "exact-likelihood MAP (enumeration)"
+        info["centre_converged"] = bool(full.converged)
+        if not full.converged:
+            raise ModelCheckError(_centre_failure(adjust, info, None))
+    elif "mode" in adjust:
+        from . import mle
 
-    centre = theta_pl
-    if "mode" in adjust:
-        if not large:
-            exact_config = config._replace(kind="exact")
-            exact_data = _data_arrays("exact", moments, None, None)
-            full = _laplace(exact_config, exact_data, block_index, laplace.phi)
-            centre = full.theta
-            info["centre"] = "exact-likelihood MAP (enumeration)"
-            info["centre_converged"] = bool(full.converged)
-        else:
-            from . import mle
+        h_pl, J_pl = ising.unpack(jnp.asarray(centre), num_neurons)
+        fit = mle.fit_boltzmann(key_mode, spins, init=(np.asarray(h_pl), np.asarray(J_pl)))
+        centre = np.asarray(ising.pack(jnp.asarray(fit.h), jnp.asarray(fit.J)))
+        info["centre"] = "full-likelihood MLE (Boltzmann learning)"
+        info["centre_converged"] = bool(fit.converged)
+        info["boltzmann"] = {
+            "converged": bool(fit.converged), "iterations": int(fit.iterations),
+            "wall_time_s": float(fit.wall_time_s),
+            **{k: fit.moment_error[k] for k in ("max_abs_z", "max_abs_mean",
+                                                 "max_abs_connected", "z_critical")}}
+    check = _model_check(key_check, centre, spins) if large else None
+    if check is not None and not check["passed"]:
+        raise ModelCheckError(_centre_failure(adjust, info, check))
+    return centre, info, check
 
-            h_pl, J_pl = ising.unpack(jnp.asarray(theta_pl), num_neurons)
-            fit = mle.fit_boltzmann(key_mode, spins, init=(np.asarray(h_pl), np.asarray(J_pl)))
-            centre = np.asarray(ising.pack(jnp.asarray(fit.h), jnp.asarray(fit.J)))
-            info["centre"] = "full-likelihood MLE (Boltzmann learning)"
-            info["centre_converged"] = bool(getattr(fit, "converged", True))
 
+def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, centre, info,
+            block_index):
+    """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL) (module docstring), the centre
+    θ̂_c from :func:`_adjustment_centre`; records the curvature in ``info``."""
+    num_bins, num_neurons = spins.shape
+    theta_pl = laplace.theta
     if "curvature" in adjust:
         h_c, J_c = ising.unpack(jnp.asarray(centre), num_neurons)
-        if not large:
+        if num_neurons <= ising.MAX_EXACT_NEURONS:
             fisher = np.asarray(ising.fisher_information(h_c, J_c))
             info["fisher"] = "exact (enumeration)"
         else:
-            fisher = _fisher_from_samples(key_fisher, np.asarray(h_c), np.asarray(J_c))
+            fisher = _fisher_from_samples(rng_key, np.asarray(h_c), np.asarray(J_c))
             info["fisher"] = "Gibbs samples"
         neg_hess_pl = np.asarray(_functions(config).neg_hessian(jnp.asarray(theta_pl),
                                                                 model_data))
+        precision_prior = _prior_precision(config.spec, laplace.params, block_index,
+                                           num_neurons)
         transform, sd_ratio = _curvature_transform(neg_hess_pl, fisher, num_bins,
                                                    precision_prior)
         info["sd_ratio_median"] = float(np.median(sd_ratio))
+        info["sd_ratio_limit"] = SD_RATIO_LIMIT
     else:
         transform = np.eye(theta_pl.shape[0])
-
     theta = np.concatenate([samples["h"], samples["J"]], axis=-1)
     adjusted = centre + (theta - theta_pl) @ transform.T
-    model_check = _model_check(key_check, centre, spins) if large else None
-    return (adjusted[..., :num_neurons], adjusted[..., num_neurons:]), centre, info, model_check
+    return adjusted[..., :num_neurons], adjusted[..., num_neurons:]
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ __all__ = [
     "ModelSpecError",
     "Float64Error",
     "ExistingOutputError",
+    "ModelCheckError",
 ]
 
 
@@ -36,3 +37,9 @@ class Float64Error(BayesIsingError):
 
 class ExistingOutputError(BayesIsingError):
     """An output file exists and ``force`` was not given."""
+
+
+class ModelCheckError(BayesIsingError):
+    """A fitted model (e.g. the centre of a pseudo-posterior adjustment) that, simulated, does
+    not reproduce the data's means and correlations; the message says what failed and what to
+    try."""

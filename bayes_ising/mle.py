@@ -51,7 +51,7 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from . import gibbs, ising, stats, walk
+from . import gibbs, ising, stats, validity, walk
 from .errors import BayesIsingError, DataError
 
 __all__ = [
@@ -314,6 +314,62 @@ def _independent_theta(m, num_neurons):
                            np.zeros(ising.num_pairs(num_neurons))])
 
 
+class _Solution(NamedTuple):
+    """What a fitter's solver returns to :func:`_fit_skeleton`: the full (h, J), optimiser
+    iterations, convergence, moment errors, method settings and extra warning messages."""
+
+    h: np.ndarray
+    J: np.ndarray
+    iterations: int
+    converged: bool
+    errors: dict
+    settings: dict
+    messages: list
+
+
+def _fit_skeleton(method, spins, neuron_ids, l2, solve, *, finite_by, needs_spins=False,
+                  inactive_tol=1e-6):
+    """The shared frame of :func:`fit_exact`, :func:`fit_pseudo` and :func:`fit_boltzmann`.
+
+    Prepares the data, finds the boundary (:func:`boundary_report`), calls
+    ``solve(d, idx, assemble)`` on the active neurons ``idx`` (``assemble(theta_active)`` →
+    full (h, J) with inactive neurons fixed, J_i· = 0), adds the boundary warnings
+    (``finite_by`` says what keeps boundary couplings finite when l2 = 0), emits them as
+    :class:`MLEWarning` and builds the :class:`FitResult`.
+    """
+    start = time.perf_counter()
+    l2 = _check_l2(l2)
+    d = _prepare(spins, neuron_ids)
+    if needs_spins and d.spins is None:
+        raise DataError(f"fit_{method} needs the spins (patterns), not only their moments")
+    report = boundary_report(d)
+    active = _active_mask(report, d.m.shape[0])
+    solution = solve(d, np.flatnonzero(active),
+                     lambda theta: _assemble(d, active, theta, inactive_tol))
+    messages = list(report["messages"])
+    if report["pairs"]:
+        messages.append("the couplings of those pairs are finite only because of "
+                        + (f"the L2 penalty (l2 = {l2:g})" if l2 > 0 else finite_by))
+    messages += solution.messages
+    _emit(messages, stacklevel=4)
+    settings = {"method": method, "l2": l2, "num_bins": d.num_bins, **solution.settings,
+                "inactive_neurons": [d.neuron_ids[k] for k in np.flatnonzero(~active)],
+                "boundary_pairs": [[d.neuron_ids[i], d.neuron_ids[j], c]
+                                   for i, j, c in report["pairs"]]}
+    return FitResult(h=solution.h, J=solution.J, method=method, neuron_ids=d.neuron_ids,
+                     moment_error=solution.errors, iterations=solution.iterations,
+                     wall_time_s=time.perf_counter() - start, settings=settings,
+                     converged=solution.converged, warnings=messages)
+
+
+def _active_start(init, d, idx):
+    """Start on the active neurons: the independent model, or ``init`` = (h, J) restricted."""
+    if init is None:
+        return _independent_theta(d.m[idx], idx.size)
+    h0, J0 = (np.asarray(a, np.float64) for a in init)
+    return np.asarray(ising.pack(h0[idx], J0[np.ix_(idx, idx)]))
+
+
 # --------------------------------------------------------------------------------------------
 # Independent model
 # --------------------------------------------------------------------------------------------
@@ -468,56 +524,27 @@ def fit_exact(spins, l2=0.0, tol=1e-6, *, neuron_ids=None, max_iterations=100, i
     TooManyNeuronsError : N > MAX_EXACT_NEURONS (use fit_pseudo / fit_boltzmann)
     Float64Error : JAX float64 off
     """
-    start = time.perf_counter()
-    l2 = _check_l2(l2)
-    d = _prepare(spins, neuron_ids)
-    num_neurons = d.m.shape[0]
-    ising.check_exact(num_neurons, "fit_exact")
-    report = boundary_report(d)
-    messages = list(report["messages"])
-    active = _active_mask(report, num_neurons)
-    idx = np.flatnonzero(active)
-    num_active = idx.size
-    iterations, converged = 0, True
-    theta = np.zeros(0)
-    if num_active:
-        m_a, Q_a = d.m[idx], d.Q[np.ix_(idx, idx)]
-        mu = _data_mu(m_a, Q_a)
-        if init is None:
-            theta0 = _independent_theta(m_a, num_active)
-        else:
-            h0, J0 = (np.asarray(a, np.float64) for a in init)
-            theta0 = np.asarray(ising.pack(h0[idx], J0[np.ix_(idx, idx)]))
-        theta, iterations, converged = _newton(theta0, mu, l2, num_active, tol, max_iterations)
-        theta = np.asarray(theta)
-    h, J = _assemble(d, active, theta, tol)
-    errors = moment_errors(h, J, d)
-    errors["source"] = "exact"
-    if report["pairs"]:
-        messages.append(
-            "the couplings of those pairs are finite only because of "
-            + (f"the L2 penalty (l2 = {l2:g})" if l2 > 0 else
-               f"the stopping tolerance (tol = {tol:g}); pass l2 > 0 (e.g. 1e-3) for a "
-               "finite MAP value")
-        )
-    if not np.all(np.isfinite(h)) or not np.all(np.isfinite(J)):
-        raise FloatingPointError("fit_exact produced non-finite parameters (a bug)")
-    if not converged:
-        messages.append(
+    def solve(d, idx, assemble):
+        ising.check_exact(d.m.shape[0], "fit_exact")
+        iterations, converged, theta = 0, True, np.zeros(0)
+        if idx.size:
+            mu = _data_mu(d.m[idx], d.Q[np.ix_(idx, idx)])
+            theta, iterations, converged = _newton(_active_start(init, d, idx), mu, l2,
+                                                   idx.size, tol, max_iterations)
+        h, J = assemble(np.asarray(theta))
+        if not np.all(np.isfinite(h)) or not np.all(np.isfinite(J)):
+            raise FloatingPointError("fit_exact produced non-finite parameters (a bug)")
+        errors = dict(moment_errors(h, J, d), source="exact")
+        messages = [] if converged else [
             f"fit_exact did not reach tol = {tol:g} in {max_iterations} Newton steps "
-            f"(max moment error {max(errors['max_abs_mean'], errors['max_abs_pair']):.3g})"
-        )
-    _emit(messages)
-    return FitResult(
-        h=h, J=J, method="exact", neuron_ids=d.neuron_ids, moment_error=errors,
-        iterations=iterations, wall_time_s=time.perf_counter() - start,
-        settings={"method": "exact", "l2": l2, "tol": tol, "max_iterations": max_iterations,
-                  "num_bins": d.num_bins, "optimizer": "damped Newton (exact Fisher)",
-                  "inactive_neurons": [d.neuron_ids[k] for k in np.flatnonzero(~active)],
-                  "boundary_pairs": [[d.neuron_ids[i], d.neuron_ids[j], c]
-                                     for i, j, c in report["pairs"]]},
-        converged=converged, warnings=messages,
-    )
+            f"(max moment error {max(errors['max_abs_mean'], errors['max_abs_pair']):.3g})"]
+        settings = {"tol": tol, "max_iterations": max_iterations,
+                    "optimizer": "damped Newton (exact Fisher)"}
+        return _Solution(h, J, iterations, converged, errors, settings, messages)
+
+    return _fit_skeleton("exact", spins, neuron_ids, l2, solve, inactive_tol=tol,
+                         finite_by=f"the stopping tolerance (tol = {tol:g}); pass l2 > 0 "
+                                   "(e.g. 1e-3) for a finite MAP value")
 
 
 # --------------------------------------------------------------------------------------------
@@ -673,74 +700,59 @@ def fit_pseudo(spins, l2=0.0, *, neuron_ids=None, tol=1e-8, max_iterations=2000,
     tol : L-BFGS gradient tolerance (max |gradient| in the preconditioned 0/1 coordinates of
         :func:`_lattice_gas_scale`, where the curvature is of order one)
     """
-    start = time.perf_counter()
-    l2 = _check_l2(l2)
-    d = _prepare(spins, neuron_ids)
-    if d.spins is None:
-        raise DataError("fit_pseudo needs the spins (patterns), not only their moments")
-    num_neurons = d.m.shape[0]
-    report = boundary_report(d)
-    messages = list(report["messages"])
-    active = _active_mask(report, num_neurons)
-    idx = np.flatnonzero(active)
-    iterations, converged, status = 0, True, "no active neurons"
-    theta = np.zeros(0)
-    num_patterns = 0
-    if idx.size:
-        patterns, counts = stats.unique_patterns(d.spins[:, idx])
-        num_patterns = patterns.shape[0]
-        if init is None:
-            theta0 = _independent_theta(d.m[idx], idx.size)
-        else:
-            h0, J0 = (np.asarray(a, np.float64) for a in init)
-            theta0 = np.asarray(ising.pack(h0[idx], J0[np.ix_(idx, idx)]))
-        s, c = _padded_patterns(patterns, counts)
-        scale = jnp.asarray(_lattice_gas_scale(d.m[idx], d.Q[np.ix_(idx, idx)], d.num_bins))
-        value_and_grad = functools.partial(_pseudo_value_and_grad, patterns=s, counts=c,
-                                           l2=jnp.float64(l2), scale=scale,
-                                           num_neurons=int(idx.size))
-        psi, iterations, converged, status = _lbfgs(
-            value_and_grad, _to_lattice_gas(theta0, idx.size) * scale, max_iterations, tol)
-        theta = np.asarray(_from_lattice_gas(jnp.asarray(psi) / scale, idx.size))
-    h, J = _assemble(d, active, theta, 1e-6)
-    if rng_key is None:
-        rng_key, seed = jax.random.PRNGKey(0), 0
-    else:
-        seed = None
-    if check_moments:
-        m_model, Q_model, source, noise = _model_moments_for_report(rng_key, h, J, num_chains,
-                                                                    num_sweeps)
-        errors = moment_errors(h, J, d, model_moments=(m_model, Q_model))
-        errors["source"] = source
-        if noise is not None:
-            errors.update(noise)
-    else:
-        source = "not computed"
-        errors = {"max_abs_mean": float("nan"), "max_abs_pair": float("nan"),
-                  "max_abs_connected": float("nan"), "source": source}
-    if report["pairs"]:
-        messages.append(
-            "the couplings of those pairs are finite only because of "
-            + (f"the L2 penalty (l2 = {l2:g})" if l2 > 0 else
-               "the optimiser's stopping rule; pass l2 > 0 for finite MAP values")
-        )
-    if not converged:
-        messages.append(f"fit_pseudo: L-BFGS stopped without converging: {status}")
-    _emit(messages)
-    return FitResult(
-        h=h, J=J, method="pseudo", neuron_ids=d.neuron_ids, moment_error=errors,
-        iterations=iterations, wall_time_s=time.perf_counter() - start,
-        settings={"method": "pseudo", "l2": l2, "tol": tol, "max_iterations": max_iterations,
-                  "num_bins": d.num_bins, "num_unique_patterns": int(num_patterns),
-                  "optimizer": "L-BFGS-B (scipy), jit value+grad", "status": status,
-                  "moment_check": {"source": source, "seed": seed, "num_chains": num_chains,
-                                   "num_sweeps": num_sweeps} if source == "sampled"
-                  else {"source": source},
-                  "inactive_neurons": [d.neuron_ids[k] for k in np.flatnonzero(~active)],
-                  "boundary_pairs": [[d.neuron_ids[i], d.neuron_ids[j], cc]
-                                     for i, j, cc in report["pairs"]]},
-        converged=converged, warnings=messages,
-    )
+    def solve(d, idx, assemble):
+        theta, iterations, converged, status, num_patterns = _pseudo_solve(
+            d, idx, _active_start(init, d, idx), l2, tol, max_iterations)
+        h, J = assemble(theta)
+        errors, moment_check = _pseudo_moment_errors(d, h, J, rng_key, check_moments,
+                                                     num_chains, num_sweeps)
+        messages = [] if converged else [
+            f"fit_pseudo: L-BFGS stopped without converging: {status}"]
+        settings = {"tol": tol, "max_iterations": max_iterations,
+                    "num_unique_patterns": int(num_patterns),
+                    "optimizer": "L-BFGS-B (scipy), jit value+grad", "status": status,
+                    "moment_check": moment_check}
+        return _Solution(h, J, iterations, converged, errors, settings, messages)
+
+    return _fit_skeleton("pseudo", spins, neuron_ids, l2, solve, needs_spins=True,
+                         finite_by="the optimiser's stopping rule; pass l2 > 0 for finite "
+                                   "MAP values")
+
+
+def _pseudo_solve(d, idx, theta0, l2, tol, max_iterations):
+    """L-BFGS on the active neurons' pseudolikelihood in the preconditioned 0/1 coordinates;
+    (theta, iterations, converged, status, number of unique patterns)."""
+    if not idx.size:
+        return np.zeros(0), 0, True, "no active neurons", 0
+    patterns, counts = stats.unique_patterns(d.spins[:, idx])
+    s, c = _padded_patterns(patterns, counts)
+    scale = jnp.asarray(_lattice_gas_scale(d.m[idx], d.Q[np.ix_(idx, idx)], d.num_bins))
+    value_and_grad = functools.partial(_pseudo_value_and_grad, patterns=s, counts=c,
+                                       l2=jnp.float64(float(l2)), scale=scale,
+                                       num_neurons=int(idx.size))
+    psi, iterations, converged, status = _lbfgs(
+        value_and_grad, _to_lattice_gas(theta0, idx.size) * scale, max_iterations, tol)
+    theta = np.asarray(_from_lattice_gas(jnp.asarray(psi) / scale, idx.size))
+    return theta, iterations, converged, status, patterns.shape[0]
+
+
+def _pseudo_moment_errors(d, h, J, rng_key, check_moments, num_chains, num_sweeps):
+    """Moment errors of a pseudolikelihood fit (exact for N ≤ 20, sampled otherwise, NaN when
+    not asked for) and the settings of that check."""
+    if not check_moments:
+        nan = float("nan")
+        return ({"max_abs_mean": nan, "max_abs_pair": nan, "max_abs_connected": nan,
+                 "source": "not computed"}, {"source": "not computed"})
+    seed = 0 if rng_key is None else None
+    rng_key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    m_model, Q_model, source, noise = _model_moments_for_report(rng_key, h, J, num_chains,
+                                                                num_sweeps)
+    errors = dict(moment_errors(h, J, d, model_moments=(m_model, Q_model)), source=source)
+    errors.update(noise or {})
+    if source != "sampled":
+        return errors, {"source": source}
+    return errors, {"source": source, "seed": seed, "num_chains": num_chains,
+                    "num_sweeps": num_sweeps}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1015,105 +1027,12 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
 
 
 # --------------------------------------------------------------------------------------------
-# Sampled moments: persistent Gibbs chains (gibbs.step) and gibbs.sample_moments
+# Sampled moments of a model (gibbs.sample_moments)
 # --------------------------------------------------------------------------------------------
-
-#: groups of chains whose averages give the Monte Carlo standard errors
-_NUM_GROUPS = 16
-#: samples behind the sampled Fisher-vector products of fit_boltzmann (cost O(n N²) each)
-_FISHER_MAX_SAMPLES = 8192
-
-
-def _persistent_sweeps(rng_key, spins, h, J, first_sweep, num_sweeps, chunk=10):
-    """:func:`_persistent_sweeps_chunk` in chunks of ``chunk`` sweeps, so that one compiled
-    scan serves every number of sweeps per step (a multiple of ``chunk``; the last chunk of
-    another size compiles once more). Same arguments and returns."""
-    sizes = [chunk] * (num_sweeps // chunk) + ([num_sweeps % chunk] if num_sweeps % chunk else [])
-    parts = []
-    done = 0
-    for size in sizes:
-        spins, activities = _persistent_sweeps_chunk(rng_key, spins, h, J, first_sweep + done,
-                                                     size)
-        parts.append(activities)
-        done += size
-    return spins, parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=0)
-
-
-@functools.partial(jax.jit, static_argnames=("num_sweeps",))
-def _persistent_sweeps_chunk(rng_key, spins, h, J, first_sweep, num_sweeps):
-    """Advance persistent chains ``num_sweeps`` Gibbs sweeps under (h, J).
-
-    spins : (chains, 1, N) ±1 in the sampler dtype (float32), the chains' current states; the
-    fields are recomputed exactly for the new (h, J), so chains survive parameter updates.
-    Returns the new spins and the 0/1 activities x = (s+1)/2 after every sweep,
-    (num_sweeps, chains, N) in the sampler dtype.
-    """
-    dtype = spins.dtype
-    h_s = h.astype(dtype)
-    J_s = J.astype(dtype)
-    temperatures = jnp.ones(1, dtype)
-    state = gibbs.GibbsState(spins, h_s + spins @ J_s, ising.energy(spins, h, J))
-
-    def one_sweep(state, offset):
-        index = first_sweep + offset
-        state, _ = gibbs.step(jax.random.fold_in(rng_key, index), state, h_s, J_s,
-                              temperatures, sweep_index=index)
-        return state, (state.spins[:, 0, :] + 1.0) / 2.0
-
-    state, activities = jax.lax.scan(one_sweep, state, jnp.arange(num_sweeps))
-    return state.spins, activities
-
-
-@functools.partial(jax.jit, static_argnames=("num_neurons", "cg_iterations"))
-def _natural_gradient_step(activities, target, phi, l2, damping, num_neurons, cg_iterations):
-    r"""Moments, their MCSEs and the natural-gradient direction from sampled activities.
-
-    With features :math:`f(x) = (x_i;\ x_i x_j\,[i<j])` and n samples, solves
-    :math:`(\hat F + \lambda D)\,\delta = p^{data} - \hat p - l_2 b/16` by conjugate
-    gradients, :math:`\hat F` the sample covariance of f applied implicitly (``X v`` and
-    ``Xᵀ w`` cost O(n N²); the P×P matrix is never formed), D its diagonal floored at 1/n.
-    """
-    num_sweeps, num_chains, _ = activities.shape
-    x = activities.astype(phi.dtype)
-    i, j = ising.pair_indices(num_neurons)
-    grouped = x.reshape(num_sweeps, _NUM_GROUPS, num_chains // _NUM_GROUPS, num_neurons)
-    group_x = grouped.mean(axis=(0, 2))  # (G, N)
-    group_xx = jnp.einsum("sgci,sgcj->gij", grouped, grouped) / (
-        num_sweeps * (num_chains // _NUM_GROUPS))
-    per_group = jnp.concatenate([group_x, group_xx[:, i, j]], axis=1)  # (G, P)
-    model = per_group.mean(axis=0)
-    mcse = per_group.std(axis=0, ddof=1) / jnp.sqrt(_NUM_GROUPS)
-    # The Fisher matrix only preconditions (the fixed point is set by the gradient), so its
-    # products use the last sweeps' states, at most _FISHER_MAX_SAMPLES of them.
-    num_fisher_sweeps = max(1, min(num_sweeps, _FISHER_MAX_SAMPLES // num_chains))
-    x = x[-num_fisher_sweeps:].reshape(-1, num_neurons)
-    num_samples = x.shape[0]
-    gradient = target - model
-    gradient = gradient.at[num_neurons:].add(-l2 * phi[num_neurons:] / 16.0)
-    diagonal = jnp.maximum(model * (1.0 - model), 1.0 / num_samples)
-
-    def fisher_vector_product(v):
-        B = ising.couplings_to_matrix(v[num_neurons:], num_neurons)
-        projection = x @ v[:num_neurons] + 0.5 * jnp.sum((x @ B) * x, axis=1)
-        weights = (projection - projection.mean()) / num_samples
-        product_a = x.T @ weights
-        product_b = ((x * weights[:, None]).T @ x)[i, j]
-        product = jnp.concatenate([product_a, product_b]) + damping * diagonal * v
-        return product.at[num_neurons:].add(l2 * v[num_neurons:] / 16.0)
-
-    direction, _ = jax.scipy.sparse.linalg.cg(fisher_vector_product, gradient,
-                                              x0=gradient / diagonal, maxiter=cg_iterations)
-    return model, mcse, direction
-
-def _spin_moments_from_lattice_gas(x_mean, xx_mean):
-    """0/1 moments → (m, Q) of ±1 spins: m = 2p − 1, Q_ij = 4p_ij − 2p_i − 2p_j + 1."""
-    m = 2.0 * x_mean - 1.0
-    Q = 4.0 * xx_mean - 2.0 * x_mean[:, None] - 2.0 * x_mean[None, :] + 1.0
-    np.fill_diagonal(Q, 1.0)
-    return m, Q
 
 
 def _data_lattice_gas(d):
+    """Data moments of the 0/1 statistics x = (s+1)/2 in pack order: (p_i; p_ij [i<j])."""
     i, j = ising.pair_indices(d.m.shape[0])
     return np.concatenate([(1.0 + d.m) / 2.0, (1.0 + d.m[i] + d.m[j] + d.Q[i, j]) / 4.0])
 
@@ -1130,219 +1049,194 @@ def _sampled_moments(rng_key, h, J, *, num_chains, num_sweeps, burn_in, initial_
 
 
 # --------------------------------------------------------------------------------------------
-# Boltzmann learning
+# Boltzmann learning: persistent chains, preconditioned stochastic steps, Polyak averaging
 # --------------------------------------------------------------------------------------------
 
+#: learning iterations per compiled chunk (progress and the Polyak average are per chunk)
+_CHUNK_ITERATIONS = 250
 
-def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
-                  sweeps_per_iteration=10, max_sweeps_per_iteration=None, burn_in=50,
-                  learning_rate=1.0, max_iterations=100, damping=0.05, cg_iterations=30,
-                  max_step=1.0, significance=0.05, neuron_ids=None, progress=False):
+
+@functools.partial(jax.jit, static_argnames=("num_iterations", "num_sweeps", "num_neurons"))
+def _learning_chunk(rng_key, chains, phi, target, variance, rate, l2, max_step, first,
+                    num_iterations, num_sweeps, num_neurons):
+    r"""``num_iterations`` steps of preconditioned stochastic Boltzmann learning.
+
+    Each step advances the persistent chains (C, N) ``num_sweeps`` Gibbs sweeps under the
+    current parameters, estimates the 0/1 moments :math:`\hat p` (x_i, x_i x_j) from all their
+    states and steps the lattice-gas parameters
+    :math:`\phi \leftarrow \phi + \mathrm{clip}(\eta\,(p^{data} - \hat p - l_2 b/16) / v)`,
+    v the data variances p(1 − p) (a diagonal Fisher preconditioner). Returns the chains, the
+    last φ, the sum of the iterates (for the Polyak average) and per step max |error|/√v.
+    """
+    i, j = ising.pair_indices(num_neurons)
+    num_samples = num_sweeps * chains.shape[0]
+    penalty = jnp.concatenate([jnp.zeros(num_neurons), jnp.full(i.shape[0], l2 / 16.0)])
+
+    def one_step(carry, k):
+        chains, phi, phi_sum = carry
+        h, J = ising.unpack(_from_lattice_gas(phi, num_neurons), num_neurons)
+        chains, sum_s, sum_ss = validity._sweep_sums(
+            jax.random.fold_in(rng_key, first + k), chains, h, J, 0, num_sweeps, 1)
+        m = sum_s[0] / num_samples
+        Q = sum_ss[0] / num_samples
+        p = jnp.concatenate([(1.0 + m) / 2.0, (1.0 + m[i] + m[j] + Q[i, j]) / 4.0])
+        error = target - p.astype(phi.dtype)
+        step = jnp.clip(rate * (error - penalty * phi) / variance, -max_step, max_step)
+        phi = phi + step
+        return (chains, phi, phi_sum + phi), jnp.max(jnp.abs(error) / jnp.sqrt(variance))
+
+    (chains, phi, phi_sum), history = jax.lax.scan(
+        one_step, (chains, phi, jnp.zeros_like(phi)), jnp.arange(num_iterations))
+    return chains, phi, phi_sum, history
+
+
+def _learning_stage(key, state, rate, num_chunks, learn, bar):
+    """One stage at learning rate ``rate``: ``num_chunks`` chunks; φ ends at the Polyak
+    average of the second half's iterates. ``state`` = (chains, phi, first iteration)."""
+    chains, phi, first = state
+    phi_sum, count, scores = jnp.zeros_like(phi), 0, []
+    for chunk in range(num_chunks):
+        chains, phi, chunk_sum, history = _learning_chunk(
+            key, chains, phi, rate=jnp.float64(rate), first=first, **learn)
+        first += _CHUNK_ITERATIONS
+        scores.append(float(history[-1]))
+        if chunk >= num_chunks // 2:  # average the iterates of the second half
+            phi_sum, count = phi_sum + chunk_sum, count + _CHUNK_ITERATIONS
+        if bar is not None:
+            bar.update(_CHUNK_ITERATIONS)
+            bar.set_postfix(rate=f"{rate:.3g}", err=f"{scores[-1]:.2f}")
+    return (chains, phi_sum / count, first), scores
+
+
+def _check_fit(rng_key, h, J, spins, data, check, data_weight, significance):
+    """Fresh chains from data rows (``check`` = num_chains, num_sweeps, burn_in): the moment
+    comparison of :func:`validity.compare_moments`."""
+    sim = validity.simulate_moments(rng_key, h, J, initial_spins=spins, **check)
+    return validity.compare_moments(sim, data, significance=significance,
+                                    data_weight=data_weight), sim
+
+
+def _boltzmann_solve(rng_key, d, idx, assemble, h0, J0, options):
+    """Stages of :func:`_learning_stage` with a fresh-chain check after each; stops when
+    converged, or when a stage at the smallest rate did not lower max |z| by 10%."""
+    o = options
+    num_active = idx.size
+    key_chains, key_learn, key_check = jax.random.split(rng_key, 3)
+    sub = _Data(d.num_bins, d.m[idx], d.Q[np.ix_(idx, idx)], d.neuron_ids[idx], None)
+    target = _data_lattice_gas(sub)
+    floor = 0.5 / d.num_bins
+    p = np.clip(target, floor, 1.0 - floor)
+    learn = dict(target=jnp.asarray(target), variance=jnp.asarray(p * (1.0 - p)),
+                 l2=jnp.float64(o["l2"]), max_step=jnp.float64(o["max_step"]),
+                 num_iterations=_CHUNK_ITERATIONS, num_sweeps=int(o["sweeps_per_iteration"]),
+                 num_neurons=int(num_active))
+    rows = np.asarray(jax.random.randint(key_chains, (o["num_chains"],), 0, d.num_bins))
+    state = (jnp.asarray(d.spins[rows][:, idx], jnp.float32),
+             _to_lattice_gas(ising.pack(h0[idx], J0[np.ix_(idx, idx)]), num_active), 0)
+    data = validity.data_standard_errors(d.spins, o["num_blocks"])
+    num_chunks = max(2, int(math.ceil(o["iterations_per_stage"] / _CHUNK_ITERATIONS)))
+    rates = list(o["learning_rates"])
+    rates += [rates[-1]] * max(0, o["max_stages"] - len(rates))
+    bar = _progress_bar(o["progress"], num_chunks * _CHUNK_ITERATIONS * len(rates))
+    history, best = [], None
+    for stage, rate in enumerate(rates):
+        state, scores = _learning_stage(jax.random.fold_in(key_learn, stage), state, rate,
+                                        num_chunks, learn, bar)
+        h, J = assemble(np.asarray(_from_lattice_gas(state[1], num_active)))
+        result, sim = _check_fit(jax.random.fold_in(key_check, stage), h, J, d.spins, data,
+                                 o["check"], o["data_weight"], o["significance"])
+        history.append({"stage": stage, "rate": rate, "iterations": state[2],
+                        "max_error_over_sd": scores, **result})
+        previous = best
+        if best is None or result["max_z"] < best[0]["max_z"]:
+            best = (result, sim, h, J)
+        if result["within"] or (stage >= len(o["learning_rates"]) - 1 and previous is not None
+                                and result["max_z"] > 0.9 * previous[0]["max_z"]):
+            break
+    if bar is not None:
+        bar.close()
+    return best, history, state[2]
+
+
+def _progress_bar(progress, total):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", desc="Boltzmann")
+
+
+def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=1024,
+                  sweeps_per_iteration=10, learning_rates=(0.1, 0.033, 0.01),
+                  iterations_per_stage=1500, max_stages=5, max_step=0.5,
+                  check_sweeps=1000, check_burn_in=500, data_weight=0.5, significance=0.05,
+                  num_blocks=50, neuron_ids=None, progress=False):
     r"""Boltzmann learning (full likelihood) with persistent Gibbs chains, for any N.
 
-    Natural-gradient ascent on the per-bin log-likelihood, whose gradient is data moments
-    minus model moments; the model moments and the Fisher information (their covariance) are
-    estimated from ``num_chains`` persistent chains (Tieleman 2008) advanced with
-    :func:`gibbs.step`. Steps are taken in the 0/1 (lattice-gas) parameters
-    :math:`\phi = (a_i, b_{ij})`,
+    Stochastic ascent on the per-bin log-likelihood, whose gradient is data moments minus model
+    moments, in the 0/1 (lattice-gas) parameters :math:`\phi = (a_i, b_{ij})` of
+    :func:`_from_lattice_gas`, preconditioned by the data variances of the 0/1 statistics
+    (:func:`_learning_chunk`). ``num_chains`` persistent chains (Tieleman 2008), started from
+    data rows, advance ``sweeps_per_iteration`` sweeps per step. The steps run in stages of
+    ``iterations_per_stage`` at the ``learning_rates`` 0.1 → 0.033 → 0.01 (then more stages at
+    the last rate, up to ``max_stages``); each stage ends at the Polyak average of its second
+    half's iterates, which removes the steps' noise (Polyak & Juditsky 1992).
 
-    .. math:: \phi \leftarrow \phi + \eta\,(\hat F + \lambda D)^{-1}
-              \big(p^{data} - \hat p^{model}\big),
+    Convergence, after every stage, from fresh chains started at data rows (``check_sweeps``
+    after ``check_burn_in``; the check's own MCSE from 32 groups of chains): converged when
+    every moment error (means m_i, connected correlations C_ij) is within the Bonferroni
+    critical number of combined standard errors :math:`\sqrt{\mathrm{MCSE}^2 +
+    (w\,\mathrm{SE}_{data})^2}`, w = ``data_weight`` = 0.5 (an error below half the data's
+    sampling error adds at most ~12% to the MLE's variance); the data SEs are batch means over
+    ``num_blocks`` blocks of bins (:func:`bayes_ising.validity.data_standard_errors`). Stops
+    when converged or when a stage at the last rate no longer lowers max |z| by 10%; the
+    stage with the smallest max |z| is returned, with its numbers when not converged.
 
-    solved by conjugate gradients with sampled Fisher-vector products (never forming the
-    P×P matrix; from at most 8192 of the latest samples), each entry clipped to
-    ``max_step``: a damped, sampled Newton step, so the fit converges in tens of steps where
-    plain Boltzmann learning needs thousands.
-
-    Stopping: after every step the moments of that step's samples are compared with the data;
-    the fit stops when none differs by more than its Monte Carlo noise — max |z| ≤ the
-    Bonferroni critical value at ``significance`` over all N + N(N−1)/2 moments, z = error /
-    MCSE from the spread of 16 independent groups of chains (Student t, 15 degrees of
-    freedom). When max |z| stops falling the
-    sweeps per step double (up to ``max_sweeps_per_iteration``, default enough for twice as
-    many samples as data bins), so the noise shrinks as the fit approaches the data.
-
-    Started (``init=None``) from :func:`fit_pseudo`; chains start from data rows.
-
-    Parameters
-    ----------
-    rng_key : PRNG key
-    spins : SpikeData or (T, N) ±1
-    init : FitResult or (h, J) to start from
+    Started (``init=None``) from :func:`fit_pseudo`. Measured at N = 50 on sparse data with
+    strong shared input: see ``docs`` / the closing note of issue 12.
 
     Returns
     -------
-    FitResult with method "boltzmann"; ``moment_error`` exact for N ≤ 20, otherwise from the
-    last step's samples (with ``mcse_mean``, ``mcse_pair``); ``max_abs_z`` in both.
+    FitResult with method "boltzmann"; ``moment_error`` from the check (``max_abs_mean``,
+    ``max_abs_pair``, ``max_abs_connected``, ``max_abs_z``, ``max_z_mc``,
+    ``max_error_over_data_se``, MCSEs) or exact for N ≤ 20; ``settings["history"]`` per stage.
     """
-    start_time = time.perf_counter()
-    l2 = _check_l2(l2)
-    d = _prepare(spins, neuron_ids)
-    if d.spins is None:
-        raise DataError("fit_boltzmann needs the spins (chains start from data rows)")
-    num_chains = int(math.ceil(num_chains / _NUM_GROUPS) * _NUM_GROUPS)
-    num_neurons = d.m.shape[0]
-    report = boundary_report(d)
-    messages = list(report["messages"])
-    active = _active_mask(report, num_neurons)
-    idx = np.flatnonzero(active)
-    num_active = idx.size
-    key_init, key_chains, key_learn = jax.random.split(rng_key, 3)
     if init is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MLEWarning)
-            init = fit_pseudo(d, l2=l2, rng_key=key_init, check_moments=False)
-        init_name = "pseudo"
-    else:
-        init_name = "given"
+            init = fit_pseudo(spins, l2=l2, neuron_ids=neuron_ids,
+                              rng_key=jax.random.fold_in(rng_key, 1), check_moments=False)
     h0, J0 = (init.h, init.J) if isinstance(init, FitResult) else init
     h0, J0 = np.asarray(h0, np.float64), np.asarray(J0, np.float64)
-    if max_sweeps_per_iteration is None:
-        max_sweeps_per_iteration = int(np.clip(math.ceil(2 * d.num_bins / num_chains),
-                                               sweeps_per_iteration, 1000))
-    # whole chunks of sweeps_per_iteration: the compiled sweep scan is reused at every size
-    chunk = int(sweeps_per_iteration)
-    max_sweeps_per_iteration = chunk * int(math.ceil(max_sweeps_per_iteration / chunk))
-    sub = _Data(d.num_bins, d.m[idx], d.Q[np.ix_(idx, idx)], d.neuron_ids[idx], None)
-    target = jnp.asarray(_data_lattice_gas(sub))
-    phi = _to_lattice_gas(ising.pack(h0[idx], J0[np.ix_(idx, idx)]), num_active)
-    rows = jax.random.randint(key_chains, (num_chains,), 0, d.num_bins)
-    chains = jnp.asarray(d.spins[np.asarray(rows)][:, idx][:, None, :], jnp.float32)
-    num_moments = int(target.shape[0])
-    # z uses an MCSE from 16 groups: Student t with 15 degrees of freedom, Bonferroni over P
-    z_critical = float(scipy.stats.t.isf(significance / (2 * num_moments), _NUM_GROUPS - 1))
-    l2_j = jnp.float64(l2)
-    damping_j = jnp.float64(damping)
-    sweeps = int(sweeps_per_iteration)
-    sweep = 0
-    theta = _from_lattice_gas(phi, num_active)
-    h, J = ising.unpack(theta, num_active)
-    if burn_in:
-        chains, _ = _persistent_sweeps(jax.random.fold_in(key_learn, 0), chains, h, J, sweep,
-                                       int(burn_in), chunk)
-        sweep += int(burn_in)
-    converged = False
-    history = []
-    # progress is judged by max |error| / (data standard error): unlike |z| (error / MCSE) it
-    # does not grow as the sweeps per step grow, so steps at different noise levels compare
-    target_np = np.asarray(target)
-    data_se = jnp.asarray(np.sqrt(np.maximum(target_np * (1.0 - target_np), 1.0 / d.num_bins)
-                                  / d.num_bins))
-    best_score, best_z = np.inf, np.inf
-    best_phi, best_theta = phi, theta
-    rate = float(learning_rate)
-    iterations = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    options = dict(
+        l2=float(l2), num_chains=int(validity.NUM_GROUPS * math.ceil(
+            num_chains / validity.NUM_GROUPS)), sweeps_per_iteration=int(sweeps_per_iteration),
+        learning_rates=tuple(float(r) for r in learning_rates),
+        iterations_per_stage=int(iterations_per_stage), max_stages=int(max_stages),
+        max_step=float(max_step), data_weight=float(data_weight),
+        significance=float(significance), num_blocks=int(num_blocks), progress=progress,
+        check={"num_chains": int(num_chains), "num_sweeps": int(check_sweeps),
+               "burn_in": int(check_burn_in)})
 
-        bar = tqdm(total=max_iterations, unit="step", desc="Boltzmann")
-    for iterations in range(1, max_iterations + 1):  # noqa: B007
-        theta = _from_lattice_gas(phi, num_active)
-        h, J = ising.unpack(theta, num_active)
-        chains, activities = _persistent_sweeps(jax.random.fold_in(key_learn, iterations),
-                                                chains, h, J, sweep, sweeps, chunk)
-        sweep += sweeps
-        model, mcse, direction = _natural_gradient_step(
-            activities, target, phi, l2_j, damping_j, num_active, cg_iterations)
-        # a moment never seen in any chain has zero spread: floor the MCSE at one count
-        mcse = jnp.maximum(mcse, 1.0 / (num_chains * sweeps))
-        errors_p = jnp.abs(target - model)
-        max_z = float(jnp.max(errors_p / mcse))
-        score = float(jnp.max(errors_p / data_se))
-        noise = float(jnp.max(mcse / data_se))
-        history.append({"iteration": iterations, "sweeps": sweeps, "rate": rate,
-                        "max_abs_z": max_z, "max_abs_error_p": float(jnp.max(errors_p)),
-                        "max_error_over_data_se": score})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(max_z=f"{max_z:.2f}", err_se=f"{score:.2f}", sweeps=sweeps)
-        if max_z <= z_critical and sweeps >= max_sweeps_per_iteration:
-            # within noise, and the noise is that of at least ~2T samples: done
-            converged = True
-            best_theta, best_z = theta, max_z
-            break
-        # once the sweeps are at their maximum the steps are noise-limited: a step of rate η
-        # leaves a parameter noise of variance ∝ η / (2 − η), so cap η at half the rate
-        rate_cap = float(learning_rate) * (0.5 if sweeps >= max_sweeps_per_iteration else 1.0)
-        rate = min(rate, rate_cap)
-        if score < best_score:
-            best_score, best_z, best_phi, best_theta = score, max_z, phi, theta
-            rate = min(1.5 * rate, rate_cap)
-            if max_z <= z_critical:
-                sweeps = min(2 * sweeps, int(max_sweeps_per_iteration))
-        elif score > 1.5 * best_score + 3.0 * noise:
-            # the step made things clearly worse (a poorly estimated Fisher direction, or
-            # too long a step): return to the best parameters so far, halve the step and
-            # the noise
-            rate = max(rate / 2.0, learning_rate / 64.0)
-            phi = best_phi
-            sweeps = min(2 * sweeps, int(max_sweeps_per_iteration))
-            continue
-        else:
-            # no longer improving: the steps are noise-limited, halve the noise
-            sweeps = min(2 * sweeps, int(max_sweeps_per_iteration))
-        phi = phi + jnp.clip(rate * direction, -max_step, max_step)
-    if bar is not None:
-        bar.close()
-    i, j = ising.pair_indices(num_active)
-    if not converged:
-        theta, max_z = best_theta, best_z  # the best parameters seen, not the last
-    h, J = _assemble(d, active, np.asarray(theta), 1e-6)
-    if num_neurons <= 20:
-        errors = moment_errors(h, J, d)
-        errors["source"] = "exact"
-    elif not converged:
-        # the last step's samples belong to other parameters: sample the returned model
-        m_model, Q_model, noise = _sampled_moments(
-            jax.random.fold_in(key_learn, max_iterations + 1), h, J, num_chains=num_chains,
-            num_sweeps=int(max_sweeps_per_iteration), burn_in=int(burn_in) or 50)
-        errors = moment_errors(h, J, d, model_moments=(m_model, Q_model))
-        errors.update(noise)
-        errors["source"] = "sampled"
-    else:
-        x_mean = np.asarray(model[:num_active])
-        xx_mean = np.zeros((num_active, num_active))
-        xx_mean[i, j] = np.asarray(model[num_active:])
-        xx_mean = xx_mean + xx_mean.T
-        np.fill_diagonal(xx_mean, x_mean)
-        m_a, Q_a = _spin_moments_from_lattice_gas(x_mean, xx_mean)
-        m_model = np.tanh(h)  # inactive neurons: J = 0, exact mean
-        Q_model = np.outer(m_model, m_model)
-        m_model[idx] = m_a
-        Q_model[np.ix_(idx, idx)] = Q_a
-        np.fill_diagonal(Q_model, 1.0)
-        errors = moment_errors(h, J, d, model_moments=(m_model, Q_model))
-        errors["source"] = "sampled"
-        mcse_np = np.asarray(mcse)
-        errors["mcse_mean"] = float(2.0 * mcse_np[:num_active].max())
-        errors["mcse_pair"] = float(4.0 * mcse_np[num_active:].max()) if i.size else 0.0
-    errors["max_abs_z"] = max_z
-    if report["pairs"]:
-        messages.append(
-            "the couplings of those pairs are finite only because of "
-            + (f"the L2 penalty (l2 = {l2:g})" if l2 > 0 else
-               "the finite number of learning steps; pass l2 > 0 for finite MAP values")
-        )
-    if not converged:
-        messages.append(
-            f"fit_boltzmann: moment errors still above their Monte Carlo noise after "
-            f"{max_iterations} steps (max |z| = {max_z:.2f} > {z_critical:.2f})")
-    _emit(messages)
-    return FitResult(
-        h=h, J=J, method="boltzmann", neuron_ids=d.neuron_ids, moment_error=errors,
-        iterations=iterations, wall_time_s=time.perf_counter() - start_time,
-        settings={"method": "boltzmann", "l2": l2, "num_chains": num_chains,
-                  "sweeps_per_iteration": int(sweeps_per_iteration),
-                  "max_sweeps_per_iteration": int(max_sweeps_per_iteration),
-                  "burn_in": int(burn_in), "learning_rate": learning_rate,
-                  "max_iterations": max_iterations, "damping": damping,
-                  "cg_iterations": cg_iterations, "max_step": max_step,
-                  "significance": significance, "z_critical": z_critical,
-                  "init": init_name, "num_bins": d.num_bins, "history": history,
-                  "inactive_neurons": [d.neuron_ids[k] for k in np.flatnonzero(~active)]},
-        converged=converged, warnings=messages,
-    )
+    def solve(d, idx, assemble):
+        (result, _sim, h, J), history, iterations = _boltzmann_solve(
+            rng_key, d, idx, assemble, h0, J0, options)
+        errors = dict(result, source="sampled", max_abs_z=result["max_z"])
+        if d.m.shape[0] <= 20:
+            errors.update(moment_errors(h, J, d), source="exact")
+        messages = [] if result["within"] else [
+            f"fit_boltzmann: moment errors above their noise after {iterations} steps "
+            f"(max |z| = {result['max_z']:.2f} > {result['z_critical']:.2f}; max |Δm| "
+            f"{result['max_abs_mean']:.4f}, max |ΔC| {result['max_abs_connected']:.4f})"]
+        settings = {k: v for k, v in options.items() if k != "progress"}
+        settings.update(history=history, init="pseudo" if isinstance(init, FitResult)
+                        and init.method == "pseudo" else "given",
+                        z_critical=result["z_critical"])
+        return _Solution(h, J, iterations, bool(result["within"]), errors, settings, messages)
+
+    return _fit_skeleton("boltzmann", spins, neuron_ids, l2, solve, needs_spins=True,
+                         finite_by="the finite number of learning steps; pass l2 > 0 for "
+                                   "finite MAP values")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1350,30 +1244,12 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=512,
 # --------------------------------------------------------------------------------------------
 
 
-def model_check(rng_key, h, J, spins, *, num_chains=512, num_sweeps=1000, burn_in=500,
-                tolerance=None, neuron_ids=None):
-    r"""Simulate a fitted model and compare it with the data; name a degenerate fit.
-
-    Two sets of Gibbs chains (:func:`gibbs.sample_moments`): from uniformly random states and
-    from randomly chosen data rows (several fitted models are multimodal and look fine only from
-    data starts). For each: moment errors max |Δm|, max |ΔQ|, max |ΔC| (i<j), their Monte Carlo
-    standard errors, the mean spin and the mean activity (fraction of active neurons per bin).
-
-    Verdicts, first that applies:
-
-    * ``"degenerate: runs to an all-active state"`` — some start type's mean activity ≥ 0.9
-      while the data's is < 0.5 (or the all-silent mirror image);
-    * ``"multimodal: random and data starts reach different states"`` — the two start types'
-      mean activities differ by more than 0.1 or their means m by more than 10 MCSE + tolerance;
-    * ``"poor fit: moment errors above tolerance"`` — max |Δm| or max |ΔC| above ``tolerance``
-      (default: 3 data standard errors of the worst-determined moment plus 5 MCSE);
-    * ``"ok"``.
-
-    Returns
-    -------
-    dict (JSON-able) with ``verdict``, ``data`` (mean spin, mean activity), ``random_start``
-    and ``data_start`` (moment errors, mcse, mean spin, mean activity), ``settings``.
-    """
+def model_check(rng_key, h, J, spins, *, num_chains=1024, num_sweeps=1000, burn_in=500,
+                significance=0.05, neuron_ids=None):
+    r"""Simulate a fitted model from random and from data starts and compare it with the data;
+    name a degenerate fit. :func:`bayes_ising.validity.model_check` (see there) on the spins of
+    ``spins`` (SpikeData or (T, N) ±1): a dict with ``passed``, ``verdict``, ``reason`` and the
+    numbers."""
     d = _prepare(spins, neuron_ids)
     if d.spins is None:
         raise DataError("model_check needs the spins (chains also start from data rows)")
@@ -1382,48 +1258,6 @@ def model_check(rng_key, h, J, spins, *, num_chains=512, num_sweeps=1000, burn_i
     if h.shape != d.m.shape or J.shape != d.Q.shape:
         raise DataError(f"model of {h.shape[0]} neurons checked against data of "
                         f"{d.m.shape[0]}")
-    key_random, key_data = jax.random.split(rng_key)
-    i, j = ising.pair_indices(h.shape[0])
-    # data standard errors: sd(s_i)/sqrt(T) for m; sd(s_i s_j)/sqrt(T) for Q
-    data_se_mean = np.sqrt(np.maximum(1.0 - d.m**2, 0.0) / d.num_bins)
-    data_se_pair = np.sqrt(np.maximum(1.0 - d.Q[i, j] ** 2, 0.0) / d.num_bins)
-    results = {}
-    for name, key, start in (("random_start", key_random, None),
-                             ("data_start", key_data, d.spins)):
-        m, Q, noise = _sampled_moments(key, h, J, num_chains=num_chains, num_sweeps=num_sweeps,
-                                       burn_in=burn_in, initial_spins=start)
-        errors = moment_errors(h, J, d, model_moments=(m, Q))
-        errors.update(noise)
-        errors["mean_spin"] = float(m.mean())
-        errors["mean_activity"] = float(((1.0 + m) / 2.0).mean())
-        results[name] = (errors, m)
-    data_activity = float(((1.0 + d.m) / 2.0).mean())
-    random_errors, m_random = results["random_start"]
-    data_errors, m_data_start = results["data_start"]
-    mcse = max(random_errors["mcse_mean"], data_errors["mcse_mean"])
-    if tolerance is None:
-        worst_data_se = max(float(data_se_mean.max()),
-                            float(data_se_pair.max()) if data_se_pair.size else 0.0)
-        tolerance = 3.0 * worst_data_se + 5.0 * mcse
-    activities = (random_errors["mean_activity"], data_errors["mean_activity"])
-    if max(activities) >= 0.9 and data_activity < 0.5:
-        verdict = "degenerate: runs to an all-active state"
-    elif min(activities) <= 0.1 and data_activity > 0.5:
-        verdict = "degenerate: runs to an all-silent state"
-    elif (abs(activities[0] - activities[1]) > 0.1
-          or float(np.max(np.abs(m_random - m_data_start))) > 10 * mcse + tolerance):
-        verdict = "multimodal: random and data starts reach different states"
-    elif max(max(e["max_abs_mean"], e["max_abs_connected"])
-             for e in (random_errors, data_errors)) > tolerance:
-        verdict = "poor fit: moment errors above tolerance"
-    else:
-        verdict = "ok"
-    return {
-        "verdict": verdict,
-        "data": {"mean_spin": float(d.m.mean()), "mean_activity": data_activity},
-        "random_start": random_errors,
-        "data_start": data_errors,
-        "tolerance": float(tolerance),
-        "settings": {"num_chains": int(num_chains), "num_sweeps": int(num_sweeps),
-                     "burn_in": int(burn_in)},
-    }
+    return validity.model_check(rng_key, h, J, d.spins, num_chains=num_chains,
+                                num_sweeps=num_sweeps, burn_in=burn_in,
+                                significance=significance)

@@ -13,6 +13,7 @@ fitted temperature T = 1, so h and J are dimensionless; entropies are in nats.
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = [
     "cell_type_order",
@@ -263,6 +264,7 @@ def plot_rank_trace(draws, names, *, rhat=None, ess_bulk=None, num_rank_bins=20)
         ax_trace.set_xlabel("draw (after warmup)", fontsize=7)
         ax_rank.set_xlabel(f"rank bin (of {num_rank_bins}, pooled chains)", fontsize=7)
         ax_rank.set_ylim(bottom=0)
+        ax_rank.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 
@@ -349,7 +351,7 @@ def plot_synchrony_distribution(observed, *, predicted=None, lower=None, upper=N
                 label="independent model")
     shown = observed > 0
     ax.plot(k[shown], observed[shown], "ko", markersize=3, label="data")
-    ax.set_yscale("log")
+    _log_y_integer_x(ax)
     ax.set_xlabel("K (number of neurons active in a bin)")
     ax.set_ylabel("P(K) (fraction of bins)")
     ax.legend(fontsize=7)
@@ -384,12 +386,35 @@ def plot_ei_synchrony(population, synchrony, *, ax=None, title=None):
             ax.plot(k, np.maximum(curve["median"], floor), color=color, label=label)
     shown = observed > 0
     ax.plot(np.arange(observed.size)[shown], observed[shown], "ko", markersize=3, label="data")
-    ax.set_yscale("log")
+    _log_y_integer_x(ax)
     ax.set_xlabel(f"K_{population} (number of {population} neurons active in a bin)")
     ax.set_ylabel("P(K) (fraction of bins)")
     ax.legend(fontsize=7)
     ax.set_title(title or f"{population} synchrony: {population}-only vs E+I model", fontsize=9)
     return fig if fig is not None else ax.figure
+
+
+def _log_y_integer_x(ax):
+    """A count on x (integer ticks), a probability on a log y axis (:func:`_log_ticks`)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _log_ticks(ax.yaxis, *ax.get_ylim())
+
+
+def _log_ticks(axis, low, high):
+    """Decade ticks (10⁻³, 10⁻²…) over ≥ 2 decades; else 1, 2, 5 × 10^k labelled "0.02", so
+    that a short range still has labels and no minor labels crowd it."""
+    from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation, LogLocator, NullFormatter
+
+    if low > 0 and high / low >= 100:
+        axis.set_major_locator(LogLocator(base=10, numticks=8))
+        axis.set_major_formatter(LogFormatterSciNotation())
+    else:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _positive_floor(*arrays):
@@ -757,6 +782,10 @@ def plot_study_synchrony(table, *, interval=0.9, titles=None):
             lower=_series(rows, "lower"), upper=_series(rows, "upper"),
             independent=_series(rows, "independent"), interval=interval, ax=ax,
             title=(titles or {}).get(state, f"state: {state}"))
+        seen = _series(rows, "observed")
+        if np.any(seen > 0):  # the model's far tail below what 1% of a bin could show
+            ax.set_ylim(bottom=max(ax.get_ylim()[0], 0.01 * float(seen[seen > 0].min())))
+            _log_ticks(ax.yaxis, *ax.get_ylim())
         ax.legend(fontsize=6, loc="lower left")
     return fig
 
@@ -891,6 +920,8 @@ def plot_study_widths(table):
         low, high = (values.min(), values.max()) if values.size else (0.1, 1.0)
         ax.plot([low, high], [low, high], color="k", linewidth=0.8, label="equal width")
         _log_axes(ax)
+        ax.set_xlim(low / 1.15, high * 1.15)  # the same range on both axes: the diagonal
+        ax.set_ylim(low / 1.15, high * 1.15)  # is equality, and distance from it the ratio
         ax.set_xlabel("NUTS interval width (dimensionless)")
         ax.set_ylabel("walk interval width")
         ax.set_title(f"{population}, {state}", fontsize=8)

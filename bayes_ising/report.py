@@ -82,7 +82,7 @@ CRITICALITY_CAVEAT = (
     "near a critical point. Read it with care: such a peak also arises from subsampling a larger "
     "network, from shared input (a common fluctuating drive such as up/down states), and from "
     "the inference itself (a model fitted to finite data). Compare with the shuffled-data "
-    "control below, and with how the peak moves as the number of neurons grows, before "
+    "control, and with how the peak moves as the number of neurons grows, before "
     "drawing any conclusion about criticality."
 )
 
@@ -188,6 +188,8 @@ def interval_text(value, digits=3):
     if isinstance(value, dict):
         centre = _centre(value)
         if value.get("lower") is not None and value.get("upper") is not None:
+            if value["lower"] == value["upper"] == centre:  # one draw: no interval to show
+                return format_number(centre, digits)
             return (f"{format_number(centre, digits)} [{format_number(value['lower'], digits)}, "
                     f"{format_number(value['upper'], digits)}]")
         return format_number(centre, digits)
@@ -400,9 +402,12 @@ def _verdict_view(ctx):
         view.update(converged=bool(diag.get("converged")), source="the diagnostics",
                     reasons=list(diag.get("reasons") or []),
                     warnings=list(diag.get("warnings") or []))
-        if diag.get("valid") is not None:
-            view.update(valid=bool(diag["valid"]),
-                        valid_reason=_get(diag, "valid_reason", "validity_reason", "reason"))
+        validity = diag.get("validity") if isinstance(diag.get("validity"), dict) else {}
+        valid = _get(diag, "valid", default=validity.get("valid"))
+        if valid is not None:
+            view.update(valid=bool(valid), valid_reason=_get(
+                diag, "valid_reason", "validity_reason",
+                default=_get(validity, "reason", "verdict")))
     elif conv is not None and conv["converged"] is not None:
         view.update(converged=bool(conv["converged"]), reasons=list(conv["reasons"]),
                     source=f"a basic check of the posterior (R-hat ≤ {RHAT_THRESHOLD}, bulk "
@@ -960,6 +965,8 @@ def _mle_view(ctx):
     timing = comparison.get("timing") or {}
     walk = comparison.get("adaptive_metropolis") or {}
     walk_class, walk_text = walk_verdict(walk, summary.get("J_median_width_ratio"))
+    if comparison.get("verdict"):  # the comparison's own sentence (comparison.verdict)
+        walk_text = str(comparison["verdict"])
     mle_info = comparison.get("mle") or {}
     return {"interval": f"{comparison.get('interval', 0.9):.0%}",
             "facts": _mle_facts(comparison, mle_info, walk), "walk_class": walk_class,
@@ -973,7 +980,28 @@ def _mle_view(ctx):
                 ("optimiser restarts", "restarts_s"), ("MLE side in total", "mle_total_s"),
                 ("NUTS (sampling, from the fit)", "nuts_s")] if timing.get(key) is not None]),
             "agreement": _agreement_table(comparison) if comparison.get("flagged") else None,
+            "groups": _group_table(comparison.get("groups")),
             "warnings": list(mle_info.get("warnings") or [])}
+
+
+#: the parameter groups of :func:`bayes_ising.comparison.group_comparison`, in words
+_GROUP_NAMES = {"h_busy": "h of neurons above the firing threshold",
+                "a_busy": "0/1-convention fields a of those neurons",
+                "J_busy": "J between those neurons",
+                "h_rare": "h of rare neurons (weakly identified)",
+                "J_never_cofire": "J of pairs that never fire together"}
+
+
+def _group_table(groups):
+    """Median interval-width ratio walk/NUTS per parameter group, with its Monte Carlo error."""
+    rows = [[_GROUP_NAMES.get(name, name), _fmt(group.get("num_parameters")),
+             _fmt(group.get("median_width_ratio")), _fmt(group.get("mc_error"))]
+            for name, group in (groups or {}).items()
+            if isinstance(group, dict) and group.get("num_parameters")]
+    if not rows:
+        return None
+    return table_view(["parameters", "number", "median width ratio (walk / NUTS)",
+                       "± Monte Carlo error"], rows)
 
 
 def _mle_facts(comparison, mle_info, walk):

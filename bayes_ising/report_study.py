@@ -308,12 +308,17 @@ def _synchrony_sentence(study, fit):
     if sync.get("fraction_in_band") is None:
         return None
     inside = sync["fraction_in_band"]
+    pairwise, independent = (sync.get("max_abs_log_ratio"),
+                             sync.get("max_abs_log_ratio_independent"))
+    closer = ""
+    if pairwise is not None and independent is not None:
+        closer = ("; the pairwise model is the closer of the two" if pairwise < independent
+                  else "; the pairwise model is not closer than the independent model")
     return (f"{fit['state']}: {inside:.0%} of the observed P(K) (K seen in at least "
             f"{sync.get('min_count', 10)} bins) lie inside the replicated-data band; "
-            f"max |log(predicted/observed)| is {format_number(sync.get('max_abs_log_ratio'))} "
-            "for the pairwise model against "
-            f"{format_number(sync.get('max_abs_log_ratio_independent'))} for the independent "
-            "model" + ("." if _trusted(fit) else f" (fit {_why_untrusted(fit)})."))
+            f"max |log(predicted/observed)| is {format_number(pairwise)} for the pairwise model "
+            f"against {format_number(independent)} for the independent model{closer}"
+            + ("." if _trusted(fit) else f" (fit {_why_untrusted(fit)})."))
 
 
 def _interval(study):
@@ -344,8 +349,8 @@ def _ei_view(study):
                          interval_text(block.get("log_ratio_joint")) + mark])
             sentence = ei_sentence(state, population, joint, block)
             if sentence:
-                sentences.append(sentence + ("" if not mark else
-                                             " (from a fit that is not to be read)"))
+                sentences.append(sentence if not mark else
+                                 sentence[:-1] + " (from a fit that is not to be read).")
     figure = None
     if frame is not None:
         figure = figure_view(plots.plot_study_ei(frame),
@@ -415,17 +420,28 @@ def _states_view(study):
 
 
 def _state_sentences(probabilities):
-    """Which ordered pairs are resolved (P ≥ 0.95), one sentence per block and quantity."""
+    """Per block and quantity: the pairs of states whose order is resolved (P ≥ 0.95 for one
+    order), and those that are not."""
     out = []
     for (block, quantity), group in probabilities.groupby(["block", "quantity"], sort=False):
-        clear = [f"{r.state_a} > {r.state_b} ({format_number(r.probability)})"
-                 for r in group.itertuples() if r.probability >= _CLEAR[1]]
-        if clear:
-            out.append(f"Mean {block} {quantity}: larger in " + ", ".join(clear)
-                       + "; the other orderings are not resolved.")
-        else:
-            out.append(f"Mean {block} {quantity}: no ordering of the states is resolved (every "
-                       f"probability below {_CLEAR[1]}).")
+        value = {(r.state_a, r.state_b): r.probability for r in group.itertuples()}
+        resolved, unresolved, seen = [], [], set()
+        for a, b in value:
+            if frozenset((a, b)) in seen:
+                continue
+            seen.add(frozenset((a, b)))
+            forward, backward = value[a, b], value.get((b, a), 1 - value[a, b])
+            if forward >= _CLEAR[1]:
+                resolved.append(f"larger in {a} than {b} ({format_number(forward)})")
+            elif backward >= _CLEAR[1]:
+                resolved.append(f"larger in {b} than {a} ({format_number(backward)})")
+            else:
+                unresolved.append(f"{a} vs {b}")
+        text = f"Mean {block} {quantity}: " + ("; ".join(resolved) if resolved else
+                                                "no pair of states is ordered")
+        if unresolved and resolved:
+            text += "; not resolved: " + ", ".join(unresolved)
+        out.append(text + ".")
     return out
 
 
@@ -442,7 +458,10 @@ def _thermo_view(study):
         "median": "heat_capacity_median", "lower": "heat_capacity_lower",
         "upper": "heat_capacity_upper"})
     fits = [f for f in study["summary"].get("fits", []) if f.get("T_peak")]
-    rows = [[f["state"], f["population"], _mark(interval_text(f.get("T_peak")), f),
+    edges = _peak_edges(study)
+    rows = [[f["state"], f["population"],
+             _mark(interval_text(f.get("T_peak")), f) + edges.get((f["state"], f["population"]),
+                                                                 ""),
              _mark(interval_text(f.get("C_max_per_neuron")), f),
              interval_text(f.get("T_peak_control")),
              interval_text(f.get("C_max_per_neuron_control")), _peak_reading(f)]
@@ -456,6 +475,18 @@ def _thermo_view(study):
                                   "panel; dotted: T = 1, the fitted model."),
             "table": table_view(["state", "population", "T*", "C_max/N", "control T*",
                                  "control C_max/N", "reading"], rows, left=(0, 1, 6))}
+
+
+def _peak_edges(study):
+    """(state, population) -> a note when T* lies at an end of the temperature grid for some
+    draws (then T* is a bound, not a peak), from tables/peaks.csv."""
+    frame = _table(study, "peaks", "state", "population", "model", "quantity",
+                   "fraction_at_edge")
+    if frame is None:
+        return {}
+    rows = frame[(frame["model"] == "posterior") & (frame["quantity"] == "T_peak")]
+    return {(r.state, r.population): f" (at the grid's end in {r.fraction_at_edge:.0%} of draws)"
+            for r in rows.itertuples() if r.fraction_at_edge and r.fraction_at_edge > 0}
 
 
 def _peak_reading(fit):
@@ -496,7 +527,18 @@ def _information_view(study):
             cells.append(text)
         rows.append([state, *cells])
     return {"missing": None, "table": table_view(["state", *populations], rows),
+            "sentences": [_information_sentence(f) for f in fits if f.get("I2_IN")
+                          and _trusted(f)],
             "untrusted": _untrusted_note([f for f in fits if f.get("I2_IN")], "Ratios")}
+
+
+def _information_sentence(fit):
+    ratio = fit["I2_IN"]
+    if ratio.get("lower") is not None and (ratio["lower"] < 0 or ratio["upper"] > 1):
+        return (f"{_label(fit)}: I2/IN {interval_text(ratio)} leaves [0, 1]: the total "
+                "multi-information is too small for the ratio to be read.")
+    return (f"{_label(fit)}: pairwise interactions capture {interval_text(ratio)} of the "
+            "multi-information.")
 
 
 def _multi_information(study):
@@ -532,7 +574,7 @@ def _reliability_view(study):
                          format_number(r.get("contraction")),
                          format_number(r.get("cosine_similarity")),
                          _rule(r.get("cosine_flagged")),
-                         _rule(r.get("firing_threshold_flagged"))])
+                         _rule(r.get("firing_threshold_flagged"), "below 5%")])
             classes.append("flag" if _true(r.get("flagged")) else "")
     return {"missing": None,
             "summary": table_view(["state", "population", "neurons", "flagged (diagnostics)",
@@ -562,10 +604,10 @@ def _text(value):
     return "–" if _missing_value(value) or value == "" else str(value)
 
 
-def _rule(value):
+def _rule(value, word="unreliable"):
     if _missing_value(value):
         return "–"
-    return _bold("unreliable") if _true(value) else "kept"
+    return _bold(word) if _true(value) else "kept"
 
 
 # --------------------------------------------------------------------------- MLE section
@@ -582,25 +624,56 @@ def _mle_view(study):
                         study, ("compare",))
     rows, verdicts, parameters = [], [], []
     for fit, result in results:
-        summary, walk = result.get("summary") or {}, result.get("adaptive_metropolis") or {}
-        timing = result.get("timing") or {}
-        css, text = walk_verdict(walk, summary.get("J_median_width_ratio"))
+        css, text = comparison_verdict(result)
         verdicts.append({"class": css, "text": f"{_label(fit)}: {text}"})
-        rows.append([fit["state"], fit["population"],
-                     format_number(summary.get("h_median_width_ratio")),
-                     format_number(summary.get("J_median_width_ratio")),
-                     format_number(summary.get("J_fraction_mle_in_bayes_interval")),
-                     format_number(walk.get("num_draws")),
-                     format_number(walk.get("max_rhat")), format_number(walk.get("min_ess_bulk")),
-                     format_number(timing.get("mle_total_s"), 1),
-                     format_number(timing.get("nuts_s"), 1)])
+        rows.append(_mle_row(fit, result))
         parameters.append(_parameter_rows(fit, result.get("parameters") or {}))
-    figure = _widths_figure(parameters)
-    return {"missing": None, "verdicts": _merge_verdicts(verdicts), "figure": figure,
-            "table": table_view(["state", "population", "h width ratio (walk / NUTS)",
-                                 "J width ratio (walk / NUTS)", "J: MLE inside NUTS interval",
-                                 "walk draws", "walk max R-hat", "walk min bulk ESS",
-                                 "MLE side (s)", "NUTS (s)"], rows, left=(0, 1))}
+    return {"missing": None, "verdicts": _merge_verdicts(verdicts),
+            "figure": _widths_figure(parameters),
+            "table": table_view(["state", "population", "walk converged",
+                                 "walk max R-hat", "walk min ESS (bulk / tail)",
+                                 "h width ratio (walk / NUTS)", "J width ratio (walk / NUTS)",
+                                 "J: MLE inside NUTS interval", "walk s per effective draw",
+                                 "NUTS s per effective draw"], rows, left=(0, 1))}
+
+
+def comparison_verdict(result):
+    """(CSS class, sentence) of one MLE-vs-Bayes comparison: the comparison's own verdict
+    (:func:`bayes_ising.comparison.verdict`) when it has one, else the walk's status."""
+    walk = result.get("adaptive_metropolis") or {}
+    if result.get("verdict"):
+        converged = walk.get("converged")
+        return ("ok" if converged else "bad" if converged is False else "warn",
+                str(result["verdict"]))
+    return walk_verdict(walk, (result.get("summary") or {}).get("J_median_width_ratio"))
+
+
+def _width_ratio(result, kind):
+    """Median width ratio walk/NUTS of the well-identified parameters (± Monte Carlo error)
+    when the comparison has groups, else over all parameters of the kind."""
+    group = (result.get("groups") or {}).get(f"{kind}_busy") or {}
+    if group.get("median_width_ratio") is not None:
+        text = format_number(group["median_width_ratio"])
+        if group.get("mc_error") is not None:
+            text += f" ± {format_number(group['mc_error'])}"
+        return text + " (busy neurons)"
+    return format_number((result.get("summary") or {}).get(f"{kind}_median_width_ratio"))
+
+
+def _mle_row(fit, result):
+    walk, cost = result.get("adaptive_metropolis") or {}, result.get("cost") or {}
+    ess = "–"
+    if walk.get("min_ess_bulk") is not None:
+        ess = (f"{format_number(walk['min_ess_bulk'], 0)} / "
+               f"{format_number(walk.get('min_ess_tail'), 0)}")
+    draws = walk.get("num_draws")
+    chains = f"{walk['num_chains']} × " if walk.get("num_chains") else ""
+    converged = _yes_no(walk.get("converged")) + (f" ({chains}{draws} draws)" if draws else "")
+    return [fit["state"], fit["population"], converged, format_number(walk.get("max_rhat")),
+            ess, _width_ratio(result, "h"), _width_ratio(result, "J"),
+            format_number((result.get("summary") or {}).get("J_fraction_mle_in_bayes_interval")),
+            format_number((cost.get("walk") or {}).get("seconds_per_effective_draw")),
+            format_number((cost.get("nuts") or {}).get("seconds_per_effective_draw"))]
 
 
 def _merge_verdicts(verdicts):

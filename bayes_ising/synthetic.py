@@ -28,6 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.signal
 
 from . import ising
 from .errors import ModelSpecError
@@ -43,6 +44,12 @@ __all__ = [
     "ei_network_parameters",
     "simulate_network",
     "ei_network",
+    "SleepState",
+    "SLEEP_STATES",
+    "PoolingTruth",
+    "pooling_network_parameters",
+    "pooling_network",
+    "shared_input_raster",
 ]
 
 #: Largest N for which :func:`sample_ising` samples exactly (2^20 ≈ 10^6 state probabilities).
@@ -528,3 +535,325 @@ def ei_network(rng_key, num_excitatory, num_inhibitory, *, duration, bin_size=0.
     if data.num_bins != num_bins:
         raise RuntimeError(f"internal: expected {num_bins} bins, binning gave {data.num_bins}")
     return (data, truth) if return_truth else data
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling-interneuron Boltzmann network (the generator of datasets.ei_sleep)
+# --------------------------------------------------------------------------------------------
+
+
+class SleepState(NamedTuple):
+    """Per-state settings of :func:`pooling_network`: ``ii_scale`` multiplies the I–I weights;
+    a slow telegraph up/down drive u(t) ∈ {−1, +1} (mean dwell ``dwell`` seconds in each
+    phase) adds ``drive · u(t)`` to every neuron's log-odds."""
+
+    ii_scale: float
+    drive: float
+    dwell: float
+
+
+#: Wake → light → deep: I–I coupling grows, and a modest slow up/down drive appears.
+SLEEP_STATES = {
+    "wake": SleepState(ii_scale=0.4, drive=0.0, dwell=0.3),
+    "light": SleepState(ii_scale=1.0, drive=0.08, dwell=0.3),
+    "deep": SleepState(ii_scale=1.6, drive=0.15, dwell=0.4),
+}
+
+
+class PoolingTruth(NamedTuple):
+    """Ground truth of :func:`pooling_network` in lattice-gas form (x = (s + 1)/2 ∈ {0, 1}).
+
+    weights : (N, N) symmetric, zero diagonal; W[i, j] the log-odds one active j adds to i.
+        The I–I block is given for ``ii_scale = 1`` (each state scales it).
+    bias : (N,) baseline log-odds (all other neurons silent).
+    cell_types : (N,) str; pooled : (N_I, N_E) bool, which E neurons each I neuron pools;
+    sparse : (N,) bool, the E neurons given the low target rate.
+    """
+
+    weights: np.ndarray
+    bias: np.ndarray
+    cell_types: np.ndarray
+    pooled: np.ndarray
+    sparse: np.ndarray
+
+
+def pooling_network_parameters(rng_key, num_excitatory, num_inhibitory, *, pooling=1.2,
+                               pool_probability=0.5, inhibitory_sign_mix=0.5,
+                               coupling_ee=(0.05, 0.25), coupling_ii=(0.3, 0.1),
+                               ee_density=0.5, rate_excitatory=0.12, rate_inhibitory=0.5,
+                               excitatory_bias_shift=-0.3, num_sparse=None, rate_sparse=0.01,
+                               reference_excitatory=12):
+    r"""Draw the symmetric E/I network of :func:`pooling_network` (lattice-gas weights).
+
+    * **Pooling** (the mechanism): each I neuron k pools a random set of E neurons (each with
+      ``pool_probability``) with weight :math:`\pm w\,|1 + 0.3 z|`,
+      :math:`w = \text{pooling}\cdot\sqrt{\text{reference\_excitatory}/N_E}`; the sign is
+      + for a fraction ``1 − inhibitory_sign_mix`` of the I neurons (recruited by E activity)
+      and − for the rest (silenced by it), so that E–I couplings have mixed signs.
+      ``pooling = 0`` switches the mechanism off.
+    * E–E: N(μ, σ) of ``coupling_ee`` on a fraction ``ee_density`` of pairs (mostly positive);
+      I–I: N(μ, σ) of ``coupling_ii`` on every pair (positive).
+    * Biases: naive mean field for the target rates r (E ``rate_excitatory``, I
+      ``rate_inhibitory``, × e^{0.3 z} per neuron): :math:`b_i = \operatorname{logit} r_i -
+      \sum_j W_{ij} r_j`, plus ``excitatory_bias_shift`` on E neurons (mean field misses the
+      positive feedback of the pools, which raises E rates). ``num_sparse`` E neurons
+      (default max(2, N // 12)) get the target rate ``rate_sparse`` (they fire in < 5% of
+      bins: the low-rate neurons the diagnostics must flag).
+
+    Returns
+    -------
+    PoolingTruth
+    """
+    _check_network_sizes(num_excitatory, num_inhibitory)
+    n_e, n_i = int(num_excitatory), int(num_inhibitory)
+    n = n_e + n_i
+    # NumPy draws from a generator seeded by the key: one tiny JAX call, no compilations
+    rng = _numpy_rng(rng_key)
+    is_e = np.arange(n) < n_e
+    w = np.zeros((n, n))
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
+    ee = np.outer(is_e, is_e) & upper & (rng.random((n, n)) < ee_density)
+    ii = np.outer(~is_e, ~is_e) & upper
+    z = rng.standard_normal((n, n))
+    w[ee] = coupling_ee[0] + coupling_ee[1] * z[ee]
+    w[ii] = coupling_ii[0] + coupling_ii[1] * z[ii]
+    pooled = rng.random((n_i, n_e)) < pool_probability
+    sign = np.where(np.arange(n_i) < round(n_i * (1 - inhibitory_sign_mix)), 1.0, -1.0)
+    strength = pooling * np.sqrt(reference_excitatory / n_e)
+    w_ie = sign[:, None] * pooled * strength * np.abs(
+        1 + 0.3 * rng.standard_normal((n_i, n_e)))
+    w[n_e:, :n_e] = w_ie
+    w = np.triu(w, 1) + np.triu(w, 1).T
+    w[n_e:, :n_e] = w_ie
+    w[:n_e, n_e:] = w_ie.T
+    target = np.where(is_e, rate_excitatory, rate_inhibitory) * np.exp(
+        0.3 * rng.standard_normal((n,)))
+    if num_sparse is None:
+        num_sparse = max(2, n // 12)
+    if not 0 <= num_sparse <= n_e:
+        raise ModelSpecError(f"num_sparse must be between 0 and {n_e}, got {num_sparse}")
+    sparse = np.zeros(n, dtype=bool)
+    sparse[rng.permutation(n_e)[:num_sparse]] = True
+    target = np.clip(np.where(sparse, rate_sparse, target), 0.005, 0.9)
+    bias = np.log(target) - np.log1p(-target) - w @ target
+    bias[:n_e] += excitatory_bias_shift
+    return PoolingTruth(weights=w, bias=bias, cell_types=_cell_types(n_e, n_i),
+                        pooled=pooled, sparse=sparse)
+
+
+def _numpy_rng(rng_key):
+    """A NumPy generator seeded by a JAX key (the same stream with float64 on or off)."""
+    return np.random.default_rng(np.asarray(jax.random.bits(rng_key, (4,), dtype=jnp.uint32)))
+
+
+def _state_weights(truth, ii_scale):
+    """Weights of one state: the I–I block scaled by ``ii_scale``."""
+    is_i = truth.cell_types == "I"
+    scale = np.where(np.outer(is_i, is_i), ii_scale, 1.0)
+    return truth.weights * scale
+
+
+def _heat_bath_chains(rng, weights, bias, drive, num_bins, burn_in, flip_probability):
+    """Sequential heat-bath (Glauber) sweeps of 0/1 units, one sweep per bin, C chains.
+
+    weights (C, N, N), bias (N,), drive (C,), flip_probability (C,): per bin the up/down
+    drive u ∈ {−1, +1} flips with this probability. Site i in a sweep (random order):
+    x_i ~ Bernoulli(σ(b_i + Σ_j W_ij x_j + drive·u)). Returns x (C, num_bins, N) int8.
+
+    NumPy, vectorised over chains (N sequential updates per sweep cannot be vectorised over
+    sites): no compilation, so the embedded dataset takes about a second to make.
+    """
+    num_chains, n = weights.shape[0], bias.shape[0]
+    num_sweeps = burn_in + num_bins
+    by_site = np.ascontiguousarray(np.transpose(weights, (1, 0, 2)))  # (N, C, N)
+    orders = np.argsort(rng.random((num_sweeps, n)), axis=1)
+    # log-odds thresholds: x_i = 1 iff logit(U) < field, U uniform
+    uniform = rng.random((num_sweeps, n, num_chains))
+    thresholds = np.log(uniform) - np.log1p(-uniform)
+    flips = rng.random((num_sweeps, num_chains)) < flip_probability
+    x = np.zeros((num_chains, n))
+    u = np.ones(num_chains)
+    out = np.empty((num_bins, num_chains, n), dtype=np.int8)
+    for t in range(num_sweeps):
+        offset = drive * u
+        for k, i in enumerate(orders[t]):
+            field = bias[i] + np.einsum("cj,cj->c", by_site[i], x) + offset
+            x[:, i] = thresholds[t, k] < field
+        u = np.where(flips[t], -u, u)
+        if t >= burn_in:
+            out[t - burn_in] = x
+    return np.swapaxes(out, 0, 1)
+
+
+def pooling_network(rng_key, num_excitatory, num_inhibitory, *, duration, bin_size=0.05,
+                    epoch_duration=None, state_order=("wake", "light", "deep"), states=None,
+                    burn_in=200, return_truth=False, **parameter_kwargs):
+    r"""Spike times of a pooling-interneuron E/I network in three sleep states, as SpikeData.
+
+    **Model.** 0/1 units with *symmetric* weights W (:func:`pooling_network_parameters`) run
+    by sequential heat-bath (Glauber) dynamics, one sweep of all neurons in random order per
+    bin:
+
+    .. math:: P(x_i = 1 \mid x_{\setminus i}) = \sigma\Big(b_i + \sum_j W_{ij} x_j
+       + a_{\text{state}}\, u(t)\Big),
+
+    whose stationary distribution, without the drive (a = 0), is the Ising (Boltzmann)
+    distribution P(x) ∝ exp(b·x + Σ_{i<j} W_ij x_i x_j). Each recorded epoch is one chain
+    (after ``burn_in`` sweeps) with its state's settings (:data:`SLEEP_STATES`); an active
+    unit emits one spike at a uniform time inside the bin (kept 5% away from its edges), and
+    the trains are binned by :meth:`SpikeData.from_spike_times`.
+
+    **Which mechanism produces which phenomenon.**
+
+    * *E-only over-prediction of high-K E synchrony, E+I not* — **pooling interneurons**: each
+      I neuron is strongly coupled to about half the E neurons and fires in ~50% of bins, so
+      its input h_k + Σ_e W_ke x_e sits in the steep part of its sigmoid for typical E
+      activity and saturates when many E neurons fire together. Summing the I neuron out
+      adds :math:`\log(1 + e^{h_k + \sum_e W_{ke} x_e})` to log P(x_E): quadratic for small
+      inputs, *linear* for large ones. An E-only pairwise model fits the quadratic part and
+      extrapolates it into the high-K tail (over-prediction); the E+I pairwise model holds
+      the mechanism exactly (its marginal over E is the true one).
+    * *I-only slight under-prediction*: summing out the many weakly varying E neurons leaves
+      a small, mostly positive higher-order term in the I marginal.
+    * *P(K), patterns, I2/IN ≥ 0.8*: without drive the data are samples of a pairwise model
+      over all neurons; the modest up/down drive (:data:`SLEEP_STATES`) is the only
+      non-pairwise input, which the pairwise model misses (larger in deep sleep).
+    * *I–I correlations and couplings larger in deep than wake*: the I–I weights are scaled
+      by ``ii_scale`` (0.4 wake, 1.0 light, 1.6 deep) and the drive is common to all neurons.
+    * *E–E and I–I couplings mostly positive, E–I mixed*: the planted blocks (E–I sign + for
+      recruited and − for silenced I neurons).
+    * With ``pooling=0`` (:func:`bayes_ising.datasets.ei_sleep_control`) E and I are
+      independent pairwise populations: E-only and E+I models agree.
+
+    Parameters
+    ----------
+    rng_key : jax PRNG key
+    num_excitatory, num_inhibitory : int
+    duration : float, seconds; a whole number of ``epoch_duration``
+    bin_size : float, seconds (default 0.05)
+    epoch_duration : float, seconds (default ``duration / len(state_order)``)
+    state_order : sequence of str, the cycle of states; each needs an entry in ``states``
+    states : dict name → SleepState (default :data:`SLEEP_STATES`)
+    burn_in : int, sweeps before each epoch's first bin
+    return_truth : bool, also return the :class:`PoolingTruth`
+    **parameter_kwargs : passed to :func:`pooling_network_parameters`
+
+    Returns
+    -------
+    SpikeData (neuron ids "E00".., "I00"..; cell types; states) [, PoolingTruth]
+    """
+    from .data import SpikeData
+
+    _check_network_sizes(num_excitatory, num_inhibitory)
+    duration, bin_size = float(duration), float(bin_size)
+    if not (duration > 0 and bin_size > 0):
+        raise ModelSpecError(f"duration and bin_size must be positive, got {duration}, "
+                             f"{bin_size}")
+    states = dict(SLEEP_STATES if states is None else states)
+    state_order = tuple(state_order)
+    missing = [s for s in state_order if s not in states]
+    if missing:
+        raise ModelSpecError(f"no settings for state(s) {missing}; known: {sorted(states)}")
+    if epoch_duration is None:
+        epoch_duration = duration / len(state_order)
+    names, starts, stops = _state_schedule(duration, float(epoch_duration), state_order,
+                                           bin_size)
+    bins_per_epoch = int(round(float(epoch_duration) / bin_size))
+    key_params, key_dynamics, key_times = jax.random.split(rng_key, 3)
+    truth = pooling_network_parameters(key_params, num_excitatory, num_inhibitory,
+                                       **parameter_kwargs)
+    weights = np.stack([_state_weights(truth, states[s].ii_scale) for s in names])
+    drive = np.array([states[s].drive for s in names])
+    flip = np.array([min(1.0, bin_size / states[s].dwell) for s in names])
+    x = _heat_bath_chains(_numpy_rng(key_dynamics), weights, truth.bias, drive, bins_per_epoch,
+                          int(burn_in), flip)
+    x = x.reshape(-1, truth.bias.shape[0])  # epochs in time order
+    return _spike_data(SpikeData, x, key_times, truth.cell_types, bin_size, duration,
+                       (names, starts, stops), return_truth and truth,
+                       f"bayes_ising.synthetic.pooling_network({int(num_excitatory)} E, "
+                       f"{int(num_inhibitory)} I, {duration:g} s)")
+
+
+def _spike_data(spike_data_cls, x, key_times, cell_types, bin_size, duration, epochs, truth,
+                source):
+    """One spike per active (bin, neuron), uniform inside the bin away from its edges, binned
+    back by ``from_spike_times``; returns SpikeData (and ``truth`` when it is not False)."""
+    bins, neurons = np.nonzero(x)
+    offset = _numpy_rng(key_times).uniform(0.05, 0.95, size=bins.size)
+    times = (bins + offset) * bin_size
+    n = x.shape[1]
+    order = np.lexsort((times, neurons))
+    trains = np.split(times[order], np.searchsorted(neurons[order], np.arange(1, n)))
+    n_e = int((cell_types == "E").sum())
+    ids = [f"E{k:02d}" for k in range(n_e)] + [f"I{k:02d}" for k in range(n - n_e)]
+    data = spike_data_cls.from_spike_times(
+        trains, bin_size=bin_size, time_units="s", t_start=0.0, t_stop=duration,
+        neuron_ids=ids, cell_types=cell_types, epochs=epochs, source=source)
+    if data.num_bins != x.shape[0]:
+        raise RuntimeError(f"internal: expected {x.shape[0]} bins, binning gave {data.num_bins}")
+    return (data, truth) if truth is not False else data
+
+
+# --------------------------------------------------------------------------------------------
+# Sparse recording with strong shared input (retina-like; large-population tests)
+# --------------------------------------------------------------------------------------------
+
+
+def shared_input_raster(rng_key, num_neurons, num_bins, *, rate_range=(0.003, 0.28),
+                        drive=1.6, persistence=0.95, num_factors=3, factor_scale=0.6):
+    r"""Sparse ±1 raster driven by strong shared input, like a retinal recording.
+
+    Each bin t has a slow common drive :math:`u_t` (stationary AR(1), correlation
+    ``persistence`` between bins, unit variance) and ``num_factors`` faster latent factors
+    :math:`z_{tk}` (independent standard normal); neuron i fires in bin t with probability
+
+    .. math:: \sigma\big(b_i + g_i\,\text{drive}\,u_t + \text{factor\_scale}
+              \textstyle\sum_k w_{ik} z_{tk}\big),
+
+    gains :math:`g_i \sim U(0.7, 1.3)`, loadings :math:`w_{ik} \sim |N(0,1)|/\sqrt{K}` (all
+    positive: shared excitation), baselines :math:`b_i` set so that the firing probabilities are
+    spread over ``rate_range`` (log rates ∝ x^0.55 for x uniform; matched by bisection per
+    neuron on a subsample of the latent input).
+    Not an Ising model; bins are autocorrelated through u.
+    With the defaults at N = 50: firing 0.3–28% of bins, mean ≈ 9%, positive correlations —
+    the character of the 50-cell retina recording that exposed the large-N failures.
+
+    Returns
+    -------
+    SpikeData (num_bins, num_neurons), neuron ids "n00".., source naming this generator.
+    """
+    from .data import SpikeData
+
+    num_neurons, num_bins = int(num_neurons), int(num_bins)
+    if num_neurons < 2 or num_bins < 2:
+        raise ModelSpecError(f"need >= 2 neurons and bins, got {num_neurons}, {num_bins}")
+    low, high = (float(r) for r in rate_range)
+    if not 0 < low < high < 1:
+        raise ModelSpecError(f"rate_range must satisfy 0 < low < high < 1, got {rate_range}")
+    keys = jax.random.split(rng_key, 5)
+    normal = lambda k, shape: np.asarray(jax.random.normal(k, shape, jnp.float64))  # noqa: E731
+    gain = 0.7 + 0.6 * np.asarray(jax.random.uniform(keys[0], (num_neurons,), jnp.float64))
+    loadings = np.abs(normal(keys[1], (num_neurons, num_factors))) / np.sqrt(num_factors)
+    innovations = normal(keys[2], (num_bins,)).copy()
+    rho = float(persistence)
+    innovations[1:] *= np.sqrt(1.0 - rho**2)
+    u = scipy.signal.lfilter([1.0], [1.0, -rho], innovations)  # u_t = ρ u_{t−1} + √(1−ρ²) ε_t
+    shared = drive * u[:, None] * gain + factor_scale * normal(keys[3], (num_bins, num_factors)
+                                                               ) @ loadings.T
+    # log rates spread as low·(high/low)^(x^0.55), x uniform on [0, 1]: mean ≈ 9% by default
+    spread = np.linspace(0.0, 1.0, num_neurons) ** 0.55
+    target = np.exp(np.log(low) + (np.log(high) - np.log(low)) * spread)
+    target = target[np.asarray(jax.random.permutation(keys[4], num_neurons))]
+    sample = shared[:: max(1, num_bins // 4000)]  # the latent input's distribution
+    lo, hi = np.full(num_neurons, -20.0), np.full(num_neurons, 10.0)
+    for _ in range(60):  # bisection: mean_t σ(b + shared_t) = target
+        mid = (lo + hi) / 2.0
+        rate = (1.0 / (1.0 + np.exp(-(mid + sample)))).mean(axis=0)
+        lo, hi = np.where(rate < target, mid, lo), np.where(rate < target, hi, mid)
+    probability = 1.0 / (1.0 + np.exp(-((lo + hi) / 2.0 + shared)))
+    uniforms = np.asarray(jax.random.uniform(jax.random.fold_in(rng_key, 7),
+                                             (num_bins, num_neurons), jnp.float64))
+    spins = np.where(uniforms < probability, 1, -1).astype(np.int8)
+    return SpikeData.from_raster(
+        spins, neuron_ids=[f"n{k:02d}" for k in range(num_neurons)],
+        source=f"bayes_ising.synthetic.shared_input_raster({num_neurons}, {num_bins})")

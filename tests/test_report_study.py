@@ -1,8 +1,10 @@
 """The whole-study report: render_study on a real (small, fast) study output.
 
 The study folder is made by :func:`bayes_ising.study.study` itself on a small slice of the
-embedded dataset (5 E + 3 I neurons, two states, the study's fast settings), so the report is
-checked against the layout the pipeline really writes, not against invented numbers.
+embedded dataset (5 E + 3 I neurons, two states, tiny draws), so the report is
+checked against the layout the pipeline really writes, not against invented numbers. That run
+takes minutes on 2 cores (six fits, each with its checks, thermodynamics and MLE comparison), so
+the tests that read it are ``slow``; the wording rules are tested fast.
 """
 
 import json
@@ -63,23 +65,30 @@ def _small_data():
     types = np.asarray(data.cell_types)
     columns = np.concatenate([np.flatnonzero(types == "E")[:5], np.flatnonzero(types == "I")[:3]])
     states = np.asarray(data.states)
-    rows = np.concatenate([np.flatnonzero(states == s)[:2000] for s in STATES])
+    rows = np.concatenate([np.flatnonzero(states == s)[:1000] for s in STATES])
     return SpikeData.from_raster(np.asarray(data.spins)[np.ix_(rows, columns)],
                                  neuron_ids=np.asarray(data.neuron_ids)[columns],
                                  cell_types=types[columns], states=states[rows],
                                  bin_size=data.bin_size, time_units=data.time_units,
-                                 source="ei_sleep slice (5 E + 3 I, 2000 bins per state)")
+                                 source="ei_sleep slice (5 E + 3 I, 1000 bins per state)")
+
+
+#: tiny draws everywhere: the layout is what is tested, not the numbers
+TINY = dict(num_chains=2, num_draws=40, num_warmup=40, posterior_draws=6, check_samples=2_000,
+            third_order_draws=3, thermo_draws=3, temperatures="0.5:2.5:6", walk_draws=200,
+            num_restarts=2, num_bootstrap=20, min_bins=100)
 
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory):
-    study = pytest.importorskip("bayes_ising.study")
+    study_plan = pytest.importorskip("bayes_ising.study_plan")
     out = tmp_path_factory.mktemp("study")
-    study.study(_small_data(), out, settings=study.FAST_SETTINGS, scheduler="sync",
-                progress=False, render=False, log=lambda *a: None)
+    study_plan.study(_small_data(), out, scheduler="sync", progress=False, render=False,
+                     log=lambda *a: None, **TINY)
     return out
 
 
+@pytest.mark.slow
 def test_render_study_writes_one_self_contained_report(study_dir):
     path = report_study.render_study(study_dir)
     assert path == study_dir / "report.html"
@@ -94,6 +103,7 @@ def test_render_study_writes_one_self_contained_report(study_dir):
     assert not re.search(r"\b(nan|None|NaN|undefined)\b", text)
 
 
+@pytest.mark.slow
 def test_verdict_table_comes_first_and_lists_every_fit(study_dir):
     html = report_study.build_study_report(report_study.load_study(study_dir))
     verdict = html[html.index('id="verdict"'):html.index('id="synchrony"')]
@@ -108,6 +118,7 @@ def test_verdict_table_comes_first_and_lists_every_fit(study_dir):
     assert "P(mean I–I coupling in deep &gt; wake)" in verdict
 
 
+@pytest.mark.slow
 def test_every_figure_section_has_its_figure_and_the_caveat(study_dir):
     html = report_study.build_study_report(report_study.load_study(study_dir))
     ids = [sid for sid, _ in report_study.SECTIONS]
@@ -120,6 +131,7 @@ def test_every_figure_section_has_its_figure_and_the_caveat(study_dir):
     assert report_study.CRITICALITY_CAVEAT.split(".")[0] in html
 
 
+@pytest.mark.slow
 def test_missing_inputs_say_what_produces_them(study_dir, tmp_path):
     summary = json.loads((study_dir / "study.json").read_text())
     summary.update(ei={}, states={}, state_blocks={})
@@ -152,3 +164,61 @@ def test_a_folder_without_a_study_is_refused(tmp_path):
 
     with pytest.raises(DataError, match="no study.json"):
         report_study.render_study(tmp_path)
+
+
+def test_state_sentences_order_each_pair_once():
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "block": ["I-I"] * 4, "quantity": ["coupling"] * 4,
+        "state_a": ["wake", "deep", "wake", "light"], "state_b": ["deep", "wake", "light", "wake"],
+        "probability": [0.01, 0.99, 0.40, 0.60]})
+    (sentence,) = report_study._state_sentences(frame)
+    assert sentence == ("Mean I-I coupling: larger in deep than wake (0.990); not resolved: "
+                        "wake vs light.")
+
+
+def test_ei_sentence_reads_the_intervals_against_zero():
+    block = {"k_high": 4, "log_ratio_population_only": {"median": 0.4, "lower": 0.05,
+                                                        "upper": 0.8},
+             "log_ratio_joint": {"median": 0.1, "lower": -0.3, "upper": 0.7}}
+    text = report_study.ei_sentence("deep", "E", "E+I", block)
+    assert "E-only model over-predicts the probability that 4 or more E neurons" in text
+    assert "E+I model's marginal agrees with the data" in text
+    block["log_ratio_population_only"] = {"median": -0.5, "lower": -0.9, "upper": -0.1}
+    assert "under-predicts" in report_study.ei_sentence("deep", "E", "E+I", block)
+
+
+def test_comparison_verdict_prefers_the_comparisons_own_sentence():
+    result = {"verdict": "At equal evidence (walk R-hat 1.004, min ESS 512), ...",
+              "adaptive_metropolis": {"converged": True, "max_rhat": 1.004}}
+    assert report_study.comparison_verdict(result) == ("ok", result["verdict"])
+    result = {"adaptive_metropolis": {"converged": False, "max_rhat": 1.3, "min_ess_bulk": 20}}
+    css, text = report_study.comparison_verdict(result)
+    assert css == "bad" and "did not converge" in text
+
+
+def test_single_report_shows_the_walk_groups_and_verdict():
+    from test_report import fake_inputs, make_tree
+
+    from bayes_ising import report
+
+    tree = make_tree()[0]
+    inputs = fake_inputs(tree)
+    inputs["comparison"].update(
+        verdict="The study's walk did not reach the posterior's evidence within its budget.",
+        adaptive_metropolis={"converged": False, "max_rhat": 1.2, "min_ess_bulk": 30},
+        groups={"J_busy": {"num_parameters": 15, "median_width_ratio": 0.61,
+                           "mc_error": 0.04}})
+    html = report.build_report(tree, **inputs)
+    mle = html[html.index('id="mle"'):]
+    assert "within its budget" in mle and 'class="verdict bad"' in mle
+    assert "J between those neurons" in mle and "0.610" in mle and "0.04" in mle
+
+
+def test_report_verb_on_a_folder_without_a_study_exits_2(tmp_path, capsys):
+    from bayes_ising import cli
+
+    assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
+    assert "no study.json" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()

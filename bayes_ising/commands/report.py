@@ -3,12 +3,16 @@
     bayes-ising report POSTERIOR.nc [DATA] [--diagnostics DIAG.json] [--checks CHECKS.json]
         [--thermo THERMO.json] [--comparison CMP.json] [--ei EI.json] [--states STATES.json]
         --out REPORT.html [--force]
+    bayes-ising report STUDY_DIR --out REPORT.html [--force]
 
-Figures are embedded (PNG, base64), so the file opens offline. A section whose input is not
-given stays in the report and says how to produce it.
+The second form (re)draws the report of a folder written by ``bayes-ising study`` (its
+study.json and tables; the study writes STUDY_DIR/report.html itself). Figures are embedded
+(PNG, base64), so the file opens offline. A section whose input is not given stays in the
+report and says how to produce it.
 """
 
 import sys
+from pathlib import Path
 
 __all__ = ["register", "run", "load_posterior_file"]
 
@@ -20,7 +24,8 @@ def register(subparsers, name):
         name, help="build the self-contained HTML report from saved results",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("posterior", metavar="POSTERIOR.nc",
-                        help="posterior written by `bayes-ising fit`")
+                        help="posterior written by `bayes-ising fit`, or a folder written by "
+                             "`bayes-ising study` (then only --out, --title and --force apply)")
     parser.add_argument("data", metavar="DATA", nargs="?", default=None,
                         help="the data file of the fit (raster excerpt, rates, states); "
                              "use the same selection flags as the fit")
@@ -59,6 +64,12 @@ def run(args):
     from ..cli import load_selected_data
 
     check_writable(args.out, args.force)
+    if Path(args.posterior).is_dir():
+        from ..report_study import render_study
+
+        path = render_study(args.posterior, path=args.out, force=args.force, title=args.title)
+        print(f"wrote {path} (the study report of {args.posterior})", file=sys.stderr)
+        return 0
     tree = load_posterior_file(args.posterior)
     data = None
     if args.data is not None:
