@@ -177,8 +177,8 @@ def _log_density(spins, method, l2):
 
 
 def compare_mle(rng_key, tree, data, *, method="auto", l2=0.0, walk_draws=None,
-                max_walk_draws=100_000, num_chains=4, num_restarts=5, interval=0.9,
-                diagnosis=None, firing_threshold=0.05, num_draws=None):
+                max_walk_draws=100_000, max_walk_seconds=300.0, num_chains=4, num_restarts=5,
+                interval=0.9, diagnosis=None, firing_threshold=0.05, num_draws=None):
     """Compare MLE + adaptive-Metropolis intervals with the NUTS posterior (CMP.json layout).
 
     Parameters
@@ -191,7 +191,8 @@ def compare_mle(rng_key, tree, data, *, method="auto", l2=0.0, walk_draws=None,
     l2 : L2 penalty of the MLE (0: plain MLE)
     walk_draws : a fixed number of draws per walk, or None (default): run the walks until
         R-hat ≤ 1.01 and bulk/tail ESS ≥ 400 for every parameter, at most ``max_walk_draws``
-        per walk (then the result is labelled unconverged); ``num_draws`` is an old name
+        per walk or about ``max_walk_seconds`` (checked after each doubling; None: no time
+        budget) — then the result is labelled unconverged; ``num_draws`` is an old name
     num_chains : number of walks (overdispersed starts)
     num_restarts : optimiser restarts for the cosine-similarity verdict (0 skips it)
     interval : central interval probability for both methods
@@ -211,8 +212,9 @@ def compare_mle(rng_key, tree, data, *, method="auto", l2=0.0, walk_draws=None,
     spins = np.asarray(getattr(posterior.align(tree, data), "spins", data))
     method = _method(method, tree, len(ids))
     key_walk, key_restarts = jax.random.split(rng_key)
-    study = _study_side(key_walk, spins, ids, method, l2, walk_draws, max_walk_draws,
-                        num_chains)
+    budget = {"walk_draws": walk_draws, "max_walk_draws": max_walk_draws,
+              "max_seconds": max_walk_seconds, "num_chains": num_chains}
+    study = _study_side(key_walk, spins, ids, method, l2, budget)
     tail = (1 - interval) / 2
     flat = study["draws"].reshape(-1, study["draws"].shape[-1])
     mle_lower, mle_upper = np.quantile(flat, [tail, 1 - tail], axis=0)
@@ -239,7 +241,8 @@ def compare_mle(rng_key, tree, data, *, method="auto", l2=0.0, walk_draws=None,
         "flagged": rules["flagged"], "timing": timing, "cost": cost,
         "mle": study["mle"], "adaptive_metropolis": walk_info,
         "settings": {"method": method, "l2": l2, "walk_draws": walk_draws,
-                     "max_walk_draws": max_walk_draws, "num_chains": num_chains,
+                     "max_walk_draws": max_walk_draws, "max_walk_seconds": max_walk_seconds,
+                     "num_chains": num_chains,
                      "num_restarts": num_restarts, "interval": interval,
                      "firing_threshold": firing_threshold},
     }
@@ -265,7 +268,7 @@ def _method(method, tree, num_neurons):
     return method
 
 
-def _study_side(rng_key, spins, ids, method, l2, walk_draws, max_walk_draws, num_chains):
+def _study_side(rng_key, spins, ids, method, l2, budget):
     """The MLE and its walk: dict with fit, draws (C, K, P), walk info, mle info, mle_fit_s."""
     from . import mle
 
@@ -276,8 +279,7 @@ def _study_side(rng_key, spins, ids, method, l2, walk_draws, max_walk_draws, num
         fit = (mle.fit_exact(spins, l2=l2, neuron_ids=ids) if method == "exact"
                else mle.fit_pseudo(spins, l2=l2, neuron_ids=ids))
         mle_fit_s = time.perf_counter() - t0
-        draws, walk_info = _study_walk(rng_key, spins, fit, method, l2, walk_draws,
-                                       max_walk_draws, num_chains)
+        draws, walk_info = _study_walk(rng_key, spins, fit, method, l2, budget)
         boundary = mle.boundary_report(spins)["pairs"]
     messages = []
     if l2 == 0 and boundary:
@@ -639,21 +641,21 @@ def _walk_target(spins, fit, method, l2):
     return jax.jit(logdensity_fn), centre, covariance, index
 
 
-def _study_walk(rng_key, spins, fit, method, l2, walk_draws, max_walk_draws, num_chains):
+def _study_walk(rng_key, spins, fit, method, l2, budget):
     """The study's walk run carefully (:func:`bayes_ising.walk.sample_walks`): draws (C, K, P)
     in pack order (inactive neurons at their fitted values) and the walk's info."""
     from . import walk
 
     logdensity_fn, centre, covariance, index = _walk_target(spins, fit, method, l2)
-    kept, info = walk.sample_walks(rng_key, logdensity_fn, centre, covariance,
-                                   num_chains=num_chains, walk_draws=walk_draws,
-                                   max_walk_draws=max_walk_draws)
+    kept, info = walk.sample_walks(rng_key, logdensity_fn, centre, covariance, **budget)
     draws = np.broadcast_to(np.asarray(fit.theta), kept.shape[:2] + (fit.theta.size,)).copy()
     draws[:, :, index] = kept
     info["num_parameters_walked"] = int(index.size)
+    stop = ("a fixed length" if info["stopped"] == "fixed length"
+            else f"the budget ({info['stopped']})")
     info["label"] = ("converged: R-hat and ESS pass for every walked parameter"
                      if info["converged"] else
-                     "UNCONVERGED: stopped at the budget before R-hat <= "
+                     f"UNCONVERGED: stopped at {stop} before R-hat <= "
                      f"{info['thresholds']['max_rhat']} and ESS >= "
                      f"{info['thresholds']['min_ess']}; its intervals are too narrow "
                      "(a walk started at the mode has not yet seen the posterior's spread)")

@@ -147,7 +147,8 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
     walk_draws : a fixed number of draws per walk (after as many burn-in steps), or None:
         double the walks' length until max R-hat ≤ ``max_rhat`` and min bulk/tail ESS ≥
         ``min_ess`` (every parameter), at most ``max_walk_draws`` draws per walk
-    keep : kept (thinned) draws per walk; max_seconds : wall-time budget (None: none)
+    keep : kept (thinned) draws per walk; max_seconds : wall-time budget of the adaptive length,
+        checked after each doubling (None: none)
 
     Returns
     -------
@@ -196,7 +197,8 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
         if target is None and _converged(diag, max_rhat, min_ess):
             stopped = "evidence reached"
             break
-        if max_seconds is not None and time.perf_counter() - started > max_seconds:
+        if target is None and max_seconds is not None and \
+                time.perf_counter() - started > max_seconds:
             stopped = f"budget: max_seconds {max_seconds:g}"
             break
     draws = buffer[:, buffer.shape[1] // 2:]

@@ -97,7 +97,7 @@ def test_retina_converged_walk_widths_agree_with_nuts(retina_path):
     data = load(retina_path)
     tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", progress=False)
     result = comparison.compare_mle(jax.random.key(1), tree, data, l2=1e-3, num_restarts=0,
-                                    max_walk_draws=400_000)
+                                    max_walk_draws=400_000, max_walk_seconds=None)
     walk_info = result["adaptive_metropolis"]
     assert walk_info["converged"], walk_info["history"]
     for group in ("J_busy", "a_busy"):

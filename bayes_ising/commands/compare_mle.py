@@ -42,6 +42,9 @@ def register(subparsers, name):
     parser.add_argument("--max-walk-draws", type=int, default=100_000,
                         help="budget: draws per walk at most (default 100000); a walk stopped "
                              "there is labelled unconverged")
+    parser.add_argument("--max-walk-seconds", type=float, default=300.0,
+                        help="budget: stop the walks after about this many seconds (checked "
+                             "after each doubling; default 300; 0: no time budget)")
     parser.add_argument("--num-walks", type=int, default=4,
                         help="adaptive-Metropolis walks from overdispersed starts (default 4)")
     parser.add_argument("--restarts", type=int, default=5,
@@ -92,6 +95,7 @@ def run(args):
     result = comparison.compare_mle(
         jax.random.key(args.seed), tree, data, method=args.method, l2=args.l2,
         walk_draws=args.walk_draws, max_walk_draws=args.max_walk_draws,
+        max_walk_seconds=args.max_walk_seconds or None,
         num_chains=args.num_walks, num_restarts=args.restarts, interval=args.interval,
         diagnosis=diagnosis)
     if args.convention == "01":
@@ -104,7 +108,11 @@ def run(args):
     write_json(args.out, result, force=args.force)
     for message in result["mle"]["warnings"]:
         print(f"bayes-ising compare-mle: warning: {message}", file=sys.stderr)
-    walk = result["adaptive_metropolis"]
+    walk, timing = result["adaptive_metropolis"], result["timing"]
+    nuts = (f"NUTS {timing['nuts_s']:.1f} s" if timing["nuts_s"] is not None
+            else "NUTS time not recorded")
+    print(f"MLE ({result['mle']['method']}) + adaptive Metropolis: {timing['mle_total_s']:.1f} s;"
+          f" {nuts}")
     print(f"walks: {walk['label']} ({walk['num_chains']} x {walk['num_draws']} draws, max "
           f"R-hat {walk['max_rhat']:.3f}, min ESS bulk {walk['min_ess_bulk']:.0f} / tail "
           f"{walk['min_ess_tail']:.0f}, {walk['seconds']:.1f} s)")
