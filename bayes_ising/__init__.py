@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "analyses", "batch", "bayes", "checks", "comparison", "data", "datasets", "demo",
     "diagnostics", "errors", "gibbs", "ising", "mle", "model_spec", "plots", "posterior",
-    "report", "stats", "synthetic", "thermo",
+    "report", "stats", "study_plan", "study_outputs", "synthetic", "thermo",
 )
 #: top-level names -> the module that defines them
 _NAMES = {
@@ -27,6 +27,7 @@ _NAMES = {
     "fit_posterior": "bayes", "load_posterior": "bayes", "save_posterior": "bayes",
     "j_matrix": "posterior", "posterior_draws": "posterior", "load_model_spec": "model_spec",
     "diagnose": "diagnostics", "thermodynamics": "thermo",
+    "study": "study_plan", "StudySettings": "study_plan", "read_study": "study_outputs",
 }
 
 

@@ -29,7 +29,7 @@ whose interval then covers only the data's sampling error (and no coupling inter
 
 import numpy as np
 
-from . import checks
+from . import checks, limits
 
 __all__ = [
     "MAX_EXACT_FIT_NEURONS",
@@ -39,12 +39,14 @@ __all__ = [
     "fit_draws",
     "ei_analysis",
     "state_analysis",
+    "ei_posterior_comparison",
+    "state_posterior_comparison",
 ]
 
 #: maximum-likelihood fits enumerate up to this N (exact MLE); pseudolikelihood above
-MAX_EXACT_FIT_NEURONS = 16
+MAX_EXACT_FIT_NEURONS = limits.MAX_EXACT_FIT_NEURONS
 #: posterior fits use the exact likelihood up to this N, the pseudolikelihood above
-MAX_EXACT_POSTERIOR_NEURONS = 16
+MAX_EXACT_POSTERIOR_NEURONS = limits.MAX_EXACT_POSTERIOR_NEURONS
 #: default moving-block length in bins (50 ms bins: 10 s, far longer than the up/down dwell)
 BLOCK_LENGTH = 200
 
@@ -375,3 +377,140 @@ def state_analysis(rng_key, data, *, states=None, fit="mle", compare=(("deep", "
                 interval=prob, note=note,
                 num_neurons=int(data.num_neurons), num_pairs_by_block={
                     b: int(np.sum(labels == b)) for b in blocks})
+
+
+# --------------------------------------------------------------------------------------------
+# The same analyses from posteriors fitted elsewhere (bayes_ising.study_plan)
+# --------------------------------------------------------------------------------------------
+
+
+def _posterior_draws(tree, num_draws):
+    """(h (D, N), J (D, N, N)) of a posterior DataTree, evenly thinned to ``num_draws``."""
+    from .posterior import posterior_draws
+
+    h, J = posterior_draws(tree, num_draws=num_draws)
+    return np.asarray(h, float), np.asarray(J, float)
+
+
+def _tree_ids(tree):
+    return [str(v) for v in tree["posterior"]["neuron"].values]
+
+
+def _columns(data_ids, wanted):
+    position = {str(n): k for k, n in enumerate(data_ids)}
+    missing = [w for w in wanted if w not in position]
+    if missing:
+        from .errors import DataError
+
+        raise DataError(f"the data lack neuron(s) {', '.join(missing[:5])} of the posterior")
+    return np.array([position[w] for w in wanted], dtype=int)
+
+
+def ei_posterior_comparison(rng_key, data, population_tree, joint_tree, *, num_draws=100,
+                            tail=0.01, **comparison_kwargs):
+    """Population-only posterior vs the joint (E+I) posterior's marginal, over all A's neurons.
+
+    ``population_tree`` is a posterior fitted to the neurons A alone (e.g. every E neuron of a
+    state), ``joint_tree`` one fitted to A and the other population on the same bins; ``data``
+    holds those bins (and at least the joint posterior's neurons). Predicted P(K_A ≥ k_high)
+    per posterior draw of each (the joint model's marginal over exactly A's neurons) against
+    the data's, as :func:`synchrony_comparison` (log ratios with intervals combining the
+    posterior draws and a block bootstrap of the data).
+
+    Returns the :func:`synchrony_comparison` dict plus ``neurons`` (A's ids) and ``fit``.
+    """
+    population_ids = _tree_ids(population_tree)
+    joint_ids = _tree_ids(joint_tree)
+    subset = _columns(joint_ids, population_ids)
+    spins = np.asarray(data.spins)[:, _columns(data.neuron_ids, population_ids)]
+    result = synchrony_comparison(
+        rng_key, spins, _posterior_draws(population_tree, num_draws),
+        _posterior_draws(joint_tree, num_draws), subset, tail=tail, **comparison_kwargs)
+    result.update(neurons=population_ids, fit=dict(
+        population_only=f"posterior ({population_tree.attrs.get('likelihood')} likelihood)",
+        joint=f"posterior ({joint_tree.attrs.get('likelihood')} likelihood)"))
+    return result
+
+
+def _ordered_pair_probabilities(samples, states):
+    """P(x_a > x_b) for every ordered pair a ≠ b, over all pairs of independent samples.
+
+    ``samples[a]`` (D_a,) are draws of independent posteriors (or bootstrap replicates), so
+    every combination (i, j) is a draw of the pair: P = mean_ij [x_a,i > x_b,j] (ties count
+    half; P(a > b) + P(b > a) = 1). None when a state has fewer than 2 samples.
+    """
+    out = {}
+    for a in states:
+        for b in states:
+            if a == b:
+                continue
+            xa, xb = np.asarray(samples[a], float), np.asarray(samples[b], float)
+            if xa.size < 2 or xb.size < 2:
+                out[f"{a}>{b}"] = None
+                continue
+            greater = np.mean(xa[:, None] > xb[None, :])
+            ties = np.mean(xa[:, None] == xb[None, :])
+            out[f"{a}>{b}"] = float(greater + 0.5 * ties)
+    return out
+
+
+def state_posterior_comparison(rng_key, fits, *, num_draws=100, num_bootstrap=200,
+                               block_length=BLOCK_LENGTH, prob=checks.INTERVAL_PROB):
+    """Couplings and correlations per cell-type block across states, from per-state posteriors.
+
+    ``fits`` maps state -> (posterior DataTree, SpikeData of that state's bins holding the
+    posterior's neurons). Per state and block (E–E, E–I, I–I): the mean coupling over the
+    block's pairs per posterior draw and the mean Pearson correlation of the binned spins per
+    moving-block bootstrap replicate, each with a central ``prob`` interval; for every block
+    and every ordered pair of states (a, b), P(mean coupling in a > in b) over all pairs of
+    draws of the independent per-state posteriors and P(mean correlation in a > in b) over
+    all pairs of bootstrap replicates (:func:`_ordered_pair_probabilities`).
+
+    Returns
+    -------
+    dict: ``states``, ``blocks``, ``per_state`` (block -> state -> {"coupling", "correlation"}
+    intervals, ``num_pairs``), ``probabilities`` (block -> "a>b" -> {"coupling",
+    "correlation"}), ``interval``, ``note``.
+    """
+    import jax
+
+    states = list(fits)
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(rng_key)).ravel()[-1])
+    coupling, correlation, per_state, blocks = {}, {}, {}, []
+    for state in states:
+        tree, data = fits[state]
+        ids = _tree_ids(tree)
+        types = np.asarray(tree["posterior"]["cell_type"].values).astype(str) if (
+            "cell_type" in tree["posterior"].coords) else np.asarray(data.cell_types)[
+            _columns(data.neuron_ids, ids)].astype(str)
+        labels, first, second = _block_labels(types)
+        _, J = _posterior_draws(tree, num_draws)
+        spins = np.asarray(data.spins)[:, _columns(data.neuron_ids, ids)]
+        index = block_bootstrap_indices(rng, spins.shape[0], num_bootstrap, block_length)
+        boot = np.stack([_pearson_pairs(spins[idx], first, second) for idx in index])
+        observed = _pearson_pairs(spins, first, second)
+        coupling[state], correlation[state] = {}, {}
+        for block in ("E-E", "E-I", "I-I"):
+            inside = labels == block
+            if not inside.any():
+                continue
+            if block not in blocks:
+                blocks.append(block)
+            coupling[state][block] = J[:, first[inside], second[inside]].mean(axis=1)
+            correlation[state][block] = boot[:, inside].mean(axis=1)
+            per_state.setdefault(block, {})[state] = dict(
+                coupling=checks._scalar_interval(coupling[state][block], prob),
+                correlation={**checks._scalar_interval(correlation[state][block], prob),
+                             "observed": float(observed[inside].mean())},
+                num_pairs=int(inside.sum()))
+    probabilities = {}
+    for block in blocks:
+        present = [s for s in states if block in coupling[s]]
+        pc = _ordered_pair_probabilities({s: coupling[s][block] for s in present}, present)
+        pr = _ordered_pair_probabilities({s: correlation[s][block] for s in present}, present)
+        probabilities[block] = {k: {"coupling": pc[k], "correlation": pr[k]} for k in pc}
+    note = ("Couplings: mean over the block's pairs per posterior draw (independent fits per "
+            "state; P(a > b) over all pairs of draws). Correlations: Pearson correlation of "
+            f"the binned spins, moving-block bootstrap over bins (blocks of {block_length} bins).")
+    return dict(states=states, blocks=blocks, per_state=per_state, probabilities=probabilities,
+                interval=prob, note=note)

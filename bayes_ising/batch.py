@@ -95,15 +95,11 @@ EMBEDDED_DATASETS = ("ei_sleep",)
 #: columns of the summary table, in order
 SUMMARY_COLUMNS = (
     "dataset", "state", "population", "subsample_size", "subsample_seed", "num_neurons",
-    "num_bins", "kind", "likelihood", "adjust", "model", "converged", "rhat_max",
+    "num_bins", "kind", "likelihood", "adjust", "model", "converged", "valid", "rhat_max",
     "ess_bulk_min", "ess_tail_min", "divergences", "reasons", "flagged_neurons",
-    "max_moment_error", "wall_time_s",
+    "max_moment_error", "validity_reason", "wall_time_s",
     "status", "result_file", "key", "error", "warnings",
 )
-#: R-hat and bulk-ESS thresholds of the fallback verdict (the verdict is normally that of
-#: :func:`bayes_ising.diagnostics.diagnose`, whose defaults these are)
-RHAT_MAX = 1.01
-ESS_MIN = 400
 #: length of the key prefix in result file names (80 bits: collisions are not a concern)
 _KEY_CHARS = 20
 
@@ -545,7 +541,8 @@ def _base_row(task, out_dir):
         "population": task.population or "all", "subsample_size": task.subsample_size,
         "subsample_seed": task.subsample_seed, "num_neurons": None, "num_bins": None,
         "kind": task.kind, "likelihood": task.likelihood, "adjust": task.adjust,
-        "model": task.model, "converged": None, "rhat_max": math.nan,
+        "model": task.model, "converged": None, "valid": None, "validity_reason": "",
+        "rhat_max": math.nan,
         "ess_bulk_min": math.nan, "ess_tail_min": math.nan, "divergences": None,
         "reasons": "", "flagged_neurons": None,
         "max_moment_error": math.nan, "wall_time_s": math.nan, "status": "",
@@ -557,6 +554,7 @@ def _base_row(task, out_dir):
 def _posterior_row(tree, row):
     """Convergence figures and the verdict of :func:`bayes_ising.diagnostics.diagnose`."""
     from . import bayes, diagnostics
+    from .convergence import rule_text
 
     summary = bayes.convergence_summary(tree)
     row.update(rhat_max=summary["rhat_max"], ess_bulk_min=summary["ess_bulk_min"],
@@ -564,14 +562,12 @@ def _posterior_row(tree, row):
     try:
         diagnosis = diagnostics.diagnose(tree)
     except Exception as err:  # noqa: BLE001 - keep the fit; say why the verdict is partial
-        converged = (summary["rhat_max"] <= RHAT_MAX and summary["ess_bulk_min"] >= ESS_MIN
-                     and summary["divergences"] == 0)
-        row.update(converged=bool(converged),
+        row.update(converged=bool(summary["converged"]),
                    reasons=f"diagnostics.diagnose failed ({type(err).__name__}: {err}); "
-                           f"verdict from R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_MIN}, no "
-                           "divergences only")
+                           f"verdict from {rule_text()} only")
     else:
-        row.update(converged=bool(diagnosis["converged"]),
+        row.update(converged=bool(diagnosis["converged"]), valid=bool(diagnosis["valid"]),
+                   validity_reason=diagnosis["validity_reason"],
                    reasons="; ".join(diagnosis["reasons"]),
                    flagged_neurons=int(diagnosis["num_flagged"]))
 
@@ -856,7 +852,8 @@ def _write_outputs(summary, failures, out_dir):
     except ImportError:  # pragma: no cover - pyarrow is in the "dask" extra
         warnings.warn("pyarrow is not installed: summary.parquet not written", stacklevel=3)
     else:
-        table = summary.astype({"converged": "boolean", "subsample_size": "Int64",
+        table = summary.astype({"converged": "boolean", "valid": "boolean",
+                                "subsample_size": "Int64",
                                 "subsample_seed": "Int64", "num_neurons": "Int64",
                                 "num_bins": "Int64", "divergences": "Int64",
                                 "flagged_neurons": "Int64"})
@@ -868,7 +865,8 @@ def _write_outputs(summary, failures, out_dir):
 def format_summary(summary, max_rows=40):
     """A compact text table of the summary (the columns a reader scans first)."""
     columns = ["dataset", "state", "population", "num_neurons", "num_bins", "kind",
-               "likelihood", "converged", "rhat_max", "ess_bulk_min", "wall_time_s", "status"]
+               "likelihood", "converged", "valid", "rhat_max", "ess_bulk_min", "wall_time_s",
+               "status"]
     table = summary[columns].copy()
     note = summary["error"].fillna("").where(summary["status"] == "failed",
                                              summary["reasons"].fillna(""))

@@ -13,6 +13,10 @@ they serve a posterior (D draws, :func:`parameter_draws`) and a single maximum-l
 * :func:`third_order` — connected third-order correlations
   T_ijk = ⟨δs_i δs_j δs_k⟩, δs = s − m, predicted vs observed over i<j<k.
 * :func:`information` — S1, S2, SN and I2/IN with intervals over draws (below).
+* :func:`predictive_moments` — the large-N counterpart of the exact checks: means and
+  connected correlations of models drawn from a (pseudo-)posterior, each simulated by Gibbs
+  from random and from data-row starts (vectorised over draws), against the data's with the
+  data's batch-means sampling error.
 
 **Information.** S1 is the entropy of the independent model, S2 of the pairwise model, SN of
 the data (Schneidman et al. 2006). I2/IN = (S1 − S2)/(S1 − SN) is the fraction of the
@@ -28,6 +32,8 @@ the ratio underestimated by an unknown amount — the note says so.
 
 import numpy as np
 
+from . import limits
+
 __all__ = [
     "parameter_draws",
     "independent_synchrony_distribution",
@@ -38,15 +44,20 @@ __all__ = [
     "third_order",
     "information",
     "posterior_predictive_checks",
+    "predictive_moments",
     "interval",
 ]
 
 #: central interval of every band and interval reported here
 INTERVAL_PROB = 0.9
+#: default posterior draws of the checks: the ends of a central 90% band from D draws scatter
+#: by about 2.1 σ/√D (σ the posterior sd; sample 5%/95% quantiles, √(p(1−p)/D)/φ(z_p)),
+#: ±0.21 σ at 100 draws; 200 would give ±0.15 σ for twice the sampling.
+DEFAULT_CHECK_DRAWS = 100
 #: the exact routines (enumeration) are used up to this N; Gibbs sampling above
-MAX_EXACT_CHECK_NEURONS = 22
+MAX_EXACT_CHECK_NEURONS = limits.MAX_EXACT_CHECK_NEURONS
 #: exact third-order moments build a (2^N, N²) matrix: limit N for memory
-MAX_EXACT_THIRD_ORDER_NEURONS = 16
+MAX_EXACT_THIRD_ORDER_NEURONS = limits.MAX_EXACT_THIRD_ORDER_NEURONS
 
 
 def interval(values, prob=INTERVAL_PROB, axis=0):
@@ -108,13 +119,44 @@ def _exact_synchrony_draws(h_draws, J_draws):
     return np.asarray(jax.lax.map(fn, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
 
 
-def _gibbs_samples(rng_key, h, J, num_samples):
+def _gibbs_samples(rng_key, h_draws, J_draws, num_samples, initial_spins=None,
+                   progress=False):
+    """Model samples of every draw in one vectorised Gibbs run, (D, num_samples, N) int8.
+
+    :func:`bayes_ising.gibbs.sample_models_spins`: 256 chains per draw started from random
+    data rows (``initial_spins``; uniform starts without), 200 burn-in sweeps, every 5th sweep
+    recorded (the energy's autocorrelation time of fitted retina-like models is 1–3 sweeps).
+    """
     import jax.numpy as jnp
 
     from . import gibbs
 
-    return np.asarray(gibbs.sample_spins(rng_key, jnp.asarray(h), jnp.asarray(J),
-                                         int(num_samples)), dtype=np.int8)
+    bar = None
+    num_chains = min(256, int(num_samples))
+    sweeps = 200 + 5 * -(-int(num_samples) // num_chains)
+    if progress:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sweeps, unit="sweep", file=sys.stderr, leave=False,
+                   desc=f"model samples ({len(h_draws)} draws × {num_samples})")
+    spins, _ = gibbs.sample_models_spins(
+        rng_key, jnp.asarray(h_draws), jnp.asarray(J_draws), int(num_samples),
+        num_chains=num_chains, burn_in=200, thin=5, initial_spins=initial_spins, bar=bar)
+    if bar is not None:
+        bar.close()
+    return spins
+
+
+def _progress(items, progress, desc):
+    if not progress:
+        return items
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
 
 
 def _use_exact(num_neurons, method):
@@ -126,14 +168,13 @@ def _use_exact(num_neurons, method):
 
 
 def model_synchrony_draws(rng_key, h_draws, J_draws, *, method="auto", num_samples=20_000,
-                          subset=None):
+                          subset=None, model_samples=None, initial_spins=None, progress=False):
     """Model P(K) (or P(K_subset)) per draw, shape (D, n+1), n = N or len(subset).
 
     Exact by enumeration when ``method`` is "exact" (or "auto" with N ≤ 22); otherwise from
-    ``num_samples`` Gibbs samples of each draw (:func:`bayes_ising.gibbs.sample_spins`).
+    ``num_samples`` Gibbs samples of each draw, all draws in one run (:func:`_gibbs_samples`;
+    ``model_samples`` (D, S, N) reuses samples drawn before).
     """
-    import jax
-
     h_draws = np.atleast_2d(np.asarray(h_draws, float))
     J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (h_draws.shape[1],))
     num_neurons = h_draws.shape[1]
@@ -142,10 +183,11 @@ def model_synchrony_draws(rng_key, h_draws, J_draws, *, method="auto", num_sampl
             return _exact_synchrony_draws(h_draws, J_draws)
         return _subset_synchrony_draws(h_draws, J_draws, subset)
     cols = np.arange(num_neurons) if subset is None else np.asarray(subset)
-    keys = jax.random.split(rng_key, h_draws.shape[0])
+    if model_samples is None:
+        model_samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, initial_spins,
+                                       progress)
     out = []
-    for key, h, J in zip(keys, h_draws, J_draws, strict=True):
-        samples = _gibbs_samples(key, h, J, num_samples)
+    for samples in model_samples:
         k = np.sum(samples[:, cols] > 0, axis=1)
         out.append(np.bincount(k, minlength=cols.size + 1) / samples.shape[0])
     return np.stack(out)
@@ -204,7 +246,8 @@ def subset_synchrony_distribution(h, J, subset, *, chunk_bits=16):
 
 
 def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
-                         num_samples=20_000, prob=INTERVAL_PROB, min_count=10):
+                         num_samples=20_000, prob=INTERVAL_PROB, min_count=10,
+                         model_samples=None, progress=False):
     """Posterior predictive P(K) against the data and the independent model.
 
     Returns
@@ -226,7 +269,8 @@ def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
     observed = stats.synchrony_distribution(spins)
     independent = independent_synchrony_distribution(stats.firing_probability(spins))
     draws = model_synchrony_draws(rng_key, h_draws, J_draws, method=method,
-                                  num_samples=num_samples)
+                                  num_samples=num_samples, model_samples=model_samples,
+                                  initial_spins=spins, progress=progress)
     band = interval(draws, prob)
     # replicated data: T independent bins from each draw's P(K) (multinomial)
     import jax
@@ -272,7 +316,8 @@ def _pattern_codes(spins):
 
 
 def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=20,
-                        num_samples=20_000, prob=INTERVAL_PROB, min_count=10):
+                        num_samples=20_000, prob=INTERVAL_PROB, min_count=10,
+                        model_samples=None, progress=False):
     """Observed vs predicted probability of each observed pattern (a log–log scatter).
 
     Exact: P(s | h, J) of every distinct observed pattern per draw. Gibbs (large N): each
@@ -306,13 +351,15 @@ def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=
         log_p = np.asarray(jax.lax.map(fn, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
         predicted_draws = np.exp(log_p)
     else:
-        keys = jax.random.split(rng_key, h_draws.shape[0])
+        if model_samples is None:
+            model_samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, spins,
+                                           progress)
         observed_codes = _pattern_codes(patterns)
         order = np.argsort(observed_codes)
         sorted_codes = observed_codes[order]
         predicted_draws = np.zeros((h_draws.shape[0], len(counts)))
-        for d, (key, h, J) in enumerate(zip(keys, h_draws, J_draws, strict=True)):
-            codes = _pattern_codes(_gibbs_samples(key, h, J, num_samples))
+        for d, samples in enumerate(model_samples):
+            codes = _pattern_codes(samples)
             position = np.clip(np.searchsorted(sorted_codes, codes), 0, len(sorted_codes) - 1)
             found = sorted_codes[position] == codes
             np.add.at(predicted_draws[d], order[position[found]], 1.0)
@@ -377,11 +424,12 @@ def _exact_third_order(h_draws, J_draws):
 
 
 def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=50_000,
-                prob=INTERVAL_PROB):
+                prob=INTERVAL_PROB, progress=False):
     """Connected third-order correlations, predicted (per draw) vs observed, over i<j<k.
 
     Exact by enumeration for N ≤ 16 (:data:`MAX_EXACT_THIRD_ORDER_NEURONS`); otherwise from
-    ``num_samples`` Gibbs samples per draw (their Monte Carlo error adds to the band).
+    ``num_samples`` Gibbs samples per draw, all draws in one run (their Monte Carlo error adds
+    to the band).
 
     Returns
     -------
@@ -390,7 +438,6 @@ def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=
     ``rms_error`` (posterior median vs observed), ``correlation`` (Pearson, median vs
     observed), ``slope`` (least squares through 0 of median on observed).
     """
-    import jax
 
     from . import stats
 
@@ -404,10 +451,9 @@ def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=
     if exact:
         draws = _exact_third_order(h_draws, J_draws)[:, i, j, k]
     else:
-        keys = jax.random.split(rng_key, h_draws.shape[0])
-        draws = np.stack([
-            stats.third_order_correlations(_gibbs_samples(key, h, J, num_samples))[i, j, k]
-            for key, h, J in zip(keys, h_draws, J_draws, strict=True)])
+        samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, spins, progress)
+        draws = np.stack([stats.third_order_correlations(x)[i, j, k]
+                          for x in _progress(samples, progress, "third-order moments")])
     band = interval(draws, prob)
     med = band["median"]
     corr = (float(np.corrcoef(med, observed)[0, 1])
@@ -486,7 +532,7 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
 
     m_draws, s2 = jax.lax.map(per_draw, (jnp.asarray(h_draws), jnp.asarray(J_draws)))
     m_draws, s2 = np.asarray(m_draws), np.asarray(s2)
-    s1_model = _binary_entropy((1 + m_draws) / 2)
+    s1_model = _binary_entropy(stats.probability_from_mean(m_draws))
     i2 = s1_model - s2
     s1 = float(_binary_entropy(stats.firing_probability(spins)))
     entropy = stats.data_entropy(spins)
@@ -514,13 +560,15 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
 # --------------------------------------------------------------------------------------------
 
 
-def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=200, method="auto",
-                                num_samples=20_000, third_order_draws=50, prob=INTERVAL_PROB):
+def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=DEFAULT_CHECK_DRAWS,
+                                method="auto", num_samples=20_000, third_order_draws=50,
+                                prob=INTERVAL_PROB, progress=False):
     """Every check of this module for a posterior DataTree and its data.
 
     ``num_draws`` posterior draws (evenly thinned) for P(K), patterns and information;
     ``third_order_draws`` of them for the third-order correlations. Information is skipped
-    (with a note) for N > 22.
+    (with a note) for N > 22. With Gibbs (large N), P(K) and the patterns share one vectorised
+    run over all draws, the third order a second one; ``progress`` shows their bars (stderr).
 
     Returns
     -------
@@ -541,17 +589,152 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=200, method="
     h_draws, J_draws = parameter_draws(tree, num_draws)
     out = dict(num_bins=int(spins.shape[0]), num_neurons=num_neurons,
                num_draws=int(h_draws.shape[0]))
+    samples = None
+    if not _use_exact(num_neurons, method):
+        samples = _gibbs_samples(key_sync, h_draws, J_draws, num_samples, spins, progress)
     out["synchrony"] = predictive_synchrony(key_sync, h_draws, J_draws, spins, method=method,
-                                            num_samples=num_samples, prob=prob)
+                                            num_samples=num_samples, prob=prob,
+                                            model_samples=samples)
     out["patterns"] = pattern_frequencies(key_pat, h_draws, J_draws, spins, method=method,
-                                          num_samples=num_samples, prob=prob)
+                                          num_samples=num_samples, prob=prob,
+                                          model_samples=samples)
+    del samples
     thin = np.round(np.linspace(0, h_draws.shape[0] - 1,
                                 min(third_order_draws, h_draws.shape[0]))).astype(int)
     out["third_order"] = third_order(key_third, h_draws[thin], J_draws[thin], spins,
-                                     method=method, prob=prob, num_samples=num_samples)
+                                     method=method, prob=prob, num_samples=num_samples,
+                                     progress=progress)
     if num_neurons <= MAX_EXACT_CHECK_NEURONS:
         out["information"] = information(h_draws, J_draws, spins, prob=prob)
     else:
         out["information"] = dict(note=f"S2 needs exact enumeration (N <= "
                                        f"{MAX_EXACT_CHECK_NEURONS}); N = {num_neurons}")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Posterior predictive moments (any N, Gibbs)
+# --------------------------------------------------------------------------------------------
+
+
+def _simulate_draws(rng_key, h_draws, J_draws, spins, batch_size, kwargs):
+    """Gibbs moments of every draw from random and data-row starts, in batches of
+    ``batch_size`` draws (the last padded, so one compile serves all): dict start → the
+    :func:`bayes_ising.validity.simulate_moments` arrays with leading axis D."""
+    import jax
+
+    from . import validity
+
+    num_draws = h_draws.shape[0]
+    out = {}
+    for name, start in (("random", None), ("data", spins)):
+        parts = []
+        for first in range(0, num_draws, batch_size):
+            take = np.minimum(np.arange(first, first + batch_size), num_draws - 1)
+            key = jax.random.fold_in(jax.random.fold_in(rng_key, first), int(name == "data"))
+            sim = validity.simulate_moments(key, h_draws[take], J_draws[take],
+                                            initial_spins=start, **kwargs)
+            parts.append({k: v[: min(batch_size, num_draws - first)] for k, v in sim.items()})
+        out[name] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return out
+
+
+def _predictive_summary(sim, data, critical, prob):
+    """Summary numbers of one start type: data vs the predictive distribution of the moments
+    (model moment of a draw + the data's sampling error)."""
+    from . import validity
+
+    summary = {}
+    for name, se in (("mean", data["se_m"]), ("connected", data["se_C"])):
+        key, mcse = ("m", "mcse_m") if name == "mean" else ("C", "mcse_C")
+        model = sim[key]  # (D, K)
+        centre = model.mean(axis=0)
+        spread = np.sqrt(model.var(axis=0) + np.mean(sim[mcse] ** 2, axis=0) + se**2)
+        z = (data[key] - centre) / np.maximum(spread, 1e-12)
+        lo, hi = np.quantile(model, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        inside = (data[key] >= lo - 2 * se) & (data[key] <= hi + 2 * se)
+        summary[name] = {"max_abs_z": float(np.max(np.abs(z))),
+                         "num_outside": int(np.sum(np.abs(z) > critical)),
+                         "coverage": float(np.mean(inside)),
+                         "rms_error": float(np.sqrt(np.mean((centre - data[key]) ** 2))),
+                         "max_abs_error": float(np.max(np.abs(centre - data[key])))}
+    activity = sim["mean_activity"]
+    final = sim["final_activity"]  # (D, C)
+    runaway = (np.mean(final >= validity.ALL_ACTIVE, axis=1) >= 0.05) | (
+        np.mean(final > np.max(data["activity"]), axis=1) >= 0.05)
+    summary["mean_activity"] = _scalar_interval(activity, prob)
+    summary["degenerate_draws"] = float(np.mean(runaway))
+    return summary
+
+
+def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, num_sweeps=400,
+                       burn_in=300, batch_size=10, num_blocks=50, significance=0.05,
+                       prob=INTERVAL_PROB):
+    r"""Posterior predictive means :math:`m_i` and connected correlations :math:`C_{ij}`
+    (i<j), for any N.
+
+    ``num_draws`` draws (h, J) of the posterior (:func:`bayes_ising.posterior.posterior_draws`,
+    evenly thinned) are each simulated by Gibbs sampling (``num_chains`` chains, ``burn_in`` +
+    ``num_sweeps`` sweeps) from uniformly random states and from random data rows, vectorised
+    over ``batch_size`` draws at a time. For each moment k the replicated-data predictive
+    distribution is the draws' model moments plus the data's sampling error, so
+    :math:`z_k = (	ext{data}_k - ar x_k) / \sqrt{\mathrm{Var}_d x_{dk} + \overline{\mathrm{MCSE}^2}
+    + \mathrm{SE}_k^2}`, SE the data's batch-means standard error over ``num_blocks`` blocks of
+    bins (bins are autocorrelated; :func:`bayes_ising.validity.data_standard_errors`).
+    ``passed`` when no draw is degenerate (≥ 5% of its chains all active or beyond the data's
+    most active bin) and every |z| ≤ the Bonferroni critical value (t with 31 d.o.f.).
+
+    spins : (T, N) ±1, the posterior's neurons in its order.
+
+    Returns
+    -------
+    dict: ``moments`` — xarray.Dataset with ``m_model`` (start, draw, neuron), ``C_model``
+    (start, draw, pair), their MCSEs, ``m_data``, ``se_m`` (neuron), ``C_data``, ``se_C``
+    (pair), ``mean_activity`` (start, draw); ``summary`` (JSON-able) — per start ("random",
+    "data"): for means and connected correlations max |z|, number outside, coverage of the
+    data by the central ``prob`` interval (widened by 2 data SEs), RMS and max error of the
+    predictive mean; mean-activity interval; fraction of degenerate draws; plus ``passed``,
+    ``reason``, ``z_critical``, ``num_draws`` and the data's mean activity.
+    """
+    import xarray as xr
+
+    from . import ising, validity
+    from .errors import DataError
+    from .posterior import neuron_ids, posterior_draws
+
+    spins = _spins(spins)
+    ids = [str(v) for v in neuron_ids(tree)]
+    if len(ids) != spins.shape[1]:
+        raise DataError(f"the data have {spins.shape[1]} neurons but the posterior has "
+                        f"{len(ids)}; select the same neurons (population, min-rate)")
+    h_draws, J_draws = posterior_draws(tree, num_draws)
+    data = validity.data_standard_errors(spins, num_blocks)
+    kwargs = dict(num_chains=num_chains, num_sweeps=num_sweeps, burn_in=burn_in)
+    sims = _simulate_draws(rng_key, h_draws, J_draws, spins, int(batch_size), kwargs)
+    num_moments = data["m"].size + data["C"].size
+    critical = validity.z_critical(num_moments, significance)
+    summary = {name: _predictive_summary(sims[name], data, critical, prob) for name in sims}
+    worst = max(max(summary[n][k]["max_abs_z"] for k in ("mean", "connected")) for n in sims)
+    degenerate = max(summary[n]["degenerate_draws"] for n in sims)
+    passed = bool(degenerate == 0 and worst <= critical)
+    reason = (f"{100 * degenerate:.0f}% of draws degenerate (run to states the data never show)"
+              if degenerate else f"max |z| = {worst:.1f} "
+              f"{'<=' if worst <= critical else '>'} {critical:.1f} over {num_moments} moments")
+    summary.update(passed=passed, reason=reason, z_critical=critical,
+                   num_draws=int(h_draws.shape[0]),
+                   data_mean_activity=float(np.mean(data["activity"])),
+                   settings=dict(kwargs, batch_size=int(batch_size), num_blocks=num_blocks))
+    first, second = ising.pair_indices(len(ids))
+    starts = list(sims)
+    stack = lambda key: np.stack([sims[n][key] for n in starts])  # noqa: E731
+    moments = xr.Dataset(
+        {"m_model": (("start", "draw", "neuron"), stack("m")),
+         "mcse_m": (("start", "draw", "neuron"), stack("mcse_m")),
+         "C_model": (("start", "draw", "pair"), stack("C")),
+         "mcse_C": (("start", "draw", "pair"), stack("mcse_C")),
+         "mean_activity": (("start", "draw"), stack("mean_activity")),
+         "m_data": (("neuron",), data["m"]), "se_m": (("neuron",), data["se_m"]),
+         "C_data": (("pair",), data["C"]), "se_C": (("pair",), data["se_C"])},
+        coords={"start": starts, "neuron": ids, "neuron_i": ("pair", np.asarray(ids)[first]),
+                "neuron_j": ("pair", np.asarray(ids)[second])})
+    return {"moments": moments, "summary": summary}

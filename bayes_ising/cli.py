@@ -30,6 +30,7 @@ VERBS = {
     "thermo": "thermo",
     "compare-mle": "compare_mle",
     "report": "report",
+    "study": "study",
     "demo": "demo",
     "batch": "batch",
 }

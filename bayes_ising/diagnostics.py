@@ -52,6 +52,16 @@ Each flag carries its reasons as strings. The run-level verdict (:func:`diagnose
 chain has E-BFMI ≥ 0.3 and fewer than 25% of transitions saturate the tree depth; otherwise the
 reasons list says which. Saturation above 1% (but below 25%) is reported under ``warnings``:
 it costs efficiency, and R-hat/ESS already say whether the draws are good.
+
+**Validity** (:func:`posterior_validity`), beside mixing: a pseudo-posterior of N > 22 neurons
+is *valid* only when its model check passed (:func:`bayes_ising.validity.model_check`: the
+centre, simulated from random and from data-row starts, reproduces the data's means and
+connected correlations within the Monte Carlo and the data's sampling errors) and, when the
+curvature was adjusted, the adjustment changed the median posterior sd by less than a factor
+``bayes.SD_RATIO_LIMIT`` (4) either way; a missing check is not valid. Exact-likelihood
+posteriors, and pseudo-posteriors of N ≤ 22 (centre and curvature by enumeration), need no
+simulation. :func:`diagnose` reports ``valid`` and ``validity_reason`` and its ``verdict``
+reads "converged and valid", "converged but NOT valid: …" or "NOT converged: …".
 """
 
 import json
@@ -59,6 +69,7 @@ import json
 import numpy as np
 import xarray as xr
 
+from . import convergence
 from . import posterior as posterior_contract
 
 __all__ = [
@@ -75,16 +86,16 @@ __all__ = [
     "neuron_reliability",
     "lattice_gas_fields",
     "diagnose",
+    "posterior_validity",
     "compare_rules",
     "rule_recovery",
     "recovery_errors",
     "recovery_comparison",
 ]
 
-#: R-hat above this is non-convergence (Vehtari et al. 2021)
-RHAT_MAX = 1.01
-#: bulk/tail ESS below this is too few draws (Vehtari et al. 2021: 100 per chain, 4 chains)
-ESS_MIN = 400
+#: R-hat and ESS cuts: the package's one rule (:mod:`bayes_ising.convergence`)
+RHAT_MAX = convergence.MAX_RHAT
+ESS_MIN = convergence.MIN_ESS
 #: contraction below this is weak identification (posterior sd > 0.71 of the reference sd)
 CONTRACTION_MIN = 0.5
 #: E-BFMI below this is poor energy exploration (Betancourt 2016)
@@ -465,6 +476,60 @@ def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
     return rows
 
 
+def _attr_json(tree, name):
+    raw = tree.attrs.get(name)
+    if raw is None:
+        return None
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def posterior_validity(tree):
+    """Does the posterior's model reproduce its data (module docstring, **Validity**)?
+
+    Returns a JSON-able dict: ``valid`` (bool), ``validity_reason`` (one line), ``required``
+    (whether a model check is needed), ``model_check`` (verdict, passed, reason, the worst
+    |Δm|, |ΔC| and mean activities; None when absent), ``sd_ratio_median`` (or None).
+    """
+    from . import bayes, ising
+
+    num_neurons = tree["posterior"].sizes.get("neuron", 0)
+    likelihood = tree.attrs.get("likelihood", "exact")
+    info = _attr_json(tree, "adjust_info") or {}
+    check = _attr_json(tree, "model_check")
+    required = likelihood == "pseudo" and num_neurons > ising.MAX_EXACT_NEURONS
+    summary = None
+    if check is not None:
+        passed = bool(check.get("passed", check.get("verdict") == "ok"))
+        starts = [check[k] for k in ("random_start", "data_start") if k in check]
+        summary = {"verdict": check.get("verdict"), "passed": passed,
+                   "reason": check.get("reason", check.get("verdict")),
+                   "max_abs_mean": max((r["max_abs_mean"] for r in starts), default=None),
+                   "max_abs_connected": max((r["max_abs_connected"] for r in starts),
+                                            default=None),
+                   "mean_activity": [r["mean_activity"] for r in starts],
+                   "data_mean_activity": check.get("data", {}).get("mean_activity")}
+    ratio = info.get("sd_ratio_median")
+    limit = float(info.get("sd_ratio_limit", bayes.SD_RATIO_LIMIT))
+    if summary is not None and not summary["passed"]:
+        valid, reason = False, f"model check failed: {summary['verdict']} ({summary['reason']})"
+    elif summary is None and required:
+        valid, reason = False, (f"model check missing (required for pseudo-posteriors of "
+                                f"N > {ising.MAX_EXACT_NEURONS}); refit with this version")
+    elif ratio is not None and not 1.0 / limit <= ratio <= limit:
+        valid, reason = False, (f"the curvature adjustment changed the posterior sds by a "
+                                f"median factor {ratio:.2f} (outside [1/{limit:g}, {limit:g}])")
+    elif info.get("centre_converged") is False and not required:
+        valid, reason = False, "the adjustment's centre (exact MAP) did not converge"
+    elif summary is not None:
+        valid, reason = True, f"model check passed: {summary['reason']}"
+    else:
+        valid, reason = True, ("exact likelihood" if likelihood == "exact" else
+                               f"pseudo-posterior of N = {num_neurons} <= "
+                               f"{ising.MAX_EXACT_NEURONS}: no simulation check needed")
+    return {"valid": valid, "validity_reason": reason, "required": required,
+            "model_check": summary, "sd_ratio_median": ratio}
+
+
 def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRACTION_MIN,
              bfmi_min=BFMI_MIN, tree_depth_saturation_max=TREE_DEPTH_SATURATION_MAX,
              min_reference_sd=MIN_REFERENCE_SD):
@@ -472,7 +537,9 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
 
     Returns
     -------
-    dict (JSON-able): ``converged`` (bool), ``reasons`` (list of str; empty when converged),
+    dict (JSON-able): ``converged`` (bool, mixing), ``reasons`` (list of str; empty when
+    converged), ``valid`` and ``validity_reason`` (:func:`posterior_validity`, also in full
+    under ``validity``), ``verdict`` (one line: mixing and validity together),
     ``sampler`` (:func:`sampler_diagnostics`), ``summary`` (max R-hat, min bulk/tail ESS,
     number of parameters over each cut), ``thresholds``, ``neurons``
     (:func:`neuron_reliability`), ``num_flagged``, and ``parameters`` (the
@@ -486,22 +553,14 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
     rhat = np.concatenate([params["rhat_h"].values, params["rhat_J"].values])
     ess_bulk = np.concatenate([params["ess_bulk_h"].values, params["ess_bulk_J"].values])
     ess_tail = np.concatenate([params["ess_tail_h"].values, params["ess_tail_J"].values])
-    reasons = []
     num_chains = tree["posterior"].sizes.get("chain", 1)
-    if num_chains < 2:
-        reasons.append("only one chain: R-hat cannot detect non-convergence")
+    mixing = convergence.verdict(rhat, ess_bulk, ess_tail, sampler["num_divergent"],
+                                 num_chains=num_chains,
+                                 num_transitions=sampler["num_transitions"],
+                                 max_rhat=rhat_max, min_ess=ess_min)
+    reasons = list(mixing.reasons)
     num_bad_rhat = int(np.sum(rhat > rhat_max))
-    if num_bad_rhat:
-        reasons.append(f"{num_bad_rhat} of {rhat.size} parameters have R-hat > {rhat_max} "
-                       f"(max {np.nanmax(rhat):.3f})")
     num_low_ess = int(np.sum((ess_bulk < ess_min) | (ess_tail < ess_min)))
-    if num_low_ess:
-        reasons.append(f"{num_low_ess} of {rhat.size} parameters have bulk or tail ESS < "
-                       f"{ess_min} (min bulk {np.nanmin(ess_bulk):.0f}, "
-                       f"min tail {np.nanmin(ess_tail):.0f})")
-    if sampler["num_divergent"]:
-        reasons.append(f"{sampler['num_divergent']} of {sampler['num_transitions']} transitions "
-                       "diverged")
     if sampler["bfmi"] is not None:
         low = [k for k, v in enumerate(sampler["bfmi"]) if np.isfinite(v) and v < bfmi_min]
         if low:
@@ -527,8 +586,18 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
                       bfmi_min=bfmi_min, tree_depth_saturation_max=tree_depth_saturation_max,
                       min_reference_sd=min_reference_sd)
     converged = not reasons
+    validity = posterior_validity(tree)
+    if not converged:
+        verdict = "NOT converged: " + "; ".join(reasons)
+        if not validity["valid"]:
+            verdict += "; NOT valid: " + validity["validity_reason"]
+    elif validity["valid"]:
+        verdict = "converged and valid"
+    else:
+        verdict = "converged but NOT valid: " + validity["validity_reason"]
     return dict(converged=converged, reasons=reasons, warnings=warnings, sampler=sampler,
-                summary=summary,
+                valid=validity["valid"], validity_reason=validity["validity_reason"],
+                validity=validity, verdict=verdict, summary=summary,
                 thresholds=thresholds, neurons=neurons,
                 num_flagged=int(sum(row["flagged"] for row in neurons)), parameters=params)
 

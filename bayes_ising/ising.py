@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from . import limits
 from .errors import Float64Error, TooManyNeuronsError
 
 __all__ = [
@@ -76,8 +77,8 @@ __all__ = [
     "check_exact",
 ]
 
-#: Largest N enumerated exactly: 2^22 states, a 2048 x 2048 float64 matrix (32 MiB) per pass.
-MAX_EXACT_NEURONS = 22
+#: Largest N enumerated exactly (:mod:`bayes_ising.limits`, the one table of size limits).
+MAX_EXACT_NEURONS = limits.MAX_EXACT_NEURONS
 
 # Rows of the per-chunk feature matrix in :func:`fisher_information` are limited so that one
 # chunk (rows x num_parameters float64) stays near 64 MiB.
@@ -456,7 +457,8 @@ def log_pseudolikelihood(h, J, patterns, counts=None):
         H_{ui} = h_i + \sum_{j \ne i} J_{ij} s_{uj},
 
     since :math:`P(s_i \mid s_{\setminus i}) = e^{s_i H_i} / (2\cosh H_i) = \sigma(2 s_i H_i)`.
-    One (U×N)·(N×N) product; works for any N, in the dtype of ``h`` (float32 allowed).
+    Evaluated by :mod:`bayes_ising.pseudolikelihood` (one blocked sweep, fused gradient); works
+    for any N, in the dtype of ``h`` (float32 allowed).
 
     Parameters
     ----------
@@ -464,37 +466,28 @@ def log_pseudolikelihood(h, J, patterns, counts=None):
     patterns : (U, N) ±1 (e.g. from ``stats.unique_patterns``)
     counts : (U,) multiplicities; ``None`` means one each.
     """
+    from . import pseudolikelihood as pl
+
     h = jnp.asarray(h)
     dtype = jnp.result_type(h.dtype, jnp.float32)
-    h = h.astype(dtype)
-    J = jnp.asarray(J, dtype)
-    s = jnp.asarray(patterns).astype(dtype)
-    fields = h + s @ J
-    per_pattern = jnp.sum(jax.nn.log_sigmoid(2.0 * s * fields), axis=-1)
-    if counts is None:
-        return jnp.sum(per_pattern)
-    return jnp.asarray(counts, dtype) @ per_pattern
+    value = pl.log_pseudolikelihood(h.astype(dtype), jnp.asarray(J, dtype),
+                                    pl.prepare(patterns, counts))
+    return value.astype(dtype)
 
 
 def log_pseudolikelihood_grad(h, J, patterns, counts=None):
-    r"""Gradient of :func:`log_pseudolikelihood` with respect to ``theta`` (pack order).
-
-    With :math:`G_{ui} = 2 s_{ui}\, \sigma(-2 s_{ui} H_{ui})` (the derivative in :math:`H_{ui}`),
-    :math:`\partial/\partial h_i = \sum_u c_u G_{ui}` and
-    :math:`\partial/\partial J_{ij} = \sum_u c_u (G_{ui} s_{uj} + G_{uj} s_{ui})` for i<j.
-    Returns an array of shape (N + N(N−1)/2,).
+    r"""Gradient of :func:`log_pseudolikelihood` with respect to ``theta`` (pack order), in
+    closed form (:func:`bayes_ising.pseudolikelihood.value_and_grad`):
+    :math:`\partial/\partial h_i = \sum_u c_u (s_{ui} - \tanh H_{ui})`,
+    :math:`\partial/\partial J_{ij} = \sum_u c_u [(s_{ui} - \tanh H_{ui}) s_{uj} +
+    (s_{uj} - \tanh H_{uj}) s_{ui}]` for i<j. Returns an array of shape (N + N(N−1)/2,).
     """
+    from . import pseudolikelihood as pl
+
     h = jnp.asarray(h)
     dtype = jnp.result_type(h.dtype, jnp.float32)
-    h = h.astype(dtype)
-    J = jnp.asarray(J, dtype)
-    s = jnp.asarray(patterns).astype(dtype)
-    weights = jnp.ones(s.shape[0], dtype) if counts is None else jnp.asarray(counts, dtype)
-    fields = h + s @ J
-    dfields = 2.0 * s * jax.nn.sigmoid(-2.0 * s * fields) * weights[:, None]
-    grad_h = jnp.sum(dfields, axis=0)
-    cross = dfields.T @ s  # (N, N): Σ_u c_u G_ui s_uj
-    return jnp.concatenate([grad_h, matrix_to_couplings(cross + cross.T)])
+    theta = pack(h.astype(dtype), jnp.asarray(J, dtype))
+    return pl.value_and_grad(theta, pl.prepare(patterns, counts))[1].astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------

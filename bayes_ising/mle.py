@@ -51,7 +51,8 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from . import gibbs, ising, stats, validity, walk
+from . import gibbs, ising, limits, stats, validity, walk
+from . import pseudolikelihood as pl
 from .errors import BayesIsingError, DataError
 
 __all__ = [
@@ -209,7 +210,7 @@ def boundary_report(data, neuron_ids=None):
     ids = d.neuron_ids
     # a joint frequency below half a count is zero (moments of binary data are multiples of 1/T)
     floor = 0.5 / d.num_bins
-    p_active = (1.0 + d.m) / 2.0
+    p_active = stats.probability_from_mean(d.m)
     silent = [int(k) for k in np.flatnonzero(p_active < floor)]
     always_on = [int(k) for k in np.flatnonzero(p_active > 1.0 - floor)]
     inactive = set(silent) | set(always_on)
@@ -299,7 +300,7 @@ def _assemble(d, active, theta_active, tol):
         h[idx] = np.asarray(h_a)
         J[np.ix_(idx, idx)] = np.asarray(J_a)
     inactive = np.flatnonzero(~active)
-    h[inactive] = _inactive_field((1.0 + d.m[inactive]) / 2.0, tol)
+    h[inactive] = _inactive_field(stats.probability_from_mean(d.m[inactive]), tol)
     return h, J
 
 
@@ -309,9 +310,10 @@ def _active_mask(report, num_neurons):
     return active
 
 
-def _independent_theta(m, num_neurons):
-    return np.concatenate([np.arctanh(np.clip(m, -1 + 1e-12, 1 - 1e-12)),
-                           np.zeros(ising.num_pairs(num_neurons))])
+def _independent_theta(m, num_bins):
+    """The independent model's θ = (atanh m, 0): the start of the MLE optimisers."""
+    return np.concatenate([stats.independent_fields(m, num_bins),
+                           np.zeros(ising.num_pairs(np.size(m)))])
 
 
 class _Solution(NamedTuple):
@@ -365,7 +367,7 @@ def _fit_skeleton(method, spins, neuron_ids, l2, solve, *, finite_by, needs_spin
 def _active_start(init, d, idx):
     """Start on the active neurons: the independent model, or ``init`` = (h, J) restricted."""
     if init is None:
-        return _independent_theta(d.m[idx], idx.size)
+        return _independent_theta(d.m[idx], d.num_bins)
     h0, J0 = (np.asarray(a, np.float64) for a in init)
     return np.asarray(ising.pack(h0[idx], J0[np.ix_(idx, idx)]))
 
@@ -389,9 +391,7 @@ def fit_independent(spins, *, neuron_ids=None):
     start = time.perf_counter()
     d = _prepare(spins, neuron_ids)
     num_neurons = d.m.shape[0]
-    floor = 0.5 / d.num_bins
-    p_active = np.clip((1.0 + d.m) / 2.0, floor, 1.0 - floor)
-    h = np.arctanh(2.0 * p_active - 1.0)
+    h = stats.independent_fields(d.m, d.num_bins)
     report = boundary_report(d)
     messages = []
     inactive = report["silent"] + report["always_on"]
@@ -422,7 +422,7 @@ def fit_independent(spins, *, neuron_ids=None):
 
 #: above this N the Newton Hessian comes from ising.fisher_information (chunked) rather than
 #: jax.hessian, whose forward-mode tangents need P × 2^N memory
-_HESSIAN_BY_AUTODIFF_MAX_NEURONS = 16
+_HESSIAN_BY_AUTODIFF_MAX_NEURONS = limits.MAX_AUTODIFF_HESSIAN_NEURONS
 
 
 def _exact_objective(theta, mu, l2, num_neurons):
@@ -573,76 +573,38 @@ def _to_lattice_gas(theta, num_neurons):
     return jnp.concatenate([a, 4.0 * theta[..., num_neurons:]], axis=-1)
 
 
-def _padded_patterns(patterns, counts):
-    """Pad the unique patterns with zero-count rows to a size class (multiples of 1/8 of the
-    enclosing power of two, at least 256) so that jit compiles once per size class, not once
-    per dataset, while wasting at most 1/8 of the work."""
-    num = max(patterns.shape[0], 1)
-    step = max(32, 2 ** max(int(math.floor(math.log2(num))) - 3, 0))
-    size = max(256, step * int(math.ceil(num / step)))
-    extra = size - patterns.shape[0]
-    patterns = np.concatenate([patterns, -np.ones((extra, patterns.shape[1]), patterns.dtype)])
-    counts = np.concatenate([counts, np.zeros(extra, counts.dtype)])
-    return jnp.asarray(patterns, jnp.float64), jnp.asarray(counts, jnp.float64)
-
-
-def _pseudo_objective(phi, patterns, counts, l2, num_neurons):
-    """Per-bin negative log pseudolikelihood + (l2/2) Σ_{i<j} J_ij², in 0/1 coordinates."""
-    theta = _from_lattice_gas(phi, num_neurons)
-    h, J = ising.unpack(theta, num_neurons)
-    couplings = theta[num_neurons:]
-    num_bins = jnp.sum(counts)
-    return (-ising.log_pseudolikelihood(h, J, patterns, counts) / num_bins
-            + 0.5 * l2 * couplings @ couplings)
-
-
 def _lattice_gas_scale(m, Q, num_bins):
     r"""Diagonal preconditioner :math:`\sqrt{p_k(1-p_k)}` of the 0/1 statistics
     (:math:`p_i`, :math:`p_{ij}`), floored at half a count; optimisers work in
     :math:`\psi = \phi \cdot` scale, where the curvature is of order one in every coordinate.
     """
     i, j = ising.pair_indices(m.shape[0])
-    p = np.concatenate([(1.0 + m) / 2.0, (1.0 + m[i] + m[j] + Q[i, j]) / 4.0])
+    p = np.concatenate([stats.probability_from_mean(m), (1.0 + m[i] + m[j] + Q[i, j]) / 4.0])
     floor = 0.5 / num_bins
     p = np.clip(p, floor, 1.0 - floor)
     return np.sqrt(p * (1.0 - p))
 
 
-def _pseudo_theta_value_and_grad(theta, patterns, counts, l2, num_neurons):
-    r"""Per-bin negative log pseudolikelihood (+ L2) and its analytic gradient in ``theta``.
-
-    For ±1 spins :math:`\log\sigma(2 s H) = s H - \log(2\cosh H)`, so with
-    :math:`H = h + S J` (one (U×N)·(N×N) GEMM) the value is
-    :math:`\tfrac1T \sum_u c_u \sum_i [\log(2\cosh H_{ui}) - s_{ui} H_{ui}]` and, with
-    :math:`R = c \circ (S - \tanh H) / T`, the gradient is :math:`\nabla_h = -\sum_u R_u`,
-    :math:`\nabla_{J_{ij}} = -(S^\top R + R^\top S)_{ij}` (i<j; the second GEMM). One cosh, one
-    log and one tanh per entry (float64 transcendentals dominate the cost on a CPU).
-    """
-    h = theta[:num_neurons]
+def _pseudo_theta_value_and_grad(theta, data, l2, num_neurons):
+    r"""Per-bin negative log pseudolikelihood (+ L2) and its closed-form gradient in ``theta``
+    (:func:`bayes_ising.pseudolikelihood.value_and_grad`: one blocked sweep, two GEMMs per
+    block), :math:`-\log\mathrm{PL}/T + \tfrac{l_2}{2}\sum_{i<j} J_{ij}^2`; ``data`` a
+    :class:`~bayes_ising.pseudolikelihood.Patterns`."""
+    num_bins = jnp.sum(data.counts)
+    value, grad = pl.value_and_grad(theta, data)
     couplings = theta[num_neurons:]
-    J = ising.couplings_to_matrix(couplings, num_neurons)
-    num_bins = jnp.sum(counts)
-    fields = h + patterns @ J
-    magnitude = jnp.abs(fields)
-    clipped = jnp.minimum(magnitude, 300.0)  # log cosh a = a − log 2 + O(e^{−2a}) beyond
-    log_cosh = jnp.log(jnp.cosh(clipped)) + (magnitude - clipped)
-    per_pattern = jnp.sum(log_cosh - patterns * fields, axis=1)
-    value = counts @ per_pattern / num_bins + num_neurons * math.log(2.0)
-    r = (counts / num_bins)[:, None] * (patterns - jnp.tanh(fields))
-    cross = patterns.T @ r
-    grad_h = -jnp.sum(r, axis=0)
-    grad_j = -ising.matrix_to_couplings(cross + cross.T) + l2 * couplings
-    value = value + 0.5 * l2 * couplings @ couplings
-    return value, jnp.concatenate([grad_h, grad_j])
+    value = -value / num_bins + 0.5 * l2 * couplings @ couplings
+    grad = -grad / num_bins
+    return value, grad.at[num_neurons:].add(l2 * couplings)
 
 
 @functools.partial(jax.jit, static_argnames=("num_neurons",))
-def _pseudo_value_and_grad(psi, patterns, counts, l2, scale, num_neurons):
-    """One value+grad in the preconditioned 0/1 coordinates ``psi = phi * scale``: the analytic
-    gradient of :func:`_pseudo_theta_value_and_grad` (two GEMMs, (U×N)·(N×N) and
-    (N×U)·(U×N)) pulled back through the linear maps psi → phi → theta."""
+def _pseudo_value_and_grad(psi, data, l2, scale, num_neurons):
+    """One value+grad in the preconditioned 0/1 coordinates ``psi = phi * scale``: the
+    closed-form gradient of :func:`_pseudo_theta_value_and_grad` pulled back through the
+    linear maps psi → phi → theta."""
     theta = _from_lattice_gas(psi / scale, num_neurons)
-    value, grad_theta = _pseudo_theta_value_and_grad(theta, patterns, counts, l2, num_neurons)
+    value, grad_theta = _pseudo_theta_value_and_grad(theta, data, l2, num_neurons)
     # theta = (a/2 + rowsum J(b/4), b/4):  d/da = d/dh / 2,  d/db_ij = (d/dc_ij + d/dh_i + d/dh_j)/4
     i, j = ising.pair_indices(num_neurons)
     grad_h = grad_theta[:num_neurons]
@@ -666,7 +628,7 @@ def _lbfgs(value_and_grad, theta0, max_iterations, gtol):
 def _model_moments_for_report(rng_key, h, J, num_chains, num_sweeps):
     """Exact moments for N ≤ 20 (cheap), Gibbs estimates otherwise; (m, Q, source, noise)."""
     num_neurons = h.shape[0]
-    if num_neurons <= 20:
+    if num_neurons <= limits.MAX_EXACT_MOMENTS_NEURONS:
         m, Q = ising.exact_moments(jnp.asarray(h), jnp.asarray(J))
         return np.asarray(m), np.asarray(Q), "exact", None
     m, Q, noise = _sampled_moments(rng_key, h, J, num_chains=num_chains, num_sweeps=num_sweeps,
@@ -725,9 +687,9 @@ def _pseudo_solve(d, idx, theta0, l2, tol, max_iterations):
     if not idx.size:
         return np.zeros(0), 0, True, "no active neurons", 0
     patterns, counts = stats.unique_patterns(d.spins[:, idx])
-    s, c = _padded_patterns(patterns, counts)
     scale = jnp.asarray(_lattice_gas_scale(d.m[idx], d.Q[np.ix_(idx, idx)], d.num_bins))
-    value_and_grad = functools.partial(_pseudo_value_and_grad, patterns=s, counts=c,
+    value_and_grad = functools.partial(_pseudo_value_and_grad,
+                                       data=pl.prepare(patterns, counts),
                                        l2=jnp.float64(float(l2)), scale=scale,
                                        num_neurons=int(idx.size))
     psi, iterations, converged, status = _lbfgs(
@@ -923,16 +885,9 @@ def firing_threshold_rule(spins, threshold=0.05):
     return stats.firing_probability(_check_spins(spins)) >= threshold
 
 
-def _pseudo_objective_theta(theta, patterns, counts, l2, num_neurons):
-    h, J = ising.unpack(theta, num_neurons)
-    couplings = theta[num_neurons:]
-    return (-ising.log_pseudolikelihood(h, J, patterns, counts) / jnp.sum(counts)
-            + 0.5 * l2 * couplings @ couplings)
-
-
 @functools.partial(jax.jit, static_argnames=("num_neurons",))
-def _pseudo_value_and_grad_theta(theta, patterns, counts, l2, num_neurons):
-    return _pseudo_theta_value_and_grad(theta, patterns, counts, l2, num_neurons)
+def _pseudo_value_and_grad_theta(theta, data, l2, num_neurons):
+    return _pseudo_theta_value_and_grad(theta, data, l2, num_neurons)
 
 
 def _cosine_table(thetas, num_neurons):
@@ -977,7 +932,7 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
     if num_restarts < 2:
         raise BayesIsingError(f"restart_reliability needs at least 2 restarts, got {num_restarts}")
     if method == "auto":
-        method = "exact" if num_neurons <= 16 else "pseudo"
+        method = "exact" if num_neurons <= limits.MAX_EXACT_FIT_NEURONS else "pseudo"
     if method not in ("exact", "pseudo"):
         raise BayesIsingError(f"restart_reliability: method must be exact|pseudo|auto, got "
                               f"{method!r}")
@@ -991,9 +946,8 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
         if d.spins is None:
             raise DataError("restart_reliability(method='pseudo') needs spins, not moments")
         patterns, counts = stats.unique_patterns(d.spins)
-        padded, padded_counts = _padded_patterns(patterns, counts)
         value_and_grad = functools.partial(
-            _pseudo_value_and_grad_theta, patterns=padded, counts=padded_counts, l2=l2,
+            _pseudo_value_and_grad_theta, data=pl.prepare(patterns, counts), l2=l2,
             num_neurons=num_neurons)
     num_params = num_neurons + ising.num_pairs(num_neurons)
     starts = init_scale * jax.random.normal(rng_key, (num_restarts, num_params), jnp.float64)
@@ -1006,7 +960,7 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
             objectives.append(float(value_and_grad(jnp.asarray(theta))[0]))
     thetas = np.stack(thetas)
     mean_cosine, min_cosine = _cosine_table(thetas, num_neurons)
-    firing = (1.0 + d.m) / 2.0
+    firing = stats.probability_from_mean(d.m)
     reliable = mean_cosine >= cut
     above = firing >= threshold
     return {
@@ -1034,7 +988,8 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
 def _data_lattice_gas(d):
     """Data moments of the 0/1 statistics x = (s+1)/2 in pack order: (p_i; p_ij [i<j])."""
     i, j = ising.pair_indices(d.m.shape[0])
-    return np.concatenate([(1.0 + d.m) / 2.0, (1.0 + d.m[i] + d.m[j] + d.Q[i, j]) / 4.0])
+    return np.concatenate([stats.probability_from_mean(d.m),
+                           (1.0 + d.m[i] + d.m[j] + d.Q[i, j]) / 4.0])
 
 
 def _sampled_moments(rng_key, h, J, *, num_chains, num_sweeps, burn_in, initial_spins=None):
@@ -1222,7 +1177,7 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=1024,
         (result, _sim, h, J), history, iterations = _boltzmann_solve(
             rng_key, d, idx, assemble, h0, J0, options)
         errors = dict(result, source="sampled", max_abs_z=result["max_z"])
-        if d.m.shape[0] <= 20:
+        if d.m.shape[0] <= limits.MAX_EXACT_MOMENTS_NEURONS:
             errors.update(moment_errors(h, J, d), source="exact")
         messages = [] if result["within"] else [
             f"fit_boltzmann: moment errors above their noise after {iterations} steps "

@@ -15,6 +15,8 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .convergence import MAX_RHAT
+
 __all__ = [
     "cell_type_order",
     "plot_raster",
@@ -739,7 +741,7 @@ def plot_reliability(firing_probability, max_rhat, contraction, flagged, *, cell
         ax.set_xlabel("firing probability (fraction of bins)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
-    ax_r.axhline(1.01, color="C1", linewidth=0.8, linestyle=":")
+    ax_r.axhline(MAX_RHAT, color="C1", linewidth=0.8, linestyle=":")
     return fig
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, plots
+from . import __version__, convergence, plots, stats
 from . import posterior as posterior_contract
 from ._io import atomic_path
 from .errors import DataError
@@ -85,10 +85,6 @@ CRITICALITY_CAVEAT = (
     "control, and with how the peak moves as the number of neurons grows, before "
     "drawing any conclusion about criticality."
 )
-
-#: thresholds of the basic convergence check used when no diagnostics file is given
-RHAT_THRESHOLD = 1.01
-ESS_THRESHOLD = 400
 
 #: where the templates live (package data, see pyproject.toml)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -301,39 +297,20 @@ def convergence_summary(summary):
     """Per-parameter R-hat (rank-normalised) and bulk/tail ESS from ``posterior_summary``.
 
     Returns a dict of (P_total,) arrays ``name``, ``rhat``, ``ess_bulk``, ``ess_tail`` over all
-    h then all J parameters, and a basic verdict (R-hat ≤ 1.01, bulk ESS ≥ 400, no divergences)
-    used when no diagnostics file is given.
+    h then all J parameters, and the package's mixing verdict
+    (:func:`bayes_ising.convergence.verdict`) used when no diagnostics file is given.
     """
-    import arviz_stats as azs
-
     ids = summary["neuron_ids"]
     first, second = summary["pairs"]
     draws = np.concatenate([summary["h"], summary["J"]], axis=-1)  # (chain, draw, P)
     names = [f"h[{i}]" for i in ids] + [f"J[{ids[a]},{ids[b]}]" for a, b in
                                          zip(first, second, strict=True)]
-    if summary["num_chains"] < 2 and summary["num_draws"] < 8:
-        nan = np.full(draws.shape[-1], np.nan)
-        return {"name": names, "rhat": nan, "ess_bulk": nan, "ess_tail": nan, "converged": None,
-                "reasons": ["too few draws to compute R-hat"]}
-    rhat = np.asarray(azs.rhat(draws, chain_axis=0, draw_axis=1))
-    ess_bulk = np.asarray(azs.ess(draws, chain_axis=0, draw_axis=1, method="bulk"))
-    ess_tail = np.asarray(azs.ess(draws, chain_axis=0, draw_axis=1, method="tail",
-                                  prob=(0.05, 0.95)))
-    reasons = []
-    worst_rhat = float(np.nanmax(rhat))
-    if not worst_rhat <= RHAT_THRESHOLD:
-        count = int(np.sum(~(rhat <= RHAT_THRESHOLD)))
-        reasons.append(f"{count} parameter(s) have R-hat above {RHAT_THRESHOLD} "
-                       f"(worst {worst_rhat:.3f})")
-    low_ess = float(np.nanmin(ess_bulk))
-    if not low_ess >= ESS_THRESHOLD:
-        count = int(np.sum(~(ess_bulk >= ESS_THRESHOLD)))
-        reasons.append(f"{count} parameter(s) have bulk ESS below {ESS_THRESHOLD} "
-                       f"(lowest {low_ess:.0f})")
-    if summary["divergences"]:
-        reasons.append(f"{summary['divergences']} divergent transition(s)")
+    rhat, ess_bulk, ess_tail = convergence.draw_statistics(draws)
+    mixing = convergence.verdict(rhat, ess_bulk, ess_tail, summary["divergences"],
+                                 num_chains=summary["num_chains"],
+                                 num_transitions=summary["num_chains"] * summary["num_draws"])
     return {"name": names, "rhat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail,
-            "converged": not reasons, "reasons": reasons}
+            "converged": mixing.converged, "reasons": list(mixing.reasons)}
 
 
 # ---------------------------------------------------------------------------- data view
@@ -375,7 +352,7 @@ class _DataView:
                     self.firing_probability = np.asarray(observed["firing_probability"].values,
                                                          dtype=float)
                 elif "m" in observed:
-                    self.firing_probability = (1 + np.asarray(observed["m"].values)) / 2
+                    self.firing_probability = stats.probability_from_mean(observed["m"].values)
                 if "num_bins" in observed:
                     self.num_bins = int(np.asarray(observed["num_bins"].values))
             attrs = getattr(tree, "attrs", {}) or {}
@@ -410,9 +387,8 @@ def _verdict_view(ctx):
                 default=_get(validity, "reason", "verdict")))
     elif conv is not None and conv["converged"] is not None:
         view.update(converged=bool(conv["converged"]), reasons=list(conv["reasons"]),
-                    source=f"a basic check of the posterior (R-hat ≤ {RHAT_THRESHOLD}, bulk "
-                           f"ESS ≥ {ESS_THRESHOLD}, no divergences; no diagnostics file was "
-                           "given)")
+                    source=f"a basic check of the posterior ({convergence.rule_text()}; no "
+                           "diagnostics file was given)")
     neurons = (diag or {}).get("neurons") or []
     flagged = [str(n.get("id")) for n in neurons if n.get("flagged")]
     view.update(num_neurons=len(neurons), num_flagged=len(flagged), flagged=flagged[:20],
@@ -537,7 +513,8 @@ def _reliability_view(ctx):
             cell_types=(None if any(n.get("cell_type") in (None, "") for n in neurons)
                         else [n["cell_type"] for n in neurons])),
             "Per-neuron diagnostics against firing probability. Flagged neurons are circled "
-            "in red; the dotted line is R-hat = 1.01 and the dashed line the 5% firing rule.")
+            f"in red; the dotted line is R-hat = {convergence.MAX_RHAT:g} and the dashed line the "
+            "5% firing rule.")
     except (TypeError, ValueError):
         pass
     return {"num_flagged": sum(bool(n.get("flagged")) for n in neurons),

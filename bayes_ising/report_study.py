@@ -668,7 +668,8 @@ def _mle_row(fit, result):
                f"{format_number(walk.get('min_ess_tail'), 0)}")
     draws = walk.get("num_draws")
     chains = f"{walk['num_chains']} × " if walk.get("num_chains") else ""
-    converged = _yes_no(walk.get("converged")) + (f" ({chains}{draws} draws)" if draws else "")
+    converged = ("not checked" if walk.get("converged") is None
+                 else _yes_no(walk["converged"])) + (f" ({chains}{draws} draws)" if draws else "")
     return [fit["state"], fit["population"], converged, format_number(walk.get("max_rhat")),
             ess, _width_ratio(result, "h"), _width_ratio(result, "J"),
             format_number((result.get("summary") or {}).get("J_fraction_mle_in_bayes_interval")),

@@ -26,6 +26,8 @@ __all__ = [
     "moments",
     "connected_correlations",
     "firing_probability",
+    "probability_from_mean",
+    "independent_fields",
     "synchrony",
     "synchrony_distribution",
     "unique_patterns",
@@ -102,6 +104,24 @@ def connected_correlations(spins) -> np.ndarray:
 def firing_probability(spins) -> np.ndarray:
     """p_i = (1 + m_i)/2 = fraction of bins where neuron i fired, shape (N,)."""
     return (_spins(spins) == 1).mean(axis=0)
+
+
+def probability_from_mean(m):
+    """Firing probability of a ±1 spin from its mean: p = (1 + m)/2 (any shape)."""
+    return (1.0 + np.asarray(m, dtype=np.float64)) / 2.0
+
+
+def independent_fields(m, num_bins):
+    r"""Fields of the independent model (J = 0) matching the means m (N,):
+    :math:`h_i = \operatorname{atanh} m_i`.
+
+    One clip rule: a neuron that never (always) fires would need h = ∓∞, so its firing
+    probability is clipped to half a count, [1/(2T), 1 − 1/(2T)] with T = ``num_bins``, i.e.
+    m to [−1 + 1/T, 1 − 1/T]. Active neurons (0 < count < T, so |m| ≤ 1 − 2/T) are never
+    clipped: for them this is the exact closed-form MLE.
+    """
+    bound = 1.0 - 1.0 / float(num_bins)
+    return np.arctanh(np.clip(np.asarray(m, dtype=np.float64), -bound, bound))
 
 
 def synchrony(spins) -> np.ndarray:

@@ -34,7 +34,6 @@ import numpy as np
 
 import bayes_ising as bi
 from bayes_ising import bayes, diagnostics, plots, report
-from bayes_ising.data import SpikeData
 from bayes_ising.demo import fast_mode
 
 bi.enable_x64()  # exact enumeration and MLE need float64: switched on here, at the edge
@@ -65,9 +64,14 @@ def poisson_train(rate):
 
 
 spike_times = [poisson_train(r) for r in rates]
-data = SpikeData.from_spike_times(spike_times, bin_size=0.02, time_units="s",
-                                  neuron_ids=[f"n{k}" for k in range(8)],
-                                  cell_types=cell_types, source="notebook simulation")
+# your recording as a file: parallel arrays of spike times and neuron ids, plus labels
+# (the .npz layout of docs/data_format.md; MATLAB and NWB files load the same way)
+recording = OUT / "my_spikes.npz"
+np.savez(recording, spike_times=np.concatenate(spike_times),
+         spike_neurons=np.concatenate([[f"n{k}"] * len(t) for k, t in enumerate(spike_times)]),
+         neuron_ids=np.array([f"n{k}" for k in range(8)]), cell_types=np.array(cell_types),
+         t_start=0.0, t_stop=duration)
+data = bi.load(recording, bin_size=0.02, time_units="s")
 print(data)
 print("firing probability per bin:", np.round(data.firing_probability, 3))
 
@@ -114,3 +118,20 @@ path = report.write_report(OUT / "quickstart_report.html",
                            report.build_report(tree, data, diagnostics=diagnosis,
                                                title="Quick start"), force=True)
 print("report:", path.resolve())
+
+# %% [markdown]
+# ## 6. The whole study of the file in one call
+# `bi.study` (the same as `bayes-ising study my_spikes.npz --out DIR`) fits every state ×
+# population (here no states: all bins; E+I, E and I), checks each fit, computes I2/IN and
+# C(T)/N with the shuffled control, compares the study's MLE method with each posterior, and
+# compares E-only and I-only models with the E+I model. Its results are tables (pandas);
+# rerunning the cell resumes instead of refitting.
+
+# %%
+settings = bi.study_plan.FAST_SETTINGS if FAST else bi.StudySettings()
+result = bi.study(recording, OUT / "quickstart_study", settings=settings, progress=not FAST,
+                  scheduler="sync", min_bins=100)
+print(result.tables["fits"][["state", "population", "num_neurons", "likelihood", "converged",
+                             "num_flagged", "I2_IN_median", "T_peak_median"]])
+print(result.tables["ei"])
+print("notes:", result.summary["notes"])

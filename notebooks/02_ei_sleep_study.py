@@ -12,13 +12,14 @@
 # ---
 
 # %% [markdown]
-# # The study's analyses on the embedded E/I sleep dataset
+# # The study on the embedded E/I sleep dataset
 #
-# `bayes_ising.demo.run_demo` runs the whole analysis (the same code as `bayes-ising demo`):
-# fits, diagnostics beside the study's cosine/5% verdicts, predictive checks, I2/IN, E-only
-# vs E+I, the state comparison, thermodynamics with the shuffled control, and MLE vs Bayes.
-# This notebook runs it and looks at the results. `BAYES_ISING_FAST=1` runs it on a small
-# subset with few draws (a smoke test, not for conclusions); the default takes a few minutes.
+# `bi.study` runs the study's whole analysis (the same code as `bayes-ising study` and
+# `bayes-ising demo`): for every state × population (E+I, E, I) the posterior, diagnostics
+# beside the study's cosine/5% rules, predictive checks, I2/IN, C(T)/N with the shuffled
+# control and MLE vs Bayes; across fits E-only / I-only vs E+I and the state comparison. This
+# notebook runs it and reads its tables. `BAYES_ISING_FAST=1` runs it on a small subset with
+# few draws (a smoke test, not for conclusions); the default fits all 40 neurons.
 
 # %%
 import os
@@ -37,80 +38,74 @@ FAST = demo.fast_mode()
 OUT = Path(os.environ.get("BAYES_ISING_NOTEBOOK_OUT", "notebook_output")) / "ei_sleep"
 
 # %% [markdown]
-# ## The data: what the dataset was built to show
-# 32 E and 8 I neurons, 50 ms bins, 20,000 bins in each of wake, light and deep sleep; a slow
-# up/down drive grows from wake to deep sleep. Built-in truths: I–I correlations are higher in
-# deep sleep, a few E neurons fire in < 5% of bins, and an E-only pairwise model over-predicts
-# large E synchrony.
+# ## The data
+# 32 E and 8 I neurons, 50 ms bins, 20,000 bins in each of wake, light and deep sleep.
 
 # %%
 print(datasets.ei_sleep.__doc__.split("\n\n")[0])
-print(demo.demo_data(demo.demo_settings(FAST)))
+data = demo.demo_data(demo.demo_settings(FAST))
+print(data)
 
 # %% [markdown]
-# ## Run the whole analysis
+# ## Run the whole study
+# A rerun of this cell resumes: finished fits and analyses are read, not recomputed.
 
 # %%
-result = demo.run_demo(OUT, force=True, progress=not FAST)
-results = result["results"]
-print({step: round(seconds, 1) for step, seconds in result["times"].items()})
+settings = demo.demo_study_settings(FAST)
+result = bi.study(data, OUT, settings=settings, progress=not FAST, force=True,
+                  min_bins=1000 if FAST else settings.min_bins)
+fits = result.tables["fits"]
+print(fits[["state", "population", "num_neurons", "likelihood", "converged", "valid",
+            "num_flagged", "I2_IN_median", "I2_IN_lower", "I2_IN_upper"]])
 
 # %% [markdown]
 # ## Which neurons can be trusted?
 # The diagnostics' flags beside the study's two rules: restart cosine similarity and the 5%
-# firing threshold.
+# firing threshold, for every fit.
 
 # %%
-flags = results["comparison"]["flagged"]
-print(f"(on the {results['comparison']['fit']} fit)")
-print(f"{'neuron':>7} {'diagnostics':>12} {'cosine':>8} {'<5%':>5}")
-for k, neuron in enumerate(flags["neurons"]):
-    cosine = flags["cosine"][k] if flags["cosine"] is not None else None
-    print(f"{neuron:>7} {flags['diagnostics'][k]!s:>12} {cosine!s:>8} "
-          f"{flags['firing_threshold'][k]!s:>5}")
-print(flags["agreement"])
+neurons = result.tables["neurons"]
+print(neurons[["state", "population", "neuron", "firing_probability", "flagged",
+               "cosine_flagged", "firing_threshold_flagged"]].head(20))
 
 # %% [markdown]
 # ## E-only vs E+I: does a model of E alone over-predict E synchrony?
+# log P_model(K ≥ k_high) / P_data per state, for the population-only posterior and for the
+# E+I posterior's marginal over the same neurons.
 
 # %%
-for population in ("E", "I"):
-    block = results["ei"][population]
-    ratio = block["log_ratio_population_only"]
-    print(f"{population}: log P_model(K ≥ {block['k_high']}) / P_data = {ratio['median']:.2f} "
-          f"[{ratio['lower']:.2f}, {ratio['upper']:.2f}] ({population}-only); "
-          f"{block['log_ratio_joint']['median']:.2f} (E+I marginal)")
-sync = results["ei"]["E"]["synchrony"]
-plots.plot_synchrony_distribution(sync["observed"], predicted=sync["population_only"]["median"],
-                                  lower=sync["population_only"]["lower"],
-                                  upper=sync["population_only"]["upper"],
-                                  title="E synchrony: data vs the E-only model", label="E-only")
+print(result.tables["ei"])
+ei_sync = result.tables["ei_synchrony"]
+state = fits["state"].iloc[-1]
+rows = ei_sync[(ei_sync["state"] == state) & (ei_sync["population"] == "E")]
+plots.plot_synchrony_distribution(rows["observed"].to_numpy(),
+                                  predicted=rows["population_only_median"].to_numpy(),
+                                  lower=rows["population_only_lower"].to_numpy(),
+                                  upper=rows["population_only_upper"].to_numpy(),
+                                  title=f"E synchrony ({state}): data vs the E-only model",
+                                  label="E-only")
 
 # %% [markdown]
-# ## States: are I–I correlations and couplings stronger in deep sleep than in wake?
+# ## States: are I–I couplings and correlations stronger in deep sleep than in wake?
+# P(mean of the block in state a > in state b) for every ordered pair of states.
 
 # %%
-states = results["states"]
-print(states["probabilities"])
-plots.plot_state_comparison(states["states"], states["correlation_by_block"],
-                            quantity="correlation")
+probabilities = result.tables["state_probabilities"]
+print(probabilities[probabilities["block"] == "I-I"])
+print(result.tables["state_blocks"])
 
 # %% [markdown]
 # ## Heat capacity, with the shuffled-data control
 
 # %%
-thermo = results["thermo"]
-plots.plot_thermodynamics(thermo["temperature"], thermo["heat_capacity_per_neuron"],
-                          thermo["entropy_per_neuron"], peak=thermo["peak"],
-                          shuffled={"heat_capacity": thermo["shuffled_control"][
-                              "heat_capacity_per_neuron"], "entropy": thermo[
-                              "shuffled_control"]["entropy_per_neuron"]},
-                          num_neurons=thermo["num_neurons"])
+print(result.tables["peaks"])
+curves = result.thermo_curves()
+print(curves)
 
 # %% [markdown]
 # ## The report
-# Everything above, and more (raster, J matrix, P(K), patterns, I2/IN, rank plots), in one file.
+# Everything above, and more, in one file.
 
 # %%
-print("report:", result["report"].resolve())
-assert np.isfinite(thermo["peak"]["temperature"]["median"])
+print("report:", result.report)
+assert np.isfinite(fits["T_peak_median"].dropna()).all()

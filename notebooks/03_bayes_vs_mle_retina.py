@@ -114,3 +114,21 @@ if truth is not None and not FAST:
     for name, estimate in (("MLE", p["mle"]), ("posterior mean", p["bayes_mean"])):
         error = np.sqrt(np.mean((np.asarray(estimate) - true_theta) ** 2))
         print(f"RMS error vs truth, {name}: {error:.4f}")
+
+# %% [markdown]
+# ## The same comparison inside the study
+# `bi.study` runs this comparison for every fit it makes (here one: no states, no cell types)
+# beside the diagnostics, predictive checks, I2/IN and thermodynamics; its `comparison` and
+# `neurons` tables hold the numbers above.
+
+# %%
+OUT = Path(os.environ.get("BAYES_ISING_NOTEBOOK_OUT", "notebook_output"))
+settings = bi.study_plan.FAST_SETTINGS if FAST else bi.StudySettings(num_chains=2,
+                                                                     num_draws=draws,
+                                                                     num_warmup=warmup)
+study = bi.study(data, OUT / "retina_study", settings=settings, progress=not FAST,
+                 scheduler="sync", force=True, min_bins=100)
+print(study.tables["comparison"].T)
+print(study.tables["neurons"][["neuron", "firing_probability", "flagged", "cosine_flagged",
+                               "firing_threshold_flagged"]])
+print("notes:", study.summary["notes"])

@@ -298,6 +298,8 @@ def test_bayes_results_are_netcdf_and_validated(client, workdir, tmp_path, real)
     rows = first.summary
     assert (rows.num_neurons == 2).all() and np.isfinite(rows.rhat_max).all()
     assert (rows.ess_bulk_min > 0).all() and rows.converged.notna().all()
+    # exact likelihood: valid without a simulation check, and the summary says so
+    assert rows.valid.all() and rows.validity_reason.str.contains("exact").all()
     files = sorted((tmp_path / "out").glob("bayes-*.nc"))
     assert len(files) == 2
     tasks = batch.expand_plan(batch.load_plan(plan))

@@ -250,12 +250,13 @@ def test_report_verb_builds_a_self_contained_report(results, posterior_file, dat
     assert_usage_error(again, "exists; pass --force")
 
 
-def test_demo_verb_refuses_to_overwrite_without_force(work):
+def test_demo_verb_refuses_another_study_without_force(work):
     (work / "demo").mkdir()
-    (work / "demo" / "report.html").write_text("earlier")
+    (work / "demo" / "study_identity.json").write_text('{"data_sha256": "another"}')
+    (work / "demo" / "study.json").write_text("earlier")
     result = run_cli("demo", "--fast", "--out", work / "demo")
-    assert_usage_error(result, "already holds demo results", "--force")
-    assert (work / "demo" / "report.html").read_text() == "earlier"
+    assert_usage_error(result, "holds the results of another study", "--force")
+    assert (work / "demo" / "study.json").read_text() == "earlier"
 
 
 @pytest.mark.slow
@@ -263,11 +264,12 @@ def test_demo_verb_fast_end_to_end(work):
     out = work / "demo_fast"
     result = run_cli("demo", "--fast", "--quiet", "--out", out, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"report: {(out / 'report.html').resolve()}" in result.stdout
-    html = (out / "report.html").read_text()
-    assert "could not be drawn" not in html
-    for name in ("diagnostics.json", "thermo.json", "comparison.json", "posterior_EI.nc"):
-        assert (out / name).exists()
+    assert f"study: {out.resolve() / 'study.json'}" in result.stdout
+    summary = json.loads((out / "study.json").read_text())
+    assert len(summary["fits"]) == 6  # wake, deep x E+I, E, I
+    assert all(f["error"] == "" for f in summary["fits"])
+    if (out / "report.html").exists():
+        assert "could not be drawn" not in (out / "report.html").read_text()
 
 
 # ------------------------------------------------------------------------------- bad input

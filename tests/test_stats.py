@@ -154,3 +154,11 @@ def test_bad_shapes():
         stats.moments(np.ones(3))
     with pytest.raises(DataError, match="spins have zero bins"):
         stats.moments(np.ones((0, 3)))
+
+
+def test_independent_model_helpers_one_clip_rule():
+    m = np.array([-1.0, -0.5, 0.0, 0.8, 1.0])
+    np.testing.assert_allclose(stats.probability_from_mean(m), [0.0, 0.25, 0.5, 0.9, 1.0])
+    h = stats.independent_fields(m, num_bins=10)
+    # active neurons: the exact closed form; never/always firing: half a count, m = ∓(1 − 1/T)
+    np.testing.assert_allclose(np.tanh(h), [-0.9, -0.5, 0.0, 0.8, 0.9], atol=1e-12)

@@ -102,3 +102,138 @@ def test_a_degenerate_centre_stops_the_adjustment_with_a_clear_error():
     assert "\n" not in message
     assert "degenerate: runs to an all-active state" in message
     assert "Try:" in message and 'adjust = "none"' in message
+
+
+def _pseudo_tree(num_neurons=24, seed=0, model_check=None, adjust_info=None, h=-1.0, J=0.0,
+                 chains=4, draws=300):
+    """A well-mixed pseudo-posterior of N > 22 (independent Normal draws around h (N,) and
+    J (P,) in pack order), with the model check and adjustment record given."""
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    num_pairs = ising.num_pairs(num_neurons)
+    ids = np.array([f"n{k}" for k in range(num_neurons)])
+    first, second = ising.pair_indices(num_neurons)
+    posterior = xr.Dataset(
+        {"h": (("chain", "draw", "neuron"), h + 0.02 * rng.normal(
+            size=(chains, draws, num_neurons))),
+         "J": (("chain", "draw", "pair"), J + 0.01 * rng.normal(
+             size=(chains, draws, num_pairs)))},
+        coords={"chain": np.arange(chains), "draw": np.arange(draws), "neuron": ids,
+                "cell_type": ("neuron", np.array(["E"] * num_neurons)),
+                "pair": np.arange(num_pairs), "neuron_i": ("pair", ids[np.asarray(first)]),
+                "neuron_j": ("pair", ids[np.asarray(second)])})
+    stats = {"diverging": (("chain", "draw"), np.zeros((chains, draws), bool)),
+             "tree_depth": (("chain", "draw"), np.full((chains, draws), 3)),
+             "energy": (("chain", "draw"), rng.normal(size=(chains, draws)))}
+    observed = xr.Dataset({"firing_probability": (("neuron",), np.full(num_neurons, 0.1))},
+                          coords={"neuron": ids})
+    tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": xr.Dataset(stats),
+                                  "observed_data": observed})
+    tree.attrs.update(likelihood="pseudo", adjust="mode+curvature", model_spec=json.dumps(
+        {"prior": {"h": {"family": "normal", "mean": 0.0, "scale": 2.0},
+                   "J": {"family": "normal", "scale": 1.0}}}),
+        adjust_info=json.dumps(adjust_info or {}), bayes_ising_version="test")
+    if model_check is not None:
+        tree.attrs["model_check"] = json.dumps(model_check)
+    return tree
+
+
+@pytest.fixture(scope="module")
+def degenerate_check():
+    rng = np.random.default_rng(11)
+    spins = np.where(rng.random((2000, 24)) < 0.1, 1, -1).astype(np.int8)
+    h, J = _degenerate(24)
+    return validity.model_check(jax.random.PRNGKey(12), h, J, spins, num_chains=64,
+                                num_sweeps=50, burn_in=50)
+
+
+def test_verdict_includes_validity(degenerate_check, tmp_path, capsys):
+    """Well-mixed draws are "converged" by R-hat/ESS, but the verdict is "not valid" when the
+    model check failed, is missing where it is required (pseudo, N > 22), or the curvature
+    adjustment changed the sds by more than 4x; a passed check is valid."""
+    from bayes_ising import diagnostics
+    from bayes_ising.cli import main
+
+    assert not degenerate_check["passed"]
+    diag = diagnostics.diagnose(_pseudo_tree(model_check=degenerate_check))
+    assert diag["converged"] and not diag["valid"]
+    assert diag["verdict"].startswith("converged but NOT valid: model check failed: "
+                                      "degenerate: runs to an all-active state")
+    missing = diagnostics.diagnose(_pseudo_tree())
+    assert not missing["valid"] and "missing" in missing["validity_reason"]
+    good_check = dict(degenerate_check, passed=True, verdict="ok", reason="max |z| = 1.0")
+    good = diagnostics.diagnose(_pseudo_tree(model_check=good_check,
+                                             adjust_info={"sd_ratio_median": 1.3}))
+    assert good["valid"] and good["verdict"] == "converged and valid"
+    inflated = diagnostics.posterior_validity(_pseudo_tree(
+        model_check=good_check, adjust_info={"sd_ratio_median": 10.1}))
+    assert not inflated["valid"] and "10.10" in inflated["validity_reason"]
+    # the CLI prints it, and DIAG.json carries it as data
+    path = tmp_path / "post.nc"
+    bayes.save_posterior(_pseudo_tree(model_check=degenerate_check), path)
+    assert main(["diagnose", str(path), "--out", str(tmp_path / "d.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "NOT valid" in printed and "all-active" in printed
+    saved = json.loads((tmp_path / "d.json").read_text())
+    assert saved["valid"] is False and "all-active" in saved["validity_reason"]
+
+
+def test_predictive_moments_pass_near_the_truth_and_fail_a_degenerate_posterior():
+    """N = 24 planted Ising data (4,000 bins): draws scattered around the truth reproduce the
+    data's means and connected correlations (tidy xarray output + summary numbers); draws of
+    an all-active model are degenerate and fail."""
+    from bayes_ising import checks
+
+    truth = synthetic.ei_ising_parameters(jax.random.PRNGKey(13), 20, 4)
+    spins = np.asarray(synthetic.sample_ising(jax.random.PRNGKey(14), truth.h, truth.J,
+                                              4000), np.int8)
+    i, j = ising.pair_indices(24)
+    kwargs = dict(num_draws=8, num_chains=64, num_sweeps=150, burn_in=100, batch_size=4)
+    good = checks.predictive_moments(
+        jax.random.PRNGKey(15), _pseudo_tree(h=np.asarray(truth.h), chains=2, draws=10,
+                                             J=np.asarray(truth.J)[i, j]), spins, **kwargs)
+    assert good["summary"]["passed"], good["summary"]
+    moments = good["moments"]
+    assert moments["m_model"].dims == ("start", "draw", "neuron")
+    assert moments["C_model"].shape == (2, 8, ising.num_pairs(24))
+    assert good["summary"]["random"]["connected"]["coverage"] > 0.9
+    json.dumps(good["summary"])
+    h, J = _degenerate(24)
+    bad = checks.predictive_moments(jax.random.PRNGKey(16), _pseudo_tree(
+        h=h, J=J[i, j], chains=2, draws=10), spins, **kwargs)
+    assert not bad["summary"]["passed"]
+    assert bad["summary"]["data"]["degenerate_draws"] == 1.0
+    assert "degenerate" in bad["summary"]["reason"]
+
+
+@pytest.mark.slow
+def test_large_n_posterior_of_sparse_shared_input_is_converged_and_valid():
+    """Done-when of issue 12 at N = 50 (20,000 bins of retina-like data, models/pseudo_large):
+    the Boltzmann centre passes the model check from random and data starts, the curvature
+    ratio is sane, the posterior mixes, diagnose calls it converged and valid, and the
+    posterior-mean model simulated independently from random starts reproduces the data."""
+    from pathlib import Path
+
+    from bayes_ising import diagnostics
+
+    data = synthetic.shared_input_raster(jax.random.PRNGKey(0), 50, 20_000)
+    spec = Path(__file__).resolve().parents[1] / "models" / "pseudo_large.toml"
+    tree = bayes.fit_posterior(0, data, spec, progress=False)
+    info = json.loads(tree.attrs["adjust_info"])
+    check = json.loads(tree.attrs["model_check"])
+    assert check["passed"], check["reason"]
+    assert info["boltzmann"]["converged"], info
+    assert 0.5 < info["sd_ratio_median"] < 2.0, info
+    diag = diagnostics.diagnose(tree)
+    assert diag["converged"] and diag["valid"], diag["verdict"]
+    post = tree["posterior"]
+    h_mean = post["h"].mean(("chain", "draw")).values
+    J_mean = np.zeros((50, 50))
+    i, j = ising.pair_indices(50)
+    J_mean[i, j] = post["J"].mean(("chain", "draw")).values
+    J_mean = J_mean + J_mean.T
+    mean_check = validity.model_check(jax.random.PRNGKey(99), h_mean, J_mean, data.spins)
+    assert mean_check["passed"], mean_check["reason"]
+    assert abs(mean_check["random_start"]["mean_activity"]
+               - mean_check["data"]["mean_activity"]) < 0.01

@@ -76,8 +76,7 @@ def run(args):
     out = diagnosis_to_json(diagnosis)
     out.update(posterior=str(args.posterior), bayes_ising_version=__version__)
     write_json(args.out, out, force=args.force)
-    verdict = "converged" if diagnosis["converged"] else "NOT converged: " + "; ".join(
-        diagnosis["reasons"])
+    verdict = diagnosis["verdict"]  # mixing and validity (model check) together
     if diagnosis.get("warnings"):
         verdict += " (warnings: " + "; ".join(diagnosis["warnings"]) + ")"
     flagged = [row["id"] for row in diagnosis["neurons"] if row["flagged"]]

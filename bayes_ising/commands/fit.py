@@ -44,7 +44,7 @@ def register(subparsers, name):
 
 
 def run(args):
-    from .. import bayes, ising
+    from .. import bayes, diagnostics, ising
     from .._io import check_writable
     from ..cli import load_selected_data
     from ..errors import BayesIsingError, TooManyNeuronsError
@@ -75,6 +75,8 @@ def run(args):
     bayes.save_posterior(tree, args.out, force=args.force)
     summary = bayes.convergence_summary(tree)
     print(bayes.format_convergence_summary(summary, tree))
+    validity = diagnostics.posterior_validity(tree)
+    print(("valid: " if validity["valid"] else "NOT valid: ") + validity["validity_reason"])
     print(f"posterior: {args.out}")
     return 0
 

@@ -117,7 +117,8 @@ def _run(args) -> int:
           f"({errors.get('source', 'exact')}), {fit.iterations} iterations, "
           f"{fit.wall_time_s:.2f} s{'' if fit.converged else ', NOT converged'}")
     if "model_check" in result:
-        print(f"model check: {result['model_check']['verdict']}")
+        check = result["model_check"]
+        print(f"model check: {check['verdict']} ({check.get('reason', '')})")
     for message in fit.warnings:
         print(f"warning: {message}", file=sys.stderr)
     print(f"wrote {args.out}")

@@ -1,0 +1,66 @@
+"""The one convergence rule (bayes_ising.convergence): thresholds, verdict, autocorrelation."""
+
+import numpy as np
+import xarray as xr
+
+from bayes_ising import convergence
+
+
+def _tree(draws_h, draws_j, divergent=0):
+    num_chains, num_draws = draws_h.shape[:2]
+    diverging = np.zeros((num_chains, num_draws), bool)
+    diverging.flat[:divergent] = True
+    return xr.DataTree.from_dict({
+        "posterior": xr.Dataset({"h": (("chain", "draw", "neuron"), draws_h),
+                                 "J": (("chain", "draw", "pair"), draws_j)}),
+        "sample_stats": xr.Dataset({"diverging": (("chain", "draw"), diverging)})})
+
+
+def test_thresholds_are_the_documented_ones():
+    assert convergence.MAX_RHAT == 1.01 and convergence.MIN_ESS == 400
+    assert convergence.rule_text() == "R-hat ≤ 1.01, bulk and tail ESS ≥ 400, no divergences"
+
+
+def test_verdict_of_iid_draws_then_of_a_stuck_chain_and_divergences():
+    rng = np.random.default_rng(0)
+    h, J = rng.normal(size=(4, 500, 3)), rng.normal(size=(4, 500, 3))
+    good = convergence.mixing_verdict(_tree(h, J))
+    assert good.converged and good.reasons == ()
+    assert good.max_rhat < 1.01 and min(good.min_ess_bulk, good.min_ess_tail) > 1000
+    J_stuck = J.copy()
+    J_stuck[0, :, 1] += 3.0
+    bad = convergence.mixing_verdict(_tree(h, J_stuck, divergent=3))
+    assert not bad.converged and bad.num_divergent == 3
+    assert bad.max_rhat > 1.1
+    assert any("R-hat > 1.01" in r for r in bad.reasons)
+    assert "3 of 2000 transitions diverged" in bad.reasons
+    # too few effective draws: strongly autocorrelated chains
+    walk = np.cumsum(rng.normal(size=(4, 500, 3)), axis=1)
+    slow = convergence.mixing_verdict(_tree(walk, J))
+    assert not slow.converged and slow.min_ess_bulk < 400
+    assert any("bulk or tail ESS < 400" in r for r in slow.reasons)
+
+
+def test_one_chain_is_not_a_verdict():
+    rng = np.random.default_rng(1)
+    result = convergence.mixing_verdict(_tree(rng.normal(size=(1, 2000, 2)),
+                                              rng.normal(size=(1, 2000, 1))))
+    assert not result.converged and np.isnan(result.max_rhat)
+    assert result.reasons[0] == "only one chain: R-hat cannot detect non-convergence"
+
+
+def test_autocorrelation_time_ar1_white_constant_and_stuck():
+    rng = np.random.default_rng(2)
+    phi = 0.8
+    for num_chains in (4, 64):
+        noise = rng.normal(size=(4000, num_chains, 1))
+        x = np.zeros_like(noise)
+        for t in range(1, x.shape[0]):
+            x[t] = phi * x[t - 1] + noise[t]
+        tau = convergence.integrated_autocorrelation_time(x)
+        np.testing.assert_allclose(tau, (1 + phi) / (1 - phi), rtol=0.15)
+    white = convergence.integrated_autocorrelation_time(rng.normal(size=(2000, 4, 3)))
+    assert white.shape == (3,) and np.all((white > 0.8) & (white < 1.2))
+    assert convergence.integrated_autocorrelation_time(np.ones((50, 4, 1)))[0] == 1.0
+    stuck = rng.normal(size=(500, 4, 1)) * 0.1 + np.array([0, 0, 5, 5])[None, :, None]
+    assert convergence.integrated_autocorrelation_time(stuck)[0] >= 500
