@@ -194,8 +194,7 @@ def _verdict_row(fit):
     flagged = fit.get("flagged") or []
     shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
     num_flagged = fit.get("num_flagged")
-    validity = fit.get("validity")
-    validity = None if validity in (None, "ok") else validity
+    validity = _validity_text(fit)
     if fit.get("error"):  # the fit failed: its analyses could not run
         errors = [f"fit: {fit['error']} (its analyses did not run)"]
     else:
@@ -207,6 +206,19 @@ def _verdict_row(fit):
             "–" if num_flagged is None else f"{num_flagged}" + (f": {shown}" if shown else ""),
             interval_text(fit.get("I2_IN")), interval_text(fit.get("T_peak")),
             interval_text(fit.get("C_max_per_neuron")), "; ".join(errors) or "–"]
+
+
+def _validity_text(fit):
+    """Why a fit is not valid, in words (None when valid or when no reason was recorded)."""
+    if fit.get("valid") is not False:
+        return None
+    for text in (fit.get("validity_reason"), fit.get("validity")):
+        if isinstance(text, dict):
+            text = text.get("validity_reason") or text.get("reason")
+        if isinstance(text, str) and text.strip() and text not in ("ok", "None") \
+                and not text.startswith("{"):
+            return text
+    return None
 
 
 def _converged_cell(fit):
