@@ -50,6 +50,10 @@ from . import limits
 from .errors import Float64Error, TooManyNeuronsError
 
 __all__ = [
+    "to_lattice_gas",
+    "from_lattice_gas",
+    "convert",
+    "CONVENTIONS",
     "MAX_EXACT_NEURONS",
     "num_pairs",
     "pair_indices",
@@ -156,6 +160,46 @@ def unpack(theta, num_neurons):
 # --------------------------------------------------------------------------------------------
 # Energy and states
 # --------------------------------------------------------------------------------------------
+
+
+#: parameter conventions a verb can write: ±1 spins (the package's) or 0/1 (lattice gas)
+CONVENTIONS = ("pm1", "01")
+
+
+def to_lattice_gas(h, J):
+    r"""±1 parameters → 0/1 ("lattice gas") parameters, exactly: the one conversion.
+
+    With :math:`x = (s + 1)/2 \in \{0, 1\}`,
+    :math:`\sum_i h_i s_i + \sum_{i<j} J_{ij} s_i s_j = \sum_i a_i x_i
+    + \sum_{i<j} b_{ij} x_i x_j + \text{const}` for
+
+    .. math:: a_i = 2 h_i - 2 \textstyle\sum_{j \ne i} J_{ij}, \qquad b_{ij} = 4 J_{ij}.
+
+    ``a_i`` is the log-odds of neuron i firing when every other neuron is silent, ``b_ij`` the
+    change of that log-odds when j fires: the quantities the data constrain locally (a neuron
+    that never fires leaves only its own a_i and b_i· unidentified). Batched: h (..., N),
+    J (..., N, N) symmetric zero diagonal → a (..., N), b (..., N, N).
+    """
+    h, J = jnp.asarray(h), jnp.asarray(J)
+    return 2.0 * h - 2.0 * jnp.sum(J, axis=-1), 4.0 * J
+
+
+def from_lattice_gas(a, b):
+    """0/1 parameters (a, b) → ±1 (h, J): the inverse of :func:`to_lattice_gas`,
+    h_i = a_i / 2 + Σ_j b_ij / 4, J = b / 4."""
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    J = b / 4.0
+    return a / 2.0 + jnp.sum(J, axis=-1), J
+
+
+def convert(h, J, convention):
+    """(h, J) in ``convention`` "pm1" (unchanged) or "01" (:func:`to_lattice_gas`), as numpy."""
+    if convention == "pm1":
+        return np.asarray(h), np.asarray(J)
+    if convention == "01":
+        a, b = to_lattice_gas(h, J)
+        return np.asarray(a), np.asarray(b)
+    raise ValueError(f"convention must be 'pm1' or '01', got {convention!r}")
 
 
 def energy(spins, h, J):

@@ -560,17 +560,16 @@ def _from_lattice_gas(phi, num_neurons):
     the 0/1 statistics are nearly uncorrelated, so optimisers converge far faster in
     :math:`\phi = (a, b)` than in (h, J); the objective is the same function.
     """
-    couplings = phi[..., num_neurons:] / 4.0
-    J = ising.couplings_to_matrix(couplings, num_neurons)
-    h = phi[..., :num_neurons] / 2.0 + jnp.sum(J, axis=-1)
-    return jnp.concatenate([h, couplings], axis=-1)
+    b = ising.couplings_to_matrix(phi[..., num_neurons:], num_neurons)
+    h, _ = ising.from_lattice_gas(phi[..., :num_neurons], b)
+    return jnp.concatenate([h, phi[..., num_neurons:] / 4.0], axis=-1)
 
 
 def _to_lattice_gas(theta, num_neurons):
     """Inverse of :func:`_from_lattice_gas`."""
     theta = jnp.asarray(theta)
     J = ising.couplings_to_matrix(theta[..., num_neurons:], num_neurons)
-    a = 2.0 * theta[..., :num_neurons] - 2.0 * jnp.sum(J, axis=-1)
+    a, _ = ising.to_lattice_gas(theta[..., :num_neurons], J)
     return jnp.concatenate([a, 4.0 * theta[..., num_neurons:]], axis=-1)
 
 
