@@ -386,10 +386,8 @@ def state_analysis(rng_key, data, *, states=None, fit="mle", compare=(("deep", "
 
 def _posterior_draws(tree, num_draws):
     """(h (D, N), J (D, N, N)) of a posterior DataTree, evenly thinned to ``num_draws``."""
-    try:
-        from .posterior import posterior_draws
-    except ImportError:  # the shared reader not landed yet: the checks' reader (same layout)
-        return checks.parameter_draws(tree, num_draws)
+    from .posterior import posterior_draws
+
     h, J = posterior_draws(tree, num_draws=num_draws)
     return np.asarray(h, float), np.asarray(J, float)
 

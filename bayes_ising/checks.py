@@ -50,6 +50,10 @@ __all__ = [
 
 #: central interval of every band and interval reported here
 INTERVAL_PROB = 0.9
+#: default posterior draws of the checks: the ends of a central 90% band from D draws scatter
+#: by about 2.1 σ/√D (σ the posterior sd; sample 5%/95% quantiles, √(p(1−p)/D)/φ(z_p)),
+#: ±0.21 σ at 100 draws; 200 would give ±0.15 σ for twice the sampling.
+DEFAULT_CHECK_DRAWS = 100
 #: the exact routines (enumeration) are used up to this N; Gibbs sampling above
 MAX_EXACT_CHECK_NEURONS = limits.MAX_EXACT_CHECK_NEURONS
 #: exact third-order moments build a (2^N, N²) matrix: limit N for memory
@@ -115,13 +119,90 @@ def _exact_synchrony_draws(h_draws, J_draws):
     return np.asarray(jax.lax.map(fn, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
 
 
-def _gibbs_samples(rng_key, h, J, num_samples):
+def _gibbs_samples(rng_key, h_draws, J_draws, num_samples, initial_spins=None,
+                   progress=False):
+    """Model samples of every draw in one vectorised Gibbs run, (D, num_samples, N) int8.
+
+    :func:`bayes_ising.gibbs.sample_models_spins`: 256 chains per draw started from random
+    data rows (``initial_spins``; uniform starts without), 200 burn-in sweeps, every 5th sweep
+    recorded (the energy's autocorrelation time of fitted retina-like models is 1–3 sweeps).
+    """
     import jax.numpy as jnp
 
     from . import gibbs
 
-    return np.asarray(gibbs.sample_spins(rng_key, jnp.asarray(h), jnp.asarray(J),
-                                         int(num_samples)), dtype=np.int8)
+    bar = None
+    num_chains = min(256, int(num_samples))
+    sweeps = 200 + 5 * -(-int(num_samples) // num_chains)
+    if progress:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sweeps, unit="sweep", file=sys.stderr, leave=False,
+                   desc=f"model samples ({len(h_draws)} draws × {num_samples})")
+    spins, _ = gibbs.sample_models_spins(
+        rng_key, jnp.asarray(h_draws), jnp.asarray(J_draws), int(num_samples),
+        num_chains=num_chains, burn_in=200, thin=5, initial_spins=initial_spins, bar=bar)
+    if bar is not None:
+        bar.close()
+    return spins
+
+
+def _sampled_third_order(samples, chunk_size=2048):
+    """T_ijk = ⟨δs_i δs_j δs_k⟩ (N, N, N) of model samples (S, N), δs = s − m: the
+    :func:`bayes_ising.stats.third_order_correlations` sum as jitted float32 GEMMs over chunks
+    of samples (rounding ~1e-6, far below the Monte Carlo error ~1/√S)."""
+    import jax.numpy as jnp
+
+    x = jnp.asarray(samples, jnp.float32)
+    num_samples, num_neurons = x.shape
+    pad = -num_samples % chunk_size
+    return np.asarray(_third_order_kernel(jnp.pad(x, ((0, pad), (0, 0))), num_samples,
+                                          chunk_size), dtype=np.float64)
+
+
+def _third_order_kernel_impl(x, num_samples, chunk_size):
+    import jax
+    import jax.numpy as jnp
+
+    num_neurons = x.shape[1]
+    valid = (jnp.arange(x.shape[0]) < num_samples)[:, None]
+    d = jnp.where(valid, x - x[:num_samples].mean(axis=0), 0.0)
+    chunks = d.reshape(-1, chunk_size, num_neurons)
+
+    def add(total, chunk):
+        pair = (chunk[:, :, None] * chunk[:, None, :]).reshape(chunk_size, -1)
+        return total + chunk.T @ pair, None
+
+    total = jax.lax.scan(add, jnp.zeros((num_neurons, num_neurons**2), x.dtype), chunks)[0]
+    return (total / num_samples).reshape(num_neurons, num_neurons, num_neurons)
+
+
+def _third_order_kernel(x, num_samples, chunk_size):
+    return _third_order_jitted()(x, num_samples, chunk_size)
+
+
+def _third_order_jitted():
+    global _THIRD_ORDER_JIT
+    if _THIRD_ORDER_JIT is None:
+        import jax
+
+        _THIRD_ORDER_JIT = jax.jit(_third_order_kernel_impl, static_argnums=(1, 2))
+    return _THIRD_ORDER_JIT
+
+
+_THIRD_ORDER_JIT = None
+
+
+def _progress(items, progress, desc):
+    if not progress:
+        return items
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False)
 
 
 def _use_exact(num_neurons, method):
@@ -133,14 +214,13 @@ def _use_exact(num_neurons, method):
 
 
 def model_synchrony_draws(rng_key, h_draws, J_draws, *, method="auto", num_samples=20_000,
-                          subset=None):
+                          subset=None, model_samples=None, initial_spins=None, progress=False):
     """Model P(K) (or P(K_subset)) per draw, shape (D, n+1), n = N or len(subset).
 
     Exact by enumeration when ``method`` is "exact" (or "auto" with N ≤ 22); otherwise from
-    ``num_samples`` Gibbs samples of each draw (:func:`bayes_ising.gibbs.sample_spins`).
+    ``num_samples`` Gibbs samples of each draw, all draws in one run (:func:`_gibbs_samples`;
+    ``model_samples`` (D, S, N) reuses samples drawn before).
     """
-    import jax
-
     h_draws = np.atleast_2d(np.asarray(h_draws, float))
     J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (h_draws.shape[1],))
     num_neurons = h_draws.shape[1]
@@ -149,10 +229,11 @@ def model_synchrony_draws(rng_key, h_draws, J_draws, *, method="auto", num_sampl
             return _exact_synchrony_draws(h_draws, J_draws)
         return _subset_synchrony_draws(h_draws, J_draws, subset)
     cols = np.arange(num_neurons) if subset is None else np.asarray(subset)
-    keys = jax.random.split(rng_key, h_draws.shape[0])
+    if model_samples is None:
+        model_samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, initial_spins,
+                                       progress)
     out = []
-    for key, h, J in zip(keys, h_draws, J_draws, strict=True):
-        samples = _gibbs_samples(key, h, J, num_samples)
+    for samples in model_samples:
         k = np.sum(samples[:, cols] > 0, axis=1)
         out.append(np.bincount(k, minlength=cols.size + 1) / samples.shape[0])
     return np.stack(out)
@@ -211,7 +292,8 @@ def subset_synchrony_distribution(h, J, subset, *, chunk_bits=16):
 
 
 def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
-                         num_samples=20_000, prob=INTERVAL_PROB, min_count=10):
+                         num_samples=20_000, prob=INTERVAL_PROB, min_count=10,
+                         model_samples=None, progress=False):
     """Posterior predictive P(K) against the data and the independent model.
 
     Returns
@@ -233,7 +315,8 @@ def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
     observed = stats.synchrony_distribution(spins)
     independent = independent_synchrony_distribution(stats.firing_probability(spins))
     draws = model_synchrony_draws(rng_key, h_draws, J_draws, method=method,
-                                  num_samples=num_samples)
+                                  num_samples=num_samples, model_samples=model_samples,
+                                  initial_spins=spins, progress=progress)
     band = interval(draws, prob)
     # replicated data: T independent bins from each draw's P(K) (multinomial)
     import jax
@@ -279,7 +362,8 @@ def _pattern_codes(spins):
 
 
 def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=20,
-                        num_samples=20_000, prob=INTERVAL_PROB, min_count=10):
+                        num_samples=20_000, prob=INTERVAL_PROB, min_count=10,
+                        model_samples=None, progress=False):
     """Observed vs predicted probability of each observed pattern (a log–log scatter).
 
     Exact: P(s | h, J) of every distinct observed pattern per draw. Gibbs (large N): each
@@ -313,13 +397,15 @@ def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=
         log_p = np.asarray(jax.lax.map(fn, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
         predicted_draws = np.exp(log_p)
     else:
-        keys = jax.random.split(rng_key, h_draws.shape[0])
+        if model_samples is None:
+            model_samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, spins,
+                                           progress)
         observed_codes = _pattern_codes(patterns)
         order = np.argsort(observed_codes)
         sorted_codes = observed_codes[order]
         predicted_draws = np.zeros((h_draws.shape[0], len(counts)))
-        for d, (key, h, J) in enumerate(zip(keys, h_draws, J_draws, strict=True)):
-            codes = _pattern_codes(_gibbs_samples(key, h, J, num_samples))
+        for d, samples in enumerate(model_samples):
+            codes = _pattern_codes(samples)
             position = np.clip(np.searchsorted(sorted_codes, codes), 0, len(sorted_codes) - 1)
             found = sorted_codes[position] == codes
             np.add.at(predicted_draws[d], order[position[found]], 1.0)
@@ -384,11 +470,12 @@ def _exact_third_order(h_draws, J_draws):
 
 
 def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=50_000,
-                prob=INTERVAL_PROB):
+                prob=INTERVAL_PROB, progress=False):
     """Connected third-order correlations, predicted (per draw) vs observed, over i<j<k.
 
     Exact by enumeration for N ≤ 16 (:data:`MAX_EXACT_THIRD_ORDER_NEURONS`); otherwise from
-    ``num_samples`` Gibbs samples per draw (their Monte Carlo error adds to the band).
+    ``num_samples`` Gibbs samples per draw, all draws in one run (their Monte Carlo error adds
+    to the band).
 
     Returns
     -------
@@ -397,7 +484,6 @@ def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=
     ``rms_error`` (posterior median vs observed), ``correlation`` (Pearson, median vs
     observed), ``slope`` (least squares through 0 of median on observed).
     """
-    import jax
 
     from . import stats
 
@@ -411,10 +497,9 @@ def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=
     if exact:
         draws = _exact_third_order(h_draws, J_draws)[:, i, j, k]
     else:
-        keys = jax.random.split(rng_key, h_draws.shape[0])
-        draws = np.stack([
-            stats.third_order_correlations(_gibbs_samples(key, h, J, num_samples))[i, j, k]
-            for key, h, J in zip(keys, h_draws, J_draws, strict=True)])
+        samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, spins, progress)
+        draws = np.stack([_sampled_third_order(x)[i, j, k]
+                          for x in _progress(samples, progress, "third-order moments")])
     band = interval(draws, prob)
     med = band["median"]
     corr = (float(np.corrcoef(med, observed)[0, 1])
@@ -521,13 +606,15 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
 # --------------------------------------------------------------------------------------------
 
 
-def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=200, method="auto",
-                                num_samples=20_000, third_order_draws=50, prob=INTERVAL_PROB):
+def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=DEFAULT_CHECK_DRAWS,
+                                method="auto", num_samples=20_000, third_order_draws=50,
+                                prob=INTERVAL_PROB, progress=False):
     """Every check of this module for a posterior DataTree and its data.
 
     ``num_draws`` posterior draws (evenly thinned) for P(K), patterns and information;
     ``third_order_draws`` of them for the third-order correlations. Information is skipped
-    (with a note) for N > 22.
+    (with a note) for N > 22. With Gibbs (large N), P(K) and the patterns share one vectorised
+    run over all draws, the third order a second one; ``progress`` shows their bars (stderr).
 
     Returns
     -------
@@ -548,14 +635,21 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=200, method="
     h_draws, J_draws = parameter_draws(tree, num_draws)
     out = dict(num_bins=int(spins.shape[0]), num_neurons=num_neurons,
                num_draws=int(h_draws.shape[0]))
+    samples = None
+    if not _use_exact(num_neurons, method):
+        samples = _gibbs_samples(key_sync, h_draws, J_draws, num_samples, spins, progress)
     out["synchrony"] = predictive_synchrony(key_sync, h_draws, J_draws, spins, method=method,
-                                            num_samples=num_samples, prob=prob)
+                                            num_samples=num_samples, prob=prob,
+                                            model_samples=samples)
     out["patterns"] = pattern_frequencies(key_pat, h_draws, J_draws, spins, method=method,
-                                          num_samples=num_samples, prob=prob)
+                                          num_samples=num_samples, prob=prob,
+                                          model_samples=samples)
+    del samples
     thin = np.round(np.linspace(0, h_draws.shape[0] - 1,
                                 min(third_order_draws, h_draws.shape[0]))).astype(int)
     out["third_order"] = third_order(key_third, h_draws[thin], J_draws[thin], spins,
-                                     method=method, prob=prob, num_samples=num_samples)
+                                     method=method, prob=prob, num_samples=num_samples,
+                                     progress=progress)
     if num_neurons <= MAX_EXACT_CHECK_NEURONS:
         out["information"] = information(h_draws, J_draws, spins, prob=prob)
     else:

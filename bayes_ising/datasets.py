@@ -17,7 +17,7 @@ from .synthetic import DEFAULT_STATE_DRIVES, ei_network, pooling_network
 
 __all__ = ["EI_SLEEP_SEED", "EI_SLEEP_SETTINGS", "EI_SLEEP_CONTROL_SETTINGS",
            "EI_KINETIC_SETTINGS", "ei_sleep", "ei_sleep_truth", "ei_sleep_control",
-           "ei_sleep_control_truth", "ei_sleep_kinetic"]
+           "ei_sleep_control_truth", "ei_sleep_kinetic", "ei_sleep_kinetic_truth"]
 
 #: PRNG seed of :func:`ei_sleep` and :func:`ei_sleep_control` (``jax.random.key(seed)``).
 EI_SLEEP_SEED = 20190601
@@ -109,6 +109,11 @@ def ei_sleep_kinetic():
     :data:`EI_KINETIC_SETTINGS`): a kinetic Dale's-law network with a strong up/down drive, on
     which pairwise models of E alone and of E+I over-predict E synchrony alike."""
     return _kinetic()[0]
+
+
+def ei_sleep_kinetic_truth():
+    """The :class:`~bayes_ising.synthetic.NetworkTruth` behind :func:`ei_sleep_kinetic`."""
+    return _kinetic()[1]
 
 
 def _describe():  # pragma: no cover - a convenience for the command line

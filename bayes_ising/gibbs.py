@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ __all__ = [
     "GibbsInfo",
     "GibbsResult",
     "MomentsInfo",
+    "ModelsState",
+    "init_models",
+    "sample_models_energies",
+    "sample_models_spins",
     "init",
     "step",
     "sample",
@@ -533,6 +538,120 @@ def _chunks(total, num_chunks):
     return out
 
 
+class _Plan(NamedTuple):
+    """Validated settings of one :func:`sample` run (the schedule: burn-in, then draws)."""
+
+    temperatures: np.ndarray
+    h: np.ndarray
+    J: np.ndarray
+    num_chains: int
+    num_sweeps: int
+    burn_in: int
+    thin: int
+    options: tuple  # (num_chains, temps, scan_order, replica_exchange, rng, block_size)
+
+    @property
+    def num_draws(self):
+        return self.num_sweeps // self.thin
+
+
+def _plan(h, J, temperatures, num_chains, num_sweeps, burn_in, thin, scan_order,
+          replica_exchange, rng):
+    """Check the model and the schedule; raise ValueError on bad settings."""
+    temps = _temperatures(temperatures)
+    h_np, J_np = _validate_model(h, J)
+    thin, num_sweeps, burn_in = int(thin), int(num_sweeps), int(burn_in)
+    if thin < 1 or num_sweeps < thin or burn_in < 0:
+        raise ValueError(
+            f"need thin >= 1, num_sweeps >= thin and burn_in >= 0 (got thin={thin}, "
+            f"num_sweeps={num_sweeps}, burn_in={burn_in})"
+        )
+    options = (int(num_chains), temps.size, scan_order, bool(replica_exchange), rng, None)
+    return _Plan(temps, h_np, J_np, int(num_chains), num_sweeps, burn_in, thin, options)
+
+
+def _initial_state(rng_key, plan, initial_spins, initial_state, dtype):
+    """The starting GibbsState: continued (``initial_state``) or from :func:`init`."""
+    if initial_state is None:
+        return init(rng_key, plan.h, plan.J, plan.temperatures, plan.num_chains, initial_spins,
+                    dtype=dtype)
+    state = GibbsState(*(jnp.asarray(x) for x in initial_state))
+    expected = (plan.num_chains, plan.temperatures.size, plan.h.size)
+    if state.spins.shape != expected:
+        raise ValueError(f"initial_state has shape {state.spins.shape}, expected {expected}")
+    return state
+
+
+def _run_plan(keys, plan, flat, arrays, record_moments, record_spins, num_chunks, bar):
+    """Burn-in chunks, then draw chunks (jitted scans); returns (flat, accumulators, records).
+
+    ``arrays`` = (h, J, betas, temp_betas) in the sampler dtype; the draw offset goes into the
+    sweep index, so the random stream does not depend on the chunking.
+    """
+    key_burn, key_draw = keys
+    num_groups = _num_groups(plan.num_chains)
+    sweep_index = 0
+    for size in (_chunks(plan.burn_in, num_chunks) if plan.burn_in else []):
+        flat = _make_burner(plan.options, size)(key_burn, flat, *arrays, sweep_index)
+        sweep_index += size
+        if bar is not None:
+            bar.update(size)
+    num_neurons, num_temps = plan.h.size, plan.temperatures.size
+    energy_dtype = _energy_dtype()
+    accumulators = (
+        jnp.zeros((num_groups, num_temps, num_neurons), energy_dtype),
+        jnp.zeros((num_groups, num_temps, num_neurons, num_neurons), energy_dtype),
+    ) if record_moments else (jnp.zeros(()), jnp.zeros(()))
+    records, draw_index = [], 0
+    for size in _chunks(plan.num_draws, num_chunks):
+        runner = _make_runner(plan.options, size, plan.thin, record_moments, record_spins,
+                              num_groups)
+        flat, accumulators, chunk_records = runner(
+            key_draw, flat, *arrays, draw_index * plan.thin, accumulators)
+        records.append(jax.device_get(chunk_records))
+        draw_index += size
+        if bar is not None:
+            bar.update(size * plan.thin)
+    return flat, accumulators, records
+
+
+def _result(plan, flat, accumulators, records, record_moments, settings, wall_start):
+    """Assemble the GibbsResult from the recorded chunks (pure NumPy)."""
+    num_draws, num_chains = plan.num_draws, plan.num_chains
+    num_temps, num_neurons = plan.temperatures.size, plan.h.size
+
+    def stack(name):
+        return np.concatenate([r[name] for r in records], axis=0)
+
+    energies = stack("energy").reshape(num_draws, num_chains, num_temps)
+    flips = stack("flips").reshape(num_draws, num_chains, num_temps)
+    flip_rate = flips.sum(axis=(0, 1)) / (num_draws * plan.thin * num_chains * num_neurons)
+    swap_acceptance = None
+    if plan.options[3] and num_temps > 1:
+        # recorded sweeps are numbered 0, 1, ...; pair k is proposed on sweeps of its parity
+        total = num_draws * plan.thin
+        attempts = np.array([(total + 1 - k % 2) // 2 for k in range(num_temps - 1)])
+        swap_acceptance = stack("accepted").sum(axis=0) / np.maximum(attempts, 1)
+    group_spins = group_products = None
+    if record_moments:
+        per_group = num_draws * (num_chains // _num_groups(num_chains))
+        group_spins = np.asarray(accumulators[0]) / per_group
+        group_products = np.asarray(accumulators[1]) / per_group
+    spins = None
+    if "spins" in records[0]:
+        spins = stack("spins").reshape(num_draws, num_chains, num_temps, num_neurons)
+    return GibbsResult(
+        energies=energies, temperatures=plan.temperatures,
+        final_state=_from_flat(flat, num_chains, num_temps), flip_rate=flip_rate,
+        swap_acceptance=swap_acceptance,
+        mean_spins=None if group_spins is None else group_spins.mean(axis=0),
+        mean_products=None if group_products is None else group_products.mean(axis=0),
+        group_mean_spins=group_spins, group_mean_products=group_products, spins=spins,
+        num_sweeps=plan.num_sweeps, burn_in=plan.burn_in, thin=plan.thin,
+        wall_time_s=time.perf_counter() - wall_start, settings=settings,
+    )
+
+
 def sample(
     rng_key,
     h,
@@ -581,129 +700,221 @@ def sample(
     GibbsResult
     """
     wall_start = time.perf_counter()
-    temps = _temperatures(temperatures)
-    h_np, J_np = _validate_model(h, J)
-    thin = int(thin)
-    num_sweeps = int(num_sweeps)
-    burn_in = int(burn_in)
-    if thin < 1 or num_sweeps < thin or burn_in < 0:
-        raise ValueError(
-            f"need thin >= 1, num_sweeps >= thin and burn_in >= 0 (got thin={thin}, "
-            f"num_sweeps={num_sweeps}, burn_in={burn_in})"
-        )
-    num_chains = int(num_chains)
-    num_temps = temps.size
-    num_draws = num_sweeps // thin
+    plan = _plan(h, J, temperatures, num_chains, num_sweeps, burn_in, thin, scan_order,
+                 replica_exchange, rng)
     key_init, key_burn, key_draw = jax.random.split(rng_key, 3)
-    if initial_state is None:
-        state = init(key_init, h_np, J_np, temps, num_chains, initial_spins, dtype=dtype)
-    else:
-        state = GibbsState(*(jnp.asarray(x) for x in initial_state))
-        if state.spins.shape != (num_chains, num_temps, h_np.size):
-            raise ValueError(
-                f"initial_state has shape {state.spins.shape}, expected "
-                f"{(num_chains, num_temps, h_np.size)}"
-            )
-        dtype = state.spins.dtype
-    energy_dtype = _energy_dtype()
-    h_j = jnp.asarray(h_np, dtype)
-    J_j = jnp.asarray(J_np, dtype)
-    betas, temp_betas = _betas(temps, num_chains, dtype)
-    temp_betas = temp_betas.astype(energy_dtype)
-    options = (num_chains, num_temps, scan_order, bool(replica_exchange), rng, None)
+    state = _initial_state(key_init, plan, initial_spins, initial_state, dtype)
+    dtype = state.spins.dtype
+    h_j, J_j = jnp.asarray(plan.h, dtype), jnp.asarray(plan.J, dtype)
+    betas, temp_betas = _betas(plan.temperatures, plan.num_chains, dtype)
     flat = _to_flat(state)
     flat = _FlatState(flat.spins, _exact_fields(flat.spins, h_j, J_j), flat.energy)
-    num_groups = _num_groups(num_chains)
-
-    if num_chunks is None:
-        num_chunks = 20 if progress else 1
-    burn_chunks = _chunks(burn_in, num_chunks) if burn_in else []
-    draw_chunks = _chunks(num_draws, num_chunks)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=burn_in + num_draws * thin, unit="sweep", desc="Gibbs")
-
-    sweep_index = 0
-    for size in burn_chunks:
-        flat = _make_burner(options, size)(key_burn, flat, h_j, J_j, betas, temp_betas, sweep_index)
-        sweep_index += size
-        if bar is not None:
-            bar.update(size)
-
-    accumulators = (
-        jnp.zeros((num_groups, num_temps, h_np.size), energy_dtype),
-        jnp.zeros((num_groups, num_temps, h_np.size, h_np.size), energy_dtype),
-    ) if record_moments else (jnp.zeros(()), jnp.zeros(()))
-    records = []
-    draw_index = 0
-    for size in draw_chunks:
-        runner = _make_runner(options, size, thin, record_moments, record_spins, num_groups)
-        # the draw offset goes into the sweep index, so the random stream ignores the chunking
-        flat, accumulators, chunk_records = runner(
-            key_draw, flat, h_j, J_j, betas, temp_betas, draw_index * thin, accumulators
-        )
-        records.append(jax.device_get(chunk_records))
-        draw_index += size
-        if bar is not None:
-            bar.update(size * thin)
+        bar = tqdm(total=plan.burn_in + plan.num_draws * plan.thin, unit="sweep", desc="Gibbs",
+                   file=sys.stderr)
+    arrays = (h_j, J_j, betas, temp_betas.astype(_energy_dtype()))
+    flat, accumulators, records = _run_plan(
+        (key_burn, key_draw), plan, flat, arrays, record_moments, record_spins,
+        (20 if progress else 1) if num_chunks is None else num_chunks, bar)
     if bar is not None:
         bar.close()
-
-    def stack(name):
-        return np.concatenate([r[name] for r in records], axis=0)
-
-    energies = stack("energy").reshape(num_draws, num_chains, num_temps)
-    flips = stack("flips").reshape(num_draws, num_chains, num_temps)
-    flip_rate = flips.sum(axis=(0, 1)) / (num_draws * thin * num_chains * h_np.size)
-    swap_acceptance = None
-    if replica_exchange and num_temps > 1:
-        accepted = stack("accepted").sum(axis=0)
-        # recorded sweeps are numbered 0, 1, ...; pair k is proposed on sweeps of its parity
-        total = num_draws * thin
-        attempts = np.array([(total + 1 - k % 2) // 2 for k in range(num_temps - 1)])
-        swap_acceptance = accepted / np.maximum(attempts, 1)
-    mean_spins = mean_products = group_spins = group_products = None
-    if record_moments:
-        per_group = num_draws * (num_chains // num_groups)
-        group_spins = np.asarray(accumulators[0]) / per_group
-        group_products = np.asarray(accumulators[1]) / per_group
-        mean_spins = group_spins.mean(axis=0)
-        mean_products = group_products.mean(axis=0)
-    spins = None
-    if record_spins:
-        spins = stack("spins").reshape(num_draws, num_chains, num_temps, h_np.size)
     settings = {
-        "num_chains": num_chains,
-        "temperatures": temps.tolist(),
-        "num_sweeps": num_sweeps,
-        "burn_in": burn_in,
-        "thin": thin,
-        "replica_exchange": bool(replica_exchange),
-        "scan_order": scan_order,
-        "dtype": jnp.dtype(dtype).name,
-        "rng": rng,
+        "num_chains": plan.num_chains, "temperatures": plan.temperatures.tolist(),
+        "num_sweeps": plan.num_sweeps, "burn_in": plan.burn_in, "thin": plan.thin,
+        "replica_exchange": bool(replica_exchange), "scan_order": scan_order,
+        "dtype": jnp.dtype(dtype).name, "rng": rng,
         "initial": "state" if initial_state is not None else (
             "random" if initial_spins is None else "spins"),
     }
-    return GibbsResult(
-        energies=energies,
-        temperatures=temps,
-        final_state=_from_flat(flat, num_chains, num_temps),
-        flip_rate=flip_rate,
-        swap_acceptance=swap_acceptance,
-        mean_spins=mean_spins,
-        mean_products=mean_products,
-        group_mean_spins=group_spins,
-        group_mean_products=group_products,
-        spins=spins,
-        num_sweeps=num_sweeps,
-        burn_in=burn_in,
-        thin=thin,
-        wall_time_s=time.perf_counter() - wall_start,
-        settings=settings,
-    )
+    return _result(plan, flat, accumulators, records, record_moments, settings, wall_start)
+
+
+# --------------------------------------------------------------------------------------------
+# Many models at once: posterior draws x chains x temperatures in one jitted program
+# --------------------------------------------------------------------------------------------
+
+
+class ModelsState(NamedTuple):
+    """State of D models' chains: the flat layout of one model with a leading model axis.
+
+    spins, fields : (D, N, chains · temps) sampler dtype (column b = chain · temps + temp)
+    energy : (D, chains · temps) energy dtype, E(s) at T = 1
+    """
+
+    spins: jax.Array
+    fields: jax.Array
+    energy: jax.Array
+
+
+def init_models(rng_key, h, J, temperatures, num_chains, *, dtype=jnp.float32):
+    """Uniformly random ±1 starts for D models, ``num_chains`` chains at each temperature;
+    model d's from ``fold_in(rng_key, d)`` (so it does not depend on the other models).
+
+    h : (D, N)  J : (D, N, N) symmetric, zero diagonal (each model's own parameters)
+    Returns a :class:`ModelsState`.
+    """
+    temps = _temperatures(temperatures)
+    h = jnp.asarray(h, dtype)
+    J = jnp.asarray(J, dtype)
+    if h.ndim != 2 or J.shape != h.shape + h.shape[-1:]:
+        raise ValueError(f"expected h (D, N) and J (D, N, N); got {h.shape} and {J.shape}")
+    num_models, num_neurons = h.shape
+    batch = int(num_chains) * temps.size
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng_key, jnp.arange(num_models))
+    draws = jax.vmap(lambda key: jax.random.bernoulli(key, 0.5, (num_neurons, batch)))(keys)
+    spins = jnp.where(draws, 1.0, -1.0).astype(dtype)
+    fields = h[:, :, None] + J @ spins
+    energy = jax.vmap(_energy_from_fields, in_axes=(0, 0, 0, None))(
+        spins, fields, h, _energy_dtype())
+    return ModelsState(spins, fields, energy)
+
+
+@functools.lru_cache(maxsize=32)
+def _make_models_runner(options, num_sweeps):
+    """Jitted scan of ``num_sweeps`` sweeps of every model (vmap of :func:`_sweep` over D),
+    recording the energies (sweeps, D, chains · temps) and the summed exchange acceptance."""
+    num_temps = options[1]
+
+    def model_sweep(key, state, h, J, betas, temp_betas, index):
+        return _sweep(key, _FlatState(*state), h, J, betas, temp_betas, index, options)
+
+    sweep_all = jax.vmap(model_sweep, in_axes=(0, 0, 0, 0, None, None, None))
+
+    @jax.jit
+    def run(model_keys, state, h, J, betas, temp_betas, first_sweep):
+        def one(carry, offset):
+            state, accepted = carry
+            index = first_sweep + offset
+            keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(model_keys, index)
+            flat, info = sweep_all(keys, state, h, J, betas, temp_betas, index)
+            return (ModelsState(*flat), accepted + info.swap_accepted), flat.energy
+
+        zeros = jnp.zeros((h.shape[0], num_temps - 1), temp_betas.dtype)
+        (state, accepted), energies = lax.scan(one, (state, zeros), jnp.arange(num_sweeps))
+        return state, energies, accepted
+
+    return run
+
+
+def sample_models_energies(rng_key, h, J, state, temperatures, *, num_chains, num_sweeps,
+                           first_sweep=0, replica_exchange=True, chunk_size=None, bar=None):
+    """Advance D models by ``num_sweeps`` sweeps and record the energy after each sweep.
+
+    Every model d uses the key ``fold_in(rng_key, d)`` and sweep s the key
+    ``fold_in(that, first_sweep + s)``, so runs continued in pieces (``state`` and
+    ``first_sweep`` from the previous piece) equal one long run. ``bar``: a tqdm bar advanced
+    by sweeps after each chunk of ``chunk_size`` scanned sweeps.
+
+    Returns
+    -------
+    state : ModelsState
+    energies : (num_sweeps, D, num_chains, temps) NumPy, E(s) at the T = 1 scale
+    accepted : (D, temps − 1) summed per-sweep exchange acceptance (zeros without exchange)
+    """
+    temps = _temperatures(temperatures)
+    num_models = h.shape[0]
+    dtype = state.spins.dtype
+    h = jnp.asarray(h, dtype)
+    J = jnp.asarray(J, dtype)
+    betas, temp_betas = _betas(temps, num_chains, dtype)
+    temp_betas = temp_betas.astype(state.energy.dtype)
+    options = (int(num_chains), temps.size, "systematic", bool(replica_exchange), "hash", None)
+    model_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng_key, jnp.arange(num_models))
+    chunks = _chunks(int(num_sweeps), 1 if chunk_size is None else
+                     math.ceil(int(num_sweeps) / int(chunk_size)))
+    energies, accepted, done = [], 0.0, 0
+    for size in chunks:
+        runner = _make_models_runner(options, size)
+        state, chunk_energies, chunk_accepted = runner(
+            model_keys, state, h, J, betas, temp_betas, first_sweep + done)
+        energies.append(np.asarray(chunk_energies))
+        accepted = accepted + np.asarray(chunk_accepted)
+        done += size
+        if bar is not None:
+            bar.update(size)
+    energies = np.concatenate(energies, axis=0).reshape(
+        int(num_sweeps), num_models, int(num_chains), temps.size)
+    return state, energies, np.broadcast_to(accepted, (num_models, temps.size - 1))
+
+
+@functools.lru_cache(maxsize=16)
+def _make_models_spin_runner(options, num_draws, thin):
+    """Jitted scan over ``num_draws`` draws of ``thin`` sweeps of every model, recording the
+    spins (draws, D, chains, N) int8 and energies (draws, D, chains) after each draw."""
+    def model_sweep(key, state, h, J, betas, temp_betas, index):
+        return _sweep(key, _FlatState(*state), h, J, betas, temp_betas, index, options)
+
+    sweep_all = jax.vmap(model_sweep, in_axes=(0, 0, 0, 0, None, None, None))
+
+    @jax.jit
+    def run(model_keys, state, h, J, betas, temp_betas, first_sweep):
+        def one_draw(state, draw):
+            def one_sweep(state, offset):
+                index = first_sweep + draw * thin + offset
+                keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(model_keys, index)
+                flat, _ = sweep_all(keys, state, h, J, betas, temp_betas, index)
+                return ModelsState(*flat), None
+
+            state = lax.scan(one_sweep, state, jnp.arange(thin))[0]
+            return state, (jnp.swapaxes(state.spins, 1, 2).astype(jnp.int8), state.energy)
+
+        return lax.scan(one_draw, state, jnp.arange(num_draws))
+
+    return run
+
+
+def sample_models_spins(rng_key, h, J, num_samples, *, num_chains=256, burn_in=200, thin=5,
+                        initial_spins=None, temperature=1.0, chunk_draws=None, bar=None):
+    """Spin samples of D models at once, one vectorised program: (D, num_samples, N) int8.
+
+    Each model runs ``num_chains`` chains (starts: random data rows of ``initial_spins``
+    (R, N) when given — near equilibrium for a model fitted to them — else uniform), discards
+    ``burn_in`` sweeps, then records every ``thin``-th sweep, ceil(num_samples / num_chains)
+    draws per chain; rows are ordered draw by draw. Model d uses ``fold_in(rng_key, d)``.
+
+    Returns ``(spins (D, num_samples, N) int8, energies (draws, D, num_chains))``.
+    """
+    h = jnp.asarray(h, jnp.float32)
+    J = jnp.asarray(J, jnp.float32)
+    num_models, num_neurons = h.shape
+    num_chains = int(min(num_chains, num_samples))
+    num_draws = math.ceil(int(num_samples) / num_chains)
+    init_key, run_key = jax.random.split(rng_key)
+    state = init_models(init_key, h, J, (temperature,), num_chains)
+    if initial_spins is not None:
+        rows = np.asarray(initial_spins, np.float32)
+        pick = jax.random.randint(init_key, (num_models, num_chains), 0, rows.shape[0])
+        spins = jnp.swapaxes(jnp.asarray(rows)[pick], 1, 2)  # (D, N, chains)
+        fields = h[:, :, None] + J @ spins
+        energy = jax.vmap(_energy_from_fields, in_axes=(0, 0, 0, None))(
+            spins, fields, h, _energy_dtype())
+        state = ModelsState(spins, fields, energy)
+    if burn_in:
+        state, _, _ = sample_models_energies(run_key, h, J, state, (temperature,),
+                                             num_chains=num_chains, num_sweeps=burn_in,
+                                             replica_exchange=False, chunk_size=100, bar=bar)
+    betas, temp_betas = _betas((temperature,), num_chains, jnp.float32)
+    temp_betas = temp_betas.astype(state.energy.dtype)
+    options = (num_chains, 1, "systematic", False, "hash", None)
+    model_keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(run_key, jnp.arange(num_models))
+    # chunks of at most ~64 MiB of recorded spins
+    chunk_draws = chunk_draws or max(1, (64 << 20) // max(1, num_models * num_chains
+                                                           * num_neurons))
+    spins, energies, done = [], [], 0
+    for size in _chunks(num_draws, math.ceil(num_draws / chunk_draws)):
+        runner = _make_models_spin_runner(options, size, int(thin))
+        state, (chunk_spins, chunk_energy) = runner(
+            model_keys, state, h, J, betas, temp_betas, int(burn_in) + done * int(thin))
+        spins.append(np.asarray(chunk_spins))
+        energies.append(np.asarray(chunk_energy))
+        done += size
+        if bar is not None:
+            bar.update(size * int(thin))
+    spins = np.concatenate(spins).swapaxes(0, 1).reshape(num_models, -1, num_neurons)
+    return spins[:, :int(num_samples)], np.concatenate(energies)
 
 
 # --------------------------------------------------------------------------------------------

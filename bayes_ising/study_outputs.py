@@ -88,6 +88,7 @@ def _fit_entry(fit, analyses, plan, outcomes):
                      num_flagged=int(d["num_flagged"]),
                      flagged=[n["id"] for n in d["neurons"] if n["flagged"]],
                      valid=checks["validity"]["valid"], validity=checks["validity"]["verdict"],
+                     verdict=d.get("verdict"),
                      max_rhat=d["summary"].get("max_rhat"),
                      min_ess_bulk=d["summary"].get("min_ess_bulk"),
                      min_ess_tail=d["summary"].get("min_ess_tail"),

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError, ExistingOutputError
+from .limits import MAX_EXACT_NEURONS
 
 __all__ = ["StudySettings", "FAST_SETTINGS", "StudyTask", "StudyPlan", "plan_study",
            "execute_study_task", "run_tasks", "study", "parse_populations",
@@ -63,16 +64,8 @@ OUTPUT_NAMES = ("study.json", "study_identity.json", "data.npz", "report.html", 
                 "tasks", "tables")
 
 
-def _exact_max():
-    try:
-        from .limits import MAX_EXACT_NEURONS
-    except ImportError:  # the shared limits table not landed yet
-        from .ising import MAX_EXACT_NEURONS
-    return int(MAX_EXACT_NEURONS)
-
-
 #: the exact likelihood (enumeration of 2^N patterns) up to this many neurons
-EXACT_MAX_NEURONS = _exact_max()
+EXACT_MAX_NEURONS = MAX_EXACT_NEURONS
 
 
 @dataclass(frozen=True)
@@ -657,6 +650,12 @@ def study(data, out="study_output", *, settings=None, scheduler=None, force=Fals
     _prepare_folder(out_dir, plan, data, force)
     for note in plan.notes:
         log(note)
+    for state, info in plan.states.items():
+        for kind, what in (("silent_neurons", "never fire"),
+                           ("always_active", "fire in every bin")):
+            if info[kind]:
+                log(f"state {state!r}: neuron(s) {', '.join(info[kind])} {what} there (kept; "
+                    "the diagnostics judge them)")
     outcomes = run_tasks(plan.tasks, out_dir, scheduler=scheduler, progress=progress, log=log)
     result = write_outputs(out_dir, plan, settings, outcomes, data,
                            wall_time_s=time.perf_counter() - start)

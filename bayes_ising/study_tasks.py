@@ -67,9 +67,10 @@ def validity(rng_key, tree, spins, diagnosis):
     (:func:`bayes_ising.validity.model_check`) of the posterior-mean model: Gibbs chains from
     random and data starts against the data's means and connected correlations.
     """
-    if "valid" in diagnosis:
+    if "valid" in diagnosis:  # diagnostics.posterior_validity: one rule for every verb
         return dict(valid=bool(diagnosis["valid"]), source="diagnostics",
-                    verdict=str(diagnosis.get("validity", diagnosis.get("valid_reason", ""))))
+                    verdict=str(diagnosis.get("validity_reason", "")),
+                    reason=str(diagnosis.get("verdict", "")))
     stored = tree.attrs.get("model_check")
     if stored:
         check = json.loads(stored) if isinstance(stored, str) else dict(stored)
@@ -119,12 +120,23 @@ def _thermo_options(num_neurons, p):
 
 
 def fit_thermodynamics(rng_key, tree, spins, p):
-    """C(T)/N, S(T)/N, T*, C_max/N with posterior bands, and the shuffled-data control."""
+    """C(T)/N, S(T)/N, T*, C_max/N with posterior bands, and the shuffled-data control.
+
+    The thermo module's per-fit function (:func:`bayes_ising.thermo.fit_thermodynamics`:
+    posterior draws and control in one program, Gibbs checks, its own sampler defaults) when
+    it has one; otherwise :func:`~bayes_ising.thermo.posterior_thermodynamics` and
+    :func:`~bayes_ising.thermo.shuffled_control` with the study's sampler settings.
+    """
     import jax
 
     from . import thermo
 
     temperatures = thermo.parse_temperatures(p["temperatures"])
+    per_fit = getattr(thermo, "fit_thermodynamics", None)
+    if per_fit is not None:
+        result = per_fit(rng_key, tree, spins, temperatures=temperatures,
+                         num_posterior_draws=p["thermo_draws"], interval=p["interval"])
+        return result.to_dict(interval=p["interval"])
     options = _thermo_options(spins.shape[1], p)
     key_post, key_control = jax.random.split(rng_key)
     curves = thermo.posterior_thermodynamics(key_post, tree, temperatures,

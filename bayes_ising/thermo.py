@@ -65,6 +65,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
+import time
 import warnings
 
 import jax
@@ -72,8 +74,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import ising, limits
+from . import pseudolikelihood as pl
+from .convergence import MAX_RHAT, MIN_ESS
 from .convergence import integrated_autocorrelation_time as autocorrelation_time
-from .errors import BayesIsingError
+from .errors import BayesIsingError, DataError
 
 __all__ = [
     "CRITICALITY_CAVEAT",
@@ -90,10 +94,19 @@ __all__ = [
     "independent_thermodynamics",
     "posterior_parameters",
     "posterior_thermodynamics",
+    "fit_thermodynamics",
+    "FitThermodynamics",
+    "tidy_curves",
+    "peak_summary",
+    "DEFAULT_TEMPERATURES",
+    "DEFAULT_POSTERIOR_DRAWS",
     "shuffle_bins",
     "shuffled_control",
+    "mean_field_fit",
     "peak_versus_subsample",
     "autocorrelation_time",
+    "split_rhat",
+    "SamplerSchedule",
 ]
 
 #: Printed with every thermodynamic result.
@@ -502,8 +515,7 @@ def independent_thermodynamics(h, temperatures):
     num_neurons = h.size
     energy = -np.sum(h * np.tanh(x), axis=1) / num_neurons
     heat = np.sum(x**2 / np.cosh(x) ** 2, axis=1) / num_neurons
-    log_2cosh = np.abs(x) + np.log1p(np.exp(-2 * np.abs(x)))
-    entropy = np.sum(log_2cosh - x * np.tanh(x), axis=1) / num_neurons
+    entropy = np.sum(pl.log_2cosh(x) - x * np.tanh(x), axis=1) / num_neurons
     return energy, heat, entropy
 
 
@@ -527,56 +539,265 @@ def _moments_from_energies(energies, thin):
     return mean, var, mcse_mean, mcse_var, tau_e * thin
 
 
-def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=32, num_sweeps=2000,
-                           burn_in=500, thin=1, num_grid=24, replica_exchange="auto",
-                           min_sweeps_per_tau=MIN_SWEEPS_PER_TAU, on_short_run="raise",
-                           progress=False):
-    r"""Thermodynamics from the Gibbs sampler, all grid temperatures in one vectorised run.
+#: Sweeps scanned per compiled chunk of the vectorised sampler (one compilation per shape; the
+#: burn-in, every extension of an adaptive run and the progress bar all advance by chunks).
+SWEEP_CHUNK = 100
 
-    Parameters
-    ----------
-    rng_key : JAX PRNG key (one run per model, keys split from it)
-    h : (N,) or (D, N);  J : (N, N) or (D, N, N)
-    temperatures : (K,) positive
-    num_chains, num_sweeps, burn_in, thin : sampler settings per temperature (kept draws =
-        (num_sweeps) / thin per chain, after ``burn_in`` sweeps)
-    num_grid : uniform β steps of the integration grid; every grid temperature is sampled
-    replica_exchange : True, False or "auto" (on when the ladder has ≥ 4 temperatures, which
-        it has whenever ``num_grid ≥ 3``: neighbouring temperatures then overlap in energy)
-    min_sweeps_per_tau : a run is too short when the kept sweeps per chain are fewer than this
-        many energy autocorrelation times at some temperature
-    on_short_run : "raise" (:class:`RunTooShortError`), "warn" (:class:`AutocorrelationWarning`
-        and a note in ``warnings``)
 
-    Returns
-    -------
-    ThermoResult with method "gibbs", MCSEs (``mcse``) and ``autocorrelation_time`` (sweeps).
+@dataclasses.dataclass(frozen=True)
+class SamplerSchedule:
+    """How long the vectorised Gibbs run is (sweeps per chain and temperature).
+
+    ``num_sweeps`` an int fixes the kept sweeps; ``"auto"`` starts with ``initial_sweeps`` and
+    extends in chunks, each time to the length the measured autocorrelation times ask for
+    (``min_sweeps_per_tau`` τ and ``min_ess`` effective draws of the energy at every model and
+    temperature, R-hat ≤ ``max_rhat``), up to ``max_sweeps``. With ``max_mcse_fraction``, also
+    until the Monte Carlo error of C_max/N is at most that fraction of its posterior spread over
+    the first ``band_size`` models (the posterior draws; see :func:`_band_noise`).
+    """
+
+    num_sweeps: int | str = "auto"
+    burn_in: int = 200
+    initial_sweeps: int = 500
+    max_sweeps: int = 8000
+    max_rhat: float = MAX_RHAT
+    min_ess: float = float(MIN_ESS)
+    min_sweeps_per_tau: float = MIN_SWEEPS_PER_TAU
+    max_mcse_fraction: float | None = None
+    band_size: int = 0
+
+    def first_target(self):
+        return int(self.num_sweeps) if self.num_sweeps != "auto" else int(self.initial_sweeps)
+
+    def next_target(self, done, checks, num_chains):
+        """Kept sweeps to reach next, or None to stop (fixed length, converged or at the cap)."""
+        if self.num_sweeps != "auto" or checks["converged"] or done >= self.max_sweeps:
+            return None
+        tau = np.max(checks["autocorrelation_time_sweeps"])
+        wanted = max(self.min_sweeps_per_tau * tau, self.min_ess * tau / num_chains)
+        # R-hat alone failing: grow by half (more draws sharpen the between-chain comparison).
+        wanted = max(1.1 * wanted, 1.5 * done)
+        noise = checks.get("band_noise")
+        if self.max_mcse_fraction is not None and noise is not None and np.isfinite(noise):
+            wanted = max(wanted, 1.1 * done * (noise / self.max_mcse_fraction) ** 2)
+        # At most doubling: the estimates that set the target are noisy on short runs.
+        wanted = SWEEP_CHUNK * math.ceil(min(wanted, 2 * done) / SWEEP_CHUNK)
+        return int(min(max(wanted, done + SWEEP_CHUNK), self.max_sweeps))
+
+
+def split_rhat(series):
+    r"""Rank-normalised split R-hat (Vehtari et al. 2021), vectorised over leading axes.
+
+    ``series`` (..., chains, draws): each chain is split in halves, the pooled draws are
+    replaced by normal scores of their ranks, :math:`z = \Phi^{-1}((r - 3/8)/(S + 1/4))`, and
+    :math:`\hat R = \sqrt{\widehat{\mathrm{var}}^+ / W}` is computed on z (bulk) and on the
+    scores of :math:`|x - \mathrm{median}|` (tail); the larger is returned, shape (...).
+    A series that never changes gives 1.
+    """
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    x = np.asarray(series, dtype=np.float64)
+    half = x.shape[-1] // 2
+    x = np.concatenate([x[..., :half], x[..., half:2 * half]], axis=-2)  # (..., 2C, half)
+
+    def rhat_of(values):
+        flat = values.reshape(values.shape[:-2] + (-1,))
+        ranks = rankdata(flat, axis=-1).reshape(values.shape)
+        z = ndtri((ranks - 0.375) / (flat.shape[-1] + 0.25))
+        within = z.var(axis=-1, ddof=1).mean(axis=-1)
+        between = half * z.mean(axis=-1).var(axis=-1, ddof=1)
+        var_plus = (half - 1) / half * within + between / half
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(within > 0, np.sqrt(var_plus / within), 1.0)
+
+    folded = np.abs(x - np.median(x, axis=(-2, -1), keepdims=True))
+    return np.maximum(rhat_of(x), rhat_of(folded))
+
+
+def _band_noise(var_e, mcse_var, betas, band_size):
+    r"""Monte Carlo error of C_max/N relative to its posterior spread over ``band_size`` models.
+
+    With :math:`C_d = \beta^2 \mathrm{Var}_d(E)` on the grid (the 1/N cancels), per draw d the
+    grid maximum :math:`C_{\max,d}` and its MCSE :math:`\epsilon_d`; the ratio is
+    :math:`\tilde\epsilon / \sqrt{\max(s^2 - \tilde\epsilon^2, 0)}`, with
+    :math:`\tilde\epsilon` the median MCSE and s² the variance of :math:`C_{\max,d}` over
+    draws (which contains the MC variance, hence the subtraction). A band's endpoints move out
+    by a factor :math:`\sqrt{1 + r^2}` when the MC noise is r times the posterior spread.
+    NaN when fewer than 10 models.
+    """
+    if band_size < 10:
+        return float("nan")
+    heat = var_e[:band_size] * betas**2
+    noise = mcse_var[:band_size] * betas**2
+    best = np.argmax(heat, axis=1)
+    rows = np.arange(band_size)
+    typical = np.median(noise[rows, best])
+    spread2 = np.var(heat[rows, best], ddof=1) - typical**2
+    return float(typical / np.sqrt(max(spread2, (1e-3 * typical) ** 2, 1e-300)))
+
+
+def _energy_checks(energies, thin, schedule, tau=None, band_noise=None):
+    """The Gibbs run's own convergence checks per model and temperature.
+
+    energies : (draws, chains, D, K). Rank-normalised split R-hat (:func:`split_rhat`) over
+    chains, ESS = draws · chains / τ with τ from :func:`autocorrelation_time` (the τ of the
+    MCSEs; pass it as ``tau`` when known), and kept draws per τ. Returns a dict of (D, K)
+    arrays and the verdict.
+    """
+    num_draws, num_chains = energies.shape[:2]
+    series = np.moveaxis(energies, (0, 1), (-1, -2))  # (D, K, chains, draws)
+    if num_chains > 1 and num_draws >= 4:
+        rhat = split_rhat(series)
+    else:
+        rhat = np.full(series.shape[:2], np.nan)
+    tau = autocorrelation_time(energies) if tau is None else tau  # in draws, (D, K)
+    ess = num_draws * num_chains / tau
+    per_tau = num_draws / tau
+    converged = (np.nan_to_num(rhat, nan=np.inf) <= schedule.max_rhat) & (
+        ess >= schedule.min_ess) & (per_tau >= schedule.min_sweeps_per_tau)
+    band_ok = (schedule.max_mcse_fraction is None or band_noise is None
+               or not np.isfinite(band_noise) or band_noise <= schedule.max_mcse_fraction)
+    return {"rhat": rhat, "ess_bulk": ess, "autocorrelation_time_sweeps": tau * thin,
+            "sweeps_per_autocorrelation_time": per_tau, "converged_each": converged,
+            "band_noise": band_noise, "converged": bool(np.all(converged) and band_ok)}
+
+
+def _run_ladder(rng_key, h, J, ladder, num_chains, replica_exchange, schedule, progress):
+    """Burn-in, then kept sweeps of all models (D) × chains × ladder temperatures at once.
+
+    Returns the kept energies (sweeps, chains, D, K; K in increasing β), their moments
+    (:func:`_moments_from_energies`), the last checks, the mean exchange
+    acceptance (D, K − 1) and the wall time of the sampling.
     """
     from . import gibbs
 
+    init_key, run_key = jax.random.split(rng_key)
+    betas = 1.0 / ladder[::-1]
+    state = gibbs.init_models(init_key, h, J, ladder, num_chains)
+    burn_in = SWEEP_CHUNK * math.ceil(int(schedule.burn_in) / SWEEP_CHUNK)
+    target = schedule.first_target()
+    bar = _progress_bar(progress, burn_in + target, h.shape[0], num_chains, ladder.size)
+    run = functools.partial(gibbs.sample_models_energies, run_key, h, J,
+                            temperatures=ladder, num_chains=num_chains,
+                            replica_exchange=replica_exchange, chunk_size=SWEEP_CHUNK, bar=bar)
+    start = time.perf_counter()
+    if burn_in:
+        state, _, _ = run(state, num_sweeps=burn_in)
+    pieces, accepted, done = [], 0.0, 0
+    while True:
+        state, energies, chunk_accepted = run(state, num_sweeps=target - done,
+                                              first_sweep=burn_in + done)
+        pieces.append(np.moveaxis(energies, 1, 2)[..., ::-1])  # (sweeps, chains, D, K), β up
+        accepted = accepted + chunk_accepted
+        done = target
+        kept = np.concatenate(pieces, axis=0)
+        moments = _moments_from_energies(kept, 1)
+        noise = _band_noise(moments[1], moments[3], betas, schedule.band_size)
+        checks = _energy_checks(kept, 1, schedule, tau=moments[4], band_noise=noise)
+        target = schedule.next_target(done, checks, num_chains)
+        if target is None:
+            break
+        if bar is not None:
+            bar.total = burn_in + target
+            bar.refresh()
+    if bar is not None:
+        bar.close()
+    return kept, moments, checks, accepted / done, time.perf_counter() - start
+
+
+def _progress_bar(progress, total, num_models, num_chains, num_temps):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="sweep", file=sys.stderr, leave=False,
+                desc=f"Gibbs ({num_models} models × {num_chains} chains × {num_temps} T)")
+
+
+def _short_run_message(kept_sweeps, worst, temperatures, min_sweeps_per_tau, short):
+    worst_k = int(np.argmax(worst))
+    return (
+        f"Gibbs run too short: {kept_sweeps} sweeps per chain but the energy "
+        f"autocorrelation time reaches {worst[worst_k]:.3g} sweeps at "
+        f"T = {temperatures[worst_k]:.3g} (need >= {min_sweeps_per_tau:g} tau, "
+        f"too short at {int(np.sum(short))} of {short.size} temperatures); heat capacity "
+        "and entropy are unreliable — increase num_sweeps (--num-sweeps), or check the "
+        "model for multimodality"
+    )
+
+
+def _checks_summary(checks, index, schedule, num_sweeps):
+    """JSON-able summary of the Gibbs checks over models, on the whole ladder."""
+    ok = checks["converged_each"]
+    return {
+        "converged": checks["converged"],
+        "max_rhat": float(np.nanmax(checks["rhat"])),
+        "min_ess_bulk": float(np.min(checks["ess_bulk"])),
+        "min_sweeps_per_autocorrelation_time": float(
+            np.min(checks["sweeps_per_autocorrelation_time"])),
+        "max_autocorrelation_time_sweeps": float(np.max(checks["autocorrelation_time_sweeps"])),
+        "fraction_converged": float(np.mean(ok)),
+        "models_converged": np.all(ok, axis=1).tolist(),
+        "c_max_mcse_over_posterior_sd": checks["band_noise"],
+        "num_sweeps": int(num_sweeps),
+        "thresholds": {"max_rhat": schedule.max_rhat, "min_ess_bulk": schedule.min_ess,
+                       "min_sweeps_per_autocorrelation_time": schedule.min_sweeps_per_tau},
+    }
+
+
+def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=4, num_sweeps="auto",
+                           burn_in=200, thin=1, num_grid=16, replica_exchange="auto",
+                           min_sweeps_per_tau=MIN_SWEEPS_PER_TAU, on_short_run="raise",
+                           max_sweeps=8000, max_mcse_fraction=None, band_size=0,
+                           progress=False):
+    r"""Thermodynamics from the Gibbs sampler: every model (posterior draw) × chain × grid
+    temperature advances in one vectorised, jitted run (float32 spins, replica exchange).
+
+    Parameters
+    ----------
+    rng_key : JAX PRNG key
+    h : (N,) or (D, N);  J : (N, N) or (D, N, N)
+    temperatures : (K,) positive
+    num_chains : chains per model and temperature (≥ 2 for R-hat)
+    num_sweeps : kept sweeps per chain (int), or "auto": extended in chunks of
+        :data:`SWEEP_CHUNK` until R-hat ≤ 1.01, energy ESS ≥ 400 and ≥ ``min_sweeps_per_tau``
+        autocorrelation times hold for every model and grid temperature, or ``max_sweeps``
+    burn_in : discarded sweeps (rounded up to whole chunks); ``thin``: keep every thin-th
+    num_grid : uniform β steps of the integration grid; every grid temperature is sampled
+    replica_exchange : True, False or "auto" (on when the ladder has ≥ 4 temperatures)
+    on_short_run : "raise" (:class:`RunTooShortError`) or "warn" (:class:`AutocorrelationWarning`)
+        when the kept sweeps are fewer than ``min_sweeps_per_tau`` τ at a requested temperature
+    max_mcse_fraction, band_size : with "auto", also run until the MC error of C_max/N is at
+        most this fraction of its spread over the first ``band_size`` models (posterior draws)
+
+    Returns
+    -------
+    ThermoResult with method "gibbs", MCSEs, ``autocorrelation_time`` (sweeps) and
+    ``settings["gibbs_convergence"]`` (:func:`_checks_summary`).
+    """
     if on_short_run not in ("raise", "warn"):
         raise ValueError(f"on_short_run must be 'raise' or 'warn', got {on_short_run!r}")
     temperatures = _check_temperatures(temperatures)
     h, J = _as_batch(h, J)
     num_models, num_neurons = h.shape
     betas, index = integration_grid(temperatures, num_grid)
-    # β = 0 is known in closed form; the sampler gets the ladder in increasing T.
-    ladder = 1.0 / betas[:0:-1]
+    ladder = 1.0 / betas[:0:-1]  # β = 0 is known in closed form; the ladder in increasing T
     if replica_exchange == "auto":
         replica_exchange = ladder.size >= 4
-    keys = jax.random.split(rng_key, num_models)
-    moments, swap_acceptance = [], []
-    for model in range(num_models):
-        result = gibbs.sample(
-            keys[model], h[model], J[model], temperatures=ladder, num_chains=int(num_chains),
-            num_sweeps=int(num_sweeps), burn_in=int(burn_in), thin=int(thin),
-            replica_exchange=bool(replica_exchange), progress=progress,
-        )
-        # energies (draws, chains, temps) of E(s) at the T = 1 scale; back to increasing β
-        moments.append(_moments_from_energies(result.energies[..., ::-1], thin))
-        if result.swap_acceptance is not None:
-            swap_acceptance.append(float(np.min(result.swap_acceptance)))
-    mean_e, var_e, mcse_mean, mcse_var, tau = (np.stack(x) for x in zip(*moments, strict=True))
+    schedule = SamplerSchedule(num_sweeps=num_sweeps, burn_in=int(burn_in),
+                               max_sweeps=int(max_sweeps),
+                               min_sweeps_per_tau=float(min_sweeps_per_tau),
+                               max_mcse_fraction=max_mcse_fraction, band_size=int(band_size))
+    energies, moments, checks, acceptance, wall = _run_ladder(
+        rng_key, h, J, ladder, int(num_chains), bool(replica_exchange), schedule, progress)
+    kept_sweeps = energies.shape[0]
+    if int(thin) > 1:  # judge the kept, thinned draws
+        energies = energies[int(thin) - 1::int(thin)]
+        moments = _moments_from_energies(energies, int(thin))
+        checks = _energy_checks(energies, int(thin), schedule, tau=moments[4] / int(thin),
+                                band_noise=checks["band_noise"])
+    mean_e, var_e, mcse_mean, mcse_var, tau = moments
     mean0, var0 = _uniform_moments(h, J)
     zeros = np.zeros((num_models, 1))
 
@@ -584,36 +805,35 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=32, num_sw
         return np.concatenate([first[:, None], values], axis=1)
 
     tau_full = with_zero(tau, np.ones(num_models))
-    warning_list = []
-    kept_sweeps = int(num_sweeps)
     worst = np.max(tau_full[:, index], axis=0)
     short = kept_sweeps < min_sweeps_per_tau * worst
+    warning_list = []
     if np.any(short):
-        worst_k = int(np.argmax(worst))
-        message = (
-            f"Gibbs run too short: {kept_sweeps} sweeps per chain but the energy "
-            f"autocorrelation time reaches {worst[worst_k]:.3g} sweeps at "
-            f"T = {temperatures[worst_k]:.3g} (need >= {min_sweeps_per_tau:g} tau, "
-            f"too short at {int(np.sum(short))} of {short.size} temperatures); heat capacity "
-            "and entropy are unreliable — increase num_sweeps (--num-sweeps), or check the "
-            "model for multimodality"
-        )
+        message = _short_run_message(kept_sweeps, worst, temperatures, min_sweeps_per_tau, short)
         if on_short_run == "raise":
             raise RunTooShortError(message)
         warnings.warn(message, AutocorrelationWarning, stacklevel=2)
         warning_list.append(message)
+    summary = _checks_summary(checks, index, schedule, kept_sweeps)
+    if not summary["converged"] and not np.any(short):
+        warning_list.append(
+            f"Gibbs checks not all met after {kept_sweeps} sweeps: max R-hat "
+            f"{summary['max_rhat']:.4f}, min energy ESS {summary['min_ess_bulk']:.0f} "
+            f"({100 * summary['fraction_converged']:.1f}% of model × temperature pairs pass)")
     settings = {
-        "num_grid": int(num_grid),
-        "grid_size": int(betas.size),
-        "beta_max": float(betas[-1]),
+        "num_grid": int(num_grid), "grid_size": int(betas.size), "beta_max": float(betas[-1]),
         "rule": "Hermite (endpoint-corrected trapezoid) on a beta grid from 0",
-        "num_chains": int(num_chains),
-        "num_sweeps": int(num_sweeps),
-        "burn_in": int(burn_in),
-        "thin": int(thin),
-        "replica_exchange": bool(replica_exchange),
+        "num_chains": int(num_chains), "num_sweeps": int(kept_sweeps),
+        "num_sweeps_setting": num_sweeps, "max_sweeps": int(max_sweeps),
+        "burn_in": int(SWEEP_CHUNK * math.ceil(int(burn_in) / SWEEP_CHUNK)), "thin": int(thin),
+        "replica_exchange": bool(replica_exchange), "dtype": "float32",
         "min_sweeps_per_tau": float(min_sweeps_per_tau),
-        "min_swap_acceptance": min(swap_acceptance) if swap_acceptance else None,
+        "min_swap_acceptance": float(np.min(acceptance)) if ladder.size > 1 and
+        replica_exchange else None,
+        "sampling_wall_s": float(wall),
+        "spin_updates_per_s": float(num_models * num_chains * ladder.size * num_neurons
+                                    * (kept_sweeps + int(burn_in)) / max(wall, 1e-9)),
+        "gibbs_convergence": summary,
     }
     return _assemble(
         temperatures, betas, index, with_zero(mean_e, mean0), with_zero(var_e, var0),
@@ -672,6 +892,175 @@ def posterior_thermodynamics(rng_key, tree, temperatures, *, num_draws=100, meth
     return thermodynamics(run_key, h, J, temperatures, method=method, **options)
 
 
+#: Default temperature grid of the study pipeline and the ``thermo`` verb: 21 evenly spaced
+#: temperatures, 0.125 apart, around the fitted model (T = 1).
+DEFAULT_TEMPERATURES = "0.5:3.0:21"
+
+#: Default posterior draws. The endpoints of a central 90% band estimated from D draws scatter
+#: by about 2.1 σ/√D (σ the posterior sd; normal approximation of the sample 5% / 95%
+#: quantiles, √(p(1−p)/D) / φ(z_p)): ±0.26 σ at D = 64, ±0.30 σ at 50, ±0.21 σ at 100.
+DEFAULT_POSTERIOR_DRAWS = 64
+
+#: Default Monte Carlo error of each draw's C_max/N, as a fraction of the posterior sd, that the
+#: adaptive Gibbs run aims for: MC noise r σ widens the band by √(1 + r²), at r = 0.5 by 12%
+#: (endpoints +0.19 σ, comparable to the ±0.26 σ of 64 draws). The sampling cost grows as D/r².
+DEFAULT_MAX_MCSE_FRACTION = 0.5
+
+
+def _take_rows(result, rows):
+    """The ThermoResult of a subset ``rows`` of its models (draws)."""
+    def take(value):
+        return None if value is None else np.asarray(value)[rows]
+
+    mcse = None if result.mcse is None else {k: take(v) for k, v in result.mcse.items()}
+    settings = dict(result.settings)
+    if "gibbs_convergence" in settings:
+        checks = dict(settings["gibbs_convergence"])
+        checks["models_converged"] = np.asarray(checks["models_converged"])[rows].tolist()
+        settings["gibbs_convergence"] = checks
+    return dataclasses.replace(
+        result, energy_per_neuron=take(result.energy_per_neuron),
+        heat_capacity_per_neuron=take(result.heat_capacity_per_neuron),
+        entropy_per_neuron=take(result.entropy_per_neuron),
+        peak_temperature=take(result.peak_temperature),
+        peak_heat_capacity_per_neuron=take(result.peak_heat_capacity_per_neuron),
+        peak_at_edge=take(result.peak_at_edge), mcse=mcse,
+        autocorrelation_time=take(result.autocorrelation_time), settings=settings)
+
+
+def tidy_curves(results, interval=0.9):
+    """Long table of the bands: one row per (model, quantity, temperature) with columns
+    ``model``, ``quantity``, ``temperature``, ``median``, ``lower``, ``upper``, ``interval``,
+    ``max_mcse`` (largest Monte Carlo standard error over draws; NaN when exact).
+
+    ``results``: mapping name → :class:`ThermoResult` (e.g. "posterior", "shuffled").
+    """
+    import pandas as pd
+
+    rows = []
+    for model, result in results.items():
+        for quantity in ("energy_per_neuron", "heat_capacity_per_neuron", "entropy_per_neuron"):
+            band = _band(getattr(result, quantity), interval)
+            mcse = (np.max(result.mcse[quantity], axis=0) if result.mcse is not None
+                    else np.full(result.temperatures.shape, np.nan))
+            for k, temperature in enumerate(result.temperatures):
+                rows.append({"model": model, "quantity": quantity,
+                             "temperature": float(temperature),
+                             "median": float(band["median"][k]),
+                             "lower": float(band["lower"][k]), "upper": float(band["upper"][k]),
+                             "interval": float(interval), "max_mcse": float(mcse[k])})
+    return pd.DataFrame(rows)
+
+
+def peak_summary(result, interval=0.9):
+    """``{"T_peak": {median, lower, upper}, "C_max_per_neuron": {...}, "fraction_at_edge"}``
+    over the models (draws) of a :class:`ThermoResult`."""
+    def band(values):
+        return {k: float(v) for k, v in _band(values, interval).items()}
+
+    return {"T_peak": band(result.peak_temperature),
+            "C_max_per_neuron": band(result.peak_heat_capacity_per_neuron),
+            "fraction_at_edge": float(np.mean(result.peak_at_edge)), "interval": float(interval)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FitThermodynamics:
+    """Output of :func:`fit_thermodynamics` for one fit.
+
+    posterior, control : ThermoResult (control None without spins); control_info : the
+    shuffles' fit details; curves : pandas DataFrame (:func:`tidy_curves`); summary : dict
+    with ``T_peak``, ``C_max_per_neuron`` ({median, lower, upper}), ``control`` (the same for
+    the shuffled control), ``gibbs_convergence``, ``wall_s``, ``caveat``.
+    """
+
+    posterior: ThermoResult
+    control: ThermoResult | None
+    control_info: dict | None
+    curves: object
+    summary: dict
+
+    def to_dict(self, interval=0.9):
+        """JSON layout of ``bayes-ising thermo`` plus the summary."""
+        out = self.posterior.to_dict(interval=interval)
+        if self.control is not None:
+            control = self.control.to_dict(interval=interval)
+            control.pop("caveat", None)
+            control.update(self.control_info)
+            out["shuffled_control"] = control
+        out["summary"] = self.summary
+        return out
+
+
+def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=None,
+                       num_posterior_draws=DEFAULT_POSTERIOR_DRAWS, num_shuffles=1,
+                       method="auto", interval=0.9, progress=False, **sampler):
+    """C(T)/N, S(T)/N and ⟨E⟩/N with posterior bands, T* and C_max/N with intervals, and the
+    shuffled-data control, for one fit — the call the study pipeline makes per fit.
+
+    Parameters
+    ----------
+    rng_key : JAX PRNG key (draw choice, shuffles, sampler)
+    posterior : posterior DataTree, or ``(h (D, N), J (D, N, N))`` draws
+    control_spins : (num_bins, N) ±1 spins the posterior was fit to, in its neuron order
+        (e.g. ``posterior.align(tree, data).spins``), or None for no control
+    temperatures : (K,) or a :func:`parse_temperatures` string (default
+        :data:`DEFAULT_TEMPERATURES`)
+    num_posterior_draws : draws used (:data:`DEFAULT_POSTERIOR_DRAWS`; all when fewer)
+    num_shuffles : shuffled copies for the control
+    method : "auto" (exact for N ≤ :data:`AUTO_EXACT_MAX_NEURONS`), "exact" or "gibbs"
+    sampler : options of :func:`sampled_thermodynamics` (num_chains, num_sweeps, ...)
+
+    With Gibbs, the posterior draws and the control's models run in one vectorised program.
+    Returns :class:`FitThermodynamics`.
+    """
+    start = time.perf_counter()
+    draw_key, shuffle_key, run_key = jax.random.split(rng_key, 3)
+    if temperatures is None or isinstance(temperatures, str):
+        temperatures = parse_temperatures(temperatures or DEFAULT_TEMPERATURES)
+    if isinstance(posterior, tuple):
+        h, J = (np.asarray(a, dtype=np.float64) for a in posterior)
+        keep = np.arange(h.shape[0])
+        if num_posterior_draws is not None and int(num_posterior_draws) < h.shape[0]:
+            keep = np.sort(np.asarray(jax.random.choice(
+                draw_key, h.shape[0], (int(num_posterior_draws),), replace=False)))
+        h, J = h[keep], J[keep]
+    else:
+        h, J = posterior_parameters(draw_key, posterior, num_posterior_draws)
+    num_draws, num_neurons = h.shape
+    control_info = None
+    if control_spins is not None:
+        control_spins = np.asarray(control_spins)
+        if control_spins.ndim != 2 or control_spins.shape[1] != num_neurons:
+            raise DataError(f"control spins must be (num_bins, {num_neurons}) like the "
+                            f"posterior's neurons, got shape {control_spins.shape}")
+        h_c, J_c, fit_method, fit_warnings = _fit_shuffles(
+            shuffle_key, control_spins, num_shuffles, 1e-3, "auto")
+        control_info = {"max_abs_J": np.max(np.abs(J_c), axis=(1, 2)),
+                        "fit_method": fit_method, "l2": 1e-3,
+                        "num_shuffles": int(num_shuffles), "fit_warnings": fit_warnings}
+        h, J = np.concatenate([h, h_c]), np.concatenate([J, J_c])
+    options = {}
+    if method == "gibbs" or (method == "auto" and num_neurons > AUTO_EXACT_MAX_NEURONS):
+        options = {"max_mcse_fraction": DEFAULT_MAX_MCSE_FRACTION, **sampler,
+                   "band_size": num_draws, "progress": progress}
+    combined = thermodynamics(run_key, h, J, temperatures, method=method, **options)
+    result = _take_rows(combined, np.arange(num_draws))
+    control = None
+    if control_info is not None:
+        control = _take_rows(combined, np.arange(num_draws, h.shape[0]))
+    parts = {"posterior": result} | ({"shuffled": control} if control is not None else {})
+    summary = peak_summary(result, interval)
+    summary["control"] = None if control is None else peak_summary(control, interval)
+    summary["method"] = combined.method
+    summary["num_posterior_draws"] = int(num_draws)
+    summary["num_neurons"] = int(num_neurons)
+    summary["gibbs_convergence"] = combined.settings.get("gibbs_convergence")
+    summary["wall_s"] = time.perf_counter() - start
+    summary["caveat"] = CRITICALITY_CAVEAT
+    return FitThermodynamics(result, control, control_info, tidy_curves(parts, interval),
+                             summary)
+
+
 # --------------------------------------------------------------------------------------------
 # Controls
 # --------------------------------------------------------------------------------------------
@@ -680,48 +1069,87 @@ def posterior_thermodynamics(rng_key, tree, temperatures, *, num_draws=100, meth
 def shuffle_bins(rng_key, spins):
     """Permute each neuron's bins independently: keeps firing rates, destroys correlations.
 
-    ``spins`` (num_bins, N) → same shape and dtype; one permutation key per neuron.
+    ``spins`` (num_bins, N) → same shape and dtype. One sort: each column is reordered by
+    i.i.d. uniform keys (a uniformly random permutation per neuron).
     """
-    spins = jnp.asarray(spins)
-    keys = jax.random.split(rng_key, spins.shape[1])
-    shuffled = jax.vmap(lambda key, column: jax.random.permutation(key, column))(keys, spins.T)
-    return np.asarray(shuffled.T)
+    spins = np.asarray(spins)
+    keys = jax.random.uniform(rng_key, spins.shape, jnp.float32)
+    order = np.argsort(np.asarray(keys), axis=0, kind="stable")
+    return np.take_along_axis(spins, order, axis=0)
+
+
+def mean_field_fit(spins, min_rate_bins=1.0):
+    r"""Naive mean-field inverse Ising fit (Kappen & Rodríguez 1998), for nearly independent data.
+
+    .. math:: J = -(C^{-1})_{i \ne j}, \qquad h_i = \operatorname{atanh} m_i - \sum_j J_{ij} m_j,
+
+    with :math:`C_{ij} = \langle s_i s_j\rangle - m_i m_j`. Exact to first order in the
+    connected correlations, so accurate for shuffled data, whose correlations are sampling noise
+    of order :math:`1/\sqrt{T}` (checked against the pseudolikelihood fit in the tests).
+    Rates are clipped to ``min_rate_bins`` bins from 0 and 1 (a silent neuron gets a finite
+    h and couplings of order 1/T). Returns ``(h (N,), J (N, N))`` float64.
+    """
+    x = np.asarray(spins, dtype=np.float64)
+    num_bins = x.shape[0]
+    bound = 1.0 - 2.0 * float(min_rate_bins) / num_bins
+    m = np.clip(x.mean(axis=0), -bound, bound)
+    cov = x.T @ x / num_bins - np.outer(m, m)
+    # A clipped (silent or saturated) neuron keeps the variance of its clipped rate.
+    cov[np.diag_indices_from(cov)] = np.maximum(np.diag(cov), 1.0 - m**2)
+    J = -np.linalg.inv(cov)
+    np.fill_diagonal(J, 0.0)
+    J = 0.5 * (J + J.T)
+    return np.arctanh(m) - J @ m, J
+
+
+def _fit_shuffles(rng_key, spins, num_shuffles, l2, fit):
+    """Fit ``num_shuffles`` bin-shuffled copies of ``spins``; (h (S, N), J (S, N, N), method,
+    deduplicated fit warnings)."""
+    from . import mle
+
+    num_neurons = spins.shape[1]
+    if fit == "auto":
+        fit = "exact" if num_neurons <= AUTO_EXACT_MAX_NEURONS else "mean_field"
+    if fit not in ("exact", "pseudo", "mean_field"):
+        raise ValueError(f"fit must be 'auto', 'exact', 'pseudo' or 'mean_field', got {fit!r}")
+    hs, Js, fit_warnings = [], [], []
+    for key in jax.random.split(rng_key, int(num_shuffles)):
+        shuffled = shuffle_bins(key, spins)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if fit == "mean_field":
+                h, J = mean_field_fit(shuffled)
+            else:
+                fitter = mle.fit_exact if fit == "exact" else functools.partial(
+                    mle.fit_pseudo, check_moments=False)
+                result = fitter(shuffled, l2=l2)
+                h, J = result.h, result.J
+        hs.append(np.asarray(h, dtype=np.float64))
+        Js.append(np.asarray(J, dtype=np.float64))
+        # e.g. pairs of sparse neurons that never fire together in a shuffle (finite by l2)
+        fit_warnings.extend(str(w.message) for w in caught if str(w.message) not in fit_warnings)
+    return np.stack(hs), np.stack(Js), fit, fit_warnings
 
 
 def shuffled_control(rng_key, spins, temperatures, *, num_shuffles=1, l2=1e-3, method="auto",
-                     **options):
+                     fit="auto", **options):
     """Thermodynamics of models fitted to shuffled data (each neuron's bins permuted).
 
-    Each of ``num_shuffles`` shuffles is fitted by maximum likelihood — exact moment matching
-    (:func:`bayes_ising.mle.fit_exact` with an L2 penalty ``l2``) when N ≤
-    :data:`AUTO_EXACT_MAX_NEURONS`, the pseudolikelihood (:func:`bayes_ising.mle.fit_pseudo`)
-    otherwise — and the curves of the fits are returned as the draws of a :class:`ThermoResult`
-    (a band over shuffles). Shuffling destroys the correlations, so the fitted J are near 0
-    (finite-sample noise) and the curves approach the independent model's.
+    Each of ``num_shuffles`` shuffles is fitted — by exact moment matching
+    (:func:`bayes_ising.mle.fit_exact`, L2 penalty ``l2``) when N ≤
+    :data:`AUTO_EXACT_MAX_NEURONS`, by the naive mean-field inverse (:func:`mean_field_fit`,
+    accurate for data without correlations and O(N³)) otherwise, or by the pseudolikelihood
+    (``fit="pseudo"``) — and the curves of the fits are returned as the draws of a
+    :class:`ThermoResult` (a band over shuffles). Shuffling destroys the correlations, so the
+    fitted J are near 0 (finite-sample noise) and the curves approach the independent model's.
 
     Returns ``(ThermoResult, info)`` with ``info`` = {"max_abs_J": (num_shuffles,),
     "fit_method", "l2", "num_shuffles", "fit_warnings": the fits' warnings, deduplicated}.
     """
-    from . import mle
-
-    spins = np.asarray(spins)
-    num_neurons = spins.shape[1]
-    shuffle_keys = jax.random.split(rng_key, int(num_shuffles) + 1)
-    fits, fit_warnings = [], []
-    for key in shuffle_keys[:-1]:
-        shuffled = shuffle_bins(key, spins)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if num_neurons <= AUTO_EXACT_MAX_NEURONS:
-                fit, fit_method = mle.fit_exact(shuffled, l2=l2), "exact"
-            else:
-                fit, fit_method = mle.fit_pseudo(shuffled, l2=l2), "pseudo"
-        fits.append(fit)
-        # e.g. pairs of sparse neurons that never fire together in a shuffle (finite by l2)
-        fit_warnings.extend(str(w.message) for w in caught if str(w.message) not in fit_warnings)
-    h = np.stack([np.asarray(f.h, dtype=np.float64) for f in fits])
-    J = np.stack([np.asarray(f.J, dtype=np.float64) for f in fits])
-    result = thermodynamics(shuffle_keys[-1], h, J, temperatures, method=method, **options)
+    fit_key, run_key = jax.random.split(rng_key)
+    h, J, fit_method, fit_warnings = _fit_shuffles(fit_key, np.asarray(spins), num_shuffles,
+                                                   l2, fit)
+    result = thermodynamics(run_key, h, J, temperatures, method=method, **options)
     info = {"max_abs_J": np.max(np.abs(J), axis=(1, 2)), "fit_method": fit_method,
             "l2": float(l2), "num_shuffles": int(num_shuffles), "fit_warnings": fit_warnings}
     return result, info

@@ -299,3 +299,28 @@ def test_no_cell_types_skips_the_ei_analyses_and_keeps_the_rest(tmp_path):
     assert any(n.startswith("E/I analyses skipped: the data have no cell types")
                for n in plan.notes)
     assert any("one state only" in n for n in plan.notes)
+
+
+def test_ordered_pair_probabilities_are_complementary_and_right():
+    from bayes_ising.analyses import _ordered_pair_probabilities
+
+    rng = np.random.default_rng(0)
+    samples = {"deep": rng.normal(1.0, 1.0, 400), "wake": rng.normal(0.0, 1.0, 300),
+               "one": np.array([0.5])}
+    p = _ordered_pair_probabilities(samples, ["deep", "wake", "one"])
+    assert p["deep>wake"] + p["wake>deep"] == pytest.approx(1.0)
+    # P(X > Y) for X ~ N(1, 1), Y ~ N(0, 1) is Phi(1/sqrt(2)) = 0.760; MC sd ~ 0.02
+    assert p["deep>wake"] == pytest.approx(0.760, abs=0.05)
+    assert p["deep>one"] is None and p["one>wake"] is None
+
+
+def test_populations_and_their_aliases(recording):
+    from bayes_ising.data import load
+
+    data = load(recording)
+    assert study_plan._populations(data, None) == ("E+I", "E", "I")
+    with pytest.warns(DeprecationWarning):
+        assert study_plan.parse_populations("E,I") == ("E+I",)
+    assert study_plan.parse_populations("E+I,I") == ("E+I", "I")
+    with pytest.raises(study_plan.DataError, match="unknown population 'X'"):
+        study_plan._populations(data, ("X",))

@@ -484,3 +484,153 @@ def test_real_posterior_through_cli(tmp_path):
     assert main(["thermo", str(path), "--temperatures", "0.5:2:4", "--posterior-draws", "10",
                  "--out", str(out)]) == 0
     assert json.loads(out.read_text())["num_draws"] == 10
+
+
+# ---------------------------------------------------------------------------- vectorised Gibbs
+
+
+def test_vectorised_draws_match_exact_within_mcse():
+    """Three models (N = 10) in one vectorised run with the adaptive schedule: each model's
+    ⟨E⟩/N, C/N and S/N agree with enumeration in MCSE units, and the run's own checks pass."""
+    models = [_random_model(40 + k, 10, h_scale=0.3, j_scale=0.3) for k in range(3)]
+    h = np.stack([m[0] for m in models])
+    J = np.stack([m[1] for m in models])
+    temperatures = np.linspace(0.7, 2.2, 5)
+    exact = thermo.exact_thermodynamics(h, J, temperatures)
+    sampled = thermo.sampled_thermodynamics(jax.random.key(1), h, J, temperatures,
+                                            num_chains=8, num_sweeps="auto", num_grid=8)
+    checks = sampled.settings["gibbs_convergence"]
+    assert checks["converged"] and checks["max_rhat"] <= 1.01 and checks["min_ess_bulk"] >= 400
+    assert checks["models_converged"] == [True] * 3
+    assert sampled.settings["num_sweeps"] >= 500
+    for name in ("energy_per_neuron", "heat_capacity_per_neuron", "entropy_per_neuron"):
+        z = (getattr(sampled, name) - getattr(exact, name)) / sampled.mcse[name]
+        # 45 comparisons: |z| < 4.5 fails by chance with probability ~3e-4.
+        assert np.all(np.abs(z) < 4.5), (name, z)
+
+
+def test_models_in_a_batch_are_independent_of_the_batch():
+    """Model d of a batch uses fold_in(key, d): alone (first in a batch of one) or together with
+    another model, its energies are the same."""
+    from bayes_ising import gibbs
+
+    h1, J1 = _random_model(50, 7)
+    h2, J2 = _random_model(51, 7)
+    ladder = np.array([1.0, 1.5, 2.0])
+
+    def run(h, J, pieces):
+        state = gibbs.init_models(jax.random.key(0), h, J, ladder, 3)
+        out, first = [], 0
+        for size in pieces:
+            state, energies, _ = gibbs.sample_models_energies(
+                jax.random.key(1), h, J, state, ladder, num_chains=3, num_sweeps=size,
+                first_sweep=first)
+            out.append(energies)
+            first += size
+        return np.concatenate(out)
+
+    both = run(np.stack([h1, h2]), np.stack([J1, J2]), [60])
+    alone = run(h1[None], J1[None], [20, 40])  # also: continued in pieces = one run
+    assert both.shape == (60, 2, 3, 3)
+    np.testing.assert_array_equal(both[:, :1], alone)
+    assert not np.array_equal(both[:, 0], both[:, 1])
+
+
+def test_convergence_flags_on_a_stuck_ferromagnet():
+    """Without replica exchange a strong ferromagnet's chains stay in their mode: the Gibbs
+    checks report R-hat > 1.01 and the model as not converged; with exchange they pass."""
+    h, J = _ferromagnet(12, 0.5, 0.05)
+    options = dict(num_chains=8, num_sweeps=300, burn_in=20, num_grid=4, on_short_run="warn")
+    with pytest.warns(thermo.AutocorrelationWarning):
+        stuck = thermo.sampled_thermodynamics(jax.random.key(0), h, J, [0.8, 1.0],
+                                              replica_exchange=False, **options)
+    checks = stuck.settings["gibbs_convergence"]
+    assert not checks["converged"] and checks["max_rhat"] > 1.01
+    assert checks["models_converged"] == [False]
+    mixed = thermo.sampled_thermodynamics(jax.random.key(0), h, J, np.linspace(1.0, 4.0, 5),
+                                          replica_exchange=True,
+                                          **{**options, "num_sweeps": "auto", "num_grid": 16})
+    assert mixed.settings["gibbs_convergence"]["converged"]
+
+
+def test_split_rhat_matches_arviz():
+    from arviz_stats.base import array_stats
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 4, 300)).cumsum(-1) * 0.05 + rng.normal(size=(6, 4, 300))
+    x[:2] += np.arange(4)[:, None] * 0.3  # chains that disagree
+    expected = np.asarray(array_stats.rhat(x, chain_axis=-2, draw_axis=-1))
+    np.testing.assert_allclose(thermo.split_rhat(x), expected, rtol=1e-10)
+    assert np.all(thermo.split_rhat(x)[:2] > 1.05)
+    np.testing.assert_array_equal(thermo.split_rhat(np.ones((2, 4, 50))), 1.0)
+
+
+def test_schedule_targets_follow_the_autocorrelation_time():
+    """The adaptive length: max(50 τ, 400 τ / chains) × 1.1 and at least 1.5 × the run so far
+    (R-hat), at most doubling per step, in whole chunks, capped; a fixed length or a converged
+    run stops."""
+    schedule = thermo.SamplerSchedule(num_sweeps="auto", max_sweeps=3000)
+    checks = {"converged": False, "autocorrelation_time_sweeps": np.array([[2.0, 20.0]])}
+    assert schedule.next_target(500, checks, 4) == 1000  # wants 2200: doubles
+    assert schedule.next_target(1000, checks, 4) == 2000
+    assert schedule.next_target(1500, checks, 4) == 2300  # max(2200, 1.5 × 1500), whole chunks
+    assert schedule.next_target(2000, checks, 4) == 3000  # τ met: R-hat failing, × 1.5
+    assert schedule.next_target(2900, checks, 4) == 3000  # the cap
+    assert schedule.next_target(3000, checks, 4) is None
+    assert schedule.next_target(500, {**checks, "converged": True}, 4) is None
+    assert thermo.SamplerSchedule(num_sweeps=700).next_target(700, checks, 4) is None
+    noisy = thermo.SamplerSchedule(num_sweeps="auto", max_mcse_fraction=0.5)
+    quick = {"converged": False, "autocorrelation_time_sweeps": np.array([[1.0]]),
+             "band_noise": 0.6}
+    assert noisy.next_target(1000, quick, 4) == 1600  # 1.1 × 1000 × (0.6 / 0.5)², whole chunks
+
+
+def test_mean_field_fit_of_shuffled_data_matches_the_exact_fit():
+    """On shuffled data (correlations only sampling noise) the naive mean-field inverse gives
+    the exact maximum-likelihood couplings to within 0.01 and the same C(T)/N to 0.005."""
+    from bayes_ising import mle
+
+    h, J = _random_model(61, 8, h_scale=0.4, j_scale=0.5)
+    shuffled = thermo.shuffle_bins(jax.random.key(2), _exact_sample(3, h, J, 20000))
+    h_mf, J_mf = thermo.mean_field_fit(shuffled)
+    fit = mle.fit_exact(shuffled)
+    assert np.max(np.abs(J_mf - np.asarray(fit.J))) < 0.01
+    assert np.max(np.abs(h_mf - np.asarray(fit.h))) < 0.01
+    temperatures = np.linspace(0.5, 3.0, 11)
+    a = thermo.exact_thermodynamics(h_mf, J_mf, temperatures)
+    b = thermo.exact_thermodynamics(np.asarray(fit.h), np.asarray(fit.J), temperatures)
+    np.testing.assert_allclose(a.heat_capacity_per_neuron, b.heat_capacity_per_neuron,
+                               atol=0.005)
+
+
+@pytest.mark.parametrize("method", ["exact", "gibbs"])
+def test_fit_thermodynamics_summary_curves_and_control(method):
+    """The study's call: summary numbers with intervals, a tidy table, the control beside."""
+    rng = np.random.default_rng(5)
+    base_h, base_J = _random_model(70, 8, h_scale=0.3, j_scale=0.3)
+    noise = np.triu(0.03 * rng.normal(size=(20, 8, 8)), 1)
+    h_draws = base_h + 0.03 * rng.normal(size=(20, 8))
+    J_draws = base_J + noise + np.swapaxes(noise, -1, -2)
+    spins = _exact_sample(4, base_h, base_J, 3000)
+    options = {"num_chains": 4, "num_grid": 8, "max_sweeps": 1000} if method == "gibbs" else {}
+    out = thermo.fit_thermodynamics(jax.random.key(0), (h_draws, J_draws), spins,
+                                    temperatures="0.5:2.5:5", num_posterior_draws=12,
+                                    method=method, **options)
+    assert out.posterior.num_draws == 12 and out.control.num_draws == 1
+    summary = out.summary
+    for part in (summary, summary["control"]):
+        for name in ("T_peak", "C_max_per_neuron"):
+            band = part[name]
+            assert band["lower"] <= band["median"] <= band["upper"]
+    assert summary["method"] == method and summary["num_neurons"] == 8
+    assert (summary["gibbs_convergence"] is not None) == (method == "gibbs")
+    assert set(out.curves["model"]) == {"posterior", "shuffled"}
+    assert len(out.curves) == 2 * 3 * 5
+    assert {"temperature", "quantity", "median", "lower", "upper", "max_mcse"} <= set(
+        out.curves.columns)
+    # The control has (almost) no couplings: a lower peak than the coupled model.
+    assert summary["control"]["C_max_per_neuron"]["median"] < summary["C_max_per_neuron"][
+        "lower"]
+    as_json = out.to_dict()
+    assert as_json["shuffled_control"]["fit_method"] == "exact"
+    assert as_json["summary"]["T_peak"] == summary["T_peak"]

@@ -1,6 +1,7 @@
 """``bayes-ising check``: posterior predictive checks, I2/IN and the E/I comparison.
 
-    bayes-ising check POSTERIOR.nc DATA --out CHECKS.json [--force] [--draws 200] [--seed 0]
+    bayes-ising check POSTERIOR.nc DATA --out CHECKS.json [--force] [--posterior-draws 100]
+        [--seed 0] [--no-progress]
         [--no-ei] [--ei-max-e 14] [data-selection flags]
 
 CHECKS.json holds ``synchrony`` (P(K): data, pairwise posterior predictive with a 90% band,
@@ -30,8 +31,14 @@ def register(subparsers, name):
     parser.add_argument("data", metavar="DATA", help="the spike data the posterior was fit to")
     parser.add_argument("--out", required=True, metavar="CHECKS.json", help="output JSON file")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    parser.add_argument("--draws", type=int, default=200,
-                        help="posterior draws used (evenly thinned; default 200)")
+    from ..checks import DEFAULT_CHECK_DRAWS
+
+    parser.add_argument("--posterior-draws", "--draws", dest="draws", type=int,
+                        default=DEFAULT_CHECK_DRAWS,
+                        help=f"posterior draws used (evenly thinned; default "
+                             f"{DEFAULT_CHECK_DRAWS}: the 90%% band's ends to about ±0.21 "
+                             "posterior sd)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--no-ei", action="store_true", help="skip the E/I comparison")
     parser.add_argument("--ei-max-e", type=int, default=14,
@@ -87,7 +94,8 @@ def run(args):
     data = posterior.align(tree, load_selected_data(args, tree))
     spins = np.asarray(data.spins)
     key_checks, key_ei = jax.random.split(jax.random.key(args.seed))
-    out = checks.posterior_predictive_checks(key_checks, tree, spins, num_draws=args.draws)
+    out = checks.posterior_predictive_checks(key_checks, tree, spins, num_draws=args.draws,
+                                             progress=not args.no_progress)
     out["patterns"] = _trim_patterns(out["patterns"])
     types = None if data.cell_types is None else np.asarray(data.cell_types).astype(str)
     if types is None:
