@@ -18,7 +18,7 @@ import sys
 from .errors import BayesIsingError
 
 __all__ = ["main", "build_parser", "add_data_selection_flags", "load_selected_data",
-           "selection_flags", "VERBS"]
+           "selection_flags", "add_convention_flag", "VERBS"]
 
 #: verb name -> module under bayes_ising.commands (the order is the order of ``--help``)
 VERBS = {
@@ -85,6 +85,16 @@ def add_data_selection_flags(parser, posterior=False):
     g.add_argument("--cell-type-column", default=None,
                    help="NWB: Units column holding cell types, e.g. cell_class (default: the "
                         "one candidate)")
+    return parser
+
+
+def add_convention_flag(parser):
+    """``--convention pm1|01``: also write the parameters in the 0/1 ("lattice gas")
+    convention, converted exactly by :func:`bayes_ising.ising.to_lattice_gas`."""
+    parser.add_argument(
+        "--convention", choices=["pm1", "01"], default="pm1",
+        help="parameter convention written: pm1 (spins ±1, the default) or 01 (spins 0/1: "
+             "a_i = 2h_i - 2 sum_j J_ij, b_ij = 4 J_ij, added beside the ±1 values)")
     return parser
 
 

@@ -147,14 +147,16 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
     walk_draws : a fixed number of draws per walk (after as many burn-in steps), or None:
         double the walks' length until max R-hat ≤ ``max_rhat`` and min bulk/tail ESS ≥
         ``min_ess`` (every parameter), at most ``max_walk_draws`` draws per walk
-    keep : kept (thinned) draws per walk; max_seconds : wall-time budget (None: none)
+    keep : kept (thinned) draws per walk; max_seconds : wall-time budget of the adaptive length,
+        checked after each doubling (None: none)
 
     Returns
     -------
     draws (C, K, D): the kept draws of the walks' second halves; info dict (JSON-able):
     converged, stopped ("evidence reached", "budget: ...", "fixed length"), num_chains,
     num_draws (per walk, after burn-in), num_steps, thin, max_rhat, min_ess_bulk,
-    min_ess_tail, acceptance_rate (per walk), num_logdensity_evals, seconds, history.
+    min_ess_tail, acceptance_rate (mean; per walk in acceptance_rate_per_walk),
+    num_logdensity_evals, seconds, history.
     """
     started = time.perf_counter()
     centre = jnp.asarray(centre, jnp.float64)
@@ -195,15 +197,18 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
         if target is None and _converged(diag, max_rhat, min_ess):
             stopped = "evidence reached"
             break
-        if max_seconds is not None and time.perf_counter() - started > max_seconds:
+        if target is None and max_seconds is not None and \
+                time.perf_counter() - started > max_seconds:
             stopped = f"budget: max_seconds {max_seconds:g}"
             break
     draws = buffer[:, buffer.shape[1] // 2:]
     info = {"converged": _converged(diag, max_rhat, min_ess), "stopped": stopped,
-            "num_chains": int(num_chains), "num_draws": steps // 2, "num_steps": steps,
+            "num_chains": int(num_chains), "num_walks": int(num_chains),
+            "num_draws": steps // 2, "num_steps": steps,
             "thin": int(thin), "num_kept": int(draws.shape[1]),
             **{k: diag[k] for k in ("max_rhat", "min_ess_bulk", "min_ess_tail")},
-            "acceptance_rate": (np.asarray(state.num_accepted) / max(steps, 1)).tolist(),
+            "acceptance_rate": float(np.mean(np.asarray(state.num_accepted)) / max(steps, 1)),
+            "acceptance_rate_per_walk": (np.asarray(state.num_accepted) / max(steps, 1)).tolist(),
             "num_logdensity_evals": int(num_chains * (steps + 1)),
             "seconds": time.perf_counter() - started, "history": history,
             "thresholds": {"max_rhat": max_rhat, "min_ess": min_ess},

@@ -13,7 +13,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers, name):
-    from ..cli import add_data_selection_flags
+    from ..cli import add_convention_flag, add_data_selection_flags
     from ..model_spec import ADJUSTMENTS, LIKELIHOODS
 
     parser = subparsers.add_parser(
@@ -38,6 +38,7 @@ def register(subparsers, name):
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_selection_flags(parser)
+    add_convention_flag(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -69,6 +70,8 @@ def run(args):
         num_chains=args.chains, num_draws=args.draws, num_warmup=args.warmup,
         progress=not args.no_progress,
     )
+    if args.convention == "01":
+        tree["lattice_gas"] = lattice_gas_group(tree)
     bayes.save_posterior(tree, args.out, force=args.force)
     summary = bayes.convergence_summary(tree)
     print(bayes.format_convergence_summary(summary, tree))
@@ -76,3 +79,23 @@ def run(args):
     print(("valid: " if validity["valid"] else "NOT valid: ") + validity["validity_reason"])
     print(f"posterior: {args.out}")
     return 0
+
+
+def lattice_gas_group(tree):
+    """The posterior's draws in the 0/1 convention (group ``lattice_gas``): ``a`` (chain,
+    draw, neuron) and ``b`` (chain, draw, pair, in the posterior's pair order), each draw
+    converted exactly by :func:`bayes_ising.ising.to_lattice_gas`."""
+    import xarray as xr
+
+    from .. import ising, posterior
+
+    group = posterior.posterior_group(tree)
+    shape = (group.sizes["chain"], group.sizes["draw"])
+    h, J = posterior.posterior_draws(tree)
+    a, b = ising.convert(h, J, "01")
+    first, second = posterior.pair_members(tree)
+    return xr.DataTree(xr.Dataset({
+        "a": (("chain", "draw", "neuron"), a.reshape(shape + a.shape[1:])),
+        "b": (("chain", "draw", "pair"), b[:, first, second].reshape(shape + (first.size,))),
+    }, coords={"neuron": group["neuron"].values}, attrs={
+        "convention": "01: x = (s + 1) / 2, -E = sum_i a_i x_i + sum_{i<j} b_ij x_i x_j"}))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import warnings
 
-from ..cli import add_data_selection_flags, load_selected_data
+from ..cli import add_convention_flag, add_data_selection_flags, load_selected_data
 from ..errors import BayesIsingError
 
 METHODS = ("exact", "pseudo", "boltzmann", "independent")
@@ -48,6 +48,7 @@ def register(subparsers, name):
     parser.add_argument("--out", required=True, help="output FIT.json")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_data_selection_flags(parser)
+    add_convention_flag(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -88,6 +89,10 @@ def _run(args) -> int:
         fit = mle.fit_independent(data)
     result = fit.to_dict()
     result["settings"]["seed"] = args.seed
+    if args.convention == "01":
+        a, b = ising.convert(fit.h, fit.J, "01")
+        result["lattice_gas"] = {"a": a, "b": b, "convention": "01: x = (s + 1) / 2, "
+                                 "-E = sum_i a_i x_i + sum_{i<j} b_ij x_i x_j + const"}
     result["data"] = {"source": str(data.source), "num_bins": int(data.num_bins),
                       "num_neurons": int(num_neurons)}
     if args.method in ("pseudo", "boltzmann") and not args.no_model_check:
