@@ -699,7 +699,7 @@ def _run_nuts(rng_key, config, args, z0, *, num_warmup, num_draws, max_draws=0, 
                 bar.update(num_iter)
         result = {k: np.concatenate([o[k] for o in outputs], axis=1)[:, num_warmup:]
                   for k in outputs[0]}
-        if total >= limit or stop(result):
+        if stop is None or stop(result) or total >= limit:  # the last chunk is judged too
             break
         more = min(num_draws, limit - total)
         total += more

@@ -104,21 +104,24 @@ def gradient_cost(spins, spec, num_chains=4):
     centre = jnp.asarray(np.r_[np.zeros(size - num_neurons), -np.ones(num_neurons)])
 
     @jax.jit
-    def value_and_grad(z):
+    def value_and_grad(z, centre, chol, data):
         return jax.vmap(jax.value_and_grad(
             lambda zz: potential(centre + chol @ zz, data, block_index)))(z)
 
     s_t = data.patterns_t
     s = data.patterns.reshape(s_t.shape[0], s_t.shape[2], num_neurons)
-    J = jnp.asarray(rng.normal(0, 0.01, (num_chains, num_neurons, num_neurons)), jnp.float32)
+    J = jnp.asarray(rng.normal(0, 0.01, (num_chains * num_neurons, num_neurons)), jnp.float32)
 
     @jax.jit
-    def gemms(s, s_t, J):  # per block: H^T = J s_b^T, then G = (H^T) s_b, all chains at once
-        fields = jnp.einsum("cnm,kmb->cknb", J, s_t)
-        return jnp.einsum("cknb,kbm->cnm", fields, s)
+    def gemms(s, s_t, J):  # per block: H^T = J s_b^T for all chains, then G += H^T s_b
+        def block(G, blocks):
+            s_b, s_t_b = blocks
+            return G + (J @ s_t_b) @ s_b, None
+
+        return jax.lax.scan(block, jnp.zeros(J.shape, J.dtype), (s, s_t))[0]
 
     z = jnp.asarray(rng.normal(size=(num_chains, size)))
-    t_vg, t_gemm = _best(value_and_grad, z), _best(gemms, s, s_t, J)
+    t_vg, t_gemm = _best(value_and_grad, z, centre, chol, data), _best(gemms, s, s_t, J)
     return {"num_neurons": num_neurons, "num_chains": num_chains,
             "unique_patterns": int(patterns.shape[0]), "padded_rows": int(s_t.shape[0]
                                                                           * s_t.shape[2]),
