@@ -63,10 +63,13 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import scipy.linalg
+import scipy.optimize
 import xarray as xr
 from jax.flatten_util import ravel_pytree
 
 from . import ising, provenance, stats
+from . import pseudolikelihood as pl
 from ._io import atomic_path, to_jsonable
 from .errors import (
     BayesIsingError,
@@ -215,88 +218,14 @@ def _exact_log_likelihood(h, j, moments, num_neurons, float32=False):
     return ising.exact_log_likelihood(h.astype(dtype), J, moments)
 
 
-#: patterns per block of the pseudolikelihood sweep: the (N, block) intermediates of one
-#: block stay in a core's L2 cache (one pass over all U patterns at once was memory-bound)
-PSEUDO_BLOCK = 2048
-
-
-class _PseudoData(NamedTuple):
-    r"""What the pseudolikelihood needs of the data: unique patterns with counts, and the
-    count-weighted sums :math:`a = \sum_u c_u s_u`, :math:`B = \sum_u c_u s_u s_u^\top`.
-    Patterns are padded with zero rows of zero count to K whole blocks."""
-
-    patterns: object  # (U, N) ±1 float32, U = K · block
-    patterns_t: object  # (K, N, block): the same, transposed block by block
-    counts: object  # (U,)
-    sum_s: object  # (N,) a
-    sum_ss: object  # (N, N) B
-
-
-@jax.custom_vjp
-def _sum_log_2cosh(h, J, s, s_t, counts):
-    r""":math:`\sum_u c_u \sum_i \log(2\cosh H_{ui})`, :math:`H = h + sJ`, and its gradient
-    :math:`\partial_h = \sum_u c_u \tanh H_u`, :math:`\partial_J = s^\top(c \odot \tanh H)`,
-    in one sweep over blocks of patterns (``s`` (U, N), ``s_t`` (K, N, block)).
-
-    Per block, neuron-major: :math:`H_b^\top = h + J s_b^\top` (N, block), one exp, log1p
-    and tanh per element, and :math:`\partial_J \mathrel{+}= (c \odot \tanh H_b)^\top s_b`.
-    Vmapped over chains both products stay canonical GEMMs, (C·N, N)·(N, block) and
-    (C·N, block)·(block, N), and a block's intermediates stay in cache. Sums are accumulated
-    in the widest float enabled, whatever the dtype of ``h`` (float32 allowed).
-    """
-    return _sum_log_2cosh_fwd(h, J, s, s_t, counts)[0]
-
-
-def _sum_log_2cosh_fwd(h, J, s, s_t, counts):
-    num_blocks, num_neurons, block = s_t.shape
-    wide = jnp.result_type(float)
-
-    def sweep(carry, blocks):
-        value, grad_h, grad_J = carry
-        s_b, s_t_b, c_b = blocks
-        fields_t = h[:, None] + J @ s_t_b  # (N, block)
-        magnitude = jnp.abs(fields_t)  # log 2cosh H = |H| + log1p(exp(−2|H|))
-        per_pattern = jnp.sum(magnitude + jnp.log1p(jnp.exp(-2.0 * magnitude)), axis=0)
-        weighted_tanh = jnp.tanh(fields_t) * c_b[None, :]
-        return (value + per_pattern.astype(wide) @ c_b.astype(wide),
-                grad_h + jnp.sum(weighted_tanh, axis=1).astype(wide),
-                grad_J + (weighted_tanh @ s_b).astype(wide)), None
-
-    init = (jnp.zeros((), wide), jnp.zeros(num_neurons, wide),
-            jnp.zeros((num_neurons, num_neurons), wide))
-    blocks = (s.reshape(num_blocks, block, num_neurons), s_t,
-              counts.reshape(num_blocks, block))
-    (value, grad_h, grad_J), _ = jax.lax.scan(sweep, init, blocks)
-    return value, (grad_h, grad_J, s, s_t, counts)
-
-
-def _sum_log_2cosh_bwd(residuals, g):
-    grad_h, grad_J, s, s_t, counts = residuals
-    return ((g * grad_h).astype(s.dtype), (g * grad_J).astype(s.dtype), jnp.zeros_like(s),
-            jnp.zeros_like(s_t), jnp.zeros_like(counts))
-
-
-_sum_log_2cosh.defvjp(_sum_log_2cosh_fwd, _sum_log_2cosh_bwd)
-
-
 def _pseudo_log_likelihood(h, j, data, float32=False):
-    r"""Log pseudolikelihood (:func:`ising.log_pseudolikelihood`) in the form
-
-    .. math:: \log\mathrm{PL} = h\cdot a + \sum_{i \ne j} J_{ij} B_{ij}
-              - \sum_u c_u \sum_i \log(2\cosh H_{ui}),
-
-    from :math:`\log\sigma(2sH) = sH - \log 2\cosh H`: the linear part comes from the
-    sufficient sums in the dtype of ``h``; only the log-cosh sum runs per pattern, in
-    float32 when ``float32`` (accumulated in float64).
-    """
+    r"""Log pseudolikelihood of the flat couplings ``j`` (:func:`pseudolikelihood.
+    log_pseudolikelihood`: linear part from the sufficient sums, the log-cosh sweep in float32
+    when ``float32``, accumulated in float64)."""
     num_neurons = data.patterns.shape[1]
     wide = jnp.result_type(h.dtype, jnp.float32)
-    dtype = jnp.float32 if float32 else wide
     J = ising.couplings_to_matrix(j.astype(wide), num_neurons)
-    linear = h.astype(wide) @ data.sum_s.astype(wide) + jnp.sum(J * data.sum_ss.astype(wide))
-    log_cosh = _sum_log_2cosh(h.astype(dtype), J.astype(dtype), data.patterns.astype(dtype),
-                              data.patterns_t.astype(dtype), data.counts.astype(dtype))
-    return linear - log_cosh.astype(wide)
+    return pl.log_pseudolikelihood(h.astype(wide), J, data, float32)
 
 
 def _model(config, data, block_index):
@@ -353,42 +282,6 @@ def pseudo_model(patterns, counts, spec=None, block_index=None):
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=16)
-def _pseudo_param_index(num_neurons):
-    """idx[i, k]: position in theta of the coefficient of s_k in H_i (k = i → h_i)."""
-    i, j = ising.pair_indices(num_neurons)
-    pair_id = np.zeros((num_neurons, num_neurons), dtype=np.int64)
-    pair_id[i, j] = np.arange(i.size)
-    pair_id[j, i] = np.arange(i.size)
-    idx = num_neurons + pair_id
-    idx[np.arange(num_neurons), np.arange(num_neurons)] = np.arange(num_neurons)
-    return idx
-
-
-def _pseudo_hessian(theta, patterns, counts):
-    r"""Negative Hessian of the log pseudolikelihood in theta, (P, P), in closed form.
-
-    :math:`-\nabla^2 \log\mathrm{PL} = \sum_i X_i^\top \mathrm{diag}(c_u\,
-    \mathrm{sech}^2 H_{ui}) X_i`, where row u of :math:`X_i` holds 1 at h_i and
-    :math:`s_{uk}` at J_ik (H_i is linear in theta). Cost :math:`U N^3`.
-    """
-    num_neurons = patterns.shape[1]
-    h, J = ising.unpack(theta, num_neurons)
-    s = jnp.asarray(patterns, theta.dtype)
-    fields = h + s @ J
-    weights = jnp.asarray(counts, theta.dtype)[:, None] / jnp.cosh(fields) ** 2  # (U, N)
-
-    def block(i):
-        features = s.at[:, i].set(1.0)
-        return (features * weights[:, i][:, None]).T @ features
-
-    blocks = jax.lax.map(block, jnp.arange(num_neurons))  # (N, N, N)
-    idx = jnp.asarray(_pseudo_param_index(num_neurons))
-    num_params = theta.shape[0]
-    hess = jnp.zeros((num_params, num_params), theta.dtype)
-    return hess.at[idx[:, :, None], idx[:, None, :]].add(blocks)
-
-
 def _log_likelihood_theta(config, theta, data):
     n = config.num_neurons
     if config.kind == "exact":
@@ -401,7 +294,7 @@ def _neg_hessian_theta(config, theta, data):
     if config.kind == "exact":
         h, J = ising.unpack(theta, config.num_neurons)
         return data.num_bins * ising.fisher_information(h, J)
-    return _pseudo_hessian(theta, data.patterns, data.counts)
+    return pl.neg_hessian(theta, data)
 
 
 _POSITIVE_SITES = ("J_block_scale", "J_tau", "J_lambda", "J_slab_c2")
@@ -457,7 +350,16 @@ def _functions(config):
         params = constrained(phi, block_index)
         return jnp.concatenate([params["h"], params["J"]])
 
+    if config.spec.j_family == "normal":  # θ is a permutation of φ (ravel order: J, h)
+        size = config.num_neurons + ising.num_pairs(config.num_neurons)
+        where = unravel(jnp.arange(size, dtype=jnp.float64))  # φ position of every entry
+        perm = jnp.asarray(np.r_[np.asarray(where["h"]), np.asarray(where["J"])].astype(int))
+
     def hessian(phi, data, block_index):
+        if config.spec.j_family == "normal":  # no Jacobian product (P³ flops saved)
+            lik = _neg_hessian_theta(config, phi[perm], data)
+            return (jnp.zeros_like(lik).at[perm[:, None], perm[None, :]].set(lik)
+                    + jax.hessian(prior_potential)(phi, block_index))
         theta = theta_of_phi(phi, block_index)
         jac = jax.jacfwd(theta_of_phi)(phi, block_index)
         grad_lik = jax.lax.stop_gradient(
@@ -478,27 +380,13 @@ def _functions(config):
     )
 
 
-def _data_arrays(kind, moments, patterns, counts):
-    """Model data as arrays; patterns padded with zero-count rows to a bucketed size, so that
-    datasets of the same N share one compilation."""
+def _data_arrays(kind, moments, patterns, counts, num_rows=None):
+    """Model data as arrays; patterns padded with zero-count rows to a size class (at least
+    ``num_rows``), so that datasets of the same N share one compilation."""
     if kind == "exact":
         return _Sufficient(jnp.asarray(float(moments.num_bins)), jnp.asarray(moments.m),
                            jnp.asarray(moments.Q))
-    num_unique, num_neurons = patterns.shape
-    size = 2**num_neurons if num_neurons <= 12 else -(-num_unique // 1024) * 1024
-    size = max(size, num_unique)
-    block = min(size, PSEUDO_BLOCK)
-    size = -(-size // block) * block
-    padded = np.zeros((size, num_neurons), dtype=np.float32)
-    padded[:num_unique] = patterns
-    padded_counts = np.zeros(size, dtype=np.float64)
-    padded_counts[:num_unique] = counts
-    s = np.asarray(patterns, np.float64)
-    weighted = np.asarray(counts, np.float64)[:, None] * s
-    blocks_t = padded.reshape(size // block, block, num_neurons).transpose(0, 2, 1)
-    return _PseudoData(jnp.asarray(padded), jnp.asarray(np.ascontiguousarray(blocks_t)),
-                       jnp.asarray(padded_counts),
-                       jnp.asarray(weighted.sum(axis=0)), jnp.asarray(s.T @ weighted))
+    return pl.prepare(patterns, counts, num_rows=num_rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,9 +399,10 @@ class _Laplace(NamedTuple):
     hessian: np.ndarray  # (Pφ, Pφ) −∇² log posterior at the MAP (made positive definite)
     theta: np.ndarray  # (P,) pack(h, J) at the MAP
     params: dict  # constrained values (and deterministics) at the MAP
-    iterations: int
+    iterations: int  # Newton iterations
     converged: bool
     gradient_norm: float
+    gradient_evaluations: int = 0  # L-BFGS and line-search value+grad calls
 
 
 def _initial_phi(config, h0, j0=None):
@@ -536,22 +425,57 @@ def _initial_phi(config, h0, j0=None):
     return np.asarray(ravel_pytree(values)[0])
 
 
+#: from this many parameters on, the MAP search starts with L-BFGS whitened by the Hessian at
+#: the start (cheap gradients), and Newton only polishes: one Hessian costs ~N gradients
+LBFGS_MIN_PARAMS = 1000
+
+
+def _whitened_lbfgs(fns, phi0, hess0, data, block_index, *, max_iterations=500):
+    r"""Minimise U(φ) by L-BFGS in :math:`y = L_0^\top(\phi - \phi_0)`, :math:`L_0 L_0^\top
+    = \nabla^2 U(\phi_0)` (made positive definite): there U is close to ½|y|² + const, so a
+    few dozen closed-form gradients replace most Newton iterations. Returns φ and the
+    number of gradient evaluations."""
+    chol = _cholesky(hess0)
+    if chol is None:
+        chol = _cholesky(_make_positive_definite(hess0))
+    to_phi = functools.partial(scipy.linalg.solve_triangular, chol, trans="T", lower=True)
+    count = [0]
+
+    def fun(y):
+        count[0] += 1
+        value, grad = fns.value_and_grad(phi0 + to_phi(y), data, block_index)
+        grad = scipy.linalg.solve_triangular(chol, np.asarray(grad), lower=True)
+        return float(value), grad
+
+    result = scipy.optimize.minimize(
+        fun, np.zeros(phi0.shape[0]), jac=True, method="L-BFGS-B",
+        options={"maxiter": max_iterations, "gtol": 1e-7, "ftol": 1e-15, "maxcor": 20})
+    return phi0 + to_phi(result.x), count[0]
+
+
 def _laplace(config, data, block_index, phi0, *, max_iterations=100, tolerance=1e-10):
     """MAP by damped Newton on U(φ) = −log posterior (unconstrained space) and ∇²U there.
 
-    Newton steps use the exact Hessian with reflected eigenvalues (non-centred priors can be
-    non-convex away from the mode), so every step is a descent direction; Armijo backtracking.
-    Stops when the Newton decrement λ²/2 < ``tolerance``.
+    Newton steps use the exact Hessian (a Cholesky solve; reflected eigenvalues where it is
+    not positive definite: non-centred priors can be non-convex away from the mode), so every
+    step is a descent direction; Armijo backtracking. Stops when the Newton decrement λ²/2 <
+    ``tolerance``. With ≥ :data:`LBFGS_MIN_PARAMS` parameters, :func:`_whitened_lbfgs` first.
     """
     fns = _functions(config)
     block_index = jnp.asarray(block_index)
     phi = np.asarray(phi0, dtype=np.float64)
     converged = False
     iterations = 0
+    hess = np.asarray(fns.hessian(phi, data, block_index))
+    evaluations = 0
+    if phi.shape[0] >= LBFGS_MIN_PARAMS:
+        phi, evaluations = _whitened_lbfgs(fns, phi, hess, data, block_index)
+        hess = np.asarray(fns.hessian(phi, data, block_index))
     value, grad = fns.value_and_grad(phi, data, block_index)
     value, grad = float(value), np.asarray(grad)
     for iterations in range(1, max_iterations + 1):  # noqa: B007
-        hess = np.asarray(fns.hessian(phi, data, block_index))
+        if iterations > 1:
+            hess = np.asarray(fns.hessian(phi, data, block_index))
         step = -_solve_positive(hess, grad)
         decrement = float(-grad @ step)
         if not math.isfinite(decrement):
@@ -563,6 +487,7 @@ def _laplace(config, data, block_index, phi0, *, max_iterations=100, tolerance=1
         while True:
             trial_value, trial_grad = fns.value_and_grad(phi + t * step, data, block_index)
             trial_value = float(trial_value)
+            evaluations += 1
             if (math.isfinite(trial_value) and trial_value <= value - 1e-4 * t * decrement) or (
                 t < 1e-10
             ):
@@ -576,32 +501,64 @@ def _laplace(config, data, block_index, phi0, *, max_iterations=100, tolerance=1
     params = {k: np.asarray(v) for k, v in fns.constrained(phi, block_index).items()}
     theta = np.concatenate([params["h"], params["J"]])
     return _Laplace(phi, hess, theta, params, iterations, converged,
-                    float(np.linalg.norm(grad)))
+                    float(np.linalg.norm(grad)), evaluations)
+
+
+def _cholesky(matrix):
+    """Lower Cholesky factor of the symmetrised matrix, or None when it is not positive
+    definite (numerically)."""
+    try:
+        return np.linalg.cholesky(0.5 * (matrix + matrix.T))
+    except np.linalg.LinAlgError:
+        return None
+
+
+def _reflected(matrix):
+    """Eigen-decomposition with |λ| floored at 1e-10 · max|λ| (the fallback for matrices that
+    are not positive definite: non-centred priors far from the mode)."""
+    evals, evecs = np.linalg.eigh(0.5 * (matrix + matrix.T))
+    floor = max(np.abs(evals).max() * 1e-10, 1e-12)
+    return np.maximum(np.abs(evals), floor), evecs
 
 
 def _make_positive_definite(matrix):
-    """Symmetrise and reflect/clip eigenvalues: |λ| floored at 1e-10 · max|λ|."""
-    matrix = 0.5 * (matrix + matrix.T)
-    evals, evecs = np.linalg.eigh(matrix)
-    floor = max(np.abs(evals).max() * 1e-10, 1e-12)
-    evals = np.maximum(np.abs(evals), floor)
+    """The symmetrised matrix if it is positive definite (one Cholesky, O(P³/3)); else with
+    reflected and floored eigenvalues."""
+    if _cholesky(matrix) is not None:
+        return 0.5 * (matrix + matrix.T)
+    evals, evecs = _reflected(matrix)
     return (evecs * evals) @ evecs.T
 
 
 def _solve_positive(matrix, vector):
-    """Solve with the positive-definite version of a symmetric matrix (Newton step)."""
-    matrix = 0.5 * (matrix + matrix.T)
-    evals, evecs = np.linalg.eigh(matrix)
-    floor = max(np.abs(evals).max() * 1e-10, 1e-12)
-    evals = np.maximum(np.abs(evals), floor)
+    """Solve with the positive-definite version of a symmetric matrix (Newton step): a
+    Cholesky solve when it is positive definite, else the reflected eigenvalues."""
+    chol = _cholesky(matrix)
+    if chol is not None:
+        return scipy.linalg.cho_solve((chol, True), vector)
+    evals, evecs = _reflected(matrix)
     return evecs @ ((evecs.T @ vector) / evals)
 
 
+def _whitening_factor(precision):
+    """A square root M of precision⁻¹ (M Mᵀ = precision⁻¹): :math:`M = L^{-\top}` with L the
+    Cholesky factor of the precision (two O(P³/3) steps; no inverse, no second factor)."""
+    chol = _cholesky(precision)
+    if chol is None:
+        return _inverse_and_cholesky(precision)[1]
+    return scipy.linalg.solve_triangular(chol, np.eye(chol.shape[0]), lower=True).T
+
+
 def _inverse_and_cholesky(precision):
-    """Covariance = precision⁻¹ and its lower Cholesky factor (via the eigen-decomposition)."""
-    precision = 0.5 * (precision + precision.T)
-    evals, evecs = np.linalg.eigh(precision)
-    cov = (evecs / evals) @ evecs.T
+    """Covariance = precision⁻¹ and its lower Cholesky factor: from the Cholesky factor of the
+    precision (O(P³)), or the eigen-decomposition when that fails."""
+    chol = _cholesky(precision)
+    if chol is not None:
+        inv_chol = scipy.linalg.solve_triangular(chol, np.eye(chol.shape[0]), lower=True)
+        cov = inv_chol.T @ inv_chol
+    else:
+        evals, evecs = np.linalg.eigh(0.5 * (precision + precision.T))
+        cov = (evecs / evals) @ evecs.T
     cov = 0.5 * (cov + cov.T)
     return cov, np.linalg.cholesky(cov)
 
@@ -692,16 +649,19 @@ def _nuts_program(config, num_warmup, adapt_mass, target_accept, max_tree_depth,
     return jax.jit(init_lanes), jax.jit(chunk_lanes)
 
 
-def _run_nuts(rng_key, config, args, z0, *, num_warmup, num_draws, adapt_mass="none",
-              target_accept=0.8, max_tree_depth=10, num_devices=1, shared_args=True,
-              progress=False, desc="NUTS", algorithm="nuts", trajectory_length=None):
+def _run_nuts(rng_key, config, args, z0, *, num_warmup, num_draws, max_draws=0, stop=None,
+              adapt_mass="none", target_accept=0.8, max_tree_depth=10, num_devices=1,
+              shared_args=True, progress=False, desc="NUTS", algorithm="nuts",
+              trajectory_length=None):
     """Run NUTS on L lanes (z0: (L, Pφ)); returns draws of z (L, D, Pφ) and stats (L, D).
 
-    Iterations run in ~20 chunks of one compiled function (progress bar between chunks);
-    the first ``num_warmup`` (step-size adaptation, and mass adaptation when asked) are
-    dropped.
+    Iterations run in chunks of one compiled function (progress bar between chunks); the
+    first ``num_warmup`` (step-size adaptation, and mass adaptation when asked) are dropped.
+    With ``stop`` (a function of the result so far → bool) and ``max_draws``: after
+    ``num_draws`` draws, and after every further ``num_draws``, stop when ``stop`` says so or
+    ``max_draws`` are reached.
     """
-    num_lanes, size = z0.shape
+    num_lanes = z0.shape[0]
     total = num_warmup + num_draws
     chunk = max(1, -(-total // 20))
     if num_devices > 1 and num_lanes % num_devices:
@@ -721,28 +681,41 @@ def _run_nuts(rng_key, config, args, z0, *, num_warmup, num_draws, adapt_mass="n
         if not shared_args:
             args = jax.tree.map(split, args)
     state = init_fn(jnp.asarray(z0), keys, args)
-    outputs = []
+    limit = num_warmup + max(int(max_draws or 0), num_draws) if stop is not None else total
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=f"{desc} ({num_lanes} chains)", leave=False)
-    done = 0
-    while done < total:
-        num_iter = min(chunk, total - done)
-        state, buffers = chunk_fn(state, num_iter, args)
-        buffers = {k: np.asarray(v) for k, v in buffers.items()}
-        if num_devices > 1:
-            buffers = {k: v.reshape((num_lanes,) + v.shape[2:]) for k, v in buffers.items()}
-        outputs.append({k: v[:, :num_iter] for k, v in buffers.items()})
-        done += num_iter
+    outputs, done = [], 0
+    while True:
+        while done < total:
+            num_iter = min(chunk, total - done)
+            state, buffers = chunk_fn(state, num_iter, args)
+            outputs.append(_lane_buffers(buffers, num_iter, num_lanes, num_devices))
+            done += num_iter
+            if bar is not None:
+                bar.update(num_iter)
+        result = {k: np.concatenate([o[k] for o in outputs], axis=1)[:, num_warmup:]
+                  for k in outputs[0]}
+        if stop is None or stop(result) or total >= limit:  # the last chunk is judged too
+            break
+        more = min(num_draws, limit - total)
+        total += more
         if bar is not None:
-            bar.update(num_iter)
+            bar.total = total
+            bar.refresh()
     if bar is not None:
         bar.close()
-    result = {k: np.concatenate([o[k] for o in outputs], axis=1)[:, num_warmup:]
-              for k in outputs[0]}
     return result
+
+
+def _lane_buffers(buffers, num_iter, num_lanes, num_devices):
+    """One chunk's device buffers as NumPy arrays (L, num_iter, ...)."""
+    buffers = {k: np.asarray(v) for k, v in buffers.items()}
+    if num_devices > 1:
+        buffers = {k: v.reshape((num_lanes,) + v.shape[2:]) for k, v in buffers.items()}
+    return {k: v[:, :num_iter] for k, v in buffers.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -797,60 +770,49 @@ def _as_key(rng_key):
     return key, [int(k) for k in np.asarray(key).ravel()]
 
 
-def fit_posterior(
-    rng_key,
-    data,
-    spec=None,
-    *,
-    likelihood=None,
-    adjust=None,
-    num_chains=None,
-    num_draws=None,
-    num_warmup=None,
-    progress=True,
-    chain_method=None,
-):
-    """Sample the posterior over (h, J) with NUTS; return an ArviZ DataTree.
+#: a neuron that fires (or stays silent) in fewer bins than this is (near-)silent
+FEW_EVENTS = 10
+#: NUTS target acceptance used when the data hold (near-)silent neurons
+WALL_TARGET_ACCEPT = 0.95
 
-    Parameters
-    ----------
-    rng_key : JAX PRNG key or int seed (recorded in ``attrs["seed"]``)
-    data : :class:`bayes_ising.data.SpikeData` (or a (num_bins, N) ±1 array)
-    spec : :class:`ModelSpec` or a path to a TOML file; default :func:`default_model_spec`
-    likelihood : "exact" | "pseudo"; default ``spec.likelihood``
-    adjust : "none" | "curvature" | "mode" | "mode+curvature" — pseudo-posterior calibration
-        (module docstring); default ``spec.adjust`` for "pseudo", "none" for "exact"
-    num_chains, num_draws, num_warmup : override the spec's sampler settings
-    progress : show NumPyro's progress bar
-    chain_method : NumPyro chain method; default "parallel" when the chains fit on the
-        devices (``numpyro.set_host_device_count`` / XLA_FLAGS), else "vectorized"
 
-    Returns
-    -------
-    xarray.DataTree with groups ``posterior`` (``h`` (chain, draw, neuron), ``J`` (chain, draw,
-    pair) with pair coordinates ``neuron_i``, ``neuron_j``, ``block``; neuron coordinate
-    ``cell_type``; hyperparameters of hierarchical priors), ``sample_stats`` (diverging,
-    tree_depth, n_steps, acceptance_rate, energy, lp, step_size), ``observed_data`` (num_bins,
-    m, Q, firing_probability, patterns, counts, spins when small), ``point_estimate`` (MAP of the
-    sampled density and the centre of the adjusted one) and root attributes ``model_spec``
-    (JSON), ``likelihood``, ``adjust``, ``seed``, ``data_source``, ``bayes_ising_version``,
-    ``neuron_ids``, ``cell_types``, ``selection`` (JSON, :mod:`bayes_ising.provenance`: the
-    data file, its SHA-256 and the selection), timings and (N > 22) ``model_check`` (JSON).
+def _target_accept(spec, spins):
+    r"""The NUTS target acceptance: the spec's, raised to :data:`WALL_TARGET_ACCEPT` when a
+    neuron fires (or is silent) in fewer than :data:`FEW_EVENTS` bins; returns (value, reason).
 
-    Raises
-    ------
-    TooManyNeuronsError : likelihood "exact" with N > 22.
-    Float64Error : JAX float64 is off.
-    ModelSpecError, BayesIsingError : bad settings.
+    Why: for a neuron j that never fires, the likelihood of its 0/1 field and couplings is a
+    one-sided wall, :math:`-T \log(1 + \langle e^{a_j + \sum_k b_{jk} x_k}\rangle)`, whose
+    curvature grows like :math:`T e^{u}` towards it while the posterior mass spreads over the
+    prior on the other side. No linear change of coordinates removes that (the dense Hessian
+    whitening is affine invariant), so the leapfrog step must resolve the wall: with the
+    default 0.8 a planted 10-neuron model with a silent and a 3-spike neuron had 38 of 4,000
+    transitions divergent; with 0.95, 1 (≈1.5× the gradient evaluations).
     """
-    from . import __version__
+    spins = np.asarray(spins)
+    events = np.minimum((spins > 0).sum(axis=0), (spins < 0).sum(axis=0))
+    few = np.flatnonzero(events < FEW_EVENTS)
+    if not few.size or spec.target_accept >= WALL_TARGET_ACCEPT:
+        return float(spec.target_accept), None
+    return WALL_TARGET_ACCEPT, (
+        f"{few.size} neuron(s) fire (or stay silent) in fewer than {FEW_EVENTS} bins: their "
+        f"likelihood is a one-sided exponential wall, so target_accept "
+        f"{spec.target_accept} -> {WALL_TARGET_ACCEPT} (smaller leapfrog steps)")
 
-    if not jax.config.jax_enable_x64:
-        raise Float64Error(
-            "fit_posterior needs JAX float64 (MAP, Hessian and enumeration); call "
-            "bayes_ising.enable_x64() first"
-        )
-    start_time = time.perf_counter()
+
+class _Run(NamedTuple):
+    """Resolved settings of one fit (spec overridden by keyword arguments, validated)."""
+
+    spec: ModelSpec
+    likelihood: str
+    adjust: str
+    num_chains: int
+    num_draws: int  # draws of the first chunk, and of every further chunk
+    num_warmup: int
+    max_draws: int  # 0: exactly num_draws; else sample on until mixed or this many
+
+
+def _resolve(spec, likelihood, adjust, num_chains, num_draws, num_warmup, max_draws):
+    """Validated :class:`_Run` from a spec (or TOML path) and keyword overrides."""
     if spec is None:
         spec = default_model_spec()
     elif not isinstance(spec, ModelSpec):
@@ -870,120 +832,323 @@ def fit_posterior(
     num_chains = spec.num_chains if num_chains is None else int(num_chains)
     num_draws = spec.num_draws if num_draws is None else int(num_draws)
     num_warmup = spec.num_warmup if num_warmup is None else int(num_warmup)
+    max_draws = spec.max_draws if max_draws is None else int(max_draws)
     if num_chains < 1 or num_draws < 1 or num_warmup < 0:
         raise BayesIsingError(
             f"need chains >= 1, draws >= 1, warmup >= 0; got {num_chains}, {num_draws}, "
             f"{num_warmup}"
         )
-    key, seed = _as_key(rng_key)
-    key_laplace, key_init, key_mcmc, key_adjust = jax.random.split(key, 4)
+    if max_draws and max_draws < num_draws:
+        raise BayesIsingError(f"max_draws ({max_draws}) must be 0 (no stop rule) or at least "
+                              f"num_draws ({num_draws})")
+    return _Run(spec, likelihood, adjust, num_chains, num_draws, num_warmup, max_draws)
 
-    selection = provenance.record(data)
+
+class _Prepared(NamedTuple):
+    """The data of one fit reduced once (moments, unique patterns, model arrays), its model
+    configuration and the Laplace approximation (None for plain NUTS)."""
+
+    data: _Data
+    moments: _Sufficient
+    patterns: np.ndarray
+    counts: np.ndarray
+    model_data: object
+    labels: np.ndarray
+    blocks: tuple
+    block_index: np.ndarray
+    config: _Config  # float64 (MAP, Hessian, adjustment)
+    laplace: object
+    centre: object  # (theta_c, adjust_info, model_check) of the adjustment, or None
+    time_s: float
+
+
+def _initial_theta(init, data, moments, spec):
+    """Start (h0 (N,), j0 (P,) or None) of the MAP search: the independent model shrunk to the
+    prior mean, or ``init`` — (h, J) arrays, a theta vector, or a posterior DataTree whose
+    mean is matched by neuron id (neurons it lacks start independent, their couplings at 0)."""
+    num_bins, num_neurons = data.spins.shape
+    h0 = stats.independent_fields(moments.m, num_bins)
+    h0 = (h0 * spec.h_scale**2 * num_bins + spec.h_mean) / (spec.h_scale**2 * num_bins + 1)
+    if init is None:
+        return h0, None
+    if hasattr(init, "children"):  # a posterior: same neurons in another state, or a subset
+        from . import posterior
+
+        h_draws, J_draws = posterior.posterior_draws(init)  # (D, N), (D, N, N)
+        ids = [str(i) for i in posterior.neuron_ids(init)]
+        h_prev, J_prev = h_draws.mean(axis=0), J_draws.mean(axis=0)
+        where = {n: k for k, n in enumerate(ids)}
+        rows = np.array([where.get(n, -1) for n in data.neuron_ids])
+        have = rows >= 0
+        J0 = np.zeros((num_neurons, num_neurons))
+        J0[np.ix_(have, have)] = J_prev[np.ix_(rows[have], rows[have])]
+        h0 = np.where(have, h_prev[np.maximum(rows, 0)], h0)
+        return h0, np.asarray(ising.matrix_to_couplings(jnp.asarray(J0)))
+    if isinstance(init, tuple):
+        h, J = (np.asarray(x, np.float64) for x in init)
+        return h, np.asarray(ising.matrix_to_couplings(jnp.asarray(J)))
+    theta = np.asarray(init, np.float64)
+    if theta.shape != (num_neurons + ising.num_pairs(num_neurons),):
+        raise BayesIsingError(f"init has shape {theta.shape}; expected (h, J), a theta vector "
+                              f"of {num_neurons + ising.num_pairs(num_neurons)} or a posterior")
+    return theta[:num_neurons], theta[num_neurons:]
+
+
+def _prepare(rng_key, data, run, init=None, pad_patterns=None):
+    """Reduce the data once, find the MAP and Hessian (skipped for plain NUTS unless the
+    adjustment needs them) and, for an adjusted pseudo-posterior, its checked centre
+    (:func:`_adjustment_centre`; ``rng_key`` for Boltzmann learning and the model check)."""
+    start = time.perf_counter()
     data = _as_data(data)
     spins = data.spins
     num_bins, num_neurons = spins.shape
-    if likelihood == "exact":
+    if run.likelihood == "exact":
         ising.check_exact(num_neurons, "the exact likelihood (likelihood='exact')")
     labels, blocks, block_index = pair_blocks(data.cell_types, num_neurons)
     spins_f = spins.astype(np.float64)
     moments = _Sufficient(int(num_bins), spins_f.mean(axis=0), spins_f.T @ spins_f / num_bins)
     patterns, counts = _unique_patterns(spins)
-    model_data = _data_arrays(likelihood, moments, patterns, counts)
-    config = _Config(likelihood, spec.replace(float32=False) if spec.float32 else spec,
+    model_data = _data_arrays(run.likelihood, moments, patterns, counts, pad_patterns)
+    spec = run.spec
+    config = _Config(run.likelihood, spec.replace(float32=False) if spec.float32 else spec,
                      num_neurons, len(blocks))
-    sampling_config = config._replace(spec=spec)
-
-    # 1. MAP and Hessian (skipped for plain NUTS unless the adjustment needs them)
-    h0 = stats.independent_fields(moments.m, num_bins)
-    h0 = (h0 * spec.h_scale**2 * num_bins + spec.h_mean) / (spec.h_scale**2 * num_bins + 1)
-    phi0 = _initial_phi(config, h0)
+    h0, j0 = _initial_theta(init, data, moments, spec)
     laplace = None
-    if spec.mass_matrix != "adapt" or (likelihood == "pseudo" and adjust != "none"):
-        laplace = _laplace(config, model_data, block_index, phi0)
-    checked_centre = None
-    if likelihood == "pseudo" and adjust != "none":
+    if spec.mass_matrix != "adapt" or (run.likelihood == "pseudo" and run.adjust != "none"):
+        laplace = _laplace(config, model_data, block_index, _initial_phi(config, h0, j0))
+    centre = None
+    if run.likelihood == "pseudo" and run.adjust != "none":
         # the adjustment's centre first: a centre that fails its check stops the fit here,
         # before any sampling (ModelCheckError)
-        checked_centre = _adjustment_centre(key_adjust, adjust, laplace, config, spins, moments,
+        centre = _adjustment_centre(rng_key, run.adjust, laplace, config, spins, moments,
                                     block_index)
-    prep_time = time.perf_counter() - start_time
+    return _Prepared(data, moments, patterns, counts, model_data, labels, blocks, block_index,
+                     config, laplace, centre, time.perf_counter() - start)
 
-    # 2. NUTS (whitened by the Laplace approximation unless plain NUTS was asked for)
-    fns = _functions(config)
-    size = phi0.shape[0]
-    if spec.mass_matrix == "adapt":
-        centre, chol = np.zeros(size), np.eye(size)
-        z0 = np.asarray(jax.random.uniform(key_init, (num_chains, size), minval=-2, maxval=2))
-        adapt_mass = "diagonal"
-    else:
-        centre = laplace.phi
-        _, chol = _inverse_and_cholesky(laplace.hessian)
-        z0 = np.asarray(jax.random.normal(key_init, (num_chains, size)))
-        adapt_mass = "dense" if spec.mass_matrix == "hessian+adapt" else "none"
-    method = _chain_method(num_chains, chain_method)
-    num_devices = jax.local_device_count() if method == "parallel" else 1
-    args = _NutsArgs(model_data, jnp.asarray(block_index), jnp.asarray(centre),
-                     jnp.asarray(chol))
-    sample_start = time.perf_counter()
-    out = _run_nuts(key_mcmc, sampling_config, args, z0, num_warmup=num_warmup,
-                    num_draws=num_draws, adapt_mass=adapt_mass,
-                    target_accept=spec.target_accept, max_tree_depth=spec.max_tree_depth,
-                    num_devices=num_devices, progress=progress, desc=f"{likelihood} posterior",
-                    algorithm=spec.algorithm, trajectory_length=spec.trajectory_length)
-    phi_draws = centre + out.pop("z") @ chol.T  # (C, D, Pφ)
+
+class _Whitening(NamedTuple):
+    centre: np.ndarray  # (Pφ,) φ̂, or 0 for plain NUTS
+    chol: np.ndarray  # (Pφ, Pφ) L with L Lᵀ = H⁻¹, or I
+    z0: np.ndarray  # (chains, Pφ) starts in z
+    adapt_mass: str
+
+
+def _whiten(rng_key, prepared, run):
+    """φ = φ̂ + L z with L Lᵀ = H⁻¹ (the Laplace approximation), chains started at z ~ N(0, I)
+    (a draw from it); plain NUTS ("adapt"): φ = z from uniform(−2, 2) starts."""
+    size = _initial_phi(prepared.config, np.zeros(prepared.config.num_neurons)).shape[0]
+    if run.spec.mass_matrix == "adapt":
+        z0 = jax.random.uniform(rng_key, (run.num_chains, size), minval=-2, maxval=2)
+        return _Whitening(np.zeros(size), np.eye(size), np.asarray(z0), "diagonal")
+    chol = _whitening_factor(prepared.laplace.hessian)
+    z0 = np.asarray(jax.random.normal(rng_key, (run.num_chains, size)))
+    adapt = "dense" if run.spec.mass_matrix == "hessian+adapt" else "none"
+    return _Whitening(prepared.laplace.phi, chol, z0, adapt)
+
+
+def _constrained_draws(prepared, whitening, z):
+    """Draws of z (C, D, Pφ) → dict of constrained sites, each (C, D, ...) float64."""
+    fns = _functions(prepared.config)
+    size = z.shape[-1]
+    phi = whitening.centre + z @ whitening.chol.T
     flat = jax.vmap(fns.constrained, in_axes=(0, None))(
-        jnp.asarray(phi_draws.reshape(-1, size)), jnp.asarray(block_index))
-    samples = {k: np.asarray(v, dtype=np.float64).reshape((num_chains, num_draws)
-                                                          + v.shape[1:])
-               for k, v in flat.items()}
-    extra = out
-    sampling_time = time.perf_counter() - sample_start
+        jnp.asarray(phi.reshape(-1, size)), jnp.asarray(prepared.block_index))
+    return {k: np.asarray(v, dtype=np.float64).reshape(z.shape[:2] + v.shape[1:])
+            for k, v in flat.items()}
 
-    # 3. Pseudo-posterior calibration
-    adjust_info = {}
-    point = {}
+
+def _mixing(prepared, whitening, out):
+    """The convergence verdict (:func:`bayes_ising.convergence.verdict`) of the draws so far
+    (unadjusted h and J; the adjustment is one fixed affine map applied afterwards)."""
+    from . import convergence
+
+    samples = _constrained_draws(prepared, whitening, out["z"])
+    theta = np.concatenate([samples["h"], samples["J"]], axis=-1)
+    rhat, ess_bulk, ess_tail = convergence.draw_statistics(theta)
+    return convergence.verdict(rhat, ess_bulk, ess_tail, int(out["diverging"].sum()),
+                               num_chains=theta.shape[0])
+
+
+def _sample(rng_key, prepared, run, whitening, chain_method=None, progress=True):
+    """Run the chains; with ``run.max_draws`` in chunks of ``num_draws`` until every
+    parameter is mixed (:func:`_mixing`) or the cap is reached. Returns (samples, sample
+    stats, info dict: draws, chunks, stop reason, time)."""
+    start = time.perf_counter()
+    spec = run.spec
+    method = _chain_method(run.num_chains, chain_method)
+    num_devices = jax.local_device_count() if method == "parallel" else 1
+    target_accept, target_accept_reason = _target_accept(spec, prepared.data.spins)
+    args = _NutsArgs(prepared.model_data, jnp.asarray(prepared.block_index),
+                     jnp.asarray(whitening.centre), jnp.asarray(whitening.chol))
+    checks = []
+
+    def stop(out):
+        verdict = _mixing(prepared, whitening, out)
+        checks.append({"num_draws": int(out["z"].shape[1]), "max_rhat": verdict.max_rhat,
+                       "min_ess_bulk": verdict.min_ess_bulk,
+                       "min_ess_tail": verdict.min_ess_tail,
+                       "num_divergent": verdict.num_divergent, "mixed": verdict.converged})
+        return verdict.converged
+
+    out = _run_nuts(rng_key, prepared.config._replace(spec=spec), args, whitening.z0,
+                    num_warmup=run.num_warmup, num_draws=run.num_draws,
+                    max_draws=run.max_draws, stop=stop if run.max_draws else None,
+                    adapt_mass=whitening.adapt_mass, target_accept=target_accept,
+                    max_tree_depth=spec.max_tree_depth, num_devices=num_devices,
+                    progress=progress, desc=f"{run.likelihood} posterior",
+                    algorithm=spec.algorithm, trajectory_length=spec.trajectory_length)
+    samples = _constrained_draws(prepared, whitening, out.pop("z"))
+    num_draws = int(out["diverging"].shape[1])
+    info = {"chain_method": method, "num_draws": num_draws, "stop_rule": bool(run.max_draws),
+            "checks": checks, "time_s": time.perf_counter() - start,
+            "gradient_evaluations": int(out["num_steps"].sum()),
+            "target_accept": target_accept, "target_accept_reason": target_accept_reason or ""}
+    if run.max_draws:
+        info["stopped"] = "mixed" if checks and checks[-1]["mixed"] else "max_draws"
+    return samples, out, info
+
+
+def _calibrate(rng_key, prepared, run, samples):
+    """Pseudo-posterior calibration (:func:`_adjust`) and, for N > 22, the model check.
+    Returns (samples, point estimates, adjust_info, model_check)."""
+    laplace, num_neurons = prepared.laplace, prepared.config.num_neurons
+    point, adjust_info, model_check = {}, {}, None
     if laplace is not None:
         point["h_map"] = laplace.theta[:num_neurons]
         point["J_map"] = laplace.theta[num_neurons:]
-    model_check = None
-    if checked_centre is not None:
-        theta_c, adjust_info, model_check = checked_centre
-        samples["h"], samples["J"] = _adjust(
-            jax.random.fold_in(key_adjust, 1), adjust, samples, laplace, config, model_data,
-            spins, theta_c, adjust_info, block_index)
+    spins = prepared.data.spins
+    if prepared.centre is not None:
+        theta_c, adjust_info, model_check = prepared.centre
+        h, J = _adjust(jax.random.fold_in(rng_key, 1), run.adjust, samples, laplace,
+                       prepared.config, prepared.model_data, spins, theta_c, adjust_info,
+                       prepared.block_index)
+        samples = {**samples, "h": h, "J": J}
         point["h_centre"] = theta_c[:num_neurons]
         point["J_centre"] = theta_c[num_neurons:]
     elif num_neurons > ising.MAX_EXACT_NEURONS and laplace is not None:
-        model_check = _model_check(key_adjust, laplace.theta, spins)
+        model_check = _model_check(rng_key, laplace.theta, spins)
+    return samples, point, adjust_info, model_check
 
-    total_time = time.perf_counter() - start_time
+
+def fit_posterior(
+    rng_key,
+    data,
+    spec=None,
+    *,
+    likelihood=None,
+    adjust=None,
+    num_chains=None,
+    num_draws=None,
+    num_warmup=None,
+    max_draws=None,
+    init=None,
+    pad_patterns=None,
+    progress=True,
+    chain_method=None,
+):
+    """Sample the posterior over (h, J) with NUTS; return an ArviZ DataTree.
+
+    Parameters
+    ----------
+    rng_key : JAX PRNG key or int seed (recorded in ``attrs["seed"]``)
+    data : :class:`bayes_ising.data.SpikeData` (or a (num_bins, N) ±1 array)
+    spec : :class:`ModelSpec` or a path to a TOML file; default :func:`default_model_spec`
+    likelihood : "exact" | "pseudo"; default ``spec.likelihood``
+    adjust : "none" | "curvature" | "mode" | "mode+curvature" — pseudo-posterior calibration
+        (module docstring); default ``spec.adjust`` for "pseudo", "none" for "exact"
+    num_chains, num_draws, num_warmup : override the spec's sampler settings
+    max_draws : the stop rule (default ``spec.max_draws``): 0 samples exactly ``num_draws``;
+        otherwise sampling goes on in chunks of ``num_draws`` until every h and J has R-hat
+        ≤ 1.01 and bulk and tail ESS ≥ 400 and nothing diverged (checked after each chunk,
+        :mod:`bayes_ising.convergence`) or ``max_draws`` draws per chain are reached — then
+        ``attrs["stopped"]`` is "max_draws" and the printed summary says so
+    init : warm start of the MAP search: (h, J), a theta vector, or a posterior DataTree
+        (e.g. the same neurons in another state; an E+I fit for the E-only fit), matched
+        by neuron id
+    pad_patterns : pad the unique patterns with zero-count rows to at least this many, so
+        that the fits of several states with the same N share one compiled sampler
+    progress : show a progress bar
+    chain_method : "parallel" (chains split over the CPU devices) or "vectorized"; default
+        "parallel" when the chains fit on the devices, else "vectorized"
+
+    Returns
+    -------
+    xarray.DataTree with groups ``posterior`` (``h`` (chain, draw, neuron), ``J`` (chain, draw,
+    pair) with pair coordinates ``neuron_i``, ``neuron_j``, ``block``; neuron coordinate
+    ``cell_type``; hyperparameters of hierarchical priors), ``sample_stats`` (diverging,
+    tree_depth, n_steps, acceptance_rate, energy, lp, step_size), ``observed_data`` (num_bins,
+    m, Q, firing_probability, patterns, counts, spins when small), ``point_estimate`` (MAP of the
+    sampled density and the centre of the adjusted one) and root attributes ``model_spec``
+    (JSON), ``likelihood``, ``adjust``, ``seed``, ``data_source``, ``bayes_ising_version``,
+    ``neuron_ids``, ``cell_types``, ``selection`` (JSON, :mod:`bayes_ising.provenance`: the
+    data file, its SHA-256 and the selection), timings, gradient evaluations, the stop rule's
+    record and (N > 22) ``model_check`` (JSON).
+
+    Raises
+    ------
+    TooManyNeuronsError : likelihood "exact" with N > 22.
+    Float64Error : JAX float64 is off.
+    ModelSpecError, BayesIsingError : bad settings.
+    """
+    if not jax.config.jax_enable_x64:
+        raise Float64Error(
+            "fit_posterior needs JAX float64 (MAP, Hessian and enumeration); call "
+            "bayes_ising.enable_x64() first"
+        )
+    start = time.perf_counter()
+    run = _resolve(spec, likelihood, adjust, num_chains, num_draws, num_warmup, max_draws)
+    key, seed = _as_key(rng_key)
+    _, key_init, key_mcmc, key_adjust = jax.random.split(key, 4)
+    selection = provenance.record(data)
+    prepared = _prepare(key_adjust, data, run, init, pad_patterns)
+    whitening = _whiten(key_init, prepared, run)
+    samples, extra, info = _sample(key_mcmc, prepared, run, whitening, chain_method, progress)
+    samples, point, adjust_info, model_check = _calibrate(key_adjust, prepared, run, samples)
+    attrs = _attrs(run, prepared, info, seed, selection, adjust_info, model_check,
+                   time.perf_counter() - start)
+    return _build_tree(samples, extra, point, prepared.data, prepared.moments,
+                       prepared.patterns, prepared.counts, prepared.labels, prepared.blocks,
+                       attrs)
+
+
+def _attrs(run, prepared, info, seed, selection, adjust_info, model_check, wall_time):
+    """Root attributes of the posterior DataTree (JSON-able scalars and JSON text)."""
+    from . import __version__
+
+    laplace, data = prepared.laplace, prepared.data
     attrs = {
-        "model_spec": spec.to_json(),
-        "likelihood": likelihood,
-        "adjust": adjust,
+        "model_spec": run.spec.to_json(),
+        "likelihood": run.likelihood,
+        "adjust": run.adjust,
         "seed": json.dumps(seed),
         "data_source": data.source,
         "selection": json.dumps(to_jsonable(selection)),
         "bayes_ising_version": __version__,
         "neuron_ids": json.dumps(data.neuron_ids),
         "cell_types": json.dumps(data.cell_types),
-        "num_chains": num_chains,
-        "num_draws": num_draws,
-        "num_warmup": num_warmup,
-        "chain_method": method,
-        "mass_matrix": spec.mass_matrix,
-        "algorithm": spec.algorithm,
-        "preparation_time_s": prep_time,
-        "sampling_time_s": sampling_time,
-        "wall_time_s": total_time,
+        "num_chains": run.num_chains,
+        "num_draws": info["num_draws"],
+        "num_warmup": run.num_warmup,
+        "max_draws": run.max_draws,
+        "stopped": info.get("stopped", "fixed draws"),
+        "stop_checks": json.dumps(to_jsonable(info["checks"])),
+        "chain_method": info["chain_method"],
+        "mass_matrix": run.spec.mass_matrix,
+        "algorithm": run.spec.algorithm,
+        "preparation_time_s": prepared.time_s,
+        "sampling_time_s": info["time_s"],
+        "wall_time_s": wall_time,
+        "gradient_evaluations": info["gradient_evaluations"],
+        "target_accept": info["target_accept"],
+        "target_accept_reason": info["target_accept_reason"],
         "map_converged": int(bool(laplace.converged)) if laplace is not None else -1,
         "map_iterations": laplace.iterations if laplace is not None else 0,
+        "map_gradient_evaluations": laplace.gradient_evaluations if laplace is not None else 0,
         "adjust_info": json.dumps(to_jsonable(adjust_info)),
     }
     if model_check is not None:
         attrs["model_check"] = json.dumps(to_jsonable(model_check))
-    return _build_tree(samples, extra, point, data, moments, patterns, counts, labels, blocks,
-                       attrs)
+    return attrs
 
 
 # --------------------------------------------------------------------------------------------
@@ -1126,13 +1291,39 @@ def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, centre
 # --------------------------------------------------------------------------------------------
 
 
+def _prepare_patterns(patterns, counts, run, num_rows=None):
+    """:class:`_Prepared` of a dataset given as unique patterns with counts (no cell types):
+    the same reduction and MAP as :func:`_prepare`, for :func:`_fit_many`."""
+    start = time.perf_counter()
+    patterns = np.asarray(patterns, np.int8)
+    counts = np.asarray(counts, np.int64)
+    spins = np.repeat(patterns, counts, axis=0)
+    data = _as_data(spins)
+    s = patterns.astype(np.float64)
+    num_bins = int(counts.sum())
+    moments = _Sufficient(num_bins, counts @ s / num_bins,
+                          s.T @ (counts[:, None] * s) / num_bins)
+    model_data = _data_arrays(run.likelihood, moments, patterns, counts, num_rows)
+    spec = run.spec
+    num_neurons = patterns.shape[1]
+    config = _Config(run.likelihood, spec.replace(float32=False) if spec.float32 else spec,
+                     num_neurons, 1)
+    labels, blocks, block_index = pair_blocks(None, num_neurons)
+    h0, j0 = _initial_theta(None, data, moments, spec)
+    laplace = _laplace(config, model_data, block_index, _initial_phi(config, h0, j0))
+    return _Prepared(data, moments, patterns, counts, model_data, labels, blocks, block_index,
+                     config, laplace, None, time.perf_counter() - start)
+
+
 def _fit_many(rng_key, datasets, spec=None, *, adjusts=ADJUSTMENTS, num_chains=2,
               num_draws=200, num_warmup=100, progress=False, chain_method=None):
     """Exact and (adjusted) pseudo-posteriors of many small datasets, vectorised.
 
-    Every dataset gets its own MAP, Hessian and whitening, as in :func:`fit_posterior`; the
-    NUTS chains of all datasets run as lanes of one compiled program (vmapped, split over the
-    CPU devices). Used by the calibration study (benchmarks/calibration.py).
+    Every dataset is prepared, whitened and adjusted by the pieces of :func:`fit_posterior`
+    (:func:`_prepare_patterns`, :func:`_whitening_factor`, :func:`_constrained_draws`,
+    :func:`_adjust`); only the sampling differs: the chains of all datasets run as lanes of
+    one compiled program (vmapped, split over the CPU devices). Used by the calibration study
+    (benchmarks/calibration.py).
 
     Parameters
     ----------
@@ -1142,81 +1333,74 @@ def _fit_many(rng_key, datasets, spec=None, *, adjusts=ADJUSTMENTS, num_chains=2
     Returns
     -------
     dict: "exact" and "pseudo/<adjust>" → draws of theta = pack(h, J), (K, chains·draws, P);
-    "settings" → dict.
+    "<kind>/diverging" → divergences per dataset; "settings" → dict.
     """
     spec = default_model_spec() if spec is None else spec
-    spec64 = spec.replace(float32=False) if spec.float32 else spec
     num_neurons = datasets[0][0].shape[1]
-    block_index = np.zeros(ising.num_pairs(num_neurons), dtype=np.int32)
-    key_exact, key_pseudo = jax.random.split(jnp.asarray(_as_key(rng_key)[0]))
-    moments, model_data = [], {"exact": [], "pseudo": []}
-    for patterns, counts in datasets:
-        patterns = np.asarray(patterns, np.int8)
-        counts = np.asarray(counts, np.int64)
-        s = patterns.astype(np.float64)
-        num_bins = int(counts.sum())
-        mom = _Sufficient(num_bins, counts @ s / num_bins, s.T @ (counts[:, None] * s) / num_bins)
-        moments.append(mom)
-        model_data["exact"].append(_data_arrays("exact", mom, None, None))
-        model_data["pseudo"].append(_data_arrays("pseudo", None, patterns, counts))
     num_sets = len(datasets)
     method = _chain_method(num_sets * num_chains, chain_method)
-    num_devices = jax.local_device_count() if method == "parallel" else 1
     results = {"settings": {"num_datasets": num_sets, "num_chains": num_chains,
                             "num_draws": num_draws, "num_warmup": num_warmup,
                             "num_neurons": num_neurons}}
-    laplaces = {}
+    key_exact, key_pseudo, key_adjust = jax.random.split(jnp.asarray(_as_key(rng_key)[0]), 3)
     for kind, key in (("exact", key_exact), ("pseudo", key_pseudo)):
-        config = _Config(kind, spec64, num_neurons, 1)
-        fns = _functions(config)
-        laps = []
-        for mom, data in zip(moments, model_data[kind], strict=True):
-            h0 = stats.independent_fields(mom.m, mom.num_bins)
-            laps.append(_laplace(config, data, block_index, _initial_phi(config, h0)))
-        laplaces[kind] = laps
-        chols = np.stack([_inverse_and_cholesky(lap.hessian)[1] for lap in laps])
-        centres = np.stack([lap.phi for lap in laps])
-        lane_data = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack(xs), num_chains, axis=0),
-                                 *model_data[kind])
-        args = _NutsArgs(lane_data,
-                         jnp.broadcast_to(jnp.asarray(block_index),
-                                          (num_sets * num_chains, block_index.size)),
-                         jnp.asarray(np.repeat(centres, num_chains, axis=0)),
-                         jnp.asarray(np.repeat(chols, num_chains, axis=0)))
-        key_init, key_run = jax.random.split(key)
-        size = centres.shape[1]
-        z0 = np.asarray(jax.random.normal(key_init, (num_sets * num_chains, size)))
-        out = _run_nuts(key_run, config._replace(spec=spec), args, z0, num_warmup=num_warmup,
-                        num_draws=num_draws, target_accept=spec.target_accept,
-                        max_tree_depth=spec.max_tree_depth, num_devices=num_devices,
-                        algorithm=spec.algorithm, trajectory_length=spec.trajectory_length,
-                        shared_args=False, progress=progress, desc=f"{kind} x {num_sets}")
-        z = out["z"].reshape(num_sets, num_chains * num_draws, size)
-        phi = centres[:, None, :] + np.einsum("kdp,kqp->kdq", z, chols)
-        flat = jax.vmap(fns.constrained, in_axes=(0, None))(
-            jnp.asarray(phi.reshape(-1, size)), jnp.asarray(block_index))
-        theta = np.concatenate([np.asarray(flat["h"]), np.asarray(flat["J"])], axis=-1)
-        theta = theta.reshape(num_sets, num_chains * num_draws, -1)
-        results[f"{kind}/diverging"] = out["diverging"].reshape(num_sets, -1).sum(axis=1)
+        run = _Run(spec, kind, "none", num_chains, num_draws, num_warmup, 0)
+        prepared = [_prepare_patterns(p, c, run) for p, c in datasets]
+        samples, diverging = _sample_lanes(key, prepared, run, method, progress)
+        results[f"{kind}/diverging"] = diverging
+        theta = np.stack([np.concatenate([x["h"], x["J"]], axis=-1).reshape(
+            num_chains * num_draws, -1) for x in samples])
         if kind == "exact":
             results["exact"] = theta
             continue
         for adjust in adjusts:
-            adjusted = np.empty_like(theta)
-            for k, (lap, mom) in enumerate(zip(laps, moments, strict=True)):
-                centre = laplaces["exact"][k].theta if "mode" in adjust else lap.theta
-                transform = np.eye(theta.shape[-1])
-                if "curvature" in adjust:
-                    h_c, J_c = ising.unpack(jnp.asarray(centre), num_neurons)
-                    fisher = np.asarray(ising.fisher_information(h_c, J_c))
-                    neg_hess = np.asarray(fns.neg_hessian(jnp.asarray(lap.theta),
-                                                          model_data["pseudo"][k]))
-                    precision = _prior_precision(spec, lap.params, block_index, num_neurons)
-                    transform, _ = _curvature_transform(neg_hess, fisher, mom.num_bins,
-                                                        precision)
-                adjusted[k] = centre + (theta[k] - lap.theta) @ transform.T
-            results[f"pseudo/{adjust}"] = adjusted
+            if adjust == "none":
+                results["pseudo/none"] = theta
+                continue
+            adjusted = [_adjusted_theta(key_adjust, adjust, x, prep) for x, prep
+                        in zip(samples, prepared, strict=True)]
+            results[f"pseudo/{adjust}"] = np.stack([a.reshape(num_chains * num_draws, -1)
+                                                    for a in adjusted])
     return results
+
+
+def _adjusted_theta(rng_key, adjust, samples, prepared):
+    """Draws θ (C, D, P) of one pseudo-posterior mapped by ``adjust`` (the centre of
+    :func:`_adjustment_centre`, the map of :func:`_adjust`), as in :func:`fit_posterior`."""
+    args = (prepared.laplace, prepared.config)
+    spins, block_index = prepared.data.spins, prepared.block_index
+    theta_c, info, _ = _adjustment_centre(rng_key, adjust, *args, spins, prepared.moments,
+                                          block_index)
+    h, J = _adjust(jax.random.fold_in(rng_key, 1), adjust, samples, *args,
+                   prepared.model_data, spins, theta_c, info, block_index)
+    return np.concatenate([h, J], axis=-1)
+
+
+def _sample_lanes(rng_key, prepared, run, method, progress=False):
+    """The chains of every prepared dataset as lanes of one compiled sampler; returns the
+    constrained draws per dataset (list of dicts (C, D, ...)) and divergences (K,)."""
+    num_sets, num_chains = len(prepared), run.num_chains
+    num_devices = jax.local_device_count() if method == "parallel" else 1
+    whitenings = [_Whitening(p.laplace.phi, _whitening_factor(p.laplace.hessian), None, "none")
+                  for p in prepared]
+    lanes = lambda xs: jnp.repeat(jnp.stack(xs), num_chains, axis=0)  # noqa: E731
+    args = _NutsArgs(jax.tree.map(lambda *xs: lanes(xs), *[p.model_data for p in prepared]),
+                     lanes([jnp.asarray(p.block_index) for p in prepared]),
+                     lanes([w.centre for w in whitenings]), lanes([w.chol for w in whitenings]))
+    key_init, key_run = jax.random.split(rng_key)
+    size = whitenings[0].centre.shape[0]
+    z0 = np.asarray(jax.random.normal(key_init, (num_sets * num_chains, size)))
+    spec = run.spec
+    out = _run_nuts(key_run, prepared[0].config._replace(spec=spec), args, z0,
+                    num_warmup=run.num_warmup, num_draws=run.num_draws,
+                    target_accept=spec.target_accept, max_tree_depth=spec.max_tree_depth,
+                    num_devices=num_devices, algorithm=spec.algorithm,
+                    trajectory_length=spec.trajectory_length, shared_args=False,
+                    progress=progress, desc=f"{run.likelihood} x {num_sets}")
+    z = out["z"].reshape((num_sets, num_chains) + out["z"].shape[1:])
+    samples = [_constrained_draws(p, w, z[k])
+               for k, (p, w) in enumerate(zip(prepared, whitenings, strict=True))]
+    return samples, out["diverging"].reshape(num_sets, -1).sum(axis=1)
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,11 +17,16 @@ import importlib
 import os
 import sys
 
-from .commands._common import add_data_selection_flags, load_selected_data, selection_flags
+from .commands._common import (
+    add_convention_flag,
+    add_data_selection_flags,
+    load_selected_data,
+    selection_flags,
+)
 from .errors import BayesIsingError
 
 __all__ = ["main", "build_parser", "add_data_selection_flags", "load_selected_data",
-           "selection_flags", "VERBS"]
+           "selection_flags", "add_convention_flag", "VERBS"]
 
 #: verb name -> module under bayes_ising.commands (the order is the order of ``--help``)
 VERBS = {

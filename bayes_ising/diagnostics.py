@@ -37,8 +37,15 @@ couplings J_i·. It is flagged
   (400), over its parameters; or divergent transitions localised on its parameters (divergent
   draws concentrated in a tail of one of its parameters: rank test |z| > 4 with at least 5
   divergences, see :func:`divergence_localization`);
-* *weak identification*: contraction of h_i < ``contraction_min`` (0.5), or the median
-  contraction over J_i· < ``contraction_min``.
+* *weak identification*: contraction of its 0/1-convention field
+  a_i = 2h_i − 2Σ_j J_ij < ``contraction_min`` (0.5), or the median contraction over J_i· <
+  ``contraction_min``. The rule judges a_i, not h_i: in the ±1 convention a coupling to a
+  neuron that (nearly) never fires is almost a shift of h_i, so one silent neuron would make
+  every h_i look unidentified (its prior width); a_i — the log-odds of firing when the others
+  are silent — and the couplings are what the data constrain about neuron i. A silent neuron
+  is flagged through its own a_i and couplings; a neuron with a handful of spikes through its
+  couplings. Contractions below 0 (posterior wider than the reference scale) are printed with
+  that explanation.
 
 Each flag carries its reasons as strings. The run-level verdict (:func:`diagnose`) is
 "converged" when no parameter breaks the R-hat/ESS cuts, there are no divergences, every
@@ -77,6 +84,7 @@ __all__ = [
     "sampler_diagnostics",
     "divergence_localization",
     "neuron_reliability",
+    "lattice_gas_fields",
     "diagnose",
     "posterior_validity",
     "compare_rules",
@@ -324,6 +332,55 @@ def divergence_localization(tree, *, min_divergences=5, z_cut=4.0):
 # --------------------------------------------------------------------------------------------
 
 
+#: draws (evenly thinned) used for the 0/1-field identification table
+_LATTICE_GAS_DRAWS = 2000
+
+
+def lattice_gas_fields(tree, *, min_reference_sd=MIN_REFERENCE_SD,
+                       interval_prob=INTERVAL_PROB):
+    r"""Identification of the 0/1-convention fields :math:`a_i = 2h_i - 2\sum_j J_{ij}`
+    (:func:`bayes_ising.ising.to_lattice_gas`): the log-odds of neuron i firing when the others
+    are silent — what the data constrain about neuron i itself.
+
+    In the ±1 convention a coupling J_ij to a neuron j that (nearly) never fires is almost a
+    shift of h_i, so every h_i inherits that coupling's prior width; a_i does not. Prior
+    variance :math:`4\,\mathrm{Var}\,h_i + 4\sum_j \mathrm{Var}\,J_{ij}` (zero-mean,
+    uncorrelated coupling priors); reference variance as for h (module docstring).
+
+    Returns
+    -------
+    dict of (N,) arrays: ``mean``, ``sd``, ``width``, ``prior_var``, ``reference_var``,
+    ``contraction_prior``, ``contraction``.
+    """
+    from . import ising
+
+    h, J = posterior_contract.posterior_draws(tree, num_draws=_LATTICE_GAS_DRAWS)
+    a = np.asarray(ising.to_lattice_gas(h, J)[0])
+    first, second = posterior_contract.pair_members(tree)
+    prior = prior_variance(tree)
+    incident = np.zeros(a.shape[1])
+    np.add.at(incident, first, prior["J"])
+    np.add.at(incident, second, prior["J"])
+    prior_var = 4.0 * np.asarray(prior["h"]) + 4.0 * incident
+    mean, var = a.mean(axis=0), a.var(axis=0, ddof=1)
+    spread = max(_robust_sd(mean), min_reference_sd)
+    reference = np.minimum(prior_var, spread**2)
+    tail = (1 - interval_prob) / 2
+    lower, upper = np.quantile(a, [tail, 1 - tail], axis=0)
+    return {"mean": mean, "sd": np.sqrt(var), "width": upper - lower, "prior_var": prior_var,
+            "reference_var": reference, "contraction_prior": 1 - var / prior_var,
+            "contraction": 1 - var / reference}
+
+
+def _contraction_text(value):
+    """A contraction as shown to users: below 0 it needs its reason."""
+    text = f"{value:.2f}"
+    if value < 0:
+        text += (" (below 0: the posterior is wider than the reference scale, i.e. the data "
+                 "do not narrow it at all)")
+    return text
+
+
 def _firing_probability(tree, num_neurons):
     if "observed_data" in tree.children and "firing_probability" in tree["observed_data"]:
         return np.asarray(tree["observed_data"]["firing_probability"].values, float)
@@ -346,8 +403,10 @@ def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
     -------
     list of dicts, one per neuron: ``id``, ``cell_type``, ``firing_probability``, ``flagged``,
     ``reasons`` (list of str), ``non_convergence``, ``weak_identification`` (bools),
-    ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``contraction`` (= min of the h
-    contraction and the median J_i· contraction), ``contraction_h``, ``contraction_J_median``,
+    ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``contraction`` (= min of the 0/1-field
+    contraction (:func:`lattice_gas_fields`) and the median J_i· contraction),
+    ``contraction_a``, ``width_a``, ``contraction_h`` (±1 field: reported, not judged),
+    ``contraction_J_median``,
     ``contraction_prior_h``, ``contraction_prior_J_median``, ``width_h``,
     ``width_J_median``, ``divergence_touched``.
     """
@@ -362,6 +421,8 @@ def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
     cell_types = [""] * num_neurons if types is None else types.tolist()
     firing = _firing_probability(tree, num_neurons)
     get = {k: np.asarray(params[k].values, float) for k in params.data_vars}
+    fields = lattice_gas_fields(tree, min_reference_sd=float(
+        params.attrs.get("min_reference_sd", MIN_REFERENCE_SD)))
     rows = []
     for i in range(num_neurons):
         pairs = np.flatnonzero((first == i) | (second == i))
@@ -369,6 +430,7 @@ def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
         ess_bulk = np.concatenate([[get["ess_bulk_h"][i]], get["ess_bulk_J"][pairs]])
         ess_tail = np.concatenate([[get["ess_tail_h"][i]], get["ess_tail_J"][pairs]])
         c_h = float(get["contraction_h"][i])
+        c_a = float(fields["contraction"][i])
         c_j = float(np.median(get["contraction_J"][pairs])) if pairs.size else np.nan
         c_prior_j = (float(np.median(get["contraction_prior_J"][pairs])) if pairs.size
                      else np.nan)
@@ -387,23 +449,25 @@ def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
         if touched:
             non_conv = True
             reasons.append("non-convergence: divergent transitions localised on its parameters")
-        if c_h < contraction_min:
+        if c_a < contraction_min:
             weak = True
             reasons.append(
-                f"weak identification: contraction of h {c_h:.2f} < {contraction_min}"
+                f"weak identification: contraction of its 0/1 field a {_contraction_text(c_a)}"
+                f" < {contraction_min}"
             )
         if np.isfinite(c_j) and c_j < contraction_min:
             weak = True
             reasons.append(
-                f"weak identification: median contraction of its couplings {c_j:.2f} < "
-                f"{contraction_min}"
+                f"weak identification: median contraction of its couplings "
+                f"{_contraction_text(c_j)} < {contraction_min}"
             )
         rows.append(dict(
             id=ids[i], cell_type=cell_types[i] if i < len(cell_types) else "",
             firing_probability=float(firing[i]), flagged=bool(reasons), reasons=reasons,
             non_convergence=non_conv, weak_identification=weak,
             max_rhat=max_rhat, min_ess_bulk=min_bulk, min_ess_tail=min_tail,
-            contraction=float(np.nanmin([c_h, c_j])), contraction_h=c_h,
+            contraction=float(np.nanmin([c_a, c_j])), contraction_h=c_h,
+            contraction_a=c_a, width_a=float(fields["width"][i]),
             contraction_J_median=c_j, contraction_prior_h=float(get["contraction_prior_h"][i]),
             contraction_prior_J_median=c_prior_j, width_h=float(get["width_h"][i]),
             width_J_median=float(np.median(get["width_J"][pairs])) if pairs.size else np.nan,

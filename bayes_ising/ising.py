@@ -50,6 +50,10 @@ from . import limits
 from .errors import Float64Error, TooManyNeuronsError
 
 __all__ = [
+    "to_lattice_gas",
+    "from_lattice_gas",
+    "convert",
+    "CONVENTIONS",
     "MAX_EXACT_NEURONS",
     "num_pairs",
     "pair_indices",
@@ -156,6 +160,46 @@ def unpack(theta, num_neurons):
 # --------------------------------------------------------------------------------------------
 # Energy and states
 # --------------------------------------------------------------------------------------------
+
+
+#: parameter conventions a verb can write: ±1 spins (the package's) or 0/1 (lattice gas)
+CONVENTIONS = ("pm1", "01")
+
+
+def to_lattice_gas(h, J):
+    r"""±1 parameters → 0/1 ("lattice gas") parameters, exactly: the one conversion.
+
+    With :math:`x = (s + 1)/2 \in \{0, 1\}`,
+    :math:`\sum_i h_i s_i + \sum_{i<j} J_{ij} s_i s_j = \sum_i a_i x_i
+    + \sum_{i<j} b_{ij} x_i x_j + \text{const}` for
+
+    .. math:: a_i = 2 h_i - 2 \textstyle\sum_{j \ne i} J_{ij}, \qquad b_{ij} = 4 J_{ij}.
+
+    ``a_i`` is the log-odds of neuron i firing when every other neuron is silent, ``b_ij`` the
+    change of that log-odds when j fires: the quantities the data constrain locally (a neuron
+    that never fires leaves only its own a_i and b_i· unidentified). Batched: h (..., N),
+    J (..., N, N) symmetric zero diagonal → a (..., N), b (..., N, N).
+    """
+    h, J = jnp.asarray(h), jnp.asarray(J)
+    return 2.0 * h - 2.0 * jnp.sum(J, axis=-1), 4.0 * J
+
+
+def from_lattice_gas(a, b):
+    """0/1 parameters (a, b) → ±1 (h, J): the inverse of :func:`to_lattice_gas`,
+    h_i = a_i / 2 + Σ_j b_ij / 4, J = b / 4."""
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    J = b / 4.0
+    return a / 2.0 + jnp.sum(J, axis=-1), J
+
+
+def convert(h, J, convention):
+    """(h, J) in ``convention`` "pm1" (unchanged) or "01" (:func:`to_lattice_gas`), as numpy."""
+    if convention == "pm1":
+        return np.asarray(h), np.asarray(J)
+    if convention == "01":
+        a, b = to_lattice_gas(h, J)
+        return np.asarray(a), np.asarray(b)
+    raise ValueError(f"convention must be 'pm1' or '01', got {convention!r}")
 
 
 def energy(spins, h, J):
@@ -413,7 +457,8 @@ def log_pseudolikelihood(h, J, patterns, counts=None):
         H_{ui} = h_i + \sum_{j \ne i} J_{ij} s_{uj},
 
     since :math:`P(s_i \mid s_{\setminus i}) = e^{s_i H_i} / (2\cosh H_i) = \sigma(2 s_i H_i)`.
-    One (U×N)·(N×N) product; works for any N, in the dtype of ``h`` (float32 allowed).
+    Evaluated by :mod:`bayes_ising.pseudolikelihood` (one blocked sweep, fused gradient); works
+    for any N, in the dtype of ``h`` (float32 allowed).
 
     Parameters
     ----------
@@ -421,37 +466,28 @@ def log_pseudolikelihood(h, J, patterns, counts=None):
     patterns : (U, N) ±1 (e.g. from ``stats.unique_patterns``)
     counts : (U,) multiplicities; ``None`` means one each.
     """
+    from . import pseudolikelihood as pl
+
     h = jnp.asarray(h)
     dtype = jnp.result_type(h.dtype, jnp.float32)
-    h = h.astype(dtype)
-    J = jnp.asarray(J, dtype)
-    s = jnp.asarray(patterns).astype(dtype)
-    fields = h + s @ J
-    per_pattern = jnp.sum(jax.nn.log_sigmoid(2.0 * s * fields), axis=-1)
-    if counts is None:
-        return jnp.sum(per_pattern)
-    return jnp.asarray(counts, dtype) @ per_pattern
+    value = pl.log_pseudolikelihood(h.astype(dtype), jnp.asarray(J, dtype),
+                                    pl.prepare(patterns, counts))
+    return value.astype(dtype)
 
 
 def log_pseudolikelihood_grad(h, J, patterns, counts=None):
-    r"""Gradient of :func:`log_pseudolikelihood` with respect to ``theta`` (pack order).
-
-    With :math:`G_{ui} = 2 s_{ui}\, \sigma(-2 s_{ui} H_{ui})` (the derivative in :math:`H_{ui}`),
-    :math:`\partial/\partial h_i = \sum_u c_u G_{ui}` and
-    :math:`\partial/\partial J_{ij} = \sum_u c_u (G_{ui} s_{uj} + G_{uj} s_{ui})` for i<j.
-    Returns an array of shape (N + N(N−1)/2,).
+    r"""Gradient of :func:`log_pseudolikelihood` with respect to ``theta`` (pack order), in
+    closed form (:func:`bayes_ising.pseudolikelihood.value_and_grad`):
+    :math:`\partial/\partial h_i = \sum_u c_u (s_{ui} - \tanh H_{ui})`,
+    :math:`\partial/\partial J_{ij} = \sum_u c_u [(s_{ui} - \tanh H_{ui}) s_{uj} +
+    (s_{uj} - \tanh H_{uj}) s_{ui}]` for i<j. Returns an array of shape (N + N(N−1)/2,).
     """
+    from . import pseudolikelihood as pl
+
     h = jnp.asarray(h)
     dtype = jnp.result_type(h.dtype, jnp.float32)
-    h = h.astype(dtype)
-    J = jnp.asarray(J, dtype)
-    s = jnp.asarray(patterns).astype(dtype)
-    weights = jnp.ones(s.shape[0], dtype) if counts is None else jnp.asarray(counts, dtype)
-    fields = h + s @ J
-    dfields = 2.0 * s * jax.nn.sigmoid(-2.0 * s * fields) * weights[:, None]
-    grad_h = jnp.sum(dfields, axis=0)
-    cross = dfields.T @ s  # (N, N): Σ_u c_u G_ui s_uj
-    return jnp.concatenate([grad_h, matrix_to_couplings(cross + cross.T)])
+    theta = pack(h.astype(dtype), jnp.asarray(J, dtype))
+    return pl.value_and_grad(theta, pl.prepare(patterns, counts))[1].astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ import scipy.optimize
 import scipy.stats
 
 from . import gibbs, ising, limits, stats, validity, walk
+from . import pseudolikelihood as pl
 from .errors import BayesIsingError, DataError
 
 __all__ = [
@@ -559,41 +560,17 @@ def _from_lattice_gas(phi, num_neurons):
     the 0/1 statistics are nearly uncorrelated, so optimisers converge far faster in
     :math:`\phi = (a, b)` than in (h, J); the objective is the same function.
     """
-    couplings = phi[..., num_neurons:] / 4.0
-    J = ising.couplings_to_matrix(couplings, num_neurons)
-    h = phi[..., :num_neurons] / 2.0 + jnp.sum(J, axis=-1)
-    return jnp.concatenate([h, couplings], axis=-1)
+    b = ising.couplings_to_matrix(phi[..., num_neurons:], num_neurons)
+    h, _ = ising.from_lattice_gas(phi[..., :num_neurons], b)
+    return jnp.concatenate([h, phi[..., num_neurons:] / 4.0], axis=-1)
 
 
 def _to_lattice_gas(theta, num_neurons):
     """Inverse of :func:`_from_lattice_gas`."""
     theta = jnp.asarray(theta)
     J = ising.couplings_to_matrix(theta[..., num_neurons:], num_neurons)
-    a = 2.0 * theta[..., :num_neurons] - 2.0 * jnp.sum(J, axis=-1)
+    a, _ = ising.to_lattice_gas(theta[..., :num_neurons], J)
     return jnp.concatenate([a, 4.0 * theta[..., num_neurons:]], axis=-1)
-
-
-def _padded_patterns(patterns, counts):
-    """Pad the unique patterns with zero-count rows to a size class (multiples of 1/8 of the
-    enclosing power of two, at least 256) so that jit compiles once per size class, not once
-    per dataset, while wasting at most 1/8 of the work."""
-    num = max(patterns.shape[0], 1)
-    step = max(32, 2 ** max(int(math.floor(math.log2(num))) - 3, 0))
-    size = max(256, step * int(math.ceil(num / step)))
-    extra = size - patterns.shape[0]
-    patterns = np.concatenate([patterns, -np.ones((extra, patterns.shape[1]), patterns.dtype)])
-    counts = np.concatenate([counts, np.zeros(extra, counts.dtype)])
-    return jnp.asarray(patterns, jnp.float64), jnp.asarray(counts, jnp.float64)
-
-
-def _pseudo_objective(phi, patterns, counts, l2, num_neurons):
-    """Per-bin negative log pseudolikelihood + (l2/2) Σ_{i<j} J_ij², in 0/1 coordinates."""
-    theta = _from_lattice_gas(phi, num_neurons)
-    h, J = ising.unpack(theta, num_neurons)
-    couplings = theta[num_neurons:]
-    num_bins = jnp.sum(counts)
-    return (-ising.log_pseudolikelihood(h, J, patterns, counts) / num_bins
-            + 0.5 * l2 * couplings @ couplings)
 
 
 def _lattice_gas_scale(m, Q, num_bins):
@@ -608,41 +585,26 @@ def _lattice_gas_scale(m, Q, num_bins):
     return np.sqrt(p * (1.0 - p))
 
 
-def _pseudo_theta_value_and_grad(theta, patterns, counts, l2, num_neurons):
-    r"""Per-bin negative log pseudolikelihood (+ L2) and its analytic gradient in ``theta``.
-
-    For ±1 spins :math:`\log\sigma(2 s H) = s H - \log(2\cosh H)`, so with
-    :math:`H = h + S J` (one (U×N)·(N×N) GEMM) the value is
-    :math:`\tfrac1T \sum_u c_u \sum_i [\log(2\cosh H_{ui}) - s_{ui} H_{ui}]` and, with
-    :math:`R = c \circ (S - \tanh H) / T`, the gradient is :math:`\nabla_h = -\sum_u R_u`,
-    :math:`\nabla_{J_{ij}} = -(S^\top R + R^\top S)_{ij}` (i<j; the second GEMM). One cosh, one
-    log and one tanh per entry (float64 transcendentals dominate the cost on a CPU).
-    """
-    h = theta[:num_neurons]
+def _pseudo_theta_value_and_grad(theta, data, l2, num_neurons):
+    r"""Per-bin negative log pseudolikelihood (+ L2) and its closed-form gradient in ``theta``
+    (:func:`bayes_ising.pseudolikelihood.value_and_grad`: one blocked sweep, two GEMMs per
+    block), :math:`-\log\mathrm{PL}/T + \tfrac{l_2}{2}\sum_{i<j} J_{ij}^2`; ``data`` a
+    :class:`~bayes_ising.pseudolikelihood.Patterns`."""
+    num_bins = jnp.sum(data.counts)
+    value, grad = pl.value_and_grad(theta, data)
     couplings = theta[num_neurons:]
-    J = ising.couplings_to_matrix(couplings, num_neurons)
-    num_bins = jnp.sum(counts)
-    fields = h + patterns @ J
-    magnitude = jnp.abs(fields)
-    clipped = jnp.minimum(magnitude, 300.0)  # log cosh a = a − log 2 + O(e^{−2a}) beyond
-    log_cosh = jnp.log(jnp.cosh(clipped)) + (magnitude - clipped)
-    per_pattern = jnp.sum(log_cosh - patterns * fields, axis=1)
-    value = counts @ per_pattern / num_bins + num_neurons * math.log(2.0)
-    r = (counts / num_bins)[:, None] * (patterns - jnp.tanh(fields))
-    cross = patterns.T @ r
-    grad_h = -jnp.sum(r, axis=0)
-    grad_j = -ising.matrix_to_couplings(cross + cross.T) + l2 * couplings
-    value = value + 0.5 * l2 * couplings @ couplings
-    return value, jnp.concatenate([grad_h, grad_j])
+    value = -value / num_bins + 0.5 * l2 * couplings @ couplings
+    grad = -grad / num_bins
+    return value, grad.at[num_neurons:].add(l2 * couplings)
 
 
 @functools.partial(jax.jit, static_argnames=("num_neurons",))
-def _pseudo_value_and_grad(psi, patterns, counts, l2, scale, num_neurons):
-    """One value+grad in the preconditioned 0/1 coordinates ``psi = phi * scale``: the analytic
-    gradient of :func:`_pseudo_theta_value_and_grad` (two GEMMs, (U×N)·(N×N) and
-    (N×U)·(U×N)) pulled back through the linear maps psi → phi → theta."""
+def _pseudo_value_and_grad(psi, data, l2, scale, num_neurons):
+    """One value+grad in the preconditioned 0/1 coordinates ``psi = phi * scale``: the
+    closed-form gradient of :func:`_pseudo_theta_value_and_grad` pulled back through the
+    linear maps psi → phi → theta."""
     theta = _from_lattice_gas(psi / scale, num_neurons)
-    value, grad_theta = _pseudo_theta_value_and_grad(theta, patterns, counts, l2, num_neurons)
+    value, grad_theta = _pseudo_theta_value_and_grad(theta, data, l2, num_neurons)
     # theta = (a/2 + rowsum J(b/4), b/4):  d/da = d/dh / 2,  d/db_ij = (d/dc_ij + d/dh_i + d/dh_j)/4
     i, j = ising.pair_indices(num_neurons)
     grad_h = grad_theta[:num_neurons]
@@ -725,9 +687,9 @@ def _pseudo_solve(d, idx, theta0, l2, tol, max_iterations):
     if not idx.size:
         return np.zeros(0), 0, True, "no active neurons", 0
     patterns, counts = stats.unique_patterns(d.spins[:, idx])
-    s, c = _padded_patterns(patterns, counts)
     scale = jnp.asarray(_lattice_gas_scale(d.m[idx], d.Q[np.ix_(idx, idx)], d.num_bins))
-    value_and_grad = functools.partial(_pseudo_value_and_grad, patterns=s, counts=c,
+    value_and_grad = functools.partial(_pseudo_value_and_grad,
+                                       data=pl.prepare(patterns, counts),
                                        l2=jnp.float64(float(l2)), scale=scale,
                                        num_neurons=int(idx.size))
     psi, iterations, converged, status = _lbfgs(
@@ -923,16 +885,9 @@ def firing_threshold_rule(spins, threshold=0.05):
     return stats.firing_probability(_check_spins(spins)) >= threshold
 
 
-def _pseudo_objective_theta(theta, patterns, counts, l2, num_neurons):
-    h, J = ising.unpack(theta, num_neurons)
-    couplings = theta[num_neurons:]
-    return (-ising.log_pseudolikelihood(h, J, patterns, counts) / jnp.sum(counts)
-            + 0.5 * l2 * couplings @ couplings)
-
-
 @functools.partial(jax.jit, static_argnames=("num_neurons",))
-def _pseudo_value_and_grad_theta(theta, patterns, counts, l2, num_neurons):
-    return _pseudo_theta_value_and_grad(theta, patterns, counts, l2, num_neurons)
+def _pseudo_value_and_grad_theta(theta, data, l2, num_neurons):
+    return _pseudo_theta_value_and_grad(theta, data, l2, num_neurons)
 
 
 def _cosine_table(thetas, num_neurons):
@@ -991,9 +946,8 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
         if d.spins is None:
             raise DataError("restart_reliability(method='pseudo') needs spins, not moments")
         patterns, counts = stats.unique_patterns(d.spins)
-        padded, padded_counts = _padded_patterns(patterns, counts)
         value_and_grad = functools.partial(
-            _pseudo_value_and_grad_theta, patterns=padded, counts=padded_counts, l2=l2,
+            _pseudo_value_and_grad_theta, data=pl.prepare(patterns, counts), l2=l2,
             num_neurons=num_neurons)
     num_params = num_neurons + ising.num_pairs(num_neurons)
     starts = init_scale * jax.random.normal(rng_key, (num_restarts, num_params), jnp.float64)

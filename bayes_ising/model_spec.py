@@ -31,6 +31,7 @@ A spec file looks like::
     float32 = false               # likelihood in float32 inside NUTS
     algorithm = "nuts"            # "nuts" | "hmc" (static trajectory in the whitened space)
     trajectory_length = 1.5708    # hmc only: pi/2, a quarter period of the unit Gaussian
+    max_draws = 0                 # > 0: the stop rule (draws = chunk size, see below)
 
 Every key is optional (defaults below); unknown keys and impossible values raise
 :class:`~bayes_ising.errors.ModelSpecError` naming the key and the file.
@@ -89,6 +90,9 @@ class ModelSpec:
     algorithm : "nuts" (default) or "hmc": static HMC with ``trajectory_length`` in the
         Hessian-whitened space, where the posterior is close to N(0, I) and π/2 (a quarter
         period) decorrelates both z and z² (needs mass_matrix "hessian" or "hessian+adapt").
+    max_draws : 0 (default): exactly ``num_draws`` per chain. Otherwise the stop rule: sample
+        in chunks of ``num_draws`` until every parameter has R-hat ≤ 1.01 and bulk and tail
+        ESS ≥ 400 with no divergences, or ``max_draws`` per chain (must be ≥ ``num_draws``).
     source : where the spec came from (a path or "<default>").
     """
 
@@ -112,6 +116,7 @@ class ModelSpec:
     float32: bool = False
     algorithm: str = "nuts"
     trajectory_length: float = math.pi / 2
+    max_draws: int = 0
     source: str = "<default>"
 
     def replace(self, **changes):
@@ -163,6 +168,7 @@ _SCHEMA = {
     ("sampler", "float32"): ("float32", "bool", None),
     ("sampler", "algorithm"): ("algorithm", "choice", ALGORITHMS),
     ("sampler", "trajectory_length"): ("trajectory_length", "positive", None),
+    ("sampler", "max_draws"): ("max_draws", "count0", None),
 }
 _TABLES = {(), ("prior",), ("prior", "h"), ("prior", "J"), ("sampler",)}
 #: old key -> the key to write instead (one vocabulary: num_chains, num_draws, num_warmup)
@@ -244,6 +250,12 @@ def _validate(data, source):
 
     walk(data, ())
     sampler = data.get("sampler", {})
+    max_draws = fields.get("max_draws", 0)
+    if max_draws and max_draws < fields.get("num_draws", ModelSpec.num_draws):
+        raise ModelSpecError(
+            f"{source}: sampler.max_draws ({max_draws}) must be 0 (no stop rule) or at least "
+            f"sampler.draws ({fields.get('num_draws', ModelSpec.num_draws)})"
+        )
     if fields.get("algorithm", "nuts") == "hmc":
         if fields.get("mass_matrix", "hessian") == "adapt":
             raise ModelSpecError(
@@ -363,6 +375,7 @@ def _spec_to_toml_dict(spec):
             "algorithm": spec.algorithm,
             **({"trajectory_length": spec.trajectory_length} if spec.algorithm == "hmc"
                else {}),
+            **({"max_draws": spec.max_draws} if spec.max_draws else {}),
         },
     }
 

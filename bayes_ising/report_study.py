@@ -194,8 +194,7 @@ def _verdict_row(fit):
     flagged = fit.get("flagged") or []
     shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
     num_flagged = fit.get("num_flagged")
-    validity = fit.get("validity")
-    validity = None if validity in (None, "ok") else validity
+    validity = _validity_text(fit)
     if fit.get("error"):  # the fit failed: its analyses could not run
         errors = [f"fit: {fit['error']} (its analyses did not run)"]
     else:
@@ -207,6 +206,19 @@ def _verdict_row(fit):
             "–" if num_flagged is None else f"{num_flagged}" + (f": {shown}" if shown else ""),
             interval_text(fit.get("I2_IN")), interval_text(fit.get("T_peak")),
             interval_text(fit.get("C_max_per_neuron")), "; ".join(errors) or "–"]
+
+
+def _validity_text(fit):
+    """Why a fit is not valid, in words (None when valid or when no reason was recorded)."""
+    if fit.get("valid") is not False:
+        return None
+    for text in (fit.get("validity_reason"), fit.get("validity")):
+        if isinstance(text, dict):
+            text = text.get("validity_reason") or text.get("reason")
+        if isinstance(text, str) and text.strip() and text not in ("ok", "None") \
+                and not text.startswith("{"):
+            return text
+    return None
 
 
 def _converged_cell(fit):
@@ -241,12 +253,14 @@ def _headline_table(study):
     """Rows: the study's headline quantities; columns: states. Daggers mark untrusted fits."""
     summary, joint = study["summary"], _joint(study)
     states = _states(study)
-    rows = []
+    rows, edges = [], _peak_edges(study)
     for key, label in (("I2_IN", "I2/IN"), ("T_peak", "T*"),
                        ("C_max_per_neuron", "C_max/N")):
         for population in summary.get("populations") or []:
             cells = [_mark(interval_text((_fit(study, s, population) or {}).get(key)),
-                           _fit(study, s, population)) for s in states]
+                           _fit(study, s, population))
+                     + (edges.get((s, population), "") if key == "T_peak" else "")
+                     for s in states]
             if any(c != "–" for c in cells):
                 rows.append([f"{label} ({population})", *cells])
     for population in ("E", "I"):

@@ -74,6 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import ising, limits
+from . import pseudolikelihood as pl
 from .convergence import MAX_RHAT, MIN_ESS
 from .convergence import integrated_autocorrelation_time as autocorrelation_time
 from .errors import BayesIsingError, DataError
@@ -515,8 +516,7 @@ def independent_thermodynamics(h, temperatures):
     num_neurons = h.size
     energy = -np.sum(h * np.tanh(x), axis=1) / num_neurons
     heat = np.sum(x**2 / np.cosh(x) ** 2, axis=1) / num_neurons
-    log_2cosh = np.abs(x) + np.log1p(np.exp(-2 * np.abs(x)))
-    entropy = np.sum(log_2cosh - x * np.tanh(x), axis=1) / num_neurons
+    entropy = np.sum(pl.log_2cosh(x) - x * np.tanh(x), axis=1) / num_neurons
     return energy, heat, entropy
 
 

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 from bayes_ising import data, ising, mle, stats, synthetic  # noqa: E402
+from bayes_ising import pseudolikelihood as pl  # noqa: E402
 from bayes_ising.mle import MLEWarning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,14 +90,15 @@ def bench_pseudo(spins):
     warm_fit, warm = _timed(fit, repeats=2)
     checked, checked_s = _timed(lambda: _quiet(lambda: mle.fit_pseudo(spins)))
     patterns, counts = stats.unique_patterns(spins)
-    s, c = mle._padded_patterns(patterns, counts)
+    data = pl.prepare(patterns, counts)
+    s = data.patterns.astype(jnp.float64)
     num_neurons = spins.shape[1]
     scale = jnp.asarray(mle._lattice_gas_scale(*(lambda mo: (mo.m, mo.Q, mo.num_bins))(
         stats.moments(spins))))
     psi = mle._to_lattice_gas(jnp.asarray(warm_fit.theta), num_neurons) * scale
 
     def value_and_grad():
-        return mle._pseudo_value_and_grad(psi, s, c, jnp.float64(0.0), scale, num_neurons)
+        return mle._pseudo_value_and_grad(psi, data, jnp.float64(0.0), scale, num_neurons)
 
     J = jnp.asarray(warm_fit.J)
     gemm = jax.jit(lambda a, b: a @ b)

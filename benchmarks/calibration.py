@@ -41,6 +41,12 @@ CALIBRATION_SPEC = bayes.default_model_spec().replace(
     name="calibration", description="SBC prior: h ~ N(-1, 0.5), J ~ N(0, 0.5)",
     h_mean=-1.0, h_scale=0.5, j_scale=0.5)
 
+#: the same prior with the large-N sampler of models/pseudo_large.toml: quarter-period static
+#: HMC in the Laplace-whitened space, float32 pseudolikelihood sweep, 150 warmup
+LARGE_N_SAMPLER_SPEC = CALIBRATION_SPEC.replace(
+    name="calibration-hmc", algorithm="hmc", trajectory_length=float(np.pi / 2), float32=True,
+    num_warmup=150)
+
 
 def simulate(seed, spec, num_sets, num_neurons, num_bins):
     """Truths (K, P) drawn from ``spec``'s Normal prior and exact multinomial pattern counts."""
@@ -140,10 +146,14 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="40 datasets (a smoke run)")
+    parser.add_argument("--sampler", choices=("nuts", "hmc"), default="nuts",
+                        help="hmc: the large-N sampler of models/pseudo_large.toml")
     args = parser.parse_args(argv)
     num_sets = 40 if args.quick else args.datasets
+    spec = LARGE_N_SAMPLER_SPEC if args.sampler == "hmc" else CALIBRATION_SPEC
     result = run(num_sets, args.neurons, args.bins, num_draws=args.draws,
-                 num_warmup=args.warmup, seed=args.seed)
+                 num_warmup=args.warmup, seed=args.seed, spec=spec)
+    result["settings"]["sampler"] = {"algorithm": spec.algorithm, "float32": spec.float32}
     OUTPUT.mkdir(exist_ok=True)
     (OUTPUT / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)

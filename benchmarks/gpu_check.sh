@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU readiness check for bayes_ising (at most about 5 minutes on one GPU). Prepared, not yet run.
+# GPU readiness check for bayes_ising (at most about 9 minutes on one GPU). Prepared, not yet run.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]          # from the repository root
 #
@@ -14,7 +14,9 @@
 #    bins drawn from a known model: wall time on GPU and CPU (the second fit, compiled; the
 #    first is reported too), max |dh|, |dJ| between them (must agree to the optimiser
 #    tolerance), and the error against the planted parameters.
-# Results: OUTDIR/gpu_check.json (default benchmarks/output) and a table on stdout.
+# 4. benchmarks/bench_study.py at the study's scale, deep state (see the end of this file).
+# Results: OUTDIR/gpu_check.json and OUTDIR/study_gpu.json (default benchmarks/output) and
+# tables on stdout.
 # Every stage checks the time left (BUDGET_S, default 270 s) and skips what would not fit.
 # GPU_CHECK_DRY_RUN=1 PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh: the same script on
 # the CPU alone with tiny sizes (no venv, no GPU) to check the script itself before a GPU run.
@@ -44,7 +46,8 @@ else
 fi
 "$VENV/bin/python" -c "$sees_gpu" || { echo "JAX sees no GPU: stop"; exit 1; }
 
-timeout $((BUDGET_S + 30)) "$VENV/bin/python" - "$OUTDIR" <<'PYTHON'
+status=0
+timeout $((BUDGET_S + 30)) "$VENV/bin/python" - "$OUTDIR" <<'PYTHON' || status=$?
 import json, os, sys, time
 import numpy as np
 import jax
@@ -143,3 +146,16 @@ print(f"\nskipped (time budget): {out['skipped'] or 'none'}; GPU and CPU agree: 
       f"written {path} ({out['wall_s']:.0f} s)")
 sys.exit(0 if ok else 1)
 PYTHON
+
+# 4. The study's scale (benchmarks/bench_study.py, issue 15): 74 E + 18 I, 50,000 bins per
+#    state; the gradient cost against the two-GEMM floor and the deep state's E+I, E and I
+#    posteriors (stop rule: R-hat <= 1.01, bulk and tail ESS >= 400) on the GPU, within
+#    STUDY_BUDGET_S (default 240 s). Dry run: --quick on the CPU.
+STUDY_BUDGET_S=${STUDY_BUDGET_S:-240}
+study_args=(--stages data,gradient,fits --states deep --output "$OUTDIR/study_gpu.json")
+[ -n "${GPU_CHECK_DRY_RUN:-}" ] && study_args+=(--quick)
+echo "== bench_study.py ${study_args[*]} (at most ${STUDY_BUDGET_S} s)"
+timeout "$STUDY_BUDGET_S" "$VENV/bin/python" benchmarks/bench_study.py "${study_args[@]}" \
+    || { rc=$?; echo "bench_study.py stopped (exit $rc; 124 = out of time)"
+         if [ "$status" -eq 0 ]; then status=$rc; fi; }
+exit "$status"

@@ -10,10 +10,12 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+import pl_reference
 import pytest
 import xarray as xr
 
 from bayes_ising import bayes, ising
+from bayes_ising import pseudolikelihood as pl
 from bayes_ising.errors import ModelSpecError, TooManyNeuronsError
 from bayes_ising.model_spec import load_model_spec, model_spec_from_dict
 
@@ -106,14 +108,13 @@ def test_pseudo_hessian_closed_form_matches_autodiff():
     step = 1e-5  # central differences of the analytic gradient
     expected = -np.stack([(grad(theta + step * e) - grad(theta - step * e)) / (2 * step)
                           for e in np.eye(theta.shape[0])], axis=1)
-    actual = np.asarray(bayes._pseudo_hessian(theta, jnp.asarray(patterns),
-                                              jnp.asarray(counts, jnp.float64)))
+    actual = np.asarray(pl.neg_hessian(theta, pl.prepare(patterns, counts)))
     np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-5)
 
 
 def test_fused_pseudolikelihood_matches_ising_in_float64_and_float32():
     """log PL = h·a + ⟨J, B⟩ − Σ c log 2cosh H with its fused gradient equals autodiff of
-    ising.log_pseudolikelihood (float64 to 1e-12; the float32 log-cosh part to ~1e-6)."""
+    the tests' reference pseudolikelihood (float64 to 1e-12; float32 log-cosh part to ~1e-6)."""
     import jax
 
     h, J = _planted(4, 6)
@@ -124,7 +125,7 @@ def test_fused_pseudolikelihood_matches_ising_in_float64_and_float32():
     j = jnp.asarray(J[np.triu_indices(6, 1)])
 
     def reference(hh, jj):
-        return ising.log_pseudolikelihood(hh, ising.couplings_to_matrix(jj, 6), s, c)
+        return pl_reference.log_pseudolikelihood(hh, ising.couplings_to_matrix(jj, 6), s, c)
 
     ref_value, ref_grads = jax.value_and_grad(reference, argnums=(0, 1))(jnp.asarray(h), j)
     for float32, rtol, atol in ((False, 1e-12, 1e-10), (True, 1e-6, 2e-4)):
@@ -406,6 +407,7 @@ def test_cli_fit_writes_posterior_and_refuses_exact_for_large_n(tmp_path, capsys
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "max R-hat" in printed and "divergent" in printed
+    assert "valid: exact likelihood" in printed  # validity beside mixing
     tree = bayes.load_posterior(out)
     assert list(tree["posterior"]["neuron"].values) == ["a", "b", "c", "d"]
     assert tree.attrs["seed"] == "4"
@@ -521,3 +523,45 @@ def test_hmc_spec_needs_the_whitening_metric():
         model_spec_from_dict({"sampler": {"trajectory_length": 1.0}}, source="s.toml")
     spec = model_spec_from_dict({"sampler": {"algorithm": "hmc", "trajectory_length": 1.2}})
     assert bayes.ModelSpec.from_json(spec.to_json()) == spec
+
+
+# ------------------------------------------------------------------------------------------
+# Stop rule and warm starts
+# ------------------------------------------------------------------------------------------
+
+
+def test_stop_rule_stops_when_mixed_and_says_so_at_the_cap(large_t_data):
+    """max_draws: chunks of num_draws until R-hat <= 1.01 and bulk/tail ESS >= 400 (then the
+    tree's own verdict agrees), or the cap, which the attributes and summary state."""
+    convergence = pytest.importorskip("bayes_ising.convergence")
+    tree = bayes.fit_posterior(0, large_t_data, likelihood="exact", num_chains=4,
+                               num_draws=150, num_warmup=100, max_draws=1200, progress=False)
+    draws = int(tree.attrs["num_draws"])
+    checks = json.loads(tree.attrs["stop_checks"])
+    assert tree.attrs["stopped"] == "mixed" and draws % 150 == 0 and draws < 1200
+    assert [c["num_draws"] for c in checks] == list(range(150, draws + 1, 150))
+    assert checks[-1]["mixed"] and not any(c["mixed"] for c in checks[:-1])
+    assert tree["posterior"].sizes["draw"] == draws
+    assert convergence.mixing_verdict(tree).converged
+    capped = bayes.fit_posterior(0, large_t_data, likelihood="exact", num_chains=2,
+                                 num_draws=20, num_warmup=50, max_draws=40, progress=False)
+    assert capped.attrs["stopped"] == "max_draws" and int(capped.attrs["num_draws"]) == 40
+    text = bayes.format_convergence_summary(bayes.convergence_summary(capped), capped)
+    assert "cap of 40 draws" in text
+    with pytest.raises(bayes.BayesIsingError, match="max_draws"):
+        bayes.fit_posterior(0, large_t_data, num_draws=100, max_draws=50, progress=False)
+
+
+def test_warm_start_from_a_posterior_reaches_the_same_map(large_t_data, exact_tree):
+    """init = a posterior of the same neurons (or a superset): the same MAP as a cold start,
+    matched by neuron id, in no more Newton iterations."""
+    sub = _Data(large_t_data.spins[:20_000, 1:], cell_types=np.array(["E", "I", "I"]))
+    sub.neuron_ids = large_t_data.neuron_ids[1:]
+    settings = dict(likelihood="exact", num_chains=2, num_draws=20, num_warmup=20,
+                    progress=False)
+    cold = bayes.fit_posterior(1, sub, **settings)
+    warm = bayes.fit_posterior(1, sub, init=exact_tree, **settings)
+    for name in ("h_map", "J_map"):
+        np.testing.assert_allclose(warm["point_estimate"][name].values,
+                                   cold["point_estimate"][name].values, atol=1e-7)
+    assert int(warm.attrs["map_iterations"]) <= int(cold.attrs["map_iterations"])

@@ -256,3 +256,15 @@ def test_gibbs_checks_agree_with_exact():
                                              num_samples=50_000)
     np.testing.assert_allclose(sync_gibbs["predicted"]["mean"], sync_exact["predicted"]["mean"],
                                atol=0.01)
+
+
+def test_sampled_third_order_equals_the_stats_routine():
+    """The jitted float32 third-order sum (Gibbs path) equals the float64 one to rounding,
+    also when the sample count is not a multiple of the chunk."""
+    from bayes_ising import checks, stats
+
+    rng = np.random.default_rng(3)
+    x = np.where(rng.random((5000, 9)) < 0.3, 1, -1).astype(np.int8)
+    x[:, 1] = x[:, 0] * np.where(rng.random(5000) < 0.8, 1, -1)
+    np.testing.assert_allclose(checks._sampled_third_order(x, chunk_size=1024),
+                               stats.third_order_correlations(x), atol=1e-5)

@@ -206,6 +206,9 @@ def test_compare_mle_columns_and_timing(results):
     assert cmp["timing"]["mle_total_s"] > 0 and cmp["timing"]["nuts_s"] is not None
     assert len(cmp["flagged"]["firing_threshold"]) == 5
     assert "MLE (exact) + adaptive Metropolis" in result.stdout
+    walk = cmp["adaptive_metropolis"]  # the walks' own diagnostics are in the JSON
+    assert {"converged", "max_rhat", "min_ess_bulk", "min_ess_tail", "label"} <= set(walk)
+    assert cmp["verdict"]
 
 
 class _Sections(HTMLParser):

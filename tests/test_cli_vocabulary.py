@@ -16,8 +16,6 @@ from bayes_ising.cli import build_parser
      "--draws"),
     (["compare-mle", "p.nc", "d.npz", "--out", "c.json", "--walk-draws", "99"], "walk_draws",
      99, None),
-    (["compare-mle", "p.nc", "d.npz", "--out", "c.json", "--draws", "99"], "walk_draws", 99,
-     "--draws"),
     (["mle", "d.npz", "--out", "f.json", "--adaptive-mcmc", "20"], "walk_draws", 20,
      "--adaptive-mcmc"),
     (["diagnose", "p.nc", "--out", "g.json", "--rhat-max", "1.05"], "max_rhat", 1.05,

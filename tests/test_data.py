@@ -627,3 +627,22 @@ def test_cli_summary_refuses_ms_times_with_seconds_bin(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "36,000,000 bins × 50 neurons" in err[0]
     assert "--time-units ms" in err[0]
+
+
+def test_study_verb_refuses_unit_mix_up_and_takes_nwb_flags(tmp_path, capsys):
+    """``study`` loads with the same guard and NWB flags as the other verbs (refused before
+    any fit: exit 2, one line, nothing written)."""
+    from bayes_ising.cli import main
+
+    trains = _ms_recording()
+    path = tmp_path / "ms.npz"
+    np.savez(path, spike_times=np.concatenate(trains),
+             spike_neurons=np.repeat(np.arange(50), [len(t) for t in trains]))
+    out = tmp_path / "study"
+    assert main(["study", str(path), "--bin-size", "0.05", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "36,000,000 bins × 50 neurons" in err[0]
+    assert not out.exists()
+    nwb = _dandi_sleep_nwb(tmp_path / "two.nwb", epochs=True)
+    assert main(["study", str(nwb), "--bin-size", "0.1", "--out", str(out)]) == 2
+    assert "choose one with --states-table" in capsys.readouterr().err

@@ -125,7 +125,7 @@ def test_weakly_identified_neuron_flagged_with_reason():
     assert flagged == ["n0"]
     row = diag["neurons"][0]
     assert row["weak_identification"] and not row["non_convergence"]
-    assert any("contraction of h" in r for r in row["reasons"])
+    assert any("contraction of its 0/1 field a" in r for r in row["reasons"])  # the rule: a_i
     assert any("median contraction of its couplings" in r for r in row["reasons"])
     assert diag["converged"]  # weak identification is not a convergence failure
 

@@ -11,9 +11,11 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pl_reference
 import pytest
 
 from bayes_ising import ising, mle, stats
+from bayes_ising import pseudolikelihood as pl
 from bayes_ising.cli import main
 from bayes_ising.data import SpikeData
 from bayes_ising.mle import MLEWarning
@@ -186,19 +188,27 @@ def test_pseudo_gradient_vanishes_at_optimum():
 
 
 def test_pseudo_fused_value_and_grad_matches_autodiff_and_ising():
-    """The hand-written fused value+grad (two GEMMs) equals autodiff of the objective written
-    with ising.log_pseudolikelihood, in the preconditioned 0/1 coordinates, with L2."""
+    """The closed-form value+grad (pseudolikelihood module) equals autodiff of the objective
+    written with the tests' reference pseudolikelihood, in the preconditioned 0/1
+    coordinates, with L2."""
     h_true, J_true = planted(jax.random.PRNGKey(8), 7)
     spins = sample_exact(jax.random.PRNGKey(9), h_true, J_true, 3_000)
     patterns, counts = stats.unique_patterns(spins)
-    s, c = mle._padded_patterns(patterns, counts)
     observed = stats.moments(spins)
     scale = jnp.asarray(mle._lattice_gas_scale(observed.m, observed.Q, observed.num_bins))
     theta = jnp.asarray(np.random.default_rng(0).normal(0.0, 0.5, 7 + 21))
     psi = mle._to_lattice_gas(theta, 7) * scale
-    value, grad = mle._pseudo_value_and_grad(psi, s, c, jnp.float64(0.3), scale, 7)
-    ref_value, ref_grad = jax.value_and_grad(
-        lambda x: mle._pseudo_objective(x / scale, s, c, 0.3, 7))(psi)
+    value, grad = mle._pseudo_value_and_grad(psi, pl.prepare(patterns, counts),
+                                             jnp.float64(0.3), scale, 7)
+
+    def objective(x):  # the tests' reference pseudolikelihood, autodiff, per bin, with L2
+        t = mle._from_lattice_gas(x / scale, 7)
+        h, J = ising.unpack(t, 7)
+        return (-pl_reference.log_pseudolikelihood(h, J, jnp.asarray(patterns, jnp.float64),
+                                                   counts) / counts.sum()
+                + 0.15 * t[7:] @ t[7:])
+
+    ref_value, ref_grad = jax.value_and_grad(objective)(psi)
     np.testing.assert_allclose(float(value), float(ref_value), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(ref_grad), rtol=1e-9, atol=1e-12)
 

@@ -32,7 +32,7 @@ def fitted(tmp_path_factory):
     posterior = work / "post.nc"
     code = cli.main(["fit", str(data_file), "--likelihood", "exact", "--chains", "2",
                      "--draws", "40", "--warmup", "40", "--no-progress", "--state", "deep",
-                     "--min-rate", "0.1", "--out", str(posterior)])
+                     "--min-rate", "0.1", "--convention", "01", "--out", str(posterior)])
     assert code == 0
     return work, data_file, posterior
 
@@ -64,6 +64,18 @@ def test_fit_records_the_selection(fitted):
     assert rec["num_bins"] == selected.num_bins == 800
     assert rec["sha256"] == provenance.file_sha256(data_file)
     assert rec["bin_size"] == 0.05 and rec["time_units"] == "s"
+
+
+def test_fit_writes_the_01_convention_exactly(fitted):
+    from bayes_ising import bayes, ising, posterior
+
+    tree = bayes.load_posterior(fitted[2])
+    h, J = posterior.posterior_draws(tree)
+    a, b = ising.convert(h, J, "01")
+    first, second = posterior.pair_members(tree)
+    group = tree["lattice_gas"]
+    np.testing.assert_allclose(group["a"].values.reshape(a.shape), a)
+    np.testing.assert_allclose(group["b"].values.reshape(-1, first.size), b[:, first, second])
 
 
 def test_no_flags_apply_the_recorded_selection(fitted):

@@ -88,11 +88,17 @@ def study_dir(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
-def test_render_study_writes_one_self_contained_report(study_dir):
+@pytest.fixture(scope="module")
+def study_html(study_dir):
+    """(path, text) of the rendered study report (rendered once for the module)."""
     path = report_study.render_study(study_dir)
+    return path, path.read_text()
+
+
+@pytest.mark.slow
+def test_render_study_writes_one_self_contained_report(study_dir, study_html):
+    path, html = study_html
     assert path == study_dir / "report.html"
-    html = path.read_text()
     parsed = _parse(html)
     assert parsed.sections == [sid for sid, _ in report_study.SECTIONS]
     assert parsed.external == []  # no external src/href, scripts, style sheets
@@ -104,8 +110,8 @@ def test_render_study_writes_one_self_contained_report(study_dir):
 
 
 @pytest.mark.slow
-def test_verdict_table_comes_first_and_lists_every_fit(study_dir):
-    html = report_study.build_study_report(report_study.load_study(study_dir))
+def test_verdict_table_comes_first_and_lists_every_fit(study_dir, study_html):
+    html = study_html[1]
     verdict = html[html.index('id="verdict"'):html.index('id="synchrony"')]
     assert html.index('id="verdict"') < html.index("<img")  # the first screen: no figure yet
     summary = json.loads((study_dir / "study.json").read_text())
@@ -119,8 +125,8 @@ def test_verdict_table_comes_first_and_lists_every_fit(study_dir):
 
 
 @pytest.mark.slow
-def test_every_figure_section_has_its_figure_and_the_caveat(study_dir):
-    html = report_study.build_study_report(report_study.load_study(study_dir))
+def test_every_figure_section_has_its_figure_and_the_caveat(study_html):
+    html = study_html[1]
     ids = [sid for sid, _ in report_study.SECTIONS]
     for sid, following in zip(ids, ids[1:] + [None], strict=True):
         body = html[html.index(f'id="{sid}"'):html.index(f'id="{following}"') if following

@@ -12,7 +12,8 @@ import argparse
 import sys
 
 __all__ = ["add_data_selection_flags", "selection_flags", "load_selected_data",
-           "add_deprecated_alias", "add_sampler_flags", "check_counts", "population_flag"]
+           "add_deprecated_alias", "add_sampler_flags", "check_counts", "population_flag",
+           "add_convention_flag"]
 
 
 class _DeprecatedAlias(argparse.Action):
@@ -109,6 +110,16 @@ def add_data_selection_flags(parser, posterior=False):
     return parser
 
 
+def add_convention_flag(parser):
+    """``--convention pm1|01``: also write the parameters in the 0/1 ("lattice gas")
+    convention, converted exactly by :func:`bayes_ising.ising.to_lattice_gas`."""
+    parser.add_argument(
+        "--convention", choices=["pm1", "01"], default="pm1",
+        help="parameter convention written: pm1 (spins ±1, the default) or 01 (spins 0/1: "
+             "a_i = 2h_i - 2 sum_j J_ij, b_ij = 4 J_ij, added beside the ±1 values)")
+    return parser
+
+
 def selection_flags(args):
     """The selection flags given on the command line (absent ones are None)."""
     return {"state": args.state, "population": args.population, "min_rate": args.min_rate,
@@ -139,5 +150,3 @@ def load_selected_data(args, tree=None):
         return provenance.select(loaded, **selection_flags(args))
     return provenance.apply(tree, loaded, selection_flags(args), path=args.data,
                             allow_other_data=getattr(args, "allow_other_data", False))
-
-

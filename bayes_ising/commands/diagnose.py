@@ -18,9 +18,13 @@ RULE = (
     "A neuron (its field h_i and couplings J_i.) is flagged for non-convergence when any of its "
     "parameters has R-hat > {max_rhat} or bulk/tail ESS < {min_ess}, or divergent transitions "
     "concentrate on them; for weak identification when the posterior contraction "
-    "1 - Var_post/Var_ref of h_i, or the median over its couplings, is below "
+    "1 - Var_post/Var_ref of its 0/1-convention field a_i = 2h_i - 2 sum_j J_ij (the log-odds "
+    "of firing when the others are silent), or the median over its couplings, is below "
     "{contraction_min} (Var_ref = min(prior variance, squared robust spread of the posterior "
-    "means across the population, at least {min_reference_sd}^2))."
+    "means across the population, at least {min_reference_sd}^2)). The field is judged in the "
+    "0/1 convention because in the +-1 convention a coupling to a neuron that never fires is "
+    "almost a shift of h_i, so one silent neuron would make every h_i look unidentified. A "
+    "contraction below 0 means the posterior is wider than the reference scale."
 )
 
 

@@ -14,7 +14,7 @@ __all__ = ["register", "run", "format_convergence_summary"]
 
 def register(subparsers, name):
     from ..model_spec import ADJUSTMENTS, LIKELIHOODS
-    from ._common import add_data_selection_flags, add_sampler_flags
+    from ._common import add_convention_flag, add_data_selection_flags, add_sampler_flags
 
     parser = subparsers.add_parser(
         name, help="Bayesian posterior over h and J with NUTS (ArviZ netCDF)",
@@ -37,6 +37,7 @@ def register(subparsers, name):
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_selection_flags(parser)
+    add_convention_flag(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -63,6 +64,8 @@ def run(args):
         num_chains=args.num_chains, num_draws=args.num_draws, num_warmup=args.num_warmup,
         progress=not args.no_progress,
     )
+    if args.convention == "01":
+        tree["lattice_gas"] = lattice_gas_group(tree)
     bayes.save_posterior(tree, args.out, force=args.force)
     summary = bayes.convergence_summary(tree)
     print(format_convergence_summary(summary, tree))
@@ -92,4 +95,36 @@ def format_convergence_summary(summary, tree=None):
         f"{s['min_ess_tail']:.0f} ({s['min_ess_per_s']:.0f} min-ESS/s), {s['num_divergent']} "
         f"divergent transitions, {s['mean_leapfrog_steps']:.1f} leapfrog steps per draw; "
         f"{verdict}."
-    )
+    ) + _stop_rule_note(tree)
+
+
+def _stop_rule_note(tree):
+    """What the stop rule did (empty without one): mixed after D draws, or the cap."""
+    attrs = {} if tree is None else tree.attrs
+    if not attrs.get("max_draws"):
+        return ""
+    draws, cap = attrs.get("num_draws"), attrs.get("max_draws")
+    if attrs.get("stopped") == "mixed":
+        return f" Stop rule: mixed after {draws} draws per chain (cap {cap})."
+    return (f" Stop rule: reached the cap of {cap} draws per chain before every parameter "
+            "mixed; the intervals are not yet supported by enough draws.")
+
+
+def lattice_gas_group(tree):
+    """The posterior's draws in the 0/1 convention (group ``lattice_gas``): ``a`` (chain,
+    draw, neuron) and ``b`` (chain, draw, pair, in the posterior's pair order), each draw
+    converted exactly by :func:`bayes_ising.ising.to_lattice_gas`."""
+    import xarray as xr
+
+    from .. import ising, posterior
+
+    group = posterior.posterior_group(tree)
+    shape = (group.sizes["chain"], group.sizes["draw"])
+    h, J = posterior.posterior_draws(tree)
+    a, b = ising.convert(h, J, "01")
+    first, second = posterior.pair_members(tree)
+    return xr.DataTree(xr.Dataset({
+        "a": (("chain", "draw", "neuron"), a.reshape(shape + a.shape[1:])),
+        "b": (("chain", "draw", "pair"), b[:, first, second].reshape(shape + (first.size,))),
+    }, coords={"neuron": group["neuron"].values}, attrs={
+        "convention": "01: x = (s + 1) / 2, -E = sum_i a_i x_i + sum_{i<j} b_ij x_i x_j"}))

@@ -15,7 +15,12 @@ import sys
 import warnings
 
 from ..errors import BayesIsingError
-from ._common import add_data_selection_flags, add_deprecated_alias, load_selected_data
+from ._common import (
+    add_convention_flag,
+    add_data_selection_flags,
+    add_deprecated_alias,
+    load_selected_data,
+)
 
 METHODS = ("exact", "pseudo", "boltzmann", "independent")
 
@@ -49,6 +54,7 @@ def register(subparsers, name):
     parser.add_argument("--out", required=True, help="output FIT.json")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_data_selection_flags(parser)
+    add_convention_flag(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -75,7 +81,7 @@ def _run(args) -> int:
     data = load_selected_data(args)
     num_neurons = data.num_neurons
     if args.method == "exact" or args.walk_draws:
-        what = "--method exact" if args.method == "exact" else "--adaptive-mcmc"
+        what = "--method exact" if args.method == "exact" else "--walk-draws"
         ising.check_exact(num_neurons, what)
     key = jax.random.PRNGKey(args.seed)
     key_fit, key_check, key_restarts, key_mcmc = jax.random.split(key, 4)
@@ -89,6 +95,10 @@ def _run(args) -> int:
         fit = mle.fit_independent(data)
     result = fit.to_dict()
     result["settings"]["seed"] = args.seed
+    if args.convention == "01":
+        a, b = ising.convert(fit.h, fit.J, "01")
+        result["lattice_gas"] = {"a": a, "b": b, "convention": "01: x = (s + 1) / 2, "
+                                 "-E = sum_i a_i x_i + sum_{i<j} b_ij x_i x_j + const"}
     result["data"] = {"source": str(data.source), "num_bins": int(data.num_bins),
                       "num_neurons": int(num_neurons)}
     if args.method in ("pseudo", "boltzmann") and not args.no_model_check:

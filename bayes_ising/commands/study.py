@@ -33,6 +33,12 @@ def register(subparsers, name):
                        help="bin width for spike times, in --time-units")
     group.add_argument("--time-units", default=None, choices=["s", "ms", "us"])
     group.add_argument("--variable", default=None, help="MATLAB variable holding the raster")
+    group.add_argument("--states-table", default=None,
+                       help="NWB: interval table holding the states, e.g. sleep_states")
+    group.add_argument("--state-column", default=None,
+                       help="NWB: column of that table naming the state, e.g. label")
+    group.add_argument("--cell-type-column", default=None,
+                       help="NWB: Units column holding cell types, e.g. cell_class")
     group.add_argument("--populations", default=None,
                        help='populations to fit, e.g. "E+I,E,I" (default: every one present; '
                             '"E,I" is a deprecated alias of "E+I")')
@@ -91,7 +97,11 @@ def run(args):
     from ..study_plan import study
 
     data = data_module.load(args.data, bin_size=args.bin_size, time_units=args.time_units,
-                            variable=args.variable)
+                            variable=args.variable, states_table=args.states_table,
+                            state_column=args.state_column,
+                            cell_type_column=args.cell_type_column)
+    if str(data.source) != str(args.data):  # e.g. which NWB table and columns were read
+        print(f"data: {data.source}")
     result = study(data, args.out, settings=settings_from_args(args),
                    scheduler=args.scheduler, force=args.force, progress=not args.quiet)
     print_summary(result)
