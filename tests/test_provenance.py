@@ -30,8 +30,8 @@ def fitted(tmp_path_factory):
     work = tmp_path_factory.mktemp("provenance")
     data_file = _raster(work / "rec.npz")
     posterior = work / "post.nc"
-    code = cli.main(["fit", str(data_file), "--likelihood", "exact", "--chains", "2",
-                     "--draws", "40", "--warmup", "40", "--no-progress", "--state", "deep",
+    code = cli.main(["fit", str(data_file), "--likelihood", "exact", "--num-chains", "2",
+                     "--num-draws", "40", "--num-warmup", "40", "--no-progress", "--state", "deep",
                      "--min-rate", "0.1", "--convention", "01", "--out", str(posterior)])
     assert code == 0
     return work, data_file, posterior
@@ -82,7 +82,7 @@ def test_no_flags_apply_the_recorded_selection(fitted):
     work, data_file, posterior = fitted
     out = work / "checks.json"
     code = cli.main(["check", str(posterior), str(data_file), "--out", str(out), "--force",
-                     "--draws", "5", "--no-ei"])
+                     "--posterior-draws", "5", "--no-ei"])
     assert code == 0
     checks = json.loads(out.read_text())
     assert checks["num_bins"] == 800  # the deep bins, not all 1200
@@ -96,7 +96,7 @@ def test_mismatched_data_are_refused(fitted, capsys, flags, needle):
     work, data_file, posterior = fitted
     target = data_file if flags else _raster(work / "other.npz", seed=7)
     code = cli.main(["check", str(posterior), str(target), "--out", str(work / "x.json"),
-                     "--force", "--draws", "5", "--no-ei", *flags])
+                     "--force", "--posterior-draws", "5", "--no-ei", *flags])
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and needle in lines[0], err
