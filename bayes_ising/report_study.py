@@ -253,12 +253,14 @@ def _headline_table(study):
     """Rows: the study's headline quantities; columns: states. Daggers mark untrusted fits."""
     summary, joint = study["summary"], _joint(study)
     states = _states(study)
-    rows = []
+    rows, edges = [], _peak_edges(study)
     for key, label in (("I2_IN", "I2/IN"), ("T_peak", "T*"),
                        ("C_max_per_neuron", "C_max/N")):
         for population in summary.get("populations") or []:
             cells = [_mark(interval_text((_fit(study, s, population) or {}).get(key)),
-                           _fit(study, s, population)) for s in states]
+                           _fit(study, s, population))
+                     + (edges.get((s, population), "") if key == "T_peak" else "")
+                     for s in states]
             if any(c != "–" for c in cells):
                 rows.append([f"{label} ({population})", *cells])
     for population in ("E", "I"):

@@ -56,8 +56,8 @@ def init_state(logdensity_fn, initial, initial_cholesky):
                      initial_cholesky, jnp.asarray(0, jnp.int32), jnp.asarray(0, jnp.int32))
 
 
-def _step(logdensity_fn, state, key, scale, epsilon, adaptation_start, adapt_every):
-    """One adaptive-Metropolis step (module docstring)."""
+def _move(logdensity_fn, state, key):
+    """Propose, accept/reject and update the history (Welford); the proposal is unchanged."""
     dim = state.position.shape[0]
     dtype = state.position.dtype
     key_proposal, key_accept = jax.random.split(key)
@@ -72,27 +72,47 @@ def _step(logdensity_fn, state, key, scale, epsilon, adaptation_start, adapt_eve
     delta = position - state.mean
     mean = state.mean + delta / count
     scatter = state.scatter + jnp.outer(delta, position - mean)
+    return WalkState(position, logdensity, mean, scatter, count, state.cholesky,
+                     state.num_accepted + accept, state.step + 1)
 
-    def refreshed(_):
-        covariance = scale * (scatter / (count - 1) + epsilon * jnp.eye(dim, dtype=dtype))
-        return jnp.linalg.cholesky(covariance)
 
-    step = state.step + 1
+def _refreshed(state, scale, epsilon):
+    """Cholesky factor of s_d (Cov(history) + ε I)."""
+    dim = state.position.shape[-1]
+    covariance = scale * (state.scatter / (state.count - 1) + epsilon * jnp.eye(
+        dim, dtype=state.position.dtype))
+    return jnp.linalg.cholesky(covariance)
+
+
+def _step(logdensity_fn, state, key, scale, epsilon, adaptation_start, adapt_every,
+          walks=False):
+    """One adaptive-Metropolis step (module docstring) of one walk, or of a batch of walks
+    (``walks``: leading axis; they share the step counter, so the refresh is one ``cond``
+    outside the ``vmap`` — a ``vmap`` of ``cond`` would factorise every step)."""
+    if walks:
+        keys = jax.random.split(key, state.position.shape[0])
+        state = jax.vmap(_move, in_axes=(None, 0, 0))(logdensity_fn, state, keys)
+        step = state.step[0]
+        refresh = jax.vmap(_refreshed, in_axes=(0, None, None))
+    else:
+        state = _move(logdensity_fn, state, key)
+        step = state.step
+        refresh = _refreshed
     adapt = (step >= adaptation_start) & (step % adapt_every == 0)
-    cholesky = jax.lax.cond(adapt, refreshed, lambda _: state.cholesky, None)
-    return WalkState(position, logdensity, mean, scatter, count, cholesky,
-                     state.num_accepted + accept, step)
+    cholesky = jax.lax.cond(adapt, lambda st: refresh(st, scale, epsilon),
+                            lambda st: st.cholesky, state)
+    return state._replace(cholesky=cholesky)
 
 
 def run_steps(logdensity_fn, state, rng_key, num_kept, thin=1, *, scale, epsilon=1e-8,
-              adaptation_start=100, adapt_every=1):
+              adaptation_start=100, adapt_every=1, walks=False):
     """``num_kept · thin`` steps from ``state``; returns (state, every ``thin``-th position
-    (num_kept, D)). ``num_kept`` is static, ``thin`` may be traced (one compilation for every
-    thinning). Traceable (jit/vmap over walks)."""
+    (num_kept, [walks,] D)). ``num_kept`` is static, ``thin`` may be traced (one compilation
+    for every thinning); ``walks``: the state holds a batch of walks (leading axis)."""
     def kept(state, key):
         def inner(k, state):
             return _step(logdensity_fn, state, jax.random.fold_in(key, k), scale, epsilon,
-                         adaptation_start, adapt_every)
+                         adaptation_start, adapt_every, walks)
 
         state = jax.lax.fori_loop(0, thin, inner, state)
         return state, state.position
@@ -124,14 +144,15 @@ def walk_diagnostics(draws):
 
 
 def _chunk_program(logdensity_fn, scale, epsilon, adaptation_start, adapt_every):
-    """jit(vmap over walks) of :func:`run_steps`; ``num_kept`` static, ``thin`` traced."""
-    def chunk(state, keys, num_kept, thin):
-        return run_steps(logdensity_fn, state, keys, num_kept, thin, scale=scale,
-                         epsilon=epsilon, adaptation_start=adaptation_start,
-                         adapt_every=adapt_every)
+    """jit of :func:`run_steps` over a batch of walks; returns (state, positions (C, K, D));
+    ``num_kept`` static, ``thin`` traced."""
+    def chunk(state, key, num_kept, thin):
+        state, kept = run_steps(logdensity_fn, state, key, num_kept, thin, scale=scale,
+                                epsilon=epsilon, adaptation_start=adaptation_start,
+                                adapt_every=adapt_every, walks=True)
+        return state, jnp.swapaxes(kept, 0, 1)
 
-    vmapped = jax.vmap(chunk, in_axes=(0, 0, None, None))
-    return jax.jit(vmapped, static_argnums=(2,))
+    return jax.jit(chunk, static_argnums=(2,))
 
 
 def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, walk_draws=None,
@@ -183,7 +204,7 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
     while steps < limit:
         key_walk, key = jax.random.split(key_walk)
         step_thin = max(1, min(thin, -(-(limit - steps) // keep)))
-        state, kept = program(state, jax.random.split(key, num_chains), keep, step_thin)
+        state, kept = program(state, key, keep, step_thin)
         steps += keep * step_thin
         buffer = (np.asarray(kept) if buffer is None
                   else np.concatenate([buffer, np.asarray(kept)], axis=1))

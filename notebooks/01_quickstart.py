@@ -70,8 +70,8 @@ recording = OUT / "my_spikes.npz"
 np.savez(recording, spike_times=np.concatenate(spike_times),
          spike_neurons=np.concatenate([[f"n{k}"] * len(t) for k, t in enumerate(spike_times)]),
          neuron_ids=np.array([f"n{k}" for k in range(8)]), cell_types=np.array(cell_types),
-         t_start=0.0, t_stop=duration)
-data = bi.load(recording, bin_size=0.02, time_units="s")
+         t_start=0.0, t_stop=duration, bin_size=0.02, time_units="s")  # 20 ms bins
+data = bi.load(recording)
 print(data)
 print("firing probability per bin:", np.round(data.firing_probability, 3))
 

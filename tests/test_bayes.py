@@ -407,6 +407,7 @@ def test_cli_fit_writes_posterior_and_refuses_exact_for_large_n(tmp_path, capsys
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "max R-hat" in printed and "divergent" in printed
+    assert "valid: exact likelihood" in printed  # validity beside mixing
     tree = bayes.load_posterior(out)
     assert list(tree["posterior"]["neuron"].values) == ["a", "b", "c", "d"]
     assert tree.attrs["seed"] == "4"

@@ -56,7 +56,7 @@ def test_compare_mle_peak_memory_at_n50(tmp_path):
     data = SpikeData.from_raster(_sparse_raster(), neuron_ids=[f"c{k}" for k in range(50)])
     data_file = data.to_npz(tmp_path / "cells50.npz")
     tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="pseudo", adjust="none",
-                               num_chains=2, num_draws=100, num_warmup=100, progress=False)
+                               num_chains=2, num_draws=50, num_warmup=50, progress=False)
     bayes.save_posterior(tree, tmp_path / "post50.nc")
     result = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "post50.nc"),
                              str(data_file)], capture_output=True, text=True, timeout=1800)
