@@ -2,11 +2,12 @@
 #   make demo   -> creates .venv if missing, installs, runs the whole analysis on the embedded data
 #   make test   -> creates .venv if missing, installs, runs the default (fast) test suite
 #   make test-slow -> the slow statistical tests (calibration, coverage, long sampling)
+#   make test-long -> validation runs of tens of minutes on 2 cores (not in CI)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench install clean
+.PHONY: demo test test-slow test-long lint bench install clean
 
 $(STAMP): pyproject.toml
 	@bash scripts/setup_env.sh $(VENV)
@@ -21,7 +22,10 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -q -m slow
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m "slow and not long"
+
+test-long: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup -q -m long
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bayes_ising tests benchmarks

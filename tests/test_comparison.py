@@ -83,7 +83,7 @@ def test_compare_mle_converges_on_small_data(small_case):
                                4 * np.asarray(full["parameters"]["mle_upper"])[4:])
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_retina_converged_walk_widths_agree_with_nuts(retina_path):
     """Tolerance: |median width ratio − 1| ≤ 3 × its Monte Carlo error (groups' ``mc_error``,
     rule in comparison.group_comparison) + 0.02 (the L2 prior of the walk, sd 1/√(l2·T) = 0.16

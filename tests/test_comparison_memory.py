@@ -46,7 +46,7 @@ def _sparse_raster(num_neurons=50, num_bins=6000, seed=0):
     return (rng.random((num_bins, num_neurons)) < p).astype(np.int8)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_compare_mle_peak_memory_at_n50(tmp_path):
     import jax
 
