@@ -129,6 +129,11 @@ class TemperatureError(BayesIsingError):
     """A temperature specification that cannot be used (not positive, badly formed, ...)."""
 
 
+#: R-hat above which chains are taken to sit in different modes (Gelman's classic 1.1 cut):
+#: the run is refused rather than reported, whatever the within-chain autocorrelation time.
+STUCK_RHAT = 1.1
+
+
 class RunTooShortError(BayesIsingError):
     """A Gibbs run shorter than the energy's autocorrelation time allows to trust."""
 
@@ -809,13 +814,19 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=4, num_swe
     worst = np.max(tau_full[:, index], axis=0)
     short = kept_sweeps < min_sweeps_per_tau * worst
     warning_list = []
+    summary = _checks_summary(checks, index, schedule, kept_sweeps)
     if np.any(short):
         message = _short_run_message(kept_sweeps, worst, temperatures, min_sweeps_per_tau, short)
         if on_short_run == "raise":
             raise RunTooShortError(message)
         warnings.warn(message, AutocorrelationWarning, stacklevel=2)
         warning_list.append(message)
-    summary = _checks_summary(checks, index, schedule, kept_sweeps)
+    if on_short_run == "raise" and summary["max_rhat"] > STUCK_RHAT:
+        # chains left in different modes: the within-chain τ looks short, R-hat does not
+        raise RunTooShortError(
+            f"Gibbs chains did not mix after {kept_sweeps} sweeps: max R-hat "
+            f"{summary['max_rhat']:.3f} > {STUCK_RHAT} (chains stuck in different modes); use "
+            "replica exchange or more sweeps")
     if not summary["converged"] and not np.any(short):
         warning_list.append(
             f"Gibbs checks not all met after {kept_sweeps} sweeps: max R-hat "

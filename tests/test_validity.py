@@ -213,12 +213,11 @@ def test_large_n_posterior_of_sparse_shared_input_is_converged_and_valid():
     the Boltzmann centre passes the model check from random and data starts, the curvature
     ratio is sane, the posterior mixes, diagnose calls it converged and valid, and the
     posterior-mean model simulated independently from random starts reproduces the data."""
-    from pathlib import Path
 
     from bayes_ising import diagnostics
 
     data = synthetic.shared_input_raster(jax.random.PRNGKey(0), 50, 20_000)
-    spec = Path(__file__).resolve().parents[1] / "models" / "pseudo_large.toml"
+    spec = "pseudo_large"  # shipped inside the package
     tree = bayes.fit_posterior(0, data, spec, progress=False)
     info = json.loads(tree.attrs["adjust_info"])
     check = json.loads(tree.attrs["model_check"])
