@@ -207,7 +207,7 @@ def test_predictive_moments_pass_near_the_truth_and_fail_a_degenerate_posterior(
     assert "degenerate" in bad["summary"]["reason"]
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_large_n_posterior_of_sparse_shared_input_is_converged_and_valid():
     """Done-when of issue 12 at N = 50 (20,000 bins of retina-like data, models/pseudo_large):
     the Boltzmann centre passes the model check from random and data starts, the curvature
