@@ -289,6 +289,15 @@ def _sweep(key, state, h, J, betas, temp_betas, sweep_index, options):
     return state, GibbsInfo(num_flips, attempted, accepted)
 
 
+def _models_sweep(options):
+    """One sweep of every model at once: ``_sweep`` vmapped over (key, state, h, J) of D models,
+    sharing the temperature ladder and the sweep index."""
+    def model_sweep(key, state, h, J, betas, temp_betas, index):
+        return _sweep(key, _FlatState(*state), h, J, betas, temp_betas, index, options)
+
+    return jax.vmap(model_sweep, in_axes=(0, 0, 0, 0, None, None, None))
+
+
 def _to_flat(state):
     num_chains, num_temps, num_neurons = state.spins.shape
     batch = num_chains * num_temps
@@ -778,10 +787,7 @@ def _make_models_runner(options, num_sweeps):
     recording the energies (sweeps, D, chains · temps) and the summed exchange acceptance."""
     num_temps = options[1]
 
-    def model_sweep(key, state, h, J, betas, temp_betas, index):
-        return _sweep(key, _FlatState(*state), h, J, betas, temp_betas, index, options)
-
-    sweep_all = jax.vmap(model_sweep, in_axes=(0, 0, 0, 0, None, None, None))
+    sweep_all = _models_sweep(options)
 
     @jax.jit
     def run(model_keys, state, h, J, betas, temp_betas, first_sweep):
@@ -844,10 +850,7 @@ def sample_models_energies(rng_key, h, J, state, temperatures, *, num_chains, nu
 def _make_models_spin_runner(options, num_draws, thin):
     """Jitted scan over ``num_draws`` draws of ``thin`` sweeps of every model, recording the
     spins (draws, D, chains, N) int8 and energies (draws, D, chains) after each draw."""
-    def model_sweep(key, state, h, J, betas, temp_betas, index):
-        return _sweep(key, _FlatState(*state), h, J, betas, temp_betas, index, options)
-
-    sweep_all = jax.vmap(model_sweep, in_axes=(0, 0, 0, 0, None, None, None))
+    sweep_all = _models_sweep(options)
 
     @jax.jit
     def run(model_keys, state, h, J, betas, temp_betas, first_sweep):
