@@ -272,7 +272,7 @@ def test_datatree_layout(exact_tree):
     post = exact_tree["posterior"]
     assert post["h"].dims == ("chain", "draw", "neuron")
     assert post["J"].dims == ("chain", "draw", "pair")
-    assert post["h"].shape == (2, 300, NUM_NEURONS)
+    assert post["h"].shape == (2, 600, NUM_NEURONS)
     assert list(post["neuron_i"].values[:3]) == ["n0", "n0", "n0"]
     assert list(post["neuron_j"].values[:3]) == ["n1", "n2", "n3"]
     assert list(post["block"].values) == ["E-E", "E-I", "E-I", "E-I", "E-I", "I-I"]
