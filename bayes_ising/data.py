@@ -810,6 +810,27 @@ NPZ_KEYS = ("raster", "spike_times", "spike_neurons", "bin_size", "time_units", 
 
 
 def _load_npz(path, *, bin_size, time_units, orientation, epochs):
+    """SpikeData from the .npz layout of :data:`NPZ_KEYS` (a raster or spike times), with the
+    file's bin size, time units and state epochs unless the arguments override them."""
+    values = _npz_values(path)
+    file_bin = _npz_scalar(values, "bin_size", float, path)
+    file_units = _npz_scalar(values, "time_units", str, path)
+    if file_units is not None and file_units not in TIME_UNITS:
+        raise DataError(f"key 'time_units' of {path.name} is '{file_units}' "
+                        f"(expected one of {', '.join(TIME_UNITS)})")
+    file_epochs = _npz_epochs(values, path)  # checked even when ``epochs`` overrides them
+    ep = epochs if epochs is not None else file_epochs
+    if "raster" in values:
+        if "spike_times" in values:
+            raise DataError(f"{path.name} has both 'raster' and 'spike_times'; keep one")
+        return _npz_raster(values, path, file_bin, file_units, ep, bin_size=bin_size,
+                           time_units=time_units, orientation=orientation)
+    return _npz_spike_times(values, path, file_bin, file_units, ep, bin_size=bin_size,
+                            time_units=time_units)
+
+
+def _npz_values(path):
+    """{key: array} of an .npz file (no pickle); warns about keys outside :data:`NPZ_KEYS`."""
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as err:  # zipfile/format errors
@@ -826,71 +847,73 @@ def _load_npz(path, *, bin_size, time_units, orientation, epochs):
     unknown = sorted(set(values) - set(NPZ_KEYS))
     if unknown:
         warnings.warn(f"{path.name}: ignoring unknown keys {', '.join(unknown)}", DataWarning,
-                      stacklevel=3)
+                      stacklevel=4)
+    return values
 
-    def scalar(key, kind):
-        if key not in values:
-            return None
-        v = values[key]
-        if v.size != 1:
-            raise DataError(f"key '{key}' of {path.name} must be a scalar, got shape {v.shape}")
-        try:
-            return kind(v.reshape(()).item())
-        except (TypeError, ValueError):
-            raise DataError(f"key '{key}' of {path.name} is not a {kind.__name__}") from None
 
-    file_bin = scalar("bin_size", float)
-    file_units = scalar("time_units", str)
-    if file_units is not None and file_units not in TIME_UNITS:
-        raise DataError(f"key 'time_units' of {path.name} is '{file_units}' "
-                        f"(expected one of {', '.join(TIME_UNITS)})")
-    file_epochs = None
-    state_keys = [k for k in ("state_names", "state_starts", "state_stops") if k in values]
-    if state_keys:
-        if len(state_keys) != 3:
-            missing = sorted({"state_names", "state_starts", "state_stops"} - set(state_keys))
-            raise DataError(f"{path.name} has {', '.join(state_keys)} but not "
-                            f"{', '.join(missing)}")
-        try:
-            file_epochs = Epochs.coerce((values["state_names"], values["state_starts"],
-                                         values["state_stops"]))
-        except DataError as err:
-            raise DataError(f"{path.name}: {err}") from None
-    ep = epochs if epochs is not None else file_epochs
+def _npz_scalar(values, key, kind, path):
+    """``kind(values[key])`` for a one-element key, None when absent."""
+    if key not in values:
+        return None
+    v = values[key]
+    if v.size != 1:
+        raise DataError(f"key '{key}' of {path.name} must be a scalar, got shape {v.shape}")
+    try:
+        return kind(v.reshape(()).item())
+    except (TypeError, ValueError):
+        raise DataError(f"key '{key}' of {path.name} is not a {kind.__name__}") from None
 
-    if "raster" in values:
-        if "spike_times" in values:
-            raise DataError(f"{path.name} has both 'raster' and 'spike_times'; keep one")
-        if bin_size is not None:
-            bs, units = bin_size, time_units or file_units or "s"
-        elif file_bin is not None:
-            bs, units = file_bin, file_units or "s"
-            if time_units is not None and time_units != units:
-                bs, units = _bin_size_in(time_units, bs, units), time_units
-        else:
-            bs, units = None, None
-        data = _raster_data(values["raster"], path, bin_size=bs, time_units=units,
-            orientation=orientation, what="key 'raster'",
-            neuron_ids=values.get("neuron_ids"), cell_types=values.get("cell_types"),
-            states=values.get("states"))
-        if ep is not None and data.states is None:
-            # epochs are in the file's time units: bin in those units
-            file_u = file_units or "s"
-            width = file_bin if file_bin is not None else _bin_size_in(
-                file_u, bin_size, time_units or file_u)
-            if width is None:
-                raise DataError(f"{path.name}: state epochs with a raster need 'bin_size'")
-            t0 = scalar("t_start", float) or 0.0
-            ep = Epochs.coerce(ep)
-            states = _bin_states(ep, t0 + width * np.arange(data.num_bins), width)
-            keep = states != ""
-            if not keep.any():
-                raise DataError(f"{path.name}: no bin lies inside a state epoch")
-            if not keep.all():
-                warnings.warn(f"{path.name}: dropped {int((~keep).sum())} of {data.num_bins} "
-                              "bins not inside one epoch", DataWarning, stacklevel=3)
-            data = dataclasses.replace(data, spins=data.spins[keep], states=states[keep])
+
+def _npz_epochs(values, path):
+    """Epochs of the keys state_names/state_starts/state_stops (all three or none), or None."""
+    names = ("state_names", "state_starts", "state_stops")
+    present = [k for k in names if k in values]
+    if not present:
+        return None
+    if len(present) != 3:
+        missing = sorted(set(names) - set(present))
+        raise DataError(f"{path.name} has {', '.join(present)} but not {', '.join(missing)}")
+    try:
+        return Epochs.coerce(tuple(values[k] for k in names))
+    except DataError as err:
+        raise DataError(f"{path.name}: {err}") from None
+
+
+def _npz_raster(values, path, file_bin, file_units, ep, *, bin_size, time_units, orientation):
+    """SpikeData of the key 'raster'; epochs (in the file's units) label and select bins."""
+    if bin_size is not None:
+        bs, units = bin_size, time_units or file_units or "s"
+    elif file_bin is not None:
+        bs, units = file_bin, file_units or "s"
+        if time_units is not None and time_units != units:
+            bs, units = _bin_size_in(time_units, bs, units), time_units
+    else:
+        bs, units = None, None
+    data = _raster_data(values["raster"], path, bin_size=bs, time_units=units,
+                        orientation=orientation, what="key 'raster'",
+                        neuron_ids=values.get("neuron_ids"),
+                        cell_types=values.get("cell_types"), states=values.get("states"))
+    if ep is None or data.states is not None:
         return data
+    # epochs are in the file's time units: bin in those units
+    file_u = file_units or "s"
+    width = file_bin if file_bin is not None else _bin_size_in(
+        file_u, bin_size, time_units or file_u)
+    if width is None:
+        raise DataError(f"{path.name}: state epochs with a raster need 'bin_size'")
+    t0 = _npz_scalar(values, "t_start", float, path) or 0.0
+    states = _bin_states(Epochs.coerce(ep), t0 + width * np.arange(data.num_bins), width)
+    keep = states != ""
+    if not keep.any():
+        raise DataError(f"{path.name}: no bin lies inside a state epoch")
+    if not keep.all():
+        warnings.warn(f"{path.name}: dropped {int((~keep).sum())} of {data.num_bins} "
+                      "bins not inside one epoch", DataWarning, stacklevel=4)
+    return dataclasses.replace(data, spins=data.spins[keep], states=states[keep])
+
+
+def _npz_spike_times(values, path, file_bin, file_units, ep, *, bin_size, time_units):
+    """SpikeData binned from the keys 'spike_times' and 'spike_neurons'."""
     if "spike_times" not in values:
         raise DataError(
             f"{path.name} has neither 'raster' nor 'spike_times' "
@@ -907,7 +930,8 @@ def _load_npz(path, *, bin_size, time_units, orientation, epochs):
     try:
         return SpikeData.from_spike_times(
             values["spike_times"], values["spike_neurons"], bin_size=bs, time_units=units,
-            t_start=scalar("t_start", float), t_stop=scalar("t_stop", float),
+            t_start=_npz_scalar(values, "t_start", float, path),
+            t_stop=_npz_scalar(values, "t_stop", float, path),
             neuron_ids=values.get("neuron_ids"), cell_types=values.get("cell_types"),
             epochs=ep, source=str(path))
     except DataError as err:
