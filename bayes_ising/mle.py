@@ -216,12 +216,13 @@ def boundary_report(data, neuron_ids=None):
     inactive = set(silent) | set(always_on)
     pairs = []
     i_idx, j_idx = ising.pair_indices(d.m.shape[0])
+    cells = [(stats.pair_probability(d.m, d.Q, a, b), cell)
+             for a, b, cell in ((1, 1, "++"), (1, -1, "+-"), (-1, 1, "-+"), (-1, -1, "--"))]
     for i, j in zip(i_idx, j_idx, strict=True):
         if i in inactive or j in inactive:
             continue
-        for a, b, cell in ((1, 1, "++"), (1, -1, "+-"), (-1, 1, "-+"), (-1, -1, "--")):
-            p = (1.0 + a * d.m[i] + b * d.m[j] + a * b * d.Q[i, j]) / 4.0
-            if p < floor:
+        for p_cell, cell in cells:
+            if p_cell[i, j] < floor:
                 pairs.append((int(i), int(j), cell))
     messages = []
     if silent:
@@ -578,8 +579,7 @@ def _lattice_gas_scale(m, Q, num_bins):
     (:math:`p_i`, :math:`p_{ij}`), floored at half a count; optimisers work in
     :math:`\psi = \phi \cdot` scale, where the curvature is of order one in every coordinate.
     """
-    i, j = ising.pair_indices(m.shape[0])
-    p = np.concatenate([stats.probability_from_mean(m), (1.0 + m[i] + m[j] + Q[i, j]) / 4.0])
+    p = _lattice_gas_moments(m, Q)
     floor = 0.5 / num_bins
     p = np.clip(p, floor, 1.0 - floor)
     return np.sqrt(p * (1.0 - p))
@@ -985,11 +985,16 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
 # --------------------------------------------------------------------------------------------
 
 
+def _lattice_gas_moments(m, Q, xp=np):
+    """Moments of the 0/1 statistics x = (s+1)/2 in pack order, (p_i; p_ij [i<j]), from the
+    ±1 moments m (N,), Q (N, N); ``xp`` the array module (``jnp`` inside jitted code)."""
+    i, j = ising.pair_indices(m.shape[0])
+    return xp.concatenate([stats.probability_from_mean(m), stats.pair_probability(m, Q)[i, j]])
+
+
 def _data_lattice_gas(d):
-    """Data moments of the 0/1 statistics x = (s+1)/2 in pack order: (p_i; p_ij [i<j])."""
-    i, j = ising.pair_indices(d.m.shape[0])
-    return np.concatenate([stats.probability_from_mean(d.m),
-                           (1.0 + d.m[i] + d.m[j] + d.Q[i, j]) / 4.0])
+    """Data moments of the 0/1 statistics in pack order: :func:`_lattice_gas_moments`."""
+    return _lattice_gas_moments(d.m, d.Q)
 
 
 def _sampled_moments(rng_key, h, J, *, num_chains, num_sweeps, burn_in, initial_spins=None):
@@ -1034,7 +1039,7 @@ def _learning_chunk(rng_key, chains, phi, target, variance, rate, l2, max_step, 
             jax.random.fold_in(rng_key, first + k), chains, h, J, 0, num_sweeps, 1)
         m = sum_s[0] / num_samples
         Q = sum_ss[0] / num_samples
-        p = jnp.concatenate([(1.0 + m) / 2.0, (1.0 + m[i] + m[j] + Q[i, j]) / 4.0])
+        p = _lattice_gas_moments(m, Q, jnp)
         error = target - p.astype(phi.dtype)
         step = jnp.clip(rate * (error - penalty * phi) / variance, -max_step, max_step)
         phi = phi + step

@@ -27,6 +27,7 @@ __all__ = [
     "connected_correlations",
     "firing_probability",
     "probability_from_mean",
+    "pair_probability",
     "independent_fields",
     "synchrony",
     "synchrony_distribution",
@@ -106,9 +107,26 @@ def firing_probability(spins) -> np.ndarray:
     return (_spins(spins) == 1).mean(axis=0)
 
 
+def _float_array(x):
+    """``x`` as a float64 NumPy array; JAX arrays (and tracers) pass through unchanged, so the
+    formulas below also run inside jitted code."""
+    if type(x).__module__.partition(".")[0] in ("jax", "jaxlib"):
+        return x
+    return np.asarray(x, dtype=np.float64)
+
+
 def probability_from_mean(m):
-    """Firing probability of a ±1 spin from its mean: p = (1 + m)/2 (any shape)."""
-    return (1.0 + np.asarray(m, dtype=np.float64)) / 2.0
+    """Firing probability of a ±1 spin from its mean: p = (1 + m)/2 (any shape; NumPy or
+    JAX)."""
+    return (1.0 + _float_array(m)) / 2.0
+
+
+def pair_probability(m, Q, a=1, b=1):
+    r"""Joint probability :math:`P(s_i = a, s_j = b) = (1 + a m_i + b m_j + a b Q_{ij})/4` of
+    ±1 spins from their means m (N,) and pair moments Q (N, N); returns (N, N) (NumPy or JAX;
+    the diagonal is meaningless). With a = b = +1: the 0/1 pair moment ⟨x_i x_j⟩."""
+    m, Q = _float_array(m), _float_array(Q)
+    return (1.0 + a * m[:, None] + b * m[None, :] + a * b * Q) / 4.0
 
 
 def independent_fields(m, num_bins):

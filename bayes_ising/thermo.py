@@ -73,7 +73,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import ising, limits
+from . import ising, limits, stats
 from . import pseudolikelihood as pl
 from .convergence import MAX_RHAT, MIN_ESS
 from .convergence import integrated_autocorrelation_time as autocorrelation_time
@@ -1139,7 +1139,7 @@ def mean_field_fit(spins, min_rate_bins=1.0):
     J = -np.linalg.inv(cov)
     np.fill_diagonal(J, 0.0)
     J = 0.5 * (J + J.T)
-    return np.arctanh(m) - J @ m, J
+    return stats.independent_fields(m, num_bins) - J @ m, J
 
 
 def _fit_shuffles(rng_key, spins, num_shuffles, l2, fit):

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from . import gibbs, ising
+from . import gibbs, ising, stats
 
 __all__ = [
     "NUM_GROUPS",
@@ -93,7 +93,7 @@ def data_standard_errors(spins, num_blocks=50):
         se_m = np.maximum(se_m, m_b.std(axis=0, ddof=1) / math.sqrt(num_blocks))
         se_C = np.maximum(se_C, C_b.std(axis=0, ddof=1) / math.sqrt(num_blocks))
     return {"m": m, "C": C, "se_m": se_m, "se_C": se_C, "num_blocks": num_blocks,
-            "activity": (1.0 + s).mean(axis=1) / 2.0}
+            "activity": stats.probability_from_mean(s).mean(axis=1)}
 
 
 def _sweep_sums(rng_key, spins, h, J, first_sweep, num_sweeps, num_groups):
@@ -172,9 +172,9 @@ def simulate_moments(rng_key, h, J, *, num_chains=1024, num_sweeps=1000, burn_in
         "m": group_m.mean(axis=1), "C": _connected(group_m.mean(axis=1), group_Q.mean(axis=1)),
         "mcse_m": group_m.std(axis=1, ddof=1) / root,
         "mcse_C": group_C.std(axis=1, ddof=1) / root,
-        "final_activity": (1.0 + np.asarray(final, np.float64)).mean(axis=2) / 2.0,
+        "final_activity": stats.probability_from_mean(np.asarray(final, np.float64)).mean(axis=2),
     }
-    out["mean_activity"] = ((1.0 + out["m"]) / 2.0).mean(axis=-1)
+    out["mean_activity"] = stats.probability_from_mean(out["m"]).mean(axis=-1)
     return {k: v[0] for k, v in out.items()} if single else out
 
 
