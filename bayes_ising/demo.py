@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["DemoSettings", "DEFAULT_SETTINGS", "FAST_SETTINGS", "FULL_SETTINGS",
            "demo_settings", "fast_mode", "demo_data", "subset_data", "run_demo", "REPORT_NAME",
-           "demo_study_settings"]
+           "demo_study_settings", "DEMO_TRIMS"]
 
 REPORT_NAME = "report.html"
 
@@ -125,13 +125,23 @@ def subset_data(data, settings=DEFAULT_SETTINGS):
     return _subset(data, columns)
 
 
+#: the demo's trims of the study's defaults, so that the whole study on the embedded dataset
+#: fits in a few minutes on 2 cores: the MLE comparison (walks + restarts, the costliest
+#: analysis) on the E+I fits only, walks of at most 30 s each (labelled unconverged when they
+#: stop there), C(T) runs of at most 2,000 sweeps (the MC error then enters the bands) and
+#: 10,000 simulated patterns per predictive check; the fits are the study's.
+DEMO_TRIMS = dict(compare_populations=("E+I",), walk_seconds=30.0, thermo_sweeps=2000,
+                  check_samples=10_000)
+
+
 def demo_study_settings(fast=False, seed=0):
     """The study's settings for the demo: :data:`bayes_ising.study_plan.FAST_SETTINGS` with
-    ``fast`` (the small subset also has 1,500 bins per state), the study's defaults else."""
+    ``fast`` (the small subset also has 1,500 bins per state), else the study's defaults with
+    :data:`DEMO_TRIMS`."""
     from .study_plan import FAST_SETTINGS as STUDY_FAST
     from .study_plan import StudySettings
 
-    settings = STUDY_FAST if fast else StudySettings()
+    settings = STUDY_FAST if fast else StudySettings(**DEMO_TRIMS)
     return dataclasses.replace(settings, seed=seed)
 
 

@@ -74,7 +74,12 @@ class StudySettings:
 
     ``num_chains``/``num_draws``/``num_warmup`` None keep the model spec's. ``posterior_draws``
     posterior draws feed the predictive checks, the E/I and the state analyses;
-    ``thermo_draws`` the C(T) bands; ``walk_draws`` the study's adaptive-Metropolis walk.
+    ``thermo_draws`` the C(T) bands, sampled by ``thermo_chains`` Gibbs chains per model and
+    temperature whose length tunes itself up to ``thermo_sweeps`` sweeps (after
+    ``thermo_burn_in``). The study's adaptive-Metropolis walks run until their own R-hat and
+    ESS say converged, or ``walk_seconds`` per fit (then their intervals are labelled
+    unconverged); ``walk_draws`` fixes their length instead. ``compare_populations`` (None:
+    every population) limits that comparison to those populations, e.g. ``("E+I",)``.
     ``min_rate`` None keeps every neuron (judged by the diagnostics); a number applies the
     study's rule per state. ``min_bins``: a state with fewer bins is refused.
     """
@@ -93,10 +98,12 @@ class StudySettings:
     third_order_draws: int = 20
     thermo_draws: int = 20
     temperatures: str = "0.5:3.0:26"
-    thermo_chains: int = 16
-    thermo_sweeps: int = 600
+    thermo_chains: int = 4
+    thermo_sweeps: int = 8000
     thermo_burn_in: int = 200
-    walk_draws: int = 4000
+    walk_draws: int | None = None
+    walk_seconds: float = 300.0
+    compare_populations: tuple | None = None
     num_restarts: int = 4
     tail: float = 0.01
     num_bootstrap: int = 200
@@ -110,8 +117,8 @@ class StudySettings:
 #: a smoke test: few draws everywhere (seconds per fit; not for conclusions)
 FAST_SETTINGS = StudySettings(
     num_chains=2, num_draws=60, num_warmup=60, posterior_draws=8, check_samples=4_000,
-    third_order_draws=4, thermo_draws=4, temperatures="0.5:3.0:11", thermo_chains=8,
-    thermo_sweeps=200, thermo_burn_in=50, walk_draws=300, num_restarts=2, num_bootstrap=50)
+    third_order_draws=4, thermo_draws=4, temperatures="0.5:3.0:11", thermo_chains=4,
+    thermo_sweeps=500, thermo_burn_in=100, walk_draws=300, num_restarts=2, num_bootstrap=50)
 
 
 @dataclass(frozen=True)
@@ -304,18 +311,19 @@ def _fit_params(sub, settings, specs):
 def _fit_analysis_tasks(fit, settings, identity):
     s = settings
     common = dict(seed=s.seed, interval=s.interval)
-    return [
+    tasks = [
         _task("checks", fit.state, fit.population, dict(
             common, posterior_draws=s.posterior_draws, check_samples=s.check_samples,
             third_order_draws=s.third_order_draws), [fit.key], identity),
         _task("thermo", fit.state, fit.population, dict(
             common, thermo_draws=s.thermo_draws, temperatures=s.temperatures,
             thermo_chains=s.thermo_chains, thermo_sweeps=s.thermo_sweeps,
-            thermo_burn_in=s.thermo_burn_in), [fit.key], identity),
-        _task("compare", fit.state, fit.population, dict(
-            common, walk_draws=s.walk_draws, num_restarts=s.num_restarts), [fit.key],
-            identity),
-    ]
+            thermo_burn_in=s.thermo_burn_in), [fit.key], identity)]
+    if s.compare_populations is None or fit.population in s.compare_populations:
+        tasks.append(_task("compare", fit.state, fit.population, dict(
+            common, walk_draws=s.walk_draws, walk_seconds=s.walk_seconds,
+            num_restarts=s.num_restarts), [fit.key], identity))
+    return tasks
 
 
 def plan_study(data, settings=None):
@@ -346,6 +354,11 @@ def plan_study(data, settings=None):
             fits[state, population] = fit
             tasks += [fit, *_fit_analysis_tasks(fit, settings, identity)]
     tasks += _cross_fit_tasks(fits, states, populations, settings, identity, notes)
+    skipped = [p for p in populations if settings.compare_populations is not None
+               and p not in settings.compare_populations]
+    if skipped:
+        notes.append(f"MLE comparison not run for {', '.join(skipped)} "
+                     f"(compare_populations = {', '.join(settings.compare_populations)})")
     return StudyPlan(tasks=tuple(tasks), data_sha256=identity, states=info,
                      populations=populations, notes=tuple(notes))
 

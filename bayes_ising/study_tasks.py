@@ -109,45 +109,18 @@ def run_checks(task, out_dir, progress=False):
         validity=validity(key_valid, tree, data.spins, diagnosis)))
 
 
-def _thermo_options(num_neurons, p):
-    from .thermo import AUTO_EXACT_MAX_NEURONS
-
-    if num_neurons <= AUTO_EXACT_MAX_NEURONS:
-        return {"method": "exact"}
-    return {"method": "gibbs", "num_chains": p["thermo_chains"],
-            "num_sweeps": p["thermo_sweeps"], "burn_in": p["thermo_burn_in"],
-            "on_short_run": "warn"}
-
-
 def fit_thermodynamics(rng_key, tree, spins, p):
-    """C(T)/N, S(T)/N, T*, C_max/N with posterior bands, and the shuffled-data control.
-
-    The thermo module's per-fit function (:func:`bayes_ising.thermo.fit_thermodynamics`:
-    posterior draws and control in one program, Gibbs checks, its own sampler defaults) when
-    it has one; otherwise :func:`~bayes_ising.thermo.posterior_thermodynamics` and
-    :func:`~bayes_ising.thermo.shuffled_control` with the study's sampler settings.
-    """
-    import jax
-
+    """C(T)/N, S(T)/N, T*, C_max/N with posterior bands, and the shuffled-data control
+    (:func:`bayes_ising.thermo.fit_thermodynamics`, with the study's sampler settings: a Gibbs
+    run too short for its autocorrelation times is reported in the result's warnings)."""
     from . import thermo
 
-    temperatures = thermo.parse_temperatures(p["temperatures"])
-    per_fit = getattr(thermo, "fit_thermodynamics", None)
-    if per_fit is not None:
-        result = per_fit(rng_key, tree, spins, temperatures=temperatures,
-                         num_posterior_draws=p["thermo_draws"], interval=p["interval"])
-        return result.to_dict(interval=p["interval"])
-    options = _thermo_options(spins.shape[1], p)
-    key_post, key_control = jax.random.split(rng_key)
-    curves = thermo.posterior_thermodynamics(key_post, tree, temperatures,
-                                             num_draws=p["thermo_draws"], **options)
-    out = curves.to_dict(interval=p["interval"])
-    control, info = thermo.shuffled_control(key_control, spins, temperatures, **options)
-    control_dict = control.to_dict(interval=p["interval"])
-    control_dict.pop("caveat", None)
-    control_dict.update(info)
-    out["shuffled_control"] = control_dict
-    return out
+    result = thermo.fit_thermodynamics(
+        rng_key, tree, spins, temperatures=thermo.parse_temperatures(p["temperatures"]),
+        num_posterior_draws=p["thermo_draws"], interval=p["interval"],
+        num_chains=p["thermo_chains"], max_sweeps=p["thermo_sweeps"],
+        burn_in=p["thermo_burn_in"], on_short_run="warn")
+    return result.to_dict(interval=p["interval"])
 
 
 def run_thermo(task, out_dir, progress=False):
@@ -165,8 +138,9 @@ def run_compare(task, out_dir, progress=False):
     p = task.params
     tree = _fit_tree(out_dir, task.state, task.population, task.deps[0])
     data = _task_data(task, out_dir, neurons=_ids(tree))
-    result = compare_mle(_rng_key(task), tree, data, num_draws=p["walk_draws"],
-                         num_restarts=p["num_restarts"], interval=p["interval"])
+    result = compare_mle(_rng_key(task), tree, data, walk_draws=p["walk_draws"],
+                         max_walk_seconds=p["walk_seconds"], num_restarts=p["num_restarts"],
+                         interval=p["interval"])
     _write_task_result(task, out_dir, result)
 
 
