@@ -29,6 +29,7 @@ import numpy as np
 from .errors import DataError
 
 __all__ = [
+    "lattice_gas_group",
     "posterior_group",
     "neuron_ids",
     "cell_types",
@@ -271,3 +272,23 @@ def align(tree, data):
     if spins.ndim != 2:
         raise DataError(f"spins must be (num_bins, N); got shape {spins.shape}")
     return spins[:, data_columns(tree, [f"n{k}" for k in range(spins.shape[1])])]
+
+
+def lattice_gas_group(tree):
+    """The posterior's draws in the 0/1 convention (group ``lattice_gas``): ``a`` (chain,
+    draw, neuron) and ``b`` (chain, draw, pair, in the posterior's pair order), each draw
+    converted exactly by :func:`bayes_ising.ising.to_lattice_gas`."""
+    import xarray as xr
+
+    from . import ising
+
+    group = posterior_group(tree)
+    shape = (group.sizes["chain"], group.sizes["draw"])
+    h, J = posterior_draws(tree)
+    a, b = ising.convert(h, J, "01")
+    first, second = pair_members(tree)
+    return xr.DataTree(xr.Dataset({
+        "a": (("chain", "draw", "neuron"), a.reshape(shape + a.shape[1:])),
+        "b": (("chain", "draw", "pair"), b[:, first, second].reshape(shape + (first.size,))),
+    }, coords={"neuron": group["neuron"].values}, attrs={
+        "convention": "01: x = (s + 1) / 2, -E = sum_i a_i x_i + sum_{i<j} b_ij x_i x_j"}))

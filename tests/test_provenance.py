@@ -78,6 +78,24 @@ def test_fit_writes_the_01_convention_exactly(fitted):
     np.testing.assert_allclose(group["b"].values.reshape(-1, first.size), b[:, first, second])
 
 
+def test_diagnose_writes_the_01_convention_summary(fitted):
+    from bayes_ising import bayes, ising, posterior
+
+    work, _, path = fitted
+    out = work / "diag01.json"
+    assert cli.main(["diagnose", str(path), "--convention", "01", "--out", str(out),
+                     "--force"]) == 0
+    table = json.loads(out.read_text())["parameters_01"]
+    h, J = posterior.posterior_draws(bayes.load_posterior(path))
+    a, b = (np.asarray(x) for x in ising.convert(h, J, "01"))
+    first, second = posterior.pair_members(bayes.load_posterior(path))
+    np.testing.assert_allclose(table["a"]["mean"], a.mean(axis=0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(table["b"]["sd"], b[:, first, second].std(axis=0, ddof=1),
+                               rtol=1e-10, atol=1e-12)
+    assert np.all(np.asarray(table["a"]["lower"]) <= np.asarray(table["a"]["upper"]))
+    assert len(table["b"]["rhat"]) == first.size
+
+
 def test_no_flags_apply_the_recorded_selection(fitted):
     work, data_file, posterior = fitted
     out = work / "checks.json"

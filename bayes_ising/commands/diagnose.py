@@ -12,7 +12,7 @@ ESS, MCSE, interval, contraction). Exit status 0 when written, whether or not th
 converged (the verdict is in the file and printed); 2 for bad input.
 """
 
-__all__ = ["register", "run", "diagnosis_to_json"]
+__all__ = ["lattice_gas_summary", "register", "run", "diagnosis_to_json"]
 
 RULE = (
     "A neuron (its field h_i and couplings J_i.) is flagged for non-convergence when any of its "
@@ -30,7 +30,7 @@ RULE = (
 
 def register(subparsers, name):
     from .. import diagnostics
-    from ._common import add_deprecated_alias
+    from ._common import add_convention_flag, add_deprecated_alias
 
     parser = subparsers.add_parser(
         name, help="convergence verdict and per-neuron reliability of a posterior (JSON)",
@@ -46,8 +46,33 @@ def register(subparsers, name):
     add_deprecated_alias(parser, "--ess-min", "--min-ess", "min_ess", type=float)
     parser.add_argument("--contraction-min", type=float, default=diagnostics.CONTRACTION_MIN,
                         help=f"contraction cut (default {diagnostics.CONTRACTION_MIN})")
+    add_convention_flag(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def lattice_gas_summary(tree, interval=0.9):
+    """Mean, sd, central interval, R-hat and bulk/tail ESS of the 0/1-convention parameters
+    (``a`` per neuron, ``b`` per pair; :func:`bayes_ising.posterior.lattice_gas_group`)."""
+    import arviz_stats as azs
+    import numpy as np
+
+    from .. import posterior
+
+    group = posterior.lattice_gas_group(tree).to_dataset()
+    dims = ["chain", "draw"]
+    tail = (1 - interval) / 2
+    out = {"convention": group.attrs["convention"], "interval": interval}
+    for name in ("a", "b"):
+        da = group[name]
+        out[name] = {
+            "mean": da.mean(dims).values, "sd": da.std(dims, ddof=1).values,
+            "lower": da.quantile(tail, dims).values, "upper": da.quantile(1 - tail, dims).values,
+            "rhat": (azs.rhat(da, sample_dims=dims).values if da.sizes["chain"] > 1
+                     else np.full(da.shape[2:], np.nan)),
+            "ess_bulk": azs.ess(da, sample_dims=dims, method="bulk").values,
+            "ess_tail": azs.ess(da, sample_dims=dims, method="tail").values}
+    return out
 
 
 def diagnosis_to_json(diagnosis):
@@ -78,6 +103,8 @@ def run(args):
                                      contraction_min=args.contraction_min)
     out = diagnosis_to_json(diagnosis)
     out.update(posterior=str(args.posterior), bayes_ising_version=__version__)
+    if args.convention == "01":
+        out["parameters_01"] = lattice_gas_summary(tree)
     write_json(args.out, out, force=args.force)
     verdict = diagnosis["verdict"]  # mixing and validity (model check) together
     if diagnosis.get("warnings"):

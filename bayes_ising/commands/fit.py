@@ -43,7 +43,7 @@ def register(subparsers, name):
 
 
 def run(args):
-    from .. import bayes, diagnostics, ising
+    from .. import bayes, diagnostics, ising, posterior
     from .._io import check_writable
     from ..errors import TooManyNeuronsError
     from ._common import check_counts, load_selected_data
@@ -65,7 +65,7 @@ def run(args):
         progress=not args.no_progress,
     )
     if args.convention == "01":
-        tree["lattice_gas"] = lattice_gas_group(tree)
+        tree["lattice_gas"] = posterior.lattice_gas_group(tree)
     bayes.save_posterior(tree, args.out, force=args.force)
     summary = bayes.convergence_summary(tree)
     print(format_convergence_summary(summary, tree))
@@ -108,23 +108,3 @@ def _stop_rule_note(tree):
         return f" Stop rule: mixed after {draws} draws per chain (cap {cap})."
     return (f" Stop rule: reached the cap of {cap} draws per chain before every parameter "
             "mixed; the intervals are not yet supported by enough draws.")
-
-
-def lattice_gas_group(tree):
-    """The posterior's draws in the 0/1 convention (group ``lattice_gas``): ``a`` (chain,
-    draw, neuron) and ``b`` (chain, draw, pair, in the posterior's pair order), each draw
-    converted exactly by :func:`bayes_ising.ising.to_lattice_gas`."""
-    import xarray as xr
-
-    from .. import ising, posterior
-
-    group = posterior.posterior_group(tree)
-    shape = (group.sizes["chain"], group.sizes["draw"])
-    h, J = posterior.posterior_draws(tree)
-    a, b = ising.convert(h, J, "01")
-    first, second = posterior.pair_members(tree)
-    return xr.DataTree(xr.Dataset({
-        "a": (("chain", "draw", "neuron"), a.reshape(shape + a.shape[1:])),
-        "b": (("chain", "draw", "pair"), b[:, first, second].reshape(shape + (first.size,))),
-    }, coords={"neuron": group["neuron"].values}, attrs={
-        "convention": "01: x = (s + 1) / 2, -E = sum_i a_i x_i + sum_{i<j} b_ij x_i x_j"}))
