@@ -354,6 +354,10 @@ def plan_study(data, settings=None):
             fits[state, population] = fit
             tasks += [fit, *_fit_analysis_tasks(fit, settings, identity)]
     tasks += _cross_fit_tasks(fits, states, populations, settings, identity, notes)
+    unknown = [p for p in settings.compare_populations or () if p not in populations]
+    if unknown:
+        raise DataError(f"compare_populations: {unknown[0]!r} is not among the populations "
+                        f"fitted ({', '.join(populations)})")
     skipped = [p for p in populations if settings.compare_populations is not None
                and p not in settings.compare_populations]
     if skipped:

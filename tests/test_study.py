@@ -324,3 +324,24 @@ def test_populations_and_their_aliases(recording):
     assert study_plan.parse_populations("E+I,I") == ("E+I", "I")
     with pytest.raises(study_plan.DataError, match="unknown population 'X'"):
         study_plan._populations(data, ("X",))
+
+
+def test_compare_populations_limits_the_mle_comparison(recording):
+    from bayes_ising.data import load
+
+    data = load(recording)
+    settings = study_plan.StudySettings(**{**TINY, "compare_populations": ("E+I",)})
+    plan = study_plan.plan_study(data, settings)
+    compared = {t.population for t in plan.tasks if t.kind == "compare"}
+    assert compared == {"E+I"}
+    assert any("MLE comparison not run for E, I" in n for n in plan.notes)
+    with pytest.raises(study_plan.DataError, match="compare_populations: 'X'"):
+        study_plan.plan_study(data, study_plan.StudySettings(
+            **{**TINY, "compare_populations": ("X",)}))
+    args = cli.build_parser().parse_args(
+        ["study", str(recording), "--out", "o", "--compare-populations", "E+I",
+         "--walk-seconds", "12"])
+    from bayes_ising.commands.study import settings_from_args
+
+    parsed = settings_from_args(args)
+    assert parsed.compare_populations == ("E+I",) and parsed.walk_seconds == 12.0

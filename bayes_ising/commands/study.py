@@ -2,7 +2,7 @@
 
     bayes-ising study DATA --out DIR [--populations E+I,E,I] [--states wake,deep]
         [--min-rate R] [--num-chains C --num-draws D --num-warmup W] [--posterior-draws P]
-        [--walk-draws W] [--scheduler sync|local|ADDRESS] [--fast] [--force] [--quiet]
+        [--walk-draws W | --walk-seconds S] [--compare-populations E+I] [--scheduler sync|local|ADDRESS] [--fast] [--force] [--quiet]
 
 Every state × population: the posterior (exact up to 22 neurons, else the calibrated
 pseudo-posterior), diagnostics, predictive checks, I2/IN, C(T)/N with the shuffled control and
@@ -53,6 +53,12 @@ def register(subparsers, name):
     for flag in ("num-chains", "num-draws", "num-warmup", "posterior-draws", "walk-draws",
                  "thermo-draws"):
         sampling.add_argument(f"--{flag}", type=int, default=None)
+    sampling.add_argument("--walk-seconds", type=float, default=None,
+                          help="time budget of the study's walks per fit (default 300; they "
+                               "stop earlier when converged)")
+    sampling.add_argument("--compare-populations", default=None,
+                          help='run the MLE comparison only for these populations, e.g. "E+I" '
+                               "(default: every one)")
     sampling.add_argument("--seed", type=int, default=None)
     parser.add_argument("--fast", action="store_true",
                         help="few draws everywhere (a smoke test; not for conclusions)")
@@ -74,7 +80,7 @@ def settings_from_args(args):
 
     base = FAST_SETTINGS if args.fast else StudySettings()
     names = ("num_chains", "num_draws", "num_warmup", "posterior_draws", "walk_draws",
-             "thermo_draws", "seed", "min_rate", "min_bins")
+             "thermo_draws", "walk_seconds", "seed", "min_rate", "min_bins")
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     if args.populations:
         if args.populations.replace(" ", "") == "E,I":
@@ -87,6 +93,8 @@ def settings_from_args(args):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             overrides["populations"] = parse_populations(args.populations)
+    if args.compare_populations:
+        overrides["compare_populations"] = parse_populations(args.compare_populations)
     if args.states:
         overrides["states"] = tuple(s.strip() for s in args.states.split(",") if s.strip())
     return dataclasses.replace(base, **overrides)
