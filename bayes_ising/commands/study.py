@@ -2,7 +2,8 @@
 
     bayes-ising study DATA --out DIR [--populations E+I,E,I] [--states wake,deep]
         [--min-rate R] [--num-chains C --num-draws D --num-warmup W] [--posterior-draws P]
-        [--walk-draws W | --walk-seconds S] [--compare-populations E+I] [--scheduler sync|local|ADDRESS] [--fast] [--force] [--quiet]
+        [--walk-draws W | --walk-seconds S] [--compare-populations E+I]
+        [--scheduler sync|local|ADDRESS] [--fast] [--force] [--quiet]
 
 Every state × population: the posterior (exact up to 22 neurons, else the calibrated
 pseudo-posterior), diagnostics, predictive checks, I2/IN, C(T)/N with the shuffled control and
