@@ -25,6 +25,7 @@ __all__ = [
     "draw_statistics",
     "parameter_statistics",
     "num_divergent",
+    "rule_failures",
     "verdict",
     "mixing_verdict",
     "integrated_autocorrelation_time",
@@ -47,6 +48,8 @@ class MixingVerdict(NamedTuple):
     num_divergent: int
     converged: bool
     reasons: tuple  # of str, empty when converged
+    num_rhat_over: int = 0  # parameters with R-hat > max_rhat
+    num_ess_under: int = 0  # parameters with bulk or tail ESS < min_ess
 
 
 def rule_text(max_rhat=MAX_RHAT, min_ess=MIN_ESS):
@@ -97,6 +100,17 @@ def num_divergent(tree):
     return int(np.asarray(stats["diverging"].values).sum())
 
 
+def rule_failures(rhat, ess_bulk, ess_tail=None, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS):
+    """Where the rule fails, per parameter: ``(rhat_over, ess_under)`` bool arrays of the
+    statistics' shape — R-hat > ``max_rhat``; bulk (or tail) ESS < ``min_ess``. A NaN
+    statistic fails nothing here (:func:`verdict` reports too few draws or one chain)."""
+    rhat, ess_bulk = np.asarray(rhat, dtype=float), np.asarray(ess_bulk, dtype=float)
+    ess_under = ess_bulk < min_ess
+    if ess_tail is not None:
+        ess_under = ess_under | (np.asarray(ess_tail, dtype=float) < min_ess)
+    return rhat > max_rhat, ess_under
+
+
 def verdict(rhat, ess_bulk, ess_tail, divergent=0, *, num_chains=None, num_transitions=None,
             max_rhat=MAX_RHAT, min_ess=MIN_ESS):
     """The mixing rule applied to per-parameter statistics (arrays of the same shape).
@@ -117,11 +131,13 @@ def verdict(rhat, ess_bulk, ess_tail, divergent=0, *, num_chains=None, num_trans
         reasons.append("only one chain: R-hat cannot detect non-convergence")
     elif not np.isfinite(worst_rhat):
         reasons.append("too few draws to compute R-hat")
-    num_bad_rhat = int(np.sum(rhat > max_rhat))
+    rhat_over, ess_under = rule_failures(rhat, ess_bulk, ess_tail, max_rhat=max_rhat,
+                                         min_ess=min_ess)
+    num_bad_rhat = int(np.sum(rhat_over))
     if num_bad_rhat:
         reasons.append(f"{num_bad_rhat} of {rhat.size} parameters have R-hat > {max_rhat} "
                        f"(max {worst_rhat:.3f})")
-    num_low_ess = int(np.sum((ess_bulk < min_ess) | (ess_tail < min_ess)))
+    num_low_ess = int(np.sum(ess_under))
     if num_low_ess:
         reasons.append(f"{num_low_ess} of {rhat.size} parameters have bulk or tail ESS < "
                        f"{min_ess} (min bulk {low_bulk:.0f}, min tail {low_tail:.0f})")
@@ -130,7 +146,8 @@ def verdict(rhat, ess_bulk, ess_tail, divergent=0, *, num_chains=None, num_trans
         of = f" of {num_transitions}" if num_transitions else ""
         reasons.append(f"{divergent}{of} transitions diverged")
     return MixingVerdict(max_rhat=worst_rhat, min_ess_bulk=low_bulk, min_ess_tail=low_tail,
-                         num_divergent=divergent, converged=not reasons, reasons=tuple(reasons))
+                         num_divergent=divergent, converged=not reasons, reasons=tuple(reasons),
+                         num_rhat_over=num_bad_rhat, num_ess_under=num_low_ess)
 
 
 def mixing_verdict(tree, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS):

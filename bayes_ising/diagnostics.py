@@ -33,13 +33,13 @@ network (c ≤ 0) says nothing about the network's structure.
 **Flagging rule** (:func:`neuron_reliability`). A neuron's parameters are h_i and its N−1
 couplings J_i·. It is flagged
 
-* *non-convergence*: max R-hat > ``rhat_max`` (1.01), or min bulk or tail ESS < ``ess_min``
+* *non-convergence*: max R-hat > ``max_rhat`` (1.01), or min bulk or tail ESS < ``min_ess``
   (400), over its parameters; or divergent transitions localised on its parameters (divergent
   draws concentrated in a tail of one of its parameters: rank test |z| > 4 with at least 5
   divergences, see :func:`divergence_localization`);
 * *weak identification*: contraction of its 0/1-convention field
-  a_i = 2h_i − 2Σ_j J_ij < ``contraction_min`` (0.5), or the median contraction over J_i· <
-  ``contraction_min``. The rule judges a_i, not h_i: in the ±1 convention a coupling to a
+  a_i = 2h_i − 2Σ_j J_ij < ``min_contraction`` (0.5), or the median contraction over J_i· <
+  ``min_contraction``. The rule judges a_i, not h_i: in the ±1 convention a coupling to a
   neuron that (nearly) never fires is almost a shift of h_i, so one silent neuron would make
   every h_i look unidentified (its prior width); a_i — the log-odds of firing when the others
   are silent — and the couplings are what the data constrain about neuron i. A silent neuron
@@ -71,13 +71,14 @@ import xarray as xr
 
 from . import convergence
 from . import posterior as posterior_contract
+from ._deprecation import module_aliases, renamed_kwargs
 
 __all__ = [
-    "RHAT_MAX",
-    "ESS_MIN",
-    "CONTRACTION_MIN",
-    "BFMI_MIN",
-    "TREE_DEPTH_SATURATION_MAX",
+    "MAX_RHAT",
+    "MIN_ESS",
+    "MIN_CONTRACTION",
+    "MIN_BFMI",
+    "MAX_TREE_DEPTH_SATURATION",
     "TREE_DEPTH_SATURATION_FAIL",
     "prior_variance",
     "parameter_table",
@@ -94,14 +95,14 @@ __all__ = [
 ]
 
 #: R-hat and ESS cuts: the package's one rule (:mod:`bayes_ising.convergence`)
-RHAT_MAX = convergence.MAX_RHAT
-ESS_MIN = convergence.MIN_ESS
+MAX_RHAT = convergence.MAX_RHAT
+MIN_ESS = convergence.MIN_ESS
 #: contraction below this is weak identification (posterior sd > 0.71 of the reference sd)
-CONTRACTION_MIN = 0.5
+MIN_CONTRACTION = 0.5
 #: E-BFMI below this is poor energy exploration (Betancourt 2016)
-BFMI_MIN = 0.3
+MIN_BFMI = 0.3
 #: fraction of transitions at the maximum tree depth above which the run is not trusted
-TREE_DEPTH_SATURATION_MAX = 0.01
+MAX_TREE_DEPTH_SATURATION = 0.01
 #: ... and above this the saturation alone makes the run untrusted (truncated trajectories)
 TREE_DEPTH_SATURATION_FAIL = 0.25
 #: smallest reference sd for contraction (a coupling of 0.02 moves joint-firing log-odds by 0.08)
@@ -109,6 +110,11 @@ MIN_REFERENCE_SD = 0.02
 #: central interval probability for the interval width
 INTERVAL_PROB = 0.9
 _SAMPLE_DIMS = ("chain", "draw")
+#: the old spellings (one release): constants and keyword arguments
+_RENAMED = {"RHAT_MAX": "MAX_RHAT", "ESS_MIN": "MIN_ESS", "CONTRACTION_MIN": "MIN_CONTRACTION",
+            "BFMI_MIN": "MIN_BFMI", "TREE_DEPTH_SATURATION_MAX": "MAX_TREE_DEPTH_SATURATION"}
+_RENAMED_KWARGS = {k.lower(): v.lower() for k, v in _RENAMED.items()}
+__getattr__ = module_aliases(__name__, globals(), _RENAMED)
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,19 +200,16 @@ def parameter_table(tree, *, min_reference_sd=MIN_REFERENCE_SD, interval_prob=IN
     import arviz_stats as azs
 
     posterior = tree["posterior"].to_dataset()[["h", "J"]]
-    num_chains = posterior.sizes.get("chain", 1)
     prior_var = prior_variance(tree)
     out = {}
     for name in ("h", "J"):
         da = posterior[name]
         mean = da.mean(_SAMPLE_DIMS)
         sd = da.std(_SAMPLE_DIMS, ddof=1)
-        if num_chains >= 2:
-            rhat = azs.rhat(da, sample_dims=list(_SAMPLE_DIMS))
-        else:
-            rhat = xr.full_like(mean, np.nan)
-        ess_bulk = azs.ess(da, sample_dims=list(_SAMPLE_DIMS), method="bulk")
-        ess_tail = azs.ess(da, sample_dims=list(_SAMPLE_DIMS), method="tail")
+        # the package's one R-hat / bulk / tail ESS (NaN R-hat with one chain)
+        rhat, ess_bulk, ess_tail = (
+            xr.DataArray(v, dims=mean.dims, coords=mean.coords) for v in
+            convergence.draw_statistics(da.transpose(*_SAMPLE_DIMS, ...).values))
         mcse_mean = azs.mcse(da, sample_dims=list(_SAMPLE_DIMS), method="mean")
         mcse_sd = azs.mcse(da, sample_dims=list(_SAMPLE_DIMS), method="sd")
         tail = (1 - interval_prob) / 2
@@ -389,14 +392,16 @@ def _firing_probability(tree, num_neurons):
     return np.full(num_neurons, np.nan)
 
 
-def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
-                       contraction_min=CONTRACTION_MIN, localization=None):
+def neuron_reliability(tree, params=None, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS,
+                       min_contraction=MIN_CONTRACTION, localization=None, **deprecated):
     """Per-neuron reliability table (see the module docstring for the rule).
 
     Parameters
     ----------
     tree : posterior DataTree.
     params : the :func:`parameter_table` of ``tree`` (computed when None).
+    max_rhat, min_ess, min_contraction : the cuts (old spellings ``rhat_max``, ``ess_min``,
+        ``contraction_min`` are deprecated).
     localization : :func:`divergence_localization` of ``tree`` (computed when None).
 
     Returns
@@ -410,6 +415,8 @@ def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
     ``contraction_prior_h``, ``contraction_prior_J_median``, ``width_h``,
     ``width_J_median``, ``divergence_touched``.
     """
+    cuts = dict(max_rhat=max_rhat, min_ess=min_ess, min_contraction=min_contraction)
+    cuts.update(renamed_kwargs(deprecated, _RENAMED_KWARGS, "neuron_reliability"))
     if params is None:
         params = parameter_table(tree)
     if localization is None:
@@ -426,54 +433,51 @@ def neuron_reliability(tree, params=None, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN,
     rows = []
     for i in range(num_neurons):
         pairs = np.flatnonzero((first == i) | (second == i))
-        rhat = np.concatenate([[get["rhat_h"][i]], get["rhat_J"][pairs]])
-        ess_bulk = np.concatenate([[get["ess_bulk_h"][i]], get["ess_bulk_J"][pairs]])
-        ess_tail = np.concatenate([[get["ess_tail_h"][i]], get["ess_tail_J"][pairs]])
-        c_h = float(get["contraction_h"][i])
-        c_a = float(fields["contraction"][i])
-        c_j = float(np.median(get["contraction_J"][pairs])) if pairs.size else np.nan
-        c_prior_j = (float(np.median(get["contraction_prior_J"][pairs])) if pairs.size
-                     else np.nan)
-        max_rhat = float(np.nanmax(rhat)) if np.any(np.isfinite(rhat)) else np.nan
-        min_bulk, min_tail = float(np.nanmin(ess_bulk)), float(np.nanmin(ess_tail))
-        touched = bool(localization["h"][i] or np.any(localization["J"][pairs]))
-        reasons, non_conv, weak = [], False, False
-        if np.isfinite(max_rhat) and max_rhat > rhat_max:
-            non_conv = True
-            reasons.append(f"non-convergence: max R-hat {max_rhat:.3f} > {rhat_max}")
-        if min_bulk < ess_min or min_tail < ess_min:
-            non_conv = True
-            reasons.append(
-                f"non-convergence: min ESS bulk {min_bulk:.0f} / tail {min_tail:.0f} < {ess_min}"
-            )
-        if touched:
-            non_conv = True
-            reasons.append("non-convergence: divergent transitions localised on its parameters")
-        if c_a < contraction_min:
-            weak = True
-            reasons.append(
-                f"weak identification: contraction of its 0/1 field a {_contraction_text(c_a)}"
-                f" < {contraction_min}"
-            )
-        if np.isfinite(c_j) and c_j < contraction_min:
-            weak = True
-            reasons.append(
-                f"weak identification: median contraction of its couplings "
-                f"{_contraction_text(c_j)} < {contraction_min}"
-            )
-        rows.append(dict(
-            id=ids[i], cell_type=cell_types[i] if i < len(cell_types) else "",
-            firing_probability=float(firing[i]), flagged=bool(reasons), reasons=reasons,
-            non_convergence=non_conv, weak_identification=weak,
-            max_rhat=max_rhat, min_ess_bulk=min_bulk, min_ess_tail=min_tail,
-            contraction=float(np.nanmin([c_a, c_j])), contraction_h=c_h,
-            contraction_a=c_a, width_a=float(fields["width"][i]),
-            contraction_J_median=c_j, contraction_prior_h=float(get["contraction_prior_h"][i]),
-            contraction_prior_J_median=c_prior_j, width_h=float(get["width_h"][i]),
-            width_J_median=float(np.median(get["width_J"][pairs])) if pairs.size else np.nan,
-            divergence_touched=touched,
-        ))
+        row = _neuron_row(i, pairs, get, fields, localization, **cuts)
+        rows.append(dict(id=ids[i], cell_type=cell_types[i] if i < len(cell_types) else "",
+                         firing_probability=float(firing[i]), **row))
     return rows
+
+
+def _neuron_row(i, pairs, get, fields, localization, *, max_rhat, min_ess, min_contraction):
+    """Verdict and statistics of neuron i from its field's and its couplings' (``pairs``)
+    entries of the parameter table ``get``."""
+    rhat = np.concatenate([[get["rhat_h"][i]], get["rhat_J"][pairs]])
+    ess_bulk = np.concatenate([[get["ess_bulk_h"][i]], get["ess_bulk_J"][pairs]])
+    ess_tail = np.concatenate([[get["ess_tail_h"][i]], get["ess_tail_J"][pairs]])
+    c_a = float(fields["contraction"][i])
+    c_j = float(np.median(get["contraction_J"][pairs])) if pairs.size else np.nan
+    worst_rhat = float(np.nanmax(rhat)) if np.any(np.isfinite(rhat)) else np.nan
+    min_bulk, min_tail = float(np.nanmin(ess_bulk)), float(np.nanmin(ess_tail))
+    touched = bool(localization["h"][i] or np.any(localization["J"][pairs]))
+    rhat_over, ess_under = convergence.rule_failures(rhat, ess_bulk, ess_tail,
+                                                     max_rhat=max_rhat, min_ess=min_ess)
+    mixing = []
+    if np.any(rhat_over):
+        mixing.append(f"non-convergence: max R-hat {worst_rhat:.3f} > {max_rhat}")
+    if np.any(ess_under):
+        mixing.append(
+            f"non-convergence: min ESS bulk {min_bulk:.0f} / tail {min_tail:.0f} < {min_ess}")
+    if touched:
+        mixing.append("non-convergence: divergent transitions localised on its parameters")
+    weak = []
+    if c_a < min_contraction:
+        weak.append(f"weak identification: contraction of its 0/1 field a "
+                    f"{_contraction_text(c_a)} < {min_contraction}")
+    if np.isfinite(c_j) and c_j < min_contraction:
+        weak.append(f"weak identification: median contraction of its couplings "
+                    f"{_contraction_text(c_j)} < {min_contraction}")
+    median = (lambda name: float(np.median(get[name][pairs])) if pairs.size else np.nan)
+    return dict(
+        flagged=bool(mixing or weak), reasons=mixing + weak, non_convergence=bool(mixing),
+        weak_identification=bool(weak), max_rhat=worst_rhat, min_ess_bulk=min_bulk,
+        min_ess_tail=min_tail, contraction=float(np.nanmin([c_a, c_j])),
+        contraction_h=float(get["contraction_h"][i]), contraction_a=c_a,
+        width_a=float(fields["width"][i]), contraction_J_median=c_j,
+        contraction_prior_h=float(get["contraction_prior_h"][i]),
+        contraction_prior_J_median=median("contraction_prior_J"),
+        width_h=float(get["width_h"][i]), width_J_median=median("width_J"),
+        divergence_touched=touched)
 
 
 def _attr_json(tree, name):
@@ -530,10 +534,14 @@ def posterior_validity(tree):
             "model_check": summary, "sd_ratio_median": ratio}
 
 
-def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRACTION_MIN,
-             bfmi_min=BFMI_MIN, tree_depth_saturation_max=TREE_DEPTH_SATURATION_MAX,
-             min_reference_sd=MIN_REFERENCE_SD):
+def diagnose(tree, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS, min_contraction=MIN_CONTRACTION,
+             min_bfmi=MIN_BFMI, max_tree_depth_saturation=MAX_TREE_DEPTH_SATURATION,
+             min_reference_sd=MIN_REFERENCE_SD, **deprecated):
     """Run-level verdict and per-neuron reliability of a posterior.
+
+    The cuts are keyword arguments named as in the JSON ``thresholds``; the old spellings
+    (``rhat_max``, ``ess_min``, ``contraction_min``, ``bfmi_min``,
+    ``tree_depth_saturation_max``) still work, with a DeprecationWarning.
 
     Returns
     -------
@@ -545,11 +553,15 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
     (:func:`neuron_reliability`), ``num_flagged``, and ``parameters`` (the
     :func:`parameter_table` Dataset; drop it before writing JSON).
     """
+    cuts = dict(max_rhat=max_rhat, min_ess=min_ess, min_contraction=min_contraction,
+                min_bfmi=min_bfmi, max_tree_depth_saturation=max_tree_depth_saturation)
+    cuts.update(renamed_kwargs(deprecated, _RENAMED_KWARGS, "diagnose"))
+    max_rhat, min_ess, min_contraction, min_bfmi, max_tree_depth_saturation = cuts.values()
     params = parameter_table(tree, min_reference_sd=min_reference_sd)
     sampler = sampler_diagnostics(tree)
     localization = divergence_localization(tree)
-    neurons = neuron_reliability(tree, params, rhat_max=rhat_max, ess_min=ess_min,
-                                 contraction_min=contraction_min, localization=localization)
+    neurons = neuron_reliability(tree, params, max_rhat=max_rhat, min_ess=min_ess,
+                                 min_contraction=min_contraction, localization=localization)
     rhat = np.concatenate([params["rhat_h"].values, params["rhat_J"].values])
     ess_bulk = np.concatenate([params["ess_bulk_h"].values, params["ess_bulk_J"].values])
     ess_tail = np.concatenate([params["ess_tail_h"].values, params["ess_tail_J"].values])
@@ -557,20 +569,18 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
     mixing = convergence.verdict(rhat, ess_bulk, ess_tail, sampler["num_divergent"],
                                  num_chains=num_chains,
                                  num_transitions=sampler["num_transitions"],
-                                 max_rhat=rhat_max, min_ess=ess_min)
+                                 max_rhat=max_rhat, min_ess=min_ess)
     reasons = list(mixing.reasons)
-    num_bad_rhat = int(np.sum(rhat > rhat_max))
-    num_low_ess = int(np.sum((ess_bulk < ess_min) | (ess_tail < ess_min)))
     if sampler["bfmi"] is not None:
-        low = [k for k, v in enumerate(sampler["bfmi"]) if np.isfinite(v) and v < bfmi_min]
+        low = [k for k, v in enumerate(sampler["bfmi"]) if np.isfinite(v) and v < min_bfmi]
         if low:
-            reasons.append(f"E-BFMI < {bfmi_min} in chain(s) {low} "
+            reasons.append(f"E-BFMI < {min_bfmi} in chain(s) {low} "
                            f"({', '.join(f'{sampler['bfmi'][k]:.2f}' for k in low)})")
     # Tree-depth saturation is an efficiency concern, not a validity one (Stan's and ArviZ's
     # reading): it becomes a reason only when it is extreme; otherwise a warning.
     warnings = []
     saturation = sampler["tree_depth_saturation"]
-    if saturation is not None and saturation > tree_depth_saturation_max:
+    if saturation is not None and saturation > max_tree_depth_saturation:
         message = (f"{100 * saturation:.1f}% of transitions hit the maximum tree depth "
                    f"{sampler['max_tree_depth']}")
         if saturation > TREE_DEPTH_SATURATION_FAIL:
@@ -580,11 +590,9 @@ def diagnose(tree, *, rhat_max=RHAT_MAX, ess_min=ESS_MIN, contraction_min=CONTRA
     summary = dict(
         num_parameters=int(rhat.size), max_rhat=float(np.nanmax(rhat)) if num_chains > 1
         else None, min_ess_bulk=float(np.nanmin(ess_bulk)), min_ess_tail=float(np.nanmin(ess_tail)),
-        num_rhat_over=num_bad_rhat, num_ess_under=num_low_ess,
+        num_rhat_over=mixing.num_rhat_over, num_ess_under=mixing.num_ess_under,
     )
-    thresholds = dict(max_rhat=rhat_max, min_ess=ess_min, contraction_min=contraction_min,
-                      bfmi_min=bfmi_min, tree_depth_saturation_max=tree_depth_saturation_max,
-                      min_reference_sd=min_reference_sd)
+    thresholds = dict(cuts, min_reference_sd=min_reference_sd)
     converged = not reasons
     validity = posterior_validity(tree)
     if not converged:

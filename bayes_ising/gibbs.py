@@ -59,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .convergence import MAX_RHAT, MIN_ESS, integrated_autocorrelation_time
+from .convergence import MAX_RHAT, MIN_ESS, integrated_autocorrelation_time, rule_failures
 
 __all__ = [
     "GibbsState",
@@ -993,17 +993,20 @@ def check_convergence(result, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS, min_sweeps_
     ``warn`` each problem is also issued as a ``RuntimeWarning``.
     """
     report = convergence(result)
+    # the package's one rule; a NaN statistic (too few draws) fails too
+    rhat_over, ess_under = rule_failures(report["rhat"], report["ess_bulk"], max_rhat=max_rhat,
+                                         min_ess=min_ess)
     messages = []
     for k, temperature in enumerate(np.asarray(result.temperatures)):
         rhat, ess = report["rhat"][k], report["ess_bulk"][k]
         ratio = report["sweeps_per_autocorrelation_time"][k]
         tau = report["autocorrelation_time_sweeps"][k]
-        if not rhat <= max_rhat:
+        if rhat_over[k] or not np.isfinite(rhat):
             messages.append(
                 f"T = {temperature:g}: energy R-hat {rhat:.3f} > {max_rhat} (chains disagree; "
                 "run longer or use replica exchange)"
             )
-        if not ess >= min_ess:
+        if ess_under[k] or not np.isfinite(ess):
             messages.append(f"T = {temperature:g}: energy ESS {ess:.0f} < {min_ess}")
         if not ratio >= min_sweeps_per_tau:
             messages.append(

@@ -22,16 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .convergence import MAX_RHAT, MIN_ESS, draw_statistics, verdict
 from .errors import BayesIsingError
 
 __all__ = ["WalkState", "init_state", "run_steps", "overdispersed_starts", "sample_walks",
            "walk_diagnostics", "MAX_RHAT", "MIN_ESS"]
 
-try:  # the project's one convergence table, when it exists
-    from .convergence import MAX_RHAT, MIN_ESS
-except ImportError:  # pragma: no cover - before bayes_ising.convergence lands
-    from .diagnostics import ESS_MIN as MIN_ESS
-    from .diagnostics import RHAT_MAX as MAX_RHAT
 
 
 class WalkState(NamedTuple):
@@ -129,16 +125,9 @@ def overdispersed_starts(rng_key, centre, covariance, num_chains, overdispersion
 
 
 def walk_diagnostics(draws):
-    """max_rhat, min_ess_bulk, min_ess_tail over parameters of draws (C, K, D) (arviz-stats:
-    rank-normalised split R-hat, bulk and tail ESS)."""
-    import arviz_stats as azs
-    import xarray as xr
-
-    da = xr.DataArray(np.asarray(draws), dims=("chain", "draw", "parameter"))
-    dims = ["chain", "draw"]
-    rhat = np.asarray(azs.rhat(da, sample_dims=dims).values)
-    bulk = np.asarray(azs.ess(da, sample_dims=dims, method="bulk").values)
-    tail = np.asarray(azs.ess(da, sample_dims=dims, method="tail").values)
+    """max_rhat, min_ess_bulk, min_ess_tail over parameters of draws (C, K, D): the package's
+    one R-hat and bulk/tail ESS (:func:`bayes_ising.convergence.draw_statistics`)."""
+    rhat, bulk, tail = draw_statistics(draws)
     return {"max_rhat": float(np.nanmax(rhat)), "min_ess_bulk": float(np.nanmin(bulk)),
             "min_ess_tail": float(np.nanmin(tail)), "ess_bulk": bulk, "rhat": rhat}
 
@@ -238,5 +227,8 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
 
 
 def _converged(diag, max_rhat, min_ess):
-    return bool(diag is not None and diag["max_rhat"] <= max_rhat
-                and min(diag["min_ess_bulk"], diag["min_ess_tail"]) >= min_ess)
+    """The package's one rule (:func:`bayes_ising.convergence.verdict`) on the walks'
+    worst statistics (no divergences in a random walk)."""
+    return bool(diag is not None and verdict(
+        diag["max_rhat"], diag["min_ess_bulk"], diag["min_ess_tail"], max_rhat=max_rhat,
+        min_ess=min_ess).converged)

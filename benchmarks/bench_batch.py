@@ -110,7 +110,7 @@ def main(quick=False, kind="bayes", num_fits=None):
         "kind": kind,
         "num_fits": num_fits,
         "num_neurons": 6,
-        "draws": draws,
+        "num_draws": draws,
         "cpu_count": os.cpu_count(),
         # on a shared machine the ratio also reflects the other processes' share of the cores
         "load_average_1min_at_end": os.getloadavg()[0],

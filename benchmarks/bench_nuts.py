@@ -67,8 +67,8 @@ def _timed_fit(spins, spec, **kwargs):
                            if "tree_depth" in tree["sample_stats"] else None),  # HMC: none
         "min_ess_per_s": summary["min_ess_bulk"] / wall,
         "min_ess_per_cpu_s": summary["min_ess_bulk"] / cpu,
-        "chains": summary["num_chains"],
-        "draws": summary["num_draws"],
+        "num_chains": summary["num_chains"],
+        "num_draws": summary["num_draws"],
     }
 
 
@@ -119,9 +119,9 @@ def _plain_numpyro(spins, spec, num_chains, num_draws, num_warmup):
         "max_tree_depth": int(np.ceil(np.log2(steps.max() + 1))),
         "min_ess_per_s": ess_min / wall,
         "min_ess_per_cpu_s": ess_min / cpu,
-        "chains": num_chains,
-        "draws": num_draws,
-        "warmup": num_warmup,
+        "num_chains": num_chains,
+        "num_draws": num_draws,
+        "num_warmup": num_warmup,
     }
 
 
@@ -244,7 +244,7 @@ def _print(result):
     print(f"{'run':26s} {'chains x draws':>14s} {'wall s':>7s} {'cpu s':>7s} {'Rhat':>7s} "
           f"{'minESS':>7s} {'div':>4s} {'steps':>6s} {'ESS/s':>7s} {'ESS/cpu-s':>9s}")
     for name, r in rows:
-        print(f"{name:26s} {r['chains']:>6d} x {r['draws']:<5d} {r['wall_s']:7.1f} "
+        print(f"{name:26s} {r['num_chains']:>6d} x {r['num_draws']:<5d} {r['wall_s']:7.1f} "
               f"{r['cpu_s']:7.1f} {r['max_rhat']:7.4f} {r['min_ess_bulk']:7.0f} "
               f"{r['num_divergent']:4d} {r['leapfrog_steps_per_draw']:6.1f} "
               f"{r['min_ess_per_s']:7.1f} {r['min_ess_per_cpu_s']:9.1f}")

@@ -140,18 +140,17 @@ def _fit_record(tree, cost):
     attrs = tree.attrs
     steps = int(np.asarray(tree["sample_stats"]["n_steps"]).sum())
     check = json.loads(attrs["model_check"]) if "model_check" in attrs else None
-    min_ess = min(summary["ess_bulk_min"], summary["ess_tail_min"])
+    min_ess = min(summary["min_ess_bulk"], summary["min_ess_tail"])
     return {**cost, "num_neurons": int(tree["posterior"].sizes["neuron"]),
-            "likelihood": attrs["likelihood"], "chains": summary["num_chains"],
-            "draws": summary["num_draws"], "stopped": attrs.get("stopped"),
+            "likelihood": attrs["likelihood"], "num_chains": summary["num_chains"],
+            "num_draws": summary["num_draws"], "stopped": attrs.get("stopped"),
             "preparation_s": float(attrs["preparation_time_s"]),
             "sampling_s": float(attrs["sampling_time_s"]),
             "gradient_evaluations": steps + int(attrs.get("map_gradient_evaluations", 0)),
-            "max_rhat": summary["rhat_max"], "min_ess_bulk": summary["ess_bulk_min"],
-            "min_ess_tail": summary["ess_tail_min"], "num_divergent": summary["divergences"],
+            "max_rhat": summary["max_rhat"], "min_ess_bulk": summary["min_ess_bulk"],
+            "min_ess_tail": summary["min_ess_tail"], "num_divergent": summary["num_divergent"],
             "min_ess_per_s": min_ess / cost["wall_s"],
-            "converged": bool(summary["rhat_max"] <= 1.01 and min_ess >= 400
-                              and summary["divergences"] == 0),
+            "converged": summary["converged"],
             "model_check": None if check is None else check.get("verdict")}
 
 
@@ -212,7 +211,7 @@ HEADER = (f"{'state':6} {'pop':4} {'N':>3} {'lik':6} {'wall s':>7} {'CPU s':>7} 
 def _row(r):
     return (f"{r['state']:6} {r['population']:4} {r['num_neurons']:>3} {r['likelihood']:6} "
             f"{r['wall_s']:7.1f} {r['cpu_s']:7.1f} {r['preparation_s']:6.1f} "
-            f"{r['gradient_evaluations']:8d} {r['draws']:5d} {r['max_rhat']:6.4f} "
+            f"{r['gradient_evaluations']:8d} {r['num_draws']:5d} {r['max_rhat']:6.4f} "
             f"{r['min_ess_bulk']:6.0f} {r['min_ess_tail']:6.0f} {r['num_divergent']:3d} "
             f"{r['min_ess_per_s']:6.2f} {r['stopped']} / "
             f"{'converged' if r['converged'] else 'NOT converged'}"

@@ -167,6 +167,11 @@ def _rows_generic(name, r, prefix=""):
     return rows
 
 
+def _size(d):
+    """"CxD" chains x draws of a result (older result files: chains, draws)."""
+    return f"{d.get('num_chains', d.get('chains'))}x{d.get('num_draws', d.get('draws'))}"
+
+
 def _rhat(d):
     value = d.get("max_rhat", d.get("rhat_max"))  # older result files: rhat_max
     return f"{value:.4f}" if _number(value) else "-"
@@ -178,9 +183,9 @@ def _rows_nuts(r):
     rows = [_row("NUTS exact (retina, N = 15): ours vs plain NumPyro NUTS, min bulk ESS/s",
                  ours.get("min_ess_per_s"), plain.get("min_ess_per_s"), "min-ESS/s",
                  note=_skip_note(exact) or (
-                     f"ours {ours.get('chains')}x{ours.get('draws')} in "
+                     f"ours {_size(ours)} in "
                      f"{_fmt(ours.get('wall_s'))} s, R-hat {_rhat(ours)}; plain "
-                     f"{plain.get('chains')}x{plain.get('draws')}, R-hat {_rhat(plain)}"))]
+                     f"{_size(plain)}, R-hat {_rhat(plain)}"))]
     pseudo = r.get("pseudo_n50")
     if isinstance(pseudo, dict):
         p = pseudo.get("ours", {})
@@ -188,7 +193,7 @@ def _rows_nuts(r):
                          "wall time vs 300 s target",
                          p.get("wall_s"), 300.0, "s (time)", higher_is_better=False,
                          note=_skip_note(pseudo) or (
-                             f"{p.get('chains')}x{p.get('draws')}, R-hat {_rhat(p)}, "
+                             f"{_size(p)}, R-hat {_rhat(p)}, "
                              f"min ESS "
                              f"{_fmt(p.get('min_ess_bulk', p.get('ess_bulk_min')))}")))
     return rows

@@ -1,7 +1,7 @@
 """``bayes-ising diagnose``: convergence verdict and per-neuron reliability of a posterior.
 
     bayes-ising diagnose POSTERIOR.nc --out DIAG.json [--force] [--max-rhat 1.01]
-        [--min-ess 400] [--contraction-min 0.5]
+        [--min-ess 400] [--min-contraction 0.5]
 
 DIAG.json holds ``converged`` (bool), ``reasons`` (list of str), ``sampler`` (divergences,
 E-BFMI, tree-depth saturation), ``summary``, ``thresholds``, ``rule`` (the flagging rule in
@@ -20,7 +20,7 @@ RULE = (
     "concentrate on them; for weak identification when the posterior contraction "
     "1 - Var_post/Var_ref of its 0/1-convention field a_i = 2h_i - 2 sum_j J_ij (the log-odds "
     "of firing when the others are silent), or the median over its couplings, is below "
-    "{contraction_min} (Var_ref = min(prior variance, squared robust spread of the posterior "
+    "{min_contraction} (Var_ref = min(prior variance, squared robust spread of the posterior "
     "means across the population, at least {min_reference_sd}^2)). The field is judged in the "
     "0/1 convention because in the +-1 convention a coupling to a neuron that never fires is "
     "almost a shift of h_i, so one silent neuron would make every h_i look unidentified. A "
@@ -38,14 +38,16 @@ def register(subparsers, name):
     parser.add_argument("posterior", metavar="POSTERIOR.nc", help="posterior from `fit`")
     parser.add_argument("--out", required=True, metavar="DIAG.json", help="output JSON file")
     parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
-    parser.add_argument("--max-rhat", type=float, default=diagnostics.RHAT_MAX,
-                        help=f"R-hat cut (default {diagnostics.RHAT_MAX})")
-    parser.add_argument("--min-ess", type=float, default=diagnostics.ESS_MIN,
-                        help=f"bulk/tail ESS cut (default {diagnostics.ESS_MIN})")
+    parser.add_argument("--max-rhat", type=float, default=diagnostics.MAX_RHAT,
+                        help=f"R-hat cut (default {diagnostics.MAX_RHAT})")
+    parser.add_argument("--min-ess", type=float, default=diagnostics.MIN_ESS,
+                        help=f"bulk/tail ESS cut (default {diagnostics.MIN_ESS})")
     add_deprecated_alias(parser, "--rhat-max", "--max-rhat", "max_rhat", type=float)
     add_deprecated_alias(parser, "--ess-min", "--min-ess", "min_ess", type=float)
-    parser.add_argument("--contraction-min", type=float, default=diagnostics.CONTRACTION_MIN,
-                        help=f"contraction cut (default {diagnostics.CONTRACTION_MIN})")
+    parser.add_argument("--min-contraction", type=float, default=diagnostics.MIN_CONTRACTION,
+                        help=f"contraction cut (default {diagnostics.MIN_CONTRACTION})")
+    add_deprecated_alias(parser, "--contraction-min", "--min-contraction", "min_contraction",
+                         type=float)
     add_convention_flag(parser)
     parser.set_defaults(func=run)
     return parser
@@ -54,10 +56,8 @@ def register(subparsers, name):
 def lattice_gas_summary(tree, interval=0.9):
     """Mean, sd, central interval, R-hat and bulk/tail ESS of the 0/1-convention parameters
     (``a`` per neuron, ``b`` per pair; :func:`bayes_ising.posterior.lattice_gas_group`)."""
-    import arviz_stats as azs
-    import numpy as np
-
     from .. import posterior
+    from ..convergence import draw_statistics
 
     group = posterior.lattice_gas_group(tree).to_dataset()
     dims = ["chain", "draw"]
@@ -65,13 +65,11 @@ def lattice_gas_summary(tree, interval=0.9):
     out = {"convention": group.attrs["convention"], "interval": interval}
     for name in ("a", "b"):
         da = group[name]
+        rhat, ess_bulk, ess_tail = draw_statistics(da.transpose(*dims, ...).values)
         out[name] = {
             "mean": da.mean(dims).values, "sd": da.std(dims, ddof=1).values,
             "lower": da.quantile(tail, dims).values, "upper": da.quantile(1 - tail, dims).values,
-            "rhat": (azs.rhat(da, sample_dims=dims).values if da.sizes["chain"] > 1
-                     else np.full(da.shape[2:], np.nan)),
-            "ess_bulk": azs.ess(da, sample_dims=dims, method="bulk").values,
-            "ess_tail": azs.ess(da, sample_dims=dims, method="tail").values}
+            "rhat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail}
     return out
 
 
@@ -99,8 +97,8 @@ def run(args):
         raise BayesIsingError("--max-rhat must be > 1 and --min-ess > 0")
     check_writable(args.out, args.force)
     tree = bayes.load_posterior(args.posterior)
-    diagnosis = diagnostics.diagnose(tree, rhat_max=args.max_rhat, ess_min=args.min_ess,
-                                     contraction_min=args.contraction_min)
+    diagnosis = diagnostics.diagnose(tree, max_rhat=args.max_rhat, min_ess=args.min_ess,
+                                     min_contraction=args.min_contraction)
     out = diagnosis_to_json(diagnosis)
     out.update(posterior=str(args.posterior), bayes_ising_version=__version__)
     if args.convention == "01":
