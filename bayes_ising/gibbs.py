@@ -59,7 +59,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .convergence import MAX_RHAT, MIN_ESS, integrated_autocorrelation_time, rule_failures
+from .convergence import (
+    MAX_RHAT,
+    MIN_ESS,
+    draw_statistics,
+    integrated_autocorrelation_time,
+    rule_failures,
+)
 
 __all__ = [
     "GibbsState",
@@ -948,7 +954,8 @@ def energy_autocorrelation_time(energies):
 def convergence(result):
     """R-hat, bulk ESS and autocorrelation time of the energy, per temperature.
 
-    Uses ``arviz_stats`` (rank-normalised split R-hat, bulk ESS) across chains.
+    R-hat and bulk ESS by :func:`bayes_ising.convergence.draw_statistics` (rank-normalised
+    split R-hat across chains).
 
     Returns
     -------
@@ -956,17 +963,11 @@ def convergence(result):
     ``sweeps_per_autocorrelation_time``, ``mean_energy``, ``mcse_mean_energy``, and
     ``num_draws``, ``num_chains``.
     """
-    from arviz_stats.base import array_stats
-
     energies = np.asarray(result.energies, dtype=float)  # (draws, chains, temps)
     num_draws, num_chains, _ = energies.shape
     by_temp = np.moveaxis(energies, 2, 0).transpose(0, 2, 1)  # (temps, chains, draws)
-    if num_draws >= 4:
-        rhat = np.asarray(array_stats.rhat(by_temp, chain_axis=-2, draw_axis=-1), float)
-        ess = np.asarray(array_stats.ess(by_temp, chain_axis=-2, draw_axis=-1), float)
-    else:
-        rhat = np.full(by_temp.shape[0], np.nan)
-        ess = np.full(by_temp.shape[0], np.nan)
+    # the package's one R-hat and bulk ESS (NaN with < 4 draws; R-hat NaN with one chain)
+    rhat, ess, _ = draw_statistics(np.swapaxes(energies, 0, 1))
     constant = by_temp.std(axis=(1, 2)) == 0
     rhat = np.where(constant, 1.0, rhat)
     ess = np.where(constant, num_draws * num_chains, ess)
