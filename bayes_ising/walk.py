@@ -158,7 +158,7 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
         double the walks' length until max R-hat ≤ ``max_rhat`` and min bulk/tail ESS ≥
         ``min_ess`` (every parameter), at most ``max_walk_draws`` draws per walk
     keep : kept (thinned) draws per walk; max_seconds : wall-time budget of the adaptive length,
-        checked after each doubling (None: none)
+        checked after every chunk of ``keep`` kept draws (None: none)
 
     Returns
     -------
@@ -199,7 +199,9 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
                   else np.concatenate([buffer, np.asarray(kept)], axis=1))
         if buffer.shape[1] >= 2 * keep:
             buffer, thin = buffer[:, 1::2], thin * 2
-        if steps < first_check and steps < limit:
+        spent = (target is None and max_seconds is not None
+                 and time.perf_counter() - started > max_seconds)
+        if steps < first_check and steps < limit and not spent:
             continue
         diag = walk_diagnostics(buffer[:, buffer.shape[1] // 2:])
         history.append({"num_draws": steps // 2, **{k: diag[k] for k in (
@@ -207,8 +209,7 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
         if target is None and _converged(diag, max_rhat, min_ess):
             stopped = "evidence reached"
             break
-        if target is None and max_seconds is not None and \
-                time.perf_counter() - started > max_seconds:
+        if spent:
             stopped = f"budget: max_seconds {max_seconds:g}"
             break
     draws = buffer[:, buffer.shape[1] // 2:]

@@ -31,6 +31,17 @@ def test_walks_reach_the_evidence_on_a_gaussian():
     assert draws.shape[1] <= 400  # memory: at most `keep` draws per walk, whatever the length
 
 
+def test_walk_time_budget_is_kept_before_the_first_diagnostic():
+    import jax
+
+    # 50 dimensions: the first diagnostic would come after 16 · 50 = 800 steps per walk; a
+    # budget of 0 s must stop after the first chunk of 100 kept draws and say so.
+    draws, info = walk.sample_walks(jax.random.key(2), lambda x: -0.5 * x @ x, np.zeros(50),
+                                    np.eye(50), keep=100, max_seconds=0.0)
+    assert info["stopped"] == "budget: max_seconds 0" and not info["converged"]
+    assert info["num_steps"] == 100 and draws.shape[1] == 50
+
+
 @pytest.fixture(scope="module")
 def small_case(tmp_path_factory):
     import jax
