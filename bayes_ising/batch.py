@@ -362,15 +362,37 @@ class FitTask:
     adjust: str | None
     model: str | None  # path of the model spec, "default", or None (mle)
     spec_json: str | None  # the model spec (bayes), as ModelSpec.to_json()
-    chains: int | None
-    draws: int | None
-    warmup: int | None
+    num_chains: int | None
+    num_draws: int | None
+    num_warmup: int | None
     seed: int
     l2: float
     version: str
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    @property
+    def chains(self):
+        """Deprecated: :attr:`num_chains`."""
+        return self._renamed("chains", "num_chains")
+
+    @property
+    def draws(self):
+        """Deprecated: :attr:`num_draws`."""
+        return self._renamed("draws", "num_draws")
+
+    @property
+    def warmup(self):
+        """Deprecated: :attr:`num_warmup`."""
+        return self._renamed("warmup", "num_warmup")
+
+    def _renamed(self, old, new):
+        import warnings
+
+        warnings.warn(f"FitTask.{old} is deprecated; use FitTask.{new}", DeprecationWarning,
+                      stacklevel=3)
+        return getattr(self, new)
 
     @property
     def file_name(self):
@@ -462,13 +484,11 @@ def _make_task(plan, entry, identity, block, kind, state, population, size, sub_
     state = None if state == "all" else state
     population = None if population == "all" else population
     adjust = None
-    chains = draws = warmup = None
+    sizes = {"num_chains": None, "num_draws": None, "num_warmup": None}
     spec_json = None
     if kind == "bayes":
         adjust = (block.get("adjust", spec.adjust) if likelihood == "pseudo" else "none")
-        chains = block.get("num_chains", spec.num_chains)
-        draws = block.get("num_draws", spec.num_draws)
-        warmup = block.get("num_warmup", spec.num_warmup)
+        sizes = {name: block.get(name, getattr(spec, name)) for name in sizes}
         spec_json = spec.to_json()
     seed = int(block.get("seed", 0))
     l2 = float(block.get("l2", 0.0))
@@ -483,7 +503,7 @@ def _make_task(plan, entry, identity, block, kind, state, population, size, sub_
         "adjust": adjust,
         # the spec's content, not where it came from
         "spec": None if spec is None else spec.to_dict(),
-        "sampler": {"chains": chains, "draws": draws, "warmup": warmup},
+        "sampler": sizes,
         "seed": seed,
         "l2": l2 if kind == "mle" else None,
         "version": version,
@@ -492,8 +512,7 @@ def _make_task(plan, entry, identity, block, kind, state, population, size, sub_
         key=_hash(identity), dataset=entry.name, source=entry.source, load=dict(entry.load),
         state=state, population=population, min_rate=min_rate, subsample_size=size,
         subsample_seed=sub_seed, kind=kind, likelihood=likelihood, adjust=adjust,
-        model=model, spec_json=spec_json, chains=chains, draws=draws, warmup=warmup, seed=seed,
-        l2=l2, version=version,
+        model=model, spec_json=spec_json, **sizes, seed=seed, l2=l2, version=version,
     )
 
 
@@ -559,7 +578,7 @@ def fit(task, data):
         spec = ModelSpec.from_json(task.spec_json)
         return bayes.fit_posterior(
             key, data, spec, likelihood=task.likelihood, adjust=task.adjust,
-            num_chains=task.chains, num_draws=task.draws, num_warmup=task.warmup,
+            num_chains=task.num_chains, num_draws=task.num_draws, num_warmup=task.num_warmup,
             progress=False)
     from . import mle
 
