@@ -29,7 +29,7 @@ whose interval then covers only the data's sampling error (and no coupling inter
 
 import numpy as np
 
-from . import checks, limits
+from . import checks, limits, posterior
 
 __all__ = [
     "MAX_EXACT_FIT_NEURONS",
@@ -385,28 +385,6 @@ def state_analysis(rng_key, data, *, states=None, fit="mle", compare=(("deep", "
 # --------------------------------------------------------------------------------------------
 
 
-def _posterior_draws(tree, num_draws):
-    """(h (D, N), J (D, N, N)) of a posterior DataTree, evenly thinned to ``num_draws``."""
-    from .posterior import posterior_draws
-
-    h, J = posterior_draws(tree, num_draws=num_draws)
-    return np.asarray(h, float), np.asarray(J, float)
-
-
-def _tree_ids(tree):
-    return [str(v) for v in tree["posterior"]["neuron"].values]
-
-
-def _columns(data_ids, wanted):
-    position = {str(n): k for k, n in enumerate(data_ids)}
-    missing = [w for w in wanted if w not in position]
-    if missing:
-        from .errors import DataError
-
-        raise DataError(f"the data lack neuron(s) {', '.join(missing[:5])} of the posterior")
-    return np.array([position[w] for w in wanted], dtype=int)
-
-
 def ei_posterior_comparison(rng_key, data, population_tree, joint_tree, *, num_draws=100,
                             tail=0.01, **comparison_kwargs):
     """Population-only posterior vs the joint (E+I) posterior's marginal, over all A's neurons.
@@ -420,13 +398,13 @@ def ei_posterior_comparison(rng_key, data, population_tree, joint_tree, *, num_d
 
     Returns the :func:`synchrony_comparison` dict plus ``neurons`` (A's ids) and ``fit``.
     """
-    population_ids = _tree_ids(population_tree)
-    joint_ids = _tree_ids(joint_tree)
-    subset = _columns(joint_ids, population_ids)
-    spins = np.asarray(data.spins)[:, _columns(data.neuron_ids, population_ids)]
+    population_ids = posterior.neuron_ids(population_tree).tolist()
+    subset = posterior.data_columns(population_tree, posterior.neuron_ids(joint_tree))
+    spins = np.asarray(posterior.align(population_tree, data).spins)
     result = synchrony_comparison(
-        rng_key, spins, _posterior_draws(population_tree, num_draws),
-        _posterior_draws(joint_tree, num_draws), subset, tail=tail, **comparison_kwargs)
+        rng_key, spins, posterior.posterior_draws(population_tree, num_draws),
+        posterior.posterior_draws(joint_tree, num_draws), subset, tail=tail,
+        **comparison_kwargs)
     result.update(neurons=population_ids, fit=dict(
         population_only=f"posterior ({population_tree.attrs.get('likelihood')} likelihood)",
         joint=f"posterior ({joint_tree.attrs.get('likelihood')} likelihood)"))
@@ -480,13 +458,12 @@ def state_posterior_comparison(rng_key, fits, *, num_draws=100, num_bootstrap=20
     coupling, correlation, per_state, blocks = {}, {}, {}, []
     for state in states:
         tree, data = fits[state]
-        ids = _tree_ids(tree)
-        types = np.asarray(tree["posterior"]["cell_type"].values).astype(str) if (
-            "cell_type" in tree["posterior"].coords) else np.asarray(data.cell_types)[
-            _columns(data.neuron_ids, ids)].astype(str)
+        data = posterior.align(tree, data)
+        types = posterior.cell_types(tree)
+        types = np.asarray(data.cell_types if types is None else types).astype(str)
         labels, first, second = _block_labels(types)
-        _, J = _posterior_draws(tree, num_draws)
-        spins = np.asarray(data.spins)[:, _columns(data.neuron_ids, ids)]
+        _, J = posterior.posterior_draws(tree, num_draws)
+        spins = np.asarray(data.spins)
         index = block_bootstrap_indices(rng, spins.shape[0], num_bootstrap, block_length)
         boot = np.stack([_pearson_pairs(spins[idx], first, second) for idx in index])
         observed = _pearson_pairs(spins, first, second)

@@ -41,6 +41,7 @@ __all__ = [
     "packed_draws",
     "j_matrix",
     "data_columns",
+    "id_columns",
     "align",
 ]
 
@@ -240,14 +241,20 @@ def data_columns(tree, data_ids):
     ------
     DataError : some of the posterior's neurons are not in ``data_ids`` (named in the message).
     """
-    wanted = neuron_ids(tree).tolist()
+    return id_columns(data_ids, neuron_ids(tree))
+
+
+def id_columns(data_ids, wanted, what="the posterior's"):
+    """Column indices into data with neuron ids ``data_ids`` giving the neurons ``wanted`` (ids,
+    in that order); DataError naming those the data lack (``what``: whose neurons they are)."""
+    wanted = [str(v) for v in np.asarray(wanted).tolist()]
     position = {str(v): k for k, v in enumerate(np.asarray(data_ids).tolist())}
     missing = [v for v in wanted if v not in position]
     if missing:
         shown = ", ".join(repr(v) for v in missing[:5]) + (" …" if len(missing) > 5 else "")
         raise DataError(
-            f"the data lack {len(missing)} of the posterior's neurons ({shown}): the data's "
-            "neurons differ from the posterior's; pass the data the posterior was fit to, with "
+            f"the data lack {len(missing)} of {what} neurons ({shown}): the data's "
+            f"neurons differ from {what}; pass the data the posterior was fit to, with "
             "the same selection flags (--population, --state, --min-rate)")
     return np.array([position[v] for v in wanted], dtype=int)
 

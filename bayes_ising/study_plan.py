@@ -414,13 +414,16 @@ def _study_data(out_dir):
     return _load_data(str(path), path.stat().st_mtime_ns)
 
 
-def _task_data(task, out_dir, state=None, population=None, neurons=None):
-    """The task's bins and neurons (``neurons``: those ids, in that order)."""
-    data = select(_study_data(out_dir), state or task.state, population or "all", None)
-    if neurons is not None:
-        from .analyses import _columns
+def _task_data(task, out_dir, state=None, population=None, neurons=None, tree=None):
+    """The task's bins and neurons (``neurons``: those ids, in that order; ``tree``: the
+    posterior's neurons, :func:`bayes_ising.posterior.align`)."""
+    from . import posterior
 
-        cols = _columns(data.neuron_ids, neurons)
+    data = select(_study_data(out_dir), state or task.state, population or "all", None)
+    if tree is not None:
+        return posterior.align(tree, data)
+    if neurons is not None:
+        cols = posterior.id_columns(data.neuron_ids, neurons, what="the study plan's")
         data = dataclasses.replace(
             data, spins=data.spins[:, cols], neuron_ids=data.neuron_ids[cols],
             cell_types=None if data.cell_types is None else data.cell_types[cols])

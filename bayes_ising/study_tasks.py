@@ -25,10 +25,6 @@ def _fit_tree(out_dir, state, population, key):
     return bayes.load_posterior(out_dir / task_path("fit", state, population, key))
 
 
-def _ids(tree):
-    return [str(v) for v in tree["posterior"]["neuron"].values]
-
-
 def run_fit(task, out_dir, progress=False):
     """The posterior of one state × population (likelihood as planned, reason recorded)."""
     from . import bayes
@@ -53,9 +49,9 @@ def run_fit(task, out_dir, progress=False):
 
 
 def _posterior_mean(tree):
-    from .analyses import _posterior_draws
+    from .posterior import posterior_draws
 
-    h, J = _posterior_draws(tree, None)
+    h, J = posterior_draws(tree)
     return h.mean(axis=0), J.mean(axis=0)
 
 
@@ -96,7 +92,7 @@ def run_checks(task, out_dir, progress=False):
 
     p = task.params
     tree = _fit_tree(out_dir, task.state, task.population, task.deps[0])
-    data = _task_data(task, out_dir, neurons=_ids(tree))
+    data = _task_data(task, out_dir, tree=tree)
     diagnosis = diagnostics.diagnose(tree)
     diagnosis.pop("parameters", None)
     key_checks, key_valid = jax.random.split(_rng_key(task))
@@ -126,7 +122,7 @@ def fit_thermodynamics(rng_key, tree, spins, p):
 def run_thermo(task, out_dir, progress=False):
     """Thermodynamics of one fit: bands over posterior draws and the shuffled control."""
     tree = _fit_tree(out_dir, task.state, task.population, task.deps[0])
-    data = _task_data(task, out_dir, neurons=_ids(tree))
+    data = _task_data(task, out_dir, tree=tree)
     result = fit_thermodynamics(_rng_key(task), tree, np.asarray(data.spins), task.params)
     _write_task_result(task, out_dir, result)
 
@@ -137,7 +133,7 @@ def run_compare(task, out_dir, progress=False):
 
     p = task.params
     tree = _fit_tree(out_dir, task.state, task.population, task.deps[0])
-    data = _task_data(task, out_dir, neurons=_ids(tree))
+    data = _task_data(task, out_dir, tree=tree)
     result = compare_mle(_rng_key(task), tree, data, walk_draws=p["walk_draws"],
                          max_walk_seconds=p["walk_seconds"], num_restarts=p["num_restarts"],
                          interval=p["interval"])
@@ -151,7 +147,7 @@ def run_ei(task, out_dir, progress=False):
     p = task.params
     population_tree = _fit_tree(out_dir, task.state, task.population, task.deps[0])
     joint_tree = _fit_tree(out_dir, task.state, p["joint"], task.deps[1])
-    data = _task_data(task, out_dir, neurons=_ids(joint_tree))
+    data = _task_data(task, out_dir, tree=joint_tree)
     result = ei_posterior_comparison(
         _rng_key(task), data, population_tree, joint_tree, num_draws=p["posterior_draws"],
         tail=p["tail"], num_bootstrap=p["num_bootstrap"], prob=p["interval"])
@@ -166,7 +162,7 @@ def run_states(task, out_dir, progress=False):
     fits = {}
     for state, key in zip(p["states"], task.deps, strict=True):
         tree = _fit_tree(out_dir, state, task.population, key)
-        fits[state] = (tree, _task_data(task, out_dir, state=state, neurons=_ids(tree)))
+        fits[state] = (tree, _task_data(task, out_dir, state=state, tree=tree))
     result = state_posterior_comparison(_rng_key(task), fits, num_draws=p["posterior_draws"],
                                         num_bootstrap=p["num_bootstrap"], prob=p["interval"])
     _write_task_result(task, out_dir, result)

@@ -1070,11 +1070,10 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
     if temperatures is None or isinstance(temperatures, str):
         temperatures = parse_temperatures(temperatures or DEFAULT_TEMPERATURES)
     if isinstance(posterior, tuple):
+        from .posterior import thin
+
         h, J = (np.asarray(a, dtype=np.float64) for a in posterior)
-        keep = np.arange(h.shape[0])
-        if num_posterior_draws is not None and int(num_posterior_draws) < h.shape[0]:
-            keep = np.sort(np.asarray(jax.random.choice(
-                draw_key, h.shape[0], (int(num_posterior_draws),), replace=False)))
+        keep = thin(h.shape[0], num_posterior_draws, draw_key)  # the contract's thinning rule
         h, J = h[keep], J[keep]
     else:
         h, J = posterior_parameters(draw_key, posterior, num_posterior_draws)
