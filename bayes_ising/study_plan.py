@@ -680,19 +680,7 @@ def study(data, out="study_output", *, settings=None, scheduler=None, force=Fals
     result = write_outputs(out_dir, plan, settings, outcomes, data,
                            wall_time_s=time.perf_counter() - start)
     if render:
-        result.report = _render(out_dir, log)
+        from .report_study import render_study
+
+        result.report = render_study(out_dir)
     return result
-
-
-def _render(out_dir, log):
-    """``report.html`` by the report module's :func:`render_study` (guarded until it lands)."""
-    import importlib
-
-    for module in ("report", "report_study"):
-        try:
-            render_study = importlib.import_module(f".{module}", __package__).render_study
-        except (ImportError, AttributeError):
-            continue
-        return render_study(out_dir)
-    log("report.html not written: bayes_ising.report.render_study is not available yet")
-    return None
