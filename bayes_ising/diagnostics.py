@@ -199,7 +199,7 @@ def parameter_table(tree, *, min_reference_sd=MIN_REFERENCE_SD, interval_prob=IN
     """
     import arviz_stats as azs
 
-    posterior = tree["posterior"].to_dataset()[["h", "J"]]
+    posterior = posterior_contract.posterior_group(tree)[["h", "J"]]
     prior_var = prior_variance(tree)
     out = {}
     for name in ("h", "J"):
@@ -318,8 +318,7 @@ def divergence_localization(tree, *, min_divergences=5, z_cut=4.0):
     if n < min_divergences:
         return empty
     out = {}
-    for name, dim in (("h", "neuron"), ("J", "pair")):
-        values = posterior[name].transpose("chain", "draw", dim).values
+    for name, values in zip(("h", "J"), posterior_contract.flat_draws(tree), strict=True):
         values = values.reshape(-1, values.shape[-1])
         ranks = (np.argsort(np.argsort(values, axis=0), axis=0) + 0.5) / values.shape[0]
         u = ranks[diverging]

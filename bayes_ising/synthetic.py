@@ -320,10 +320,7 @@ def ei_network_parameters(rng_key, num_excitatory, num_inhibitory, *, dt=0.01,
     _check_network_sizes(num_excitatory, num_inhibitory)
     n_e, n_i = int(num_excitatory), int(num_inhibitory)
     n = n_e + n_i
-    if num_sparse is None:
-        num_sparse = max(2, n // 12)
-    if not 0 <= num_sparse <= n_e:
-        raise ModelSpecError(f"num_sparse must be between 0 and {n_e}, got {num_sparse}")
+    num_sparse = _num_sparse(num_sparse, n, n_e)
     keys = jax.random.split(rng_key, 6)
     e = np.arange(n_e)
     i = np.arange(n_e, n)
@@ -353,6 +350,16 @@ def ei_network_parameters(rng_key, num_excitatory, num_inhibitory, *, dt=0.01,
     gain[n_e:] *= inhibitory_drive_gain
     return NetworkTruth(weights=weights, bias=bias.astype(float), drive_gain=gain,
                         cell_types=_cell_types(n_e, n_i), sparse=sparse, dt=float(dt))
+
+
+def _num_sparse(num_sparse, num_neurons, num_excitatory):
+    """How many E neurons get the sparse rate: max(2, N // 12) by default, at most N_E."""
+    if num_sparse is None:
+        num_sparse = max(2, num_neurons // 12)
+    if not 0 <= num_sparse <= num_excitatory:
+        raise ModelSpecError(f"num_sparse must be between 0 and {num_excitatory}, got "
+                             f"{num_sparse}")
+    return num_sparse
 
 
 def _check_network_sizes(num_excitatory, num_inhibitory):
@@ -387,6 +394,25 @@ def _glauber_scan(rng_key, weights, bias, gain, amplitude, p_leave_up, p_leave_d
     init = (jnp.zeros(num_neurons, jnp.float32), jnp.float32(1.0), rng_key)
     _, (x, u) = jax.lax.scan(step, init, (amplitude, p_leave_up, p_leave_down))
     return x, u
+
+
+def _state_epochs(states, state_order, duration, epoch_duration, bin_size, what):
+    """Checked settings of a state-cycling network: ``(states dict, duration, bin_size,
+    epoch_duration, epochs (names, starts, stops))`` (:func:`_state_schedule`); ``what`` names
+    the per-state settings in the error for a state without any."""
+    duration, bin_size = float(duration), float(bin_size)
+    if not (duration > 0 and bin_size > 0):
+        raise ModelSpecError(f"duration and bin_size must be positive, got {duration}, "
+                             f"{bin_size}")
+    states = dict(states)
+    state_order = tuple(state_order)
+    missing = [s for s in state_order if s not in states]
+    if missing:
+        raise ModelSpecError(f"no {what} for state(s) {missing}; known: {sorted(states)}")
+    epoch_duration = float(duration / len(state_order) if epoch_duration is None
+                           else epoch_duration)
+    epochs = _state_schedule(duration, epoch_duration, state_order, bin_size)
+    return states, duration, bin_size, epoch_duration, epochs
 
 
 def _state_schedule(duration, epoch_duration, state_order, bin_size):
@@ -487,25 +513,15 @@ def ei_network(rng_key, num_excitatory, num_inhibitory, *, duration, bin_size=0.
     from .data import SpikeData  # imported here to keep "import synthetic" light
 
     _check_network_sizes(num_excitatory, num_inhibitory)
-    duration = float(duration)
-    bin_size = float(bin_size)
-    if not (duration > 0 and bin_size > 0):
-        raise ModelSpecError(f"duration and bin_size must be positive, got {duration}, "
-                             f"{bin_size}")
     if "dt" in parameter_kwargs:
         raise ModelSpecError("set the time step through steps_per_bin, not dt")
     steps_per_bin = int(steps_per_bin)
     if steps_per_bin < 1:
         raise ModelSpecError(f"steps_per_bin must be >= 1, got {steps_per_bin}")
-    drives = dict(DEFAULT_STATE_DRIVES if drives is None else drives)
-    state_order = tuple(state_order)
-    missing = [s for s in state_order if s not in drives]
-    if missing:
-        raise ModelSpecError(f"no drive given for state(s) {missing}; known: {sorted(drives)}")
-    if epoch_duration is None:
-        epoch_duration = duration / len(state_order)
-    names, starts, stops = _state_schedule(duration, float(epoch_duration), state_order,
-                                           bin_size)
+    drives, duration, bin_size, epoch_duration, epochs = _state_epochs(
+        DEFAULT_STATE_DRIVES if drives is None else drives, state_order, duration,
+        epoch_duration, bin_size, "drive given")
+    names = epochs[0]
     num_bins = int(round(duration / bin_size))
     dt = bin_size / steps_per_bin
     num_steps = num_bins * steps_per_bin
@@ -520,26 +536,9 @@ def ei_network(rng_key, num_excitatory, num_inhibitory, *, duration, bin_size=0.
     x, _ = simulate_network(key_dynamics, truth, num_steps=num_steps, state_index=state_index,
                             drives=[drives[s] for s in drive_names])
 
-    steps, neurons = np.nonzero(x)
-    # one spike per active step, uniform inside the step but kept 5% away from its edges so
-    # that no spike sits on a bin boundary
-    # (a NumPy generator seeded from the key: a JAX draw of this data-dependent size would
-    # compile anew for every size)
-    seed = np.asarray(jax.random.bits(key_times, (4,), dtype=jnp.uint32))
-    offset = np.random.default_rng(seed).uniform(0.05, 0.95, size=steps.size)
-    times = (steps + offset) * dt
-    n = truth.bias.shape[0]
-    order = np.lexsort((times, neurons))
-    split = np.searchsorted(neurons[order], np.arange(1, n))
-    trains = np.split(times[order], split)
-    n_e = int(num_excitatory)
-    ids = [f"E{k:02d}" for k in range(n_e)] + [f"I{k:02d}" for k in range(n - n_e)]
-    data = SpikeData.from_spike_times(
-        trains, bin_size=bin_size, time_units="s", t_start=0.0, t_stop=duration,
-        neuron_ids=ids, cell_types=truth.cell_types, epochs=(names, starts, stops),
-        source=f"bayes_ising.synthetic.ei_network({n_e} E, {n - n_e} I, {duration:g} s)")
-    if data.num_bins != num_bins:
-        raise RuntimeError(f"internal: expected {num_bins} bins, binning gave {data.num_bins}")
+    data = _spike_data(SpikeData, x, key_times, truth.cell_types, dt, bin_size, duration,
+                       epochs, f"bayes_ising.synthetic.ei_network({int(num_excitatory)} E, "
+                       f"{int(num_inhibitory)} I, {duration:g} s)")
     return (data, truth) if return_truth else data
 
 
@@ -634,10 +633,7 @@ def pooling_network_parameters(rng_key, num_excitatory, num_inhibitory, *, pooli
     w[:n_e, n_e:] = w_ie.T
     target = np.where(is_e, rate_excitatory, rate_inhibitory) * np.exp(
         0.3 * rng.standard_normal((n,)))
-    if num_sparse is None:
-        num_sparse = max(2, n // 12)
-    if not 0 <= num_sparse <= n_e:
-        raise ModelSpecError(f"num_sparse must be between 0 and {n_e}, got {num_sparse}")
+    num_sparse = _num_sparse(num_sparse, n, n_e)
     sparse = np.zeros(n, dtype=bool)
     sparse[rng.permutation(n_e)[:num_sparse]] = True
     target = np.clip(np.where(sparse, rate_sparse, target), 0.005, 0.9)
@@ -769,20 +765,11 @@ def pooling_network(rng_key, num_excitatory, num_inhibitory, *, duration, bin_si
     from .data import SpikeData
 
     _check_network_sizes(num_excitatory, num_inhibitory)
-    duration, bin_size = float(duration), float(bin_size)
-    if not (duration > 0 and bin_size > 0):
-        raise ModelSpecError(f"duration and bin_size must be positive, got {duration}, "
-                             f"{bin_size}")
-    states = dict(SLEEP_STATES if states is None else states)
-    state_order = tuple(state_order)
-    missing = [s for s in state_order if s not in states]
-    if missing:
-        raise ModelSpecError(f"no settings for state(s) {missing}; known: {sorted(states)}")
-    if epoch_duration is None:
-        epoch_duration = duration / len(state_order)
-    names, starts, stops = _state_schedule(duration, float(epoch_duration), state_order,
-                                           bin_size)
-    bins_per_epoch = int(round(float(epoch_duration) / bin_size))
+    states, duration, bin_size, epoch_duration, epochs = _state_epochs(
+        SLEEP_STATES if states is None else states, state_order, duration, epoch_duration,
+        bin_size, "settings")
+    names = epochs[0]
+    bins_per_epoch = int(round(epoch_duration / bin_size))
     key_params, key_dynamics, key_times = jax.random.split(rng_key, 3)
     truth = pooling_network_parameters(key_params, num_excitatory, num_inhibitory,
                                        **parameter_kwargs)
@@ -792,19 +779,25 @@ def pooling_network(rng_key, num_excitatory, num_inhibitory, *, duration, bin_si
     x = _heat_bath_chains(_numpy_rng(key_dynamics), weights, truth.bias, drive, bins_per_epoch,
                           int(burn_in), flip)
     x = x.reshape(-1, truth.bias.shape[0])  # epochs in time order
-    return _spike_data(SpikeData, x, key_times, truth.cell_types, bin_size, duration,
-                       (names, starts, stops), return_truth and truth,
+    data = _spike_data(SpikeData, x, key_times, truth.cell_types, bin_size, bin_size,
+                       duration, epochs,
                        f"bayes_ising.synthetic.pooling_network({int(num_excitatory)} E, "
                        f"{int(num_inhibitory)} I, {duration:g} s)")
+    return (data, truth) if return_truth else data
 
 
-def _spike_data(spike_data_cls, x, key_times, cell_types, bin_size, duration, epochs, truth,
+def _spike_data(spike_data_cls, x, key_times, cell_types, step, bin_size, duration, epochs,
                 source):
-    """One spike per active (bin, neuron), uniform inside the bin away from its edges, binned
-    back by ``from_spike_times``; returns SpikeData (and ``truth`` when it is not False)."""
-    bins, neurons = np.nonzero(x)
-    offset = _numpy_rng(key_times).uniform(0.05, 0.95, size=bins.size)
-    times = (bins + offset) * bin_size
+    """SpikeData of activity x (rows, N) 0/1, one row per ``step`` seconds: one spike per
+    active (row, neuron), uniform inside the row but kept 5% away from its edges (so that no
+    spike sits on a bin boundary), binned back into ``bin_size`` bins by ``from_spike_times``.
+
+    (A NumPy generator seeded from the key: a JAX draw of this data-dependent size would
+    compile anew for every size.)
+    """
+    rows, neurons = np.nonzero(np.asarray(x))
+    offset = _numpy_rng(key_times).uniform(0.05, 0.95, size=rows.size)
+    times = (rows + offset) * step
     n = x.shape[1]
     order = np.lexsort((times, neurons))
     trains = np.split(times[order], np.searchsorted(neurons[order], np.arange(1, n)))
@@ -813,9 +806,10 @@ def _spike_data(spike_data_cls, x, key_times, cell_types, bin_size, duration, ep
     data = spike_data_cls.from_spike_times(
         trains, bin_size=bin_size, time_units="s", t_start=0.0, t_stop=duration,
         neuron_ids=ids, cell_types=cell_types, epochs=epochs, source=source)
-    if data.num_bins != x.shape[0]:
-        raise RuntimeError(f"internal: expected {x.shape[0]} bins, binning gave {data.num_bins}")
-    return (data, truth) if truth is not False else data
+    num_bins = int(round(x.shape[0] * step / bin_size))
+    if data.num_bins != num_bins:
+        raise RuntimeError(f"internal: expected {num_bins} bins, binning gave {data.num_bins}")
+    return data
 
 
 # --------------------------------------------------------------------------------------------
