@@ -817,6 +817,10 @@ def _resolve(spec, likelihood, adjust, num_chains, num_draws, num_warmup, max_dr
         spec = default_model_spec()
     elif not isinstance(spec, ModelSpec):
         spec = load_model_spec(spec)
+    if spec.family != "pairwise":
+        raise ModelSpecError(
+            f"model spec {spec.name!r} is family {spec.family!r}: fit it with "
+            "bayes_ising.kpairwise.fit_posterior (or bayes-ising fit --model, which does)")
     likelihood = spec.likelihood if likelihood is None else likelihood
     if likelihood not in LIKELIHOODS:
         raise BayesIsingError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")

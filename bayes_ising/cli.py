@@ -37,6 +37,7 @@ VERBS = {
     "check": "check",
     "thermo": "thermo",
     "compare-mle": "compare_mle",
+    "compare-families": "compare_families",
     "report": "report",
     "study": "study",
     "demo": "demo",

@@ -54,6 +54,9 @@ __all__ = [
     "synchrony_draws",
     "predictive_synchrony_band",
     "compare_families",
+    "comparison_summary",
+    "format_fit_summary",
+    "fit_diagnostics",
 ]
 
 #: model families fitted by :func:`fit_posterior` (the first two are special cases of the last)
@@ -238,10 +241,13 @@ def pattern_log_likelihood_draws(patterns, h, J, V):
 
 
 def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_draws=500,
-                  num_warmup=500, v_scale=1.0, h_scale=2.0, j_scale=1.0, target_accept=0.8):
+                  num_warmup=500, v_scale=1.0, h_scale=2.0, j_scale=1.0, target_accept=0.8,
+                  h_mean=0.0, max_tree_depth=10, spec=None):
     """NUTS posterior of one family on (T, N) ±1 spins (float64 on; N ≤ 22).
 
     Dense mass matrix adapted in warmup (V and h, J are correlated, see the module docstring).
+    ``spec`` (a :class:`~bayes_ising.model_spec.ModelSpec`, e.g. ``models/k_pairwise.toml``)
+    replaces the prior scales, target_accept and max_tree_depth by its own.
     Returns :class:`FitResult`; its tree has groups ``posterior`` (h, J, V), ``log_likelihood``
     (``s``: (chain, draw, pattern), log P of each unique pattern) and ``constant_data``
     (``counts`` per pattern), the input of :func:`weighted_loo`.
@@ -249,15 +255,20 @@ def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_dr
     import arviz_base
     from numpyro.infer import MCMC, NUTS
 
+    if spec is not None:
+        h_mean, h_scale, j_scale, v_scale = spec.h_mean, spec.h_scale, spec.j_scale, spec.v_scale
+        target_accept, max_tree_depth = spec.target_accept, spec.max_tree_depth
     spins = np.asarray(spins)
     ising.check_exact(spins.shape[1], "kpairwise.fit_posterior")
     start = time.perf_counter()
     suff = sufficient_statistics(spins)
-    kernel = NUTS(model, dense_mass=True, target_accept_prob=target_accept)
+    kernel = NUTS(model, dense_mass=True, target_accept_prob=target_accept,
+                  max_tree_depth=max_tree_depth)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
                 chain_method="sequential", progress_bar=False)
     key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
-    mcmc.run(key, suff, family=family, h_scale=h_scale, j_scale=j_scale, v_scale=v_scale)
+    mcmc.run(key, suff, family=family, h_mean=h_mean, h_scale=h_scale, j_scale=j_scale,
+             v_scale=v_scale)
     draws = _draw_arrays(family, spins.shape[1], mcmc.get_samples(), num_chains)
     patterns, counts = _unique(spins)
     flat = [draws[k].reshape((-1,) + draws[k].shape[2:]) for k in ("h", "J", "V")]
@@ -269,8 +280,53 @@ def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_dr
          "constant_data": {"counts": counts}},
         dims={"h": ["neuron"], "J": ["neuron", "neuron_b"], "V": ["k"], "s": ["pattern"],
               "counts": ["pattern"]},
-        attrs={"/": dict(family=family, num_divergent=divergent, seconds=seconds)})
+        attrs={"/": _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws,
+                                num_warmup, rng_key)})
     return FitResult(tree, patterns, counts, seconds)
+
+
+def fit_diagnostics(tree):
+    """(max R-hat, min bulk ESS) over the sampled parameters of a fit's tree: h, J_{i<j}
+    (pairwise, K-pairwise) and V(1..N) (K-pairwise); the constant entries (J's diagonal
+    and lower triangle, V(0)) are left out."""
+    import arviz_stats as azs
+    import xarray as xr
+
+    post = tree["posterior"]
+    n = post.sizes["neuron"]
+    i, j = np.triu_indices(n, 1)
+    arrays = {"h": np.asarray(post["h"])}
+    if tree.attrs.get("family", "k_pairwise") != "independent":
+        arrays["J"] = np.asarray(post["J"])[:, :, i, j]
+    if tree.attrs.get("family", "k_pairwise") == "k_pairwise":
+        arrays["V"] = np.asarray(post["V"])[:, :, 1:]
+    data = xr.Dataset({k: (("chain", "draw", f"{k}_dim"), v) for k, v in arrays.items()})
+    rhat = max(float(azs.rhat(data[k]).max()) for k in arrays)
+    ess = min(float(azs.ess(data[k], method="bulk").min()) for k in arrays)
+    return rhat, ess
+
+
+def format_fit_summary(fit):
+    """One line: family, chains × draws, time, max R-hat, min bulk ESS, divergences."""
+    from .convergence import MAX_RHAT, MIN_ESS
+
+    rhat, ess = fit_diagnostics(fit.tree)
+    a = fit.tree.attrs
+    ok = rhat <= MAX_RHAT and ess >= MIN_ESS and a["num_divergent"] == 0
+    return (f"{a['family']} (exact likelihood): {a['num_chains']} chains x {a['num_draws']} "
+            f"draws in {fit.seconds:.1f} s; max R-hat {rhat:.4f}, min bulk ESS {ess:.0f}, "
+            f"{a['num_divergent']} divergent transitions; "
+            + ("converged" if ok else f"NOT converged (R-hat <= {MAX_RHAT}, ESS >= {MIN_ESS}, "
+               "no divergences): run longer") + ".")
+
+
+def _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws, num_warmup, seed):
+    from . import __version__
+
+    return dict(family=family, likelihood="exact", num_divergent=divergent, seconds=seconds,
+                num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup,
+                seed=seed if isinstance(seed, int) else -1, bayes_ising_version=__version__,
+                model_spec="" if spec is None else spec.to_json())
 
 
 def weighted_loo(fit):
@@ -348,14 +404,44 @@ def compare_families(spins, families=FAMILIES, *, rng_key=0, check_draws=200, **
     """
     import arviz_stats as azs
 
-    fits, loos, pk, band, seconds = {}, {}, {}, {}, {}
+    fits, loos, pk, band, bands, seconds = {}, {}, {}, {}, {}, {}
     for family in families:
         fit = fit_posterior(spins, family, rng_key=rng_key, **fit_kwargs)
         fits[family], loos[family] = fit, weighted_loo(fit)
         k = np.asarray(loos[family].pareto_k)
         pk[family] = dict(max=float(k.max()), fraction_bad=float(np.mean(k > loos[family].good_k)))
-        band[family] = predictive_synchrony_band(
-            synchrony_draws(fit.tree, check_draws), spins)["fraction_in_band"]
+        bands[family] = predictive_synchrony_band(synchrony_draws(fit.tree, check_draws), spins)
+        band[family] = bands[family]["fraction_in_band"]
         seconds[family] = fit.seconds
-    table = azs.compare(loos)
-    return dict(table=table, loo=loos, pareto_k=pk, synchrony=band, seconds=seconds, fits=fits)
+    table = azs.compare(loos, round_to="none")  # raw numbers (the default rounds them)
+    return dict(table=table, loo=loos, pareto_k=pk, synchrony=band, bands=bands,
+                seconds=seconds, fits=fits)
+
+
+def comparison_summary(result):
+    """JSON-able digest of :func:`compare_families`: ``rows`` (one per family, best first:
+    elpd, se, p, elpd_diff, dse, weight, pareto_k_max, pareto_k_fraction_bad, good_k,
+    pk_in_band, pk_seen, seconds, max_rhat, min_ess_bulk, num_divergent) and ``synchrony``
+    (observed P(K), seen, and each family's predictive band lower/upper)."""
+    rows = []
+    for family, row in result["table"].iterrows():
+        fit, band = result["fits"][family], result["bands"][family]
+        rhat, ess = fit_diagnostics(fit.tree)
+        rows.append(dict(
+            family=str(family), elpd=float(row["elpd"]), se=float(row["se"]),
+            p=float(row["p"]), elpd_diff=float(row["elpd_diff"]), dse=float(row["dse"]),
+            weight=float(row["weight"]), pareto_k_max=result["pareto_k"][family]["max"],
+            pareto_k_fraction_bad=result["pareto_k"][family]["fraction_bad"],
+            good_k=float(result["loo"][family].good_k),
+            pk_in_band=int(np.sum(band["seen"] & (band["observed"] >= band["lower"])
+                                  & (band["observed"] <= band["upper"]))),
+            pk_seen=int(band["seen"].sum()), seconds=float(result["seconds"][family]),
+            max_rhat=rhat, min_ess_bulk=ess,
+            num_divergent=int(fit.tree.attrs["num_divergent"])))
+    first = next(iter(result["bands"].values()))
+    synchrony = dict(observed=first["observed"].tolist(), seen=first["seen"].tolist(),
+                     bands={f: dict(lower=b["lower"].tolist(), upper=b["upper"].tolist())
+                            for f, b in result["bands"].items()})
+    return dict(rows=rows, synchrony=synchrony, caveat=(
+        "PSIS-LOO leaves one bin out; bins are autocorrelated, so se and dse assume "
+        "independent bins and are too small by the data's autocorrelation factor"))

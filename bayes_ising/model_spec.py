@@ -10,6 +10,7 @@ A spec file looks like::
     description = "Normal priors on h and J"
     likelihood = "exact"          # "exact" (N <= 22) or "pseudo"
     adjust = "mode+curvature"     # pseudo-posterior calibration, see bayes.fit_posterior
+    family = "pairwise"           # "pairwise" | "k_pairwise" (adds V(K), models/k_pairwise)
 
     [prior.h]
     mean = 0.0                    # h_i ~ Normal(mean, scale)
@@ -20,6 +21,9 @@ A spec file looks like::
     scale = 1.0                   # normal: J_ij ~ Normal(0, scale);
                                   # hierarchical: sd of each cell-type block ~ HalfNormal(scale)
     # horseshoe only: global_scale, slab_scale, slab_df (Piironen & Vehtari 2017)
+
+    [prior.V]                     # family = "k_pairwise" only: V(0) = 0,
+    scale = 1.0                   # V(K) - V(K-1) ~ Normal(0, scale) (a random walk over K)
 
     [sampler]
     num_chains = 4                # (the older chains / draws / warmup are still accepted)
@@ -59,6 +63,7 @@ __all__ = [
     "J_FAMILIES",
     "MASS_MATRICES",
     "ALGORITHMS",
+    "MODEL_FAMILIES",
     "DEFAULT_ADJUST",
 ]
 
@@ -67,6 +72,8 @@ ADJUSTMENTS = ("none", "curvature", "mode", "mode+curvature")
 J_FAMILIES = ("normal", "hierarchical", "horseshoe")
 MASS_MATRICES = ("hessian", "hessian+adapt", "adapt")
 ALGORITHMS = ("nuts", "hmc")
+#: energy families: pairwise Ising, or K-pairwise (Tkačik et al. 2014; bayes_ising.kpairwise)
+MODEL_FAMILIES = ("pairwise", "k_pairwise")
 #: the pseudo-posterior adjustment the calibration study supports (docs/calibration.md)
 DEFAULT_ADJUST = "mode+curvature"
 
@@ -93,6 +100,10 @@ class ModelSpec:
     max_draws : 0 (default): exactly ``num_draws`` per chain. Otherwise the stop rule: sample
         in chunks of ``num_draws`` until every parameter has R-hat ≤ 1.01 and bulk and tail
         ESS ≥ 400 with no divergences, or ``max_draws`` per chain (must be ≥ ``num_draws``).
+    family : "pairwise" (default) or "k_pairwise": E(s) gains −V(K(s)), K the number of
+        active neurons, with V(0) = 0 and the random-walk prior V(K) − V(K−1) ~
+        Normal(0, v_scale) (:mod:`bayes_ising.kpairwise`; exact likelihood, N ≤ 22, normal
+        J prior, NUTS with an adapted dense mass matrix).
     source : where the spec came from (a path or "<default>").
     """
 
@@ -117,6 +128,8 @@ class ModelSpec:
     algorithm: str = "nuts"
     trajectory_length: float = math.pi / 2
     max_draws: int = 0
+    family: str = "pairwise"
+    v_scale: float = 1.0
     source: str = "<default>"
 
     def replace(self, **changes):
@@ -147,6 +160,8 @@ _SCHEMA = {
     ("description",): ("description", "str", None),
     ("likelihood",): ("likelihood", "choice", LIKELIHOODS),
     ("adjust",): ("adjust", "choice", ADJUSTMENTS),
+    ("family",): ("family", "choice", MODEL_FAMILIES),
+    ("prior", "V", "scale"): ("v_scale", "positive", None),
     ("prior", "h", "family"): (None, "choice", ("normal",)),
     ("prior", "h", "mean"): ("h_mean", "real", None),
     ("prior", "h", "scale"): ("h_scale", "positive", None),
@@ -170,7 +185,7 @@ _SCHEMA = {
     ("sampler", "trajectory_length"): ("trajectory_length", "positive", None),
     ("sampler", "max_draws"): ("max_draws", "count0", None),
 }
-_TABLES = {(), ("prior",), ("prior", "h"), ("prior", "J"), ("sampler",)}
+_TABLES = {(), ("prior",), ("prior", "h"), ("prior", "J"), ("prior", "V"), ("sampler",)}
 #: old key -> the key to write instead (one vocabulary: num_chains, num_draws, num_warmup)
 _DEPRECATED_KEYS = {("sampler", "chains"): "num_chains", ("sampler", "draws"): "num_draws",
                     ("sampler", "warmup"): "num_warmup"}
@@ -266,6 +281,7 @@ def _validate(data, source):
         raise ModelSpecError(
             f"{source}: sampler.trajectory_length applies only to algorithm = \"hmc\""
         )
+    _validate_family(data, fields, source)
     family = fields.get("j_family", "normal")
     prior_j = data.get("prior", {}).get("J", {}) if isinstance(data.get("prior", {}), dict) else {}
     if family != "horseshoe":
@@ -281,6 +297,24 @@ def _validate(data, source):
             "(use global_scale, slab_scale, slab_df)"
         )
     return fields
+
+
+def _validate_family(data, fields, source):
+    """K-pairwise: exact likelihood, normal J prior and plain NUTS; prior.V only with it."""
+    prior = data.get("prior", {}) if isinstance(data.get("prior", {}), dict) else {}
+    if fields.get("family", "pairwise") == "pairwise":
+        if "V" in prior:
+            raise ModelSpecError(f"{source}: prior.V applies only to family = \"k_pairwise\"")
+        return
+    need = {"likelihood": ("exact", "likelihood"), "j_family": ("normal", "prior.J.family"),
+            "algorithm": ("nuts", "sampler.algorithm"), "float32": (False, "sampler.float32"),
+            "max_draws": (0, "sampler.max_draws")}
+    for field, (value, key) in need.items():
+        if fields.get(field, getattr(ModelSpec, field)) != value:
+            raise ModelSpecError(
+                f"{source}: family = \"k_pairwise\" needs {key} = {json.dumps(value)} (its "
+                "posterior is exact, N <= 22; for larger N fit it by pseudolikelihood: "
+                "bayes_ising.kpairwise_fit.fit_pseudo)")
 
 
 def model_spec_from_dict(data, source="<dict>"):
@@ -355,14 +389,17 @@ def _spec_to_toml_dict(spec):
                        slab_df=spec.slab_df)
     else:
         prior_j["scale"] = spec.j_scale
+    k_pairwise = spec.family == "k_pairwise"  # pairwise specs keep their old layout (and keys)
     return {
         "name": spec.name,
         "description": spec.description,
         "likelihood": spec.likelihood,
         "adjust": spec.adjust,
+        **({"family": spec.family} if k_pairwise else {}),
         "prior": {
             "h": {"family": "normal", "mean": spec.h_mean, "scale": spec.h_scale},
             "J": prior_j,
+            **({"V": {"scale": spec.v_scale}} if k_pairwise else {}),
         },
         "sampler": {
             "num_chains": spec.num_chains,

@@ -396,6 +396,33 @@ def plot_ei_synchrony(population, synchrony, *, ax=None, title=None):
     return fig if fig is not None else ax.figure
 
 
+def plot_family_synchrony(synchrony, *, title=None, interval=0.9):
+    """P(K) data against the posterior-predictive band of each energy family.
+
+    ``synchrony``: the layout of :func:`bayes_ising.kpairwise.comparison_summary`'s
+    ``synchrony`` entry (``observed`` (N+1,), ``bands`` {family: {lower, upper}})."""
+    fig = _figure(6, 3.8)
+    ax = fig.subplots()
+    observed = np.asarray(synchrony["observed"], dtype=float)
+    bands = synchrony["bands"]
+    floor = _positive_floor(observed, *[np.asarray(b["lower"], float) for b in bands.values()])
+    colors = {"independent": "C2", "pairwise": "C0", "k_pairwise": "C3"}
+    k = np.arange(observed.size)
+    for index, (family, band) in enumerate(bands.items()):
+        ax.fill_between(k, np.maximum(np.asarray(band["lower"], float), floor),
+                        np.maximum(np.asarray(band["upper"], float), floor),
+                        color=colors.get(family, f"C{index + 4}"), alpha=0.25,
+                        label=f"{family.replace('_', '-')}, {interval:.0%} band")
+    shown = observed > 0
+    ax.plot(k[shown], observed[shown], "ko", markersize=3, label="data")
+    _log_y_integer_x(ax)
+    ax.set_xlabel("K (number of neurons active in a bin)")
+    ax.set_ylabel("P(K) (fraction of bins)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "P(K): data vs each family's predictive band", fontsize=9)
+    return fig
+
+
 def _log_y_integer_x(ax):
     """A count on x (integer ticks), a probability on a log y axis (:func:`_log_ticks`)."""
     from matplotlib.ticker import MaxNLocator

@@ -10,6 +10,8 @@ only selects, lays out and words them. Sections (ids in :data:`SECTIONS`):
 1. ``verdict`` — every fit (state, population, N, bins, likelihood, converged?, valid?,
    flagged neurons, failures with their message) and the headline numbers with intervals;
 2. ``synchrony`` — per state P(K) of the E+I model with the independent model (Fig. 4);
+   ``families`` — (``--compare-families``) the PSIS-LOO table of the independent, pairwise
+   and K-pairwise posteriors per fit, with each family's P(K) band beside the data;
 3. ``ei`` — E-only / I-only vs the E+I model's marginal (Fig. 6);
 4. ``states`` — couplings and correlations per cell-type block across states (Fig. 7);
 5. ``thermo`` — C(T)/N per population, every state on one panel, bands and the shuffled
@@ -48,6 +50,7 @@ __all__ = ["SECTIONS", "render_study", "build_study_report", "load_study"]
 SECTIONS = [
     ("verdict", "Verdict of every fit and the headline numbers"),
     ("synchrony", "Synchrony P(K) per state: pairwise vs independent model (Fig. 4)"),
+    ("families", "Beyond pairwise: independent vs pairwise vs K-pairwise by PSIS-LOO"),
     ("ei", "E-only and I-only models vs the E+I model (Fig. 6)"),
     ("states", "Couplings and correlations per cell-type block across states (Fig. 7)"),
     ("thermo", "Heat capacity C(T)/N per population and state (Fig. 8)"),
@@ -337,6 +340,48 @@ def _synchrony_sentence(study, fit):
 
 def _interval(study):
     return float((study["summary"].get("settings") or {}).get("interval") or 0.9)
+
+
+# ------------------------------------------------------------ family comparison section
+
+
+def _families_view(study):
+    entries = study["summary"].get("families") or []
+    if not entries:
+        asked = (study["summary"].get("settings") or {}).get("compare_families")
+        if asked:
+            return _missing("the family comparison", "It is produced by the families task of "
+                            "bayes-ising study --compare-families (fits with N <= 22).", study,
+                            ("families",))
+        return {"missing": None, "not_asked": True, "entries": []}
+    views = []
+    for entry in entries:
+        result = _task_result(study, entry.get("result")) or {}
+        rows = [[r["family"].replace("_", "-"), format_number(r["elpd"], 6),
+                 format_number(r["se"]), format_number(abs(r["elpd_diff"])),
+                 format_number(r["dse"]), format_number(r["p"]),
+                 format_number(r["pareto_k_max"], 2),
+                 f"{r['pk_in_band']}/{r['pk_seen']}", format_number(r["max_rhat"], 4),
+                 format_number(r["seconds"], 0)] for r in entry["rows"]]
+        figure = None
+        if result.get("synchrony"):
+            figure = figure_view(
+                plots.plot_family_synchrony(result["synchrony"],
+                                            interval=_interval(study)),
+                f"P(K), {entry['population']}, {entry['state']}: data and each family's "
+                "posterior-predictive band (replicated data sets of the recording's size).")
+        best, second = entry["rows"][0], entry["rows"][1] if len(entry["rows"]) > 1 else None
+        sentence = (f"{entry['population']}, {entry['state']}: {best['family'].replace('_', '-')}"
+                    " predicts left-out bins best" + (
+                        f", by {format_number(abs(second['elpd_diff']))} ± "
+                        f"{format_number(second['dse'])} (elpd difference ± se) over "
+                        f"{second['family'].replace('_', '-')}" if second else "") + ".")
+        views.append({"sentence": sentence, "figure": figure, "table": table_view(
+            ["family", "elpd_loo", "se", "elpd difference", "dse", "p_loo", "max Pareto k",
+             "P(K) in band", "max R-hat", "fit s"], rows)})
+    return {"missing": None, "not_asked": False, "entries": views,
+            "caveat": (entries and (_task_result(study, entries[0]["result"]) or {}).get(
+                "caveat")) or ""}
 
 
 # ------------------------------------------------------------------- E/I (Fig. 6) section
@@ -724,7 +769,8 @@ def _widths_figure(parameters):
 # ------------------------------------------------------------------------------- builder
 
 
-_BUILDERS = {"verdict": _verdict_view, "synchrony": _synchrony_view, "ei": _ei_view,
+_BUILDERS = {"verdict": _verdict_view, "synchrony": _synchrony_view,
+             "families": _families_view, "ei": _ei_view,
              "states": _states_view, "thermo": _thermo_view,
              "information": _information_view, "reliability": _reliability_view,
              "mle": _mle_view}

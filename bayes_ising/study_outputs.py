@@ -9,6 +9,8 @@
         min_ess_bulk, min_ess_tail, num_divergent, posterior, I2_IN, T_peak, C_max_per_neuron,
         T_peak_control, C_max_per_neuron_control, silent_neurons, results: {checks, thermo,
         compare}, errors: {kind: message}}],
+    families: [{state, population, rows: [{family, elpd, se, elpd_diff, dse, pareto_k_max,
+        pk_in_band, pk_seen, seconds, ...}], result}],   # only with compare_families
     ei: {state: {E|I: {log_ratio_population_only, log_ratio_joint,
         ratio_population_only_to_joint, k_high, observed_tail, population_size, result}}},
     states: {block: {"a>b": {coupling, correlation}}},   # P(mean in a > mean in b)
@@ -42,6 +44,8 @@ TABLES = {
     "state_blocks": "mean coupling / correlation of one cell-type block in one state",
     "state_probabilities": "P(mean of a block in state a > in state b), every ordered pair",
     "comparison": "the study's method vs the posterior for one fit (interval summary)",
+    "families": "one energy family of one fit: PSIS-LOO elpd, difference to the best, Pareto k, "
+                "P(K) in its predictive band (study --compare-families)",
     "stages": "one task of the study: status, error, seconds",
 }
 
@@ -121,6 +125,13 @@ def _ei_section(tasks, results):
     return out
 
 
+def _families_section(tasks, results):
+    """Per fit with a family comparison: its rows (best family first) and the result file."""
+    return [dict(state=t.state, population=t.population, rows=results[t.key]["rows"],
+                 result=t.path)
+            for t in tasks if t.kind == "families" and results.get(t.key) is not None]
+
+
 def build_study(out_dir, plan, settings, outcomes, data, wall_time_s):
     """The study.json dict (see the module docstring) and the raw task results by key."""
     results = {t.key: _read(out_dir, t, outcomes) for t in plan.tasks}
@@ -143,6 +154,7 @@ def build_study(out_dir, plan, settings, outcomes, data, wall_time_s):
                   states=plan.states),
         populations=list(plan.populations), notes=list(plan.notes), fits=fits,
         ei=_ei_section(plan.tasks, results),
+        families=_families_section(plan.tasks, results),
         states={} if not states else states["probabilities"],
         state_blocks={} if not states else states["per_state"],
         state_result=states_task.path if states else None,

@@ -82,6 +82,9 @@ class StudySettings:
     every population) limits that comparison to those populations, e.g. ``("E+I",)``.
     ``min_rate`` None keeps every neuron (judged by the diagnostics); a number applies the
     study's rule per state. ``min_bins``: a state with fewer bins is refused.
+    ``compare_families``: also fit the independent, pairwise and K-pairwise posteriors of every
+    state × population with N ≤ 22 and compare them by PSIS-LOO (:mod:`bayes_ising.kpairwise`;
+    priors and sampler of ``family_model``, chains/draws/warmup overridden as for the fits).
     """
 
     populations: tuple | None = None
@@ -109,6 +112,8 @@ class StudySettings:
     num_bootstrap: int = 200
     interval: float = 0.9
     seed: int = 0
+    compare_families: bool = False
+    family_model: str = "k_pairwise"
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -126,7 +131,7 @@ class StudyTask:
     """One fit or analysis: JSON-able, sent to workers, its key stored in its result."""
 
     key: str
-    kind: str  # "fit", "checks", "thermo", "compare", "ei", "states"
+    kind: str  # "fit", "checks", "thermo", "compare", "ei", "states", "families"
     state: str | None
     population: str | None
     params: dict
@@ -363,8 +368,33 @@ def plan_study(data, settings=None):
     if skipped:
         notes.append(f"MLE comparison not run for {', '.join(skipped)} "
                      f"(compare_populations = {', '.join(settings.compare_populations)})")
+    if settings.compare_families:
+        tasks += _family_tasks(fits, _resolve_spec(settings.family_model), settings, identity,
+                               notes)
     return StudyPlan(tasks=tuple(tasks), data_sha256=identity, states=info,
                      populations=populations, notes=tuple(notes))
+
+
+def _family_tasks(fits, spec, settings, identity, notes):
+    """One PSIS-LOO comparison (independent, pairwise, K-pairwise) per fit with N ≤ 22."""
+    from .kpairwise import FAMILIES
+
+    tasks = []
+    for (state, population), fit in fits.items():
+        neurons = fit.params["neurons"]
+        if len(neurons) > EXACT_MAX_NEURONS:
+            notes.append(f"family comparison skipped for {population}, {state}: N = "
+                         f"{len(neurons)} > {EXACT_MAX_NEURONS} (PSIS-LOO needs the exact "
+                         "likelihood)")
+            continue
+        tasks.append(_task("families", state, population, dict(
+            neurons=neurons, families=list(FAMILIES), spec=json.loads(spec.to_json()),
+            num_chains=settings.num_chains or spec.num_chains,
+            num_draws=settings.num_draws or spec.num_draws,
+            num_warmup=spec.num_warmup if settings.num_warmup is None
+            else settings.num_warmup, check_draws=settings.posterior_draws,
+            seed=settings.seed, interval=settings.interval), [], identity))
+    return tasks
 
 
 def _cross_fit_tasks(fits, states, populations, settings, identity, notes):

@@ -183,6 +183,12 @@ def _comparison(summary, plan, results):
     return pd.DataFrame(rows)
 
 
+def _families(summary, plan, results):
+    rows = [dict(state=entry["state"], population=entry["population"], **row)
+            for entry in summary.get("families", []) for row in entry["rows"]]
+    return pd.DataFrame(rows)
+
+
 def _stages(summary, plan, results):
     return pd.DataFrame(summary["stages"])
 
@@ -191,7 +197,7 @@ _BUILDERS = {"fits": _fits, "neurons": _neurons, "information": _information,
              "synchrony": _synchrony, "thermo": _thermo, "peaks": _peaks, "ei": _ei,
              "ei_synchrony": _ei_synchrony, "state_blocks": _state_blocks,
              "state_probabilities": _state_probabilities, "comparison": _comparison,
-             "stages": _stages}
+             "families": _families, "stages": _stages}
 
 
 def build_tables(summary, plan, results):

@@ -16,7 +16,7 @@ import numpy as np
 from .study_plan import _rng_key, _task_data, _write_task_result, task_path
 
 __all__ = ["RUNNERS", "run_fit", "run_checks", "run_thermo", "run_compare", "run_ei",
-           "run_states", "validity"]
+           "run_states", "run_families", "validity"]
 
 
 def _fit_tree(out_dir, state, population, key):
@@ -168,5 +168,20 @@ def run_states(task, out_dir, progress=False):
     _write_task_result(task, out_dir, result)
 
 
+def run_families(task, out_dir, progress=False):
+    """Independent vs pairwise vs K-pairwise posteriors of one fit's data by PSIS-LOO."""
+    from . import kpairwise
+    from .model_spec import ModelSpec
+
+    p = task.params
+    data = _task_data(task, out_dir, population=task.population, neurons=p["neurons"])
+    spec = ModelSpec.from_json(json.dumps(p["spec"]))
+    result = kpairwise.compare_families(
+        np.asarray(data.spins), tuple(p["families"]), rng_key=int(task.key[:7], 16) + p["seed"],
+        check_draws=p["check_draws"], spec=spec, num_chains=p["num_chains"],
+        num_draws=p["num_draws"], num_warmup=p["num_warmup"])
+    _write_task_result(task, out_dir, kpairwise.comparison_summary(result))
+
+
 RUNNERS = {"fit": run_fit, "checks": run_checks, "thermo": run_thermo, "compare": run_compare,
-           "ei": run_ei, "states": run_states}
+           "ei": run_ei, "states": run_states, "families": run_families}

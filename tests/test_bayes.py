@@ -364,8 +364,8 @@ def test_default_toml_equals_default_spec():
          "spec.toml: sampler.max_tree_depth must be an integer >= 1 and <= 15, got 30"),
         ("[sampler]\nfloat32 = 1\n", "spec.toml: sampler.float32 must be true or false, got 1"),
         ("seed = 3\n",
-         "spec.toml: unknown key 'seed' (allowed here: adjust, description, likelihood, name, "
-         "prior, sampler)"),
+         "spec.toml: unknown key 'seed' (allowed here: adjust, description, family, "
+         "likelihood, name, prior, sampler)"),
         ("[prior\n", None),
     ],
 )

@@ -127,3 +127,92 @@ def test_weighted_loo_equals_per_bin_loo():
     np.testing.assert_allclose(weighted.p, direct.p, rtol=1e-8)
     np.testing.assert_allclose(np.asarray(weighted.elpd_i), np.asarray(direct.elpd_i).ravel(),
                                rtol=1e-10)
+
+
+def test_k_pairwise_spec_and_where_it_is_refused():
+    from bayes_ising import bayes
+    from bayes_ising.errors import ModelSpecError
+    from bayes_ising.model_spec import load_model_spec, model_spec_from_dict
+
+    spec = load_model_spec("k_pairwise")
+    assert (spec.family, spec.likelihood, spec.v_scale, spec.mass_matrix) == (
+        "k_pairwise", "exact", 1.0, "adapt")
+    assert load_model_spec("default").family == "pairwise"
+    assert "family" not in load_model_spec("default").to_dict()  # old layouts unchanged
+    for bad, needle in [({"family": "k_pairwise", "likelihood": "pseudo"}, "likelihood"),
+                        ({"family": "k_pairwise", "prior": {"J": {"family": "horseshoe"}}},
+                         "prior.J.family"),
+                        ({"prior": {"V": {"scale": 1.0}}}, "prior.V applies only"),
+                        ({"family": "triplet"}, "family must be one of")]:
+        with pytest.raises(ModelSpecError, match=needle):
+            model_spec_from_dict(bad)
+    with pytest.raises(ModelSpecError, match="kpairwise.fit_posterior"):
+        bayes.fit_posterior(0, np.ones((10, 3)), spec)
+
+
+def _planted_file(tmp_path, num_bins=1500):
+    spins, _ = _planted(num_neurons=5, num_bins=num_bins, seed=2)
+    path = tmp_path / "planted.npz"
+    np.savez(path, raster=(spins > 0).astype(np.int8))
+    return path
+
+
+def test_study_plan_adds_one_family_comparison_per_small_fit(tmp_path):
+    from bayes_ising import study_plan
+    from bayes_ising.data import load
+
+    data = load(_planted_file(tmp_path, 400))
+    plain = study_plan.plan_study(data, study_plan.StudySettings(num_draws=50))
+    asked = study_plan.plan_study(data, study_plan.StudySettings(compare_families=True,
+                                                                 num_draws=50))
+    assert "families" not in {t.kind for t in plain.tasks}
+    families = [t for t in asked.tasks if t.kind == "families"]
+    assert len(families) == 1 and families[0].params["families"] == list(kpairwise.FAMILIES)
+    assert families[0].params["num_draws"] == 50
+    assert families[0].params["spec"]["family"] == "k_pairwise"
+    # the other tasks are the same (their keys do not read the new setting)
+    assert [t.key for t in plain.tasks] == [t.key for t in asked.tasks if t.kind != "families"]
+
+
+@pytest.mark.slow
+def test_cli_compare_families_and_fit_k_pairwise(tmp_path, capsys):
+    import json
+
+    from bayes_ising import bayes, cli
+
+    path = _planted_file(tmp_path)
+    out = tmp_path / "cmp.json"
+    code = cli.main(["compare-families", str(path), "--families", "pairwise,k_pairwise",
+                     "--num-chains", "2", "--num-draws", "150", "--num-warmup", "150",
+                     "--posterior-draws", "60", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and "elpd_loo" in text and "k_pairwise" in text
+    summary = json.loads(out.read_text())
+    assert [r["family"] for r in summary["rows"]][0] == "k_pairwise"  # planted family first
+    assert summary["rows"][1]["elpd_diff"] < 0 and summary["rows"][1]["dse"] > 0
+    assert len(summary["synchrony"]["observed"]) == 6
+    code = cli.main(["fit", str(path), "--model", "k_pairwise", "--num-chains", "2",
+                     "--num-draws", "60", "--num-warmup", "60", "--out",
+                     str(tmp_path / "kp.nc")])
+    assert code == 0 and "k_pairwise (exact likelihood)" in capsys.readouterr().out
+    tree = bayes.load_posterior(tmp_path / "kp.nc")
+    assert tree["posterior"]["V"].shape == (2, 60, 6) and tree.attrs["family"] == "k_pairwise"
+    assert cli.main(["fit", str(path), "--model", "k_pairwise", "--likelihood", "pseudo",
+                     "--out", str(tmp_path / "x.nc")]) == 2
+
+
+@pytest.mark.slow
+def test_study_with_family_comparison_writes_table_and_report_section(tmp_path):
+    from bayes_ising import report_study, study_plan
+
+    result = study_plan.study(
+        _planted_file(tmp_path), tmp_path / "study", progress=False, log=lambda *a: None,
+        settings=study_plan.FAST_SETTINGS, compare_families=True, num_draws=100,
+        num_warmup=100)
+    entry = result.summary["families"][0]
+    assert [r["family"] for r in entry["rows"]][0] == "k_pairwise"
+    table = result.tables["families"]
+    assert set(table["family"]) == set(kpairwise.FAMILIES) and len(table) == 3
+    html = report_study.render_study(tmp_path / "study").read_text()
+    section = html[html.index('id="families"'):html.index('id="ei"')]
+    assert "elpd_loo" in section and "<img" in section and "Not available" not in section

@@ -53,6 +53,8 @@ def run(args):
     spec = bayes.load_model_spec(args.model) if args.model else bayes.default_model_spec()
     likelihood = args.likelihood or spec.likelihood
     data = load_selected_data(args)
+    if spec.family == "k_pairwise":
+        return _run_k_pairwise(args, spec, data, likelihood)
     if likelihood == "exact" and data.num_neurons > ising.MAX_EXACT_NEURONS:
         raise TooManyNeuronsError(
             f"--likelihood exact enumerates 2^N states and is limited to N <= "
@@ -71,6 +73,33 @@ def run(args):
     print(format_convergence_summary(summary, tree))
     validity = diagnostics.posterior_validity(tree)
     print(("valid: " if validity["valid"] else "NOT valid: ") + validity["validity_reason"])
+    print(f"posterior: {args.out}")
+    return 0
+
+
+def _run_k_pairwise(args, spec, data, likelihood):
+    """``--model k_pairwise``: the exact K-pairwise posterior (h, J, V) by NUTS."""
+    import numpy as np
+
+    from .. import bayes, ising, kpairwise
+    from ..errors import BayesIsingError, TooManyNeuronsError
+
+    if likelihood != "exact" or args.adjust not in (None, "none") or args.convention != "pm1":
+        raise BayesIsingError("--model k_pairwise fits the exact likelihood only (no "
+                              "--likelihood pseudo, --adjust or --convention 01)")
+    if data.num_neurons > ising.MAX_EXACT_NEURONS:
+        raise TooManyNeuronsError(
+            f"the K-pairwise posterior is exact (N <= {ising.MAX_EXACT_NEURONS}); the selected "
+            f"data have N = {data.num_neurons} (select fewer neurons)")
+    fit = kpairwise.fit_posterior(
+        np.asarray(data.spins), "k_pairwise", rng_key=args.seed, spec=spec,
+        num_chains=args.num_chains or spec.num_chains, num_draws=args.num_draws or
+        spec.num_draws, num_warmup=spec.num_warmup if args.num_warmup is None
+        else args.num_warmup)
+    fit.tree.attrs["neuron_ids"] = [str(v) for v in data.neuron_ids]
+    fit.tree.attrs["data_source"] = str(data.source)
+    bayes.save_posterior(fit.tree, args.out, force=args.force)
+    print(kpairwise.format_fit_summary(fit))
     print(f"posterior: {args.out}")
     return 0
 

@@ -2,7 +2,7 @@
 
     bayes-ising study DATA --out DIR [--populations E+I,E,I] [--states wake,deep]
         [--min-rate R] [--num-chains C --num-draws D --num-warmup W] [--posterior-draws P]
-        [--walk-draws W | --walk-seconds S] [--compare-populations E+I]
+        [--walk-draws W | --walk-seconds S] [--compare-populations E+I] [--compare-families]
         [--scheduler sync|local|ADDRESS] [--fast] [--force] [--quiet]
 
 Every state × population: the posterior (exact up to 22 neurons, else the calibrated
@@ -61,6 +61,9 @@ def register(subparsers, name):
                           help='run the MLE comparison only for these populations, e.g. "E+I" '
                                "(default: every one)")
     sampling.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--compare-families", action="store_true",
+                        help="also compare the independent, pairwise and K-pairwise posteriors "
+                             "of every fit with N <= 22 by PSIS-LOO (docs/models.md)")
     parser.add_argument("--fast", action="store_true",
                         help="few draws everywhere (a smoke test; not for conclusions)")
     parser.add_argument("--scheduler", default=None,
@@ -83,6 +86,8 @@ def settings_from_args(args):
     names = ("num_chains", "num_draws", "num_warmup", "posterior_draws", "walk_draws",
              "thermo_draws", "walk_seconds", "seed", "min_rate", "min_bins")
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if getattr(args, "compare_families", False):
+        overrides["compare_families"] = True
     if args.populations:
         if args.populations.replace(" ", "") == "E,I":
             import sys

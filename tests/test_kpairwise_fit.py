@@ -1,0 +1,190 @@
+"""K-pairwise pseudolikelihood, Gibbs sampler, MLE, held-out blocks and thermodynamics,
+each against an independent reference: brute-force enumeration of all 2^N states (N ≤ 8), the
+pairwise code at V = 0, or exact moments."""
+
+import jax
+import numpy as np
+import pytest
+from jax.scipy.special import logsumexp
+
+from bayes_ising import gibbs, ising, kpairwise, kpairwise_fit
+from bayes_ising import pseudolikelihood as pl
+
+
+def _model(num_neurons, seed, v_sd=0.7):
+    rng = np.random.default_rng(seed)
+    h = rng.normal(-0.3, 0.4, num_neurons)
+    J = np.asarray(ising.couplings_to_matrix(rng.normal(0, 0.25, ising.num_pairs(num_neurons)),
+                                             num_neurons))
+    V = np.concatenate([[0.0], np.cumsum(rng.normal(0, v_sd, num_neurons))])
+    return h, J, V
+
+
+def _brute_log_p(h, J, V):
+    """log P of every state by a direct sum (states in ising.all_states order)."""
+    s = ising.all_states(h.shape[0]).astype(float)
+    neg = s @ h + 0.5 * np.einsum("si,ij,sj->s", s, J, s) + V[(s > 0).sum(axis=1)]
+    return s, neg - float(logsumexp(neg))
+
+
+def _index(states, spins):
+    lookup = {tuple(row): k for k, row in enumerate(states.astype(int))}
+    return np.array([lookup[tuple(row)] for row in spins.astype(int)])
+
+
+def _samples(h, J, V, num_bins, seed):
+    states, log_p = _brute_log_p(h, J, V)
+    rng = np.random.default_rng(seed)
+    return states[rng.choice(states.shape[0], num_bins, p=np.exp(log_p))].astype(np.int8)
+
+
+@pytest.mark.parametrize("num_neurons", [2, 5, 8])
+def test_pseudolikelihood_matches_brute_force_conditionals(num_neurons):
+    h, J, V = _model(num_neurons, seed=num_neurons)
+    states, log_p = _brute_log_p(h, J, V)
+    spins = _samples(h, J, V, 300, seed=1)
+    patterns, counts = np.unique(spins, axis=0, return_counts=True)
+    # log P(s_i | rest) = log P(s) − log[P(s) + P(s with i flipped)], from the joint alone
+    brute = 0.0
+    for i in range(num_neurons):
+        flipped = patterns.copy()
+        flipped[:, i] *= -1
+        a, b = log_p[_index(states, patterns)], log_p[_index(states, flipped)]
+        brute += counts @ (a - np.logaddexp(a, b))
+    value = pl.log_pseudolikelihood_kpairwise(h, J, V, pl.prepare(patterns, counts))
+    np.testing.assert_allclose(value, brute, rtol=1e-12)
+    # V = 0 is the pairwise pseudolikelihood
+    data = pl.prepare(patterns, counts)
+    np.testing.assert_allclose(
+        pl.log_pseudolikelihood_kpairwise(h, J, np.zeros(num_neurons + 1), data),
+        pl.log_pseudolikelihood(h, J, data), rtol=1e-12)
+
+
+def test_gibbs_matches_exact_moments_at_two_temperatures():
+    h, J, V = _model(6, seed=11, v_sd=0.8)
+    run = gibbs.sample_kpairwise(jax.random.PRNGKey(0), h, J, V, temperatures=(1.0, 2.0),
+                                 num_chains=64, num_sweeps=2200, burn_in=200)
+    for t, temp in enumerate((1.0, 2.0)):
+        m, Q, p_k, _ = kpairwise.exact_moments(h / temp, J / temp, V / temp)
+        # 128k draws of weakly correlated sweeps: Monte Carlo sd ≲ 0.003; tolerance 0.012
+        np.testing.assert_allclose(run.p_k[0, t], p_k, atol=0.012)
+        np.testing.assert_allclose(run.m[0, t], m, atol=0.012)
+        np.testing.assert_allclose(run.Q[0, t], Q, atol=0.012)
+    # energies of the chain are the K-pairwise energy of its state: mean at T = 1
+    states, log_p = _brute_log_p(h, J, V)
+    exact_mean_e = np.exp(log_p) @ np.asarray(kpairwise.energy(states, h, J, V))
+    assert abs(run.energies[0, :, :, 0].mean() - exact_mean_e) < 0.03
+
+
+def test_gibbs_zero_v_agrees_with_pairwise_sampler_statistics():
+    """V = 0: the K-pairwise sweep samples the pairwise model (reference: exact moments of
+    ising, independent of kpairwise)."""
+    h, J, _ = _model(5, seed=4)
+    run = gibbs.sample_kpairwise(jax.random.PRNGKey(1), h, J, np.zeros(6), num_chains=64,
+                                 num_sweeps=1700, burn_in=200)
+    m, Q = ising.exact_moments(h, J)[:2]
+    np.testing.assert_allclose(run.m[0, 0], m, atol=0.012)
+    np.testing.assert_allclose(run.Q[0, 0], Q, atol=0.012)
+
+
+def test_mle_matches_moments_and_pairwise_reference():
+    from bayes_ising import mle
+
+    h, J, V = _model(6, seed=3)
+    spins = _samples(h, J, V, 5000, seed=2)
+    fit = kpairwise_fit.fit_mle(spins)
+    assert fit.converged and fit.max_moment_error < 1e-5, fit.max_moment_error
+    suff = kpairwise.sufficient_statistics(spins)
+    p_k = kpairwise.exact_moments(fit.h, fit.J, fit.V)[2]
+    seen = suff.k_counts > 0
+    np.testing.assert_allclose(p_k[seen], (suff.k_counts / suff.num_bins)[seen], atol=1e-5)
+    # family "pairwise" is the package's exact pairwise MLE (mle.fit_exact, Newton)
+    pair = kpairwise_fit.fit_mle(spins, "pairwise")
+    reference = mle.fit_exact(spins)
+    np.testing.assert_allclose(pair.h, reference.h, atol=1e-4)
+    np.testing.assert_allclose(pair.J, reference.J, atol=1e-4)
+    assert np.all(pair.V == 0)
+
+
+def test_pseudo_fit_recovers_planted_model():
+    h, J, V = _model(6, seed=5, v_sd=0.6)
+    spins = _samples(h, J, V, 40000, seed=3)
+    fit = kpairwise_fit.fit_pseudo(spins)
+    assert fit.converged
+    # compare identified quantities (V is confounded with h, J along two directions): the
+    # model's P(K), m and correlations, exactly, against the planted model's
+    m0, Q0, p0, _ = kpairwise.exact_moments(h, J, V)
+    m1, Q1, p1, _ = kpairwise.exact_moments(fit.h, fit.J, fit.V)
+    np.testing.assert_allclose(p1, p0, atol=0.01)
+    np.testing.assert_allclose(m1, m0, atol=0.02)
+    np.testing.assert_allclose(Q1, Q0, atol=0.02)
+
+
+@pytest.mark.slow
+def test_held_out_blocks_prefer_the_planted_family():
+    h, J, V = _model(6, seed=7, v_sd=0.9)
+    spins = _samples(h, J, V, 6000, seed=4)
+    for method in ("exact", "pseudo"):
+        result = kpairwise_fit.held_out_blocks(spins, ("pairwise", "k_pairwise"),
+                                               num_blocks=6, method=method)
+        assert result["method"] == method
+        assert result["difference"]["k_pairwise"] == 0.0  # the best
+        assert -result["difference"]["pairwise"] > 3 * result["se"]["pairwise"], result
+
+
+def test_held_out_exact_scores_are_log_likelihoods():
+    h, J, V = _model(4, seed=8)
+    spins = _samples(h, J, V, 400, seed=5)
+    result = kpairwise_fit.held_out_blocks(spins, ("independent",), num_blocks=4)
+    # independent model: closed-form MLE per training set, scored by direct log P of the bins
+    edges = np.linspace(0, 400, 5).astype(int)
+    expected = 0.0
+    for b in range(4):
+        held = np.zeros(400, bool)
+        held[edges[b]:edges[b + 1]] = True
+        p = np.clip((spins[~held] > 0).mean(axis=0), 0, 1)
+        on = spins[held] > 0
+        expected += np.sum(np.where(on, np.log(p), np.log1p(-p)))
+    np.testing.assert_allclose(result["total"]["independent"], expected, rtol=1e-5)
+
+
+def test_uniform_energy_moments_match_enumeration():
+    h, J, V = _model(7, seed=9)
+    states = ising.all_states(7)
+    energies = np.asarray(kpairwise.energy(states, h, J, V))
+    mean, var = kpairwise_fit.uniform_energy_moments(h, J, V)
+    np.testing.assert_allclose([mean, var], [energies.mean(), energies.var()], rtol=1e-10)
+
+
+def test_exact_thermodynamics_brute_force_and_pairwise_limit():
+    from bayes_ising import thermo
+
+    h, J, V = _model(6, seed=10)
+    temperatures = np.array([0.8, 1.0, 1.5, 2.5])
+    result = kpairwise_fit.thermodynamics(h, J, V, temperatures)
+    states = ising.all_states(6)
+    energies = np.asarray(kpairwise.energy(states, h, J, V))
+    for k, temp in enumerate(temperatures):
+        w = np.exp(-energies / temp - logsumexp(-energies / temp))
+        heat = (w @ energies**2 - (w @ energies) ** 2) / temp**2 / 6
+        entropy = -(w @ np.log(w)) / 6
+        np.testing.assert_allclose(result.heat_capacity_per_neuron[0, k], heat, rtol=1e-10)
+        np.testing.assert_allclose(result.entropy_per_neuron[0, k], entropy, atol=2e-4)
+    assert result.entropy_integration_error < 2e-4
+    pair = kpairwise_fit.thermodynamics(h, J, np.zeros(7), temperatures)
+    reference = thermo.exact_thermodynamics(h, J, temperatures, peak_points=0)
+    np.testing.assert_allclose(pair.heat_capacity_per_neuron,
+                               reference.heat_capacity_per_neuron, rtol=1e-9)
+
+
+def test_gibbs_thermodynamics_near_exact():
+    h, J, V = _model(6, seed=12)
+    temperatures = np.array([1.0, 2.0])
+    exact = kpairwise_fit.thermodynamics(h, J, V, temperatures, num_grid=12)
+    sampled = kpairwise_fit.thermodynamics(h, J, V, temperatures, method="gibbs", num_grid=12,
+                                           rng_key=jax.random.PRNGKey(2), num_chains=32,
+                                           num_sweeps=1700, burn_in=200)
+    # C: a variance from 48k draws per β, relative sd ~1.5%; tolerance 8%
+    np.testing.assert_allclose(sampled.heat_capacity_per_neuron,
+                               exact.heat_capacity_per_neuron, rtol=0.08)
+    np.testing.assert_allclose(sampled.entropy_per_neuron, exact.entropy_per_neuron, atol=0.01)
