@@ -653,8 +653,14 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=DEFAULT_CHECK
     if num_neurons <= MAX_EXACT_CHECK_NEURONS:
         out["information"] = information(h_draws, J_draws, spins, prob=prob)
     else:
-        out["information"] = dict(note=f"S2 needs exact enumeration (N <= "
-                                       f"{MAX_EXACT_CHECK_NEURONS}); N = {num_neurons}")
+        from . import stats
+
+        entropy = stats.data_entropy(spins)
+        out["information"] = dict(
+            SN_reliable=bool(entropy.reliable),
+            note=f"I2/IN not computed: S2 needs exact enumeration (N <= "
+                 f"{MAX_EXACT_CHECK_NEURONS}; N = {num_neurons}), and the data's entropy SN "
+                 f"needs far more bins than patterns ({entropy.note})")
     return out
 
 

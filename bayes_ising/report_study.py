@@ -579,6 +579,8 @@ def _information_view(study):
         for population in populations:
             fit = _fit(study, state, population)
             text = _mark(interval_text((fit or {}).get("I2_IN")), fit)
+            if fit and not fit.get("I2_IN") and fit.get("I2_IN_note"):
+                text = f"not computed (N = {fit['num_neurons']})"
             if fit and fit.get("I2_IN") and (state, population) in multi:
                 text += f"; IN = {format_number(multi[state, population])}"
             if fit and fit.get("I2_IN") and fit.get("SN_reliable") is False:
@@ -587,7 +589,9 @@ def _information_view(study):
         rows.append([state, *cells])
     return {"missing": None, "table": table_view(["state", *populations], rows),
             "sentences": [_information_sentence(f) for f in fits if f.get("I2_IN")
-                          and _trusted(f)],
+                          and _trusted(f)] + [
+                f"{_label(f)}: {f['I2_IN_note']}." for f in fits
+                if not f.get("I2_IN") and f.get("I2_IN_note")][:1],
             "untrusted": _untrusted_note([f for f in fits if f.get("I2_IN")], "Ratios")}
 
 

@@ -98,7 +98,8 @@ def _fit_entry(fit, analyses, plan, outcomes):
                      min_ess_tail=d["summary"].get("min_ess_tail"),
                      num_divergent=d["sampler"].get("num_divergent"),
                      I2_IN=_interval(checks["checks"]["information"].get("ratio")),
-                     SN_reliable=checks["checks"]["information"].get("SN_reliable"))
+                     SN_reliable=checks["checks"]["information"].get("SN_reliable"),
+                     I2_IN_note=checks["checks"]["information"].get("note"))
     thermo = by_kind.get("thermo")
     if thermo:
         control = thermo.get("shuffled_control", {}).get("peak", {})

@@ -228,3 +228,16 @@ def test_report_verb_on_a_folder_without_a_study_exits_2(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path), "--out", str(tmp_path / "r.html")]) == 2
     assert "no study.json" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_information_table_says_why_a_large_fit_has_no_ratio():
+    ok = dict(status="done", converged=True, valid=True)
+    fits = [dict(ok, state="deep", population="I", num_neurons=8,
+                 I2_IN={"median": 0.9, "lower": 0.85, "upper": 0.95}, SN_reliable=True),
+            dict(ok, state="deep", population="E+I", num_neurons=40, I2_IN=None,
+                 I2_IN_note="I2/IN not computed: S2 needs exact enumeration")]
+    study = {"summary": {"fits": fits, "populations": ["E+I", "I"]}, "tables": {}}
+    view = report_study._information_view(study)
+    (row,) = view["table"]["rows"]
+    assert row[1] == "not computed (N = 40)" and row[2].startswith("0.9")
+    assert any(s.startswith("E+I, deep: I2/IN not computed") for s in view["sentences"])
