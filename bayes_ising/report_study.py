@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, plots
+from . import __version__, limits, plots
 from .report import (
     CRITICALITY_CAVEAT,
     _bold,
@@ -571,7 +571,8 @@ def _information_view(study):
     states, populations = _states(study), summary.get("populations") or []
     if not any(f.get("I2_IN") for f in fits):
         return _missing("I2/IN", "It is computed by each fit's checks task for fits of at most "
-                        "22 neurons (S2 needs exact enumeration); larger fits have none.")
+                        f"{limits.MAX_EXACT_NEURONS} neurons (S2 needs exact enumeration); "
+                        "larger fits have none.")
     multi = _multi_information(study)
     rows = []
     for state in states:

@@ -68,9 +68,9 @@ def run(args):
 
     from .. import __version__, comparison, report
     from .._io import check_writable, write_json
+    from ..bayes import load_posterior
     from ..errors import BayesIsingError
     from ._common import load_selected_data
-    from .report import load_posterior_file
 
     if not 0 < args.interval < 1:
         raise BayesIsingError(f"--interval must be in (0, 1), got {args.interval}")
@@ -89,7 +89,7 @@ def run(args):
     if args.l2 < 0:
         raise BayesIsingError(f"--l2 must be >= 0, got {args.l2}")
     check_writable(args.out, args.force)
-    tree = load_posterior_file(args.posterior)
+    tree = load_posterior(args.posterior)
     data = load_selected_data(args, tree)
     diagnosis = report.load_json(args.diagnostics) if args.diagnostics else None
     result = comparison.compare_mle(

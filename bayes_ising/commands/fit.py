@@ -20,9 +20,11 @@ def register(subparsers, name):
         name, help="Bayesian posterior over h and J with NUTS (ArviZ netCDF)",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("data", metavar="DATA", help="spike data (.npz, .mat, .nwb)")
+    from ..limits import MAX_EXACT_NEURONS
+
     parser.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
-                        help="exact (enumeration, N <= 22) or pseudo (any N); default: the "
-                             "model file's")
+                        help=f"exact (enumeration, N <= {MAX_EXACT_NEURONS}) or pseudo (any N); "
+                             "default: the model file's")
     parser.add_argument("--adjust", choices=ADJUSTMENTS, default=None,
                         help="pseudo-posterior calibration (default: the model file's, "
                              "mode+curvature in the default model; see docs/calibration.md)")

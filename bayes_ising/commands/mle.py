@@ -15,6 +15,7 @@ import sys
 import warnings
 
 from ..errors import BayesIsingError
+from ..limits import MAX_EXACT_NEURONS
 from ._common import (
     add_convention_flag,
     add_data_selection_flags,
@@ -31,7 +32,8 @@ def register(subparsers, name):
         description=__doc__.split("\n\n")[0])
     parser.add_argument("data", help="spike data file (.npz, .npy, .mat, .nwb)")
     parser.add_argument("--method", choices=METHODS, default="exact",
-                        help="exact (N <= 22, moment matching to --tol), pseudo (any N), "
+                        help=f"exact (N <= {MAX_EXACT_NEURONS}, moment matching to --tol), "
+                             "pseudo (any N), "
                              "boltzmann (Gibbs moments, started from pseudo), independent "
                              "(default: exact)")
     parser.add_argument("--l2", type=float, default=0.0,
@@ -44,7 +46,8 @@ def register(subparsers, name):
     parser.add_argument("--cut", type=float, default=0.9,
                         help="cosine-similarity cut of the reliability table (default 0.9)")
     parser.add_argument("--walk-draws", type=int, default=0, metavar="DRAWS",
-                        help="add 95%% intervals from DRAWS adaptive-Metropolis draws (N <= 22)")
+                        help="add 95%% intervals from DRAWS adaptive-Metropolis draws "
+                             f"(N <= {MAX_EXACT_NEURONS})")
     add_deprecated_alias(parser, "--adaptive-mcmc", "--walk-draws", "walk_draws", type=int)
     parser.add_argument("--num-chains", type=int, default=512,
                         help="Gibbs chains for boltzmann fits and model checks (default 512)")

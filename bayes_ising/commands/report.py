@@ -14,7 +14,7 @@ report and says how to produce it.
 import sys
 from pathlib import Path
 
-__all__ = ["register", "run", "load_posterior_file"]
+__all__ = ["register", "run"]
 
 
 def register(subparsers, name):
@@ -51,13 +51,6 @@ def register(subparsers, name):
     return parser
 
 
-def load_posterior_file(path):
-    """Load a posterior netCDF with :func:`bayes.load_posterior` (a DataError when it is not)."""
-    from ..bayes import load_posterior
-
-    return load_posterior(path)
-
-
 def run(args):
     from .. import posterior, report
     from .._io import check_writable
@@ -70,7 +63,9 @@ def run(args):
         path = render_study(args.posterior, path=args.out, force=args.force, title=args.title)
         print(f"wrote {path} (the study report of {args.posterior})", file=sys.stderr)
         return 0
-    tree = load_posterior_file(args.posterior)
+    from ..bayes import load_posterior
+
+    tree = load_posterior(args.posterior)
     data = None
     if args.data is not None:
         data = posterior.align(tree, load_selected_data(args, tree))

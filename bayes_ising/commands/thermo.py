@@ -31,7 +31,7 @@ def register(subparsers, name):
     )
     parser.add_argument("posterior", metavar="POSTERIOR.nc",
                         help="posterior written by `bayes-ising fit`")
-    from ..limits import DEFAULT_POSTERIOR_DRAWS, DEFAULT_TEMPERATURES
+    from ..limits import AUTO_EXACT_THERMO_NEURONS, DEFAULT_POSTERIOR_DRAWS, DEFAULT_TEMPERATURES
 
     parser.add_argument("--temperatures", default=DEFAULT_TEMPERATURES,
                         help="START:STOP:COUNT (inclusive, evenly spaced) or T1,T2,... "
@@ -41,7 +41,8 @@ def register(subparsers, name):
                         help=f"posterior draws to evaluate (default {DEFAULT_POSTERIOR_DRAWS}: "
                              "the 90%% band's ends to about ±0.26 posterior sd; all if fewer)")
     parser.add_argument("--method", choices=["auto", "exact", "gibbs"], default="auto",
-                        help="exact enumeration or Gibbs sampling (auto: exact for N <= 20)")
+                        help="exact enumeration or Gibbs sampling (auto: exact for N <= "
+                             f"{AUTO_EXACT_THERMO_NEURONS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of draws, shuffles, sampler")
     parser.add_argument("--interval", type=float, default=0.9,
                         help="central probability of the bands (default 0.9)")
@@ -77,16 +78,6 @@ def register(subparsers, name):
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
     return parser
-
-
-def _load_posterior(path):
-    try:
-        from ..bayes import load_posterior
-    except ImportError:  # bayes.py not available: read the netCDF DataTree directly
-        import xarray as xr
-
-        return xr.open_datatree(path)
-    return load_posterior(path)
 
 
 def _subsample(args, tree, temperatures, key, options):
@@ -129,13 +120,14 @@ def run(args):
 
     from .. import __version__, posterior, thermo
     from .._io import check_writable, write_json
+    from ..bayes import load_posterior
     from ..errors import BayesIsingError
 
     temperatures = thermo.parse_temperatures(args.temperatures)
     if not 0 < args.interval < 1:
         raise BayesIsingError(f"--interval must be in (0, 1), got {args.interval}")
     check_writable(args.out, args.force)
-    tree = _load_posterior(args.posterior)
+    tree = load_posterior(args.posterior)
     key = jax.random.key(args.seed)
     posterior_key, subsample_key = jax.random.split(key)
     options = _sampler_options(args, posterior.neuron_ids(tree).size)
