@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 from bayes_ising import bayes, ising  # noqa: E402
+from bayes_ising.commands._common import add_deprecated_alias  # noqa: E402
 from bayes_ising.model_spec import ADJUSTMENTS  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "output"
@@ -142,8 +143,10 @@ def main(argv=None):
     parser.add_argument("--datasets", type=int, default=300)
     parser.add_argument("--neurons", type=int, default=6)
     parser.add_argument("--bins", type=int, default=2000)
-    parser.add_argument("--draws", type=int, default=200)
-    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--num-draws", type=int, default=200)
+    parser.add_argument("--num-warmup", type=int, default=100)
+    add_deprecated_alias(parser, "--draws", "--num-draws", "num_draws", type=int)
+    add_deprecated_alias(parser, "--warmup", "--num-warmup", "num_warmup", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="40 datasets (a smoke run)")
     parser.add_argument("--sampler", choices=("nuts", "hmc"), default="nuts",
@@ -151,8 +154,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     num_sets = 40 if args.quick else args.datasets
     spec = LARGE_N_SAMPLER_SPEC if args.sampler == "hmc" else CALIBRATION_SPEC
-    result = run(num_sets, args.neurons, args.bins, num_draws=args.draws,
-                 num_warmup=args.warmup, seed=args.seed, spec=spec)
+    result = run(num_sets, args.neurons, args.bins, num_draws=args.num_draws,
+                 num_warmup=args.num_warmup, seed=args.seed, spec=spec)
     result["settings"]["sampler"] = {"algorithm": spec.algorithm, "float32": spec.float32}
     OUTPUT.mkdir(exist_ok=True)
     (OUTPUT / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")

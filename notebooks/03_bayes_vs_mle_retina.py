@@ -64,9 +64,9 @@ print("firing probability:", np.round(data.firing_probability, 3))
 # ## The posterior (exact likelihood)
 
 # %%
-draws, warmup = (80, 80) if FAST else (1000, 300)
+num_draws, num_warmup = (80, 80) if FAST else (1000, 300)
 tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", num_chains=2,
-                           num_draws=draws, num_warmup=warmup, progress=not FAST)
+                           num_draws=num_draws, num_warmup=num_warmup, progress=not FAST)
 print(bi.convergence.mixing_verdict(tree))
 diagnosis = diagnostics.diagnose(tree)
 diagnosis.pop("parameters")
@@ -124,8 +124,8 @@ if truth is not None and not FAST:
 # %%
 OUT = Path(os.environ.get("BAYES_ISING_NOTEBOOK_OUT", "notebook_output"))
 settings = bi.study_plan.FAST_SETTINGS if FAST else bi.StudySettings(num_chains=2,
-                                                                     num_draws=draws,
-                                                                     num_warmup=warmup)
+                                                                     num_draws=num_draws,
+                                                                     num_warmup=num_warmup)
 study = bi.study(data, OUT / "retina_study", settings=settings, progress=not FAST,
                  scheduler="sync", force=True, min_bins=100)
 print(study.tables["comparison"].T)

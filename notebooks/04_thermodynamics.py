@@ -43,9 +43,9 @@ data = demo_data(demo_settings(FAST))  # fast mode: 8 neurons already
 if not FAST:
     data = subset_data(data, FULL_SETTINGS).select(state="deep")  # 8 E (sparsest first) + 8 I
 print(data)
-draws, warmup = (60, 60) if FAST else (500, 200)
+num_draws, num_warmup = (60, 60) if FAST else (500, 200)
 tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", num_chains=2,
-                           num_draws=draws, num_warmup=warmup, progress=not FAST)
+                           num_draws=num_draws, num_warmup=num_warmup, progress=not FAST)
 
 # %% [markdown]
 # ## C(T)/N and S(T)/N with posterior bands
