@@ -262,7 +262,8 @@ def posterior_summary(tree, interval=0.9):
     -------
     dict with ``h`` (chain, draw, N), ``J`` (chain, draw, P), ``pairs`` (i, j), ``neuron_ids``,
     ``cell_types`` (or None), ``J_mean`` (N, N), ``J_significant`` (N, N) bool (the central
-    ``interval`` credible interval excludes 0), ``num_chains``, ``num_draws``, ``divergences``.
+    ``interval`` credible interval excludes 0), ``num_chains``, ``num_draws``, ``num_divergent``
+    (None when not recorded).
     """
     h, J = posterior_contract.flat_draws(tree)
     num_neurons = h.shape[-1]
@@ -278,18 +279,14 @@ def posterior_summary(tree, interval=0.9):
     excludes = (lower > 0) | (upper < 0)
     significant[first, second] = excludes
     significant[second, first] = excludes
-    divergences = None
-    try:
-        stats = tree["sample_stats"].to_dataset()
-        if "diverging" in stats:
-            divergences = int(np.asarray(stats["diverging"].values).sum())
-    except (KeyError, AttributeError):
-        pass
+    num_divergent = None  # None: the tree records no divergences (not a NUTS run)
+    if "sample_stats" in tree.children and "diverging" in tree["sample_stats"].data_vars:
+        num_divergent = convergence.num_divergent(tree)
     return {
         "h": h, "J": J, "pairs": (np.asarray(first), np.asarray(second)), "neuron_ids": ids,
         "cell_types": types, "J_mean": J_mean, "J_significant": significant,
         "J_lower": lower, "J_upper": upper, "num_chains": h.shape[0], "num_draws": h.shape[1],
-        "divergences": divergences, "interval": interval,
+        "num_divergent": num_divergent, "interval": interval,
     }
 
 
@@ -306,7 +303,7 @@ def convergence_summary(summary):
     names = [f"h[{i}]" for i in ids] + [f"J[{ids[a]},{ids[b]}]" for a, b in
                                          zip(first, second, strict=True)]
     rhat, ess_bulk, ess_tail = convergence.draw_statistics(draws)
-    mixing = convergence.verdict(rhat, ess_bulk, ess_tail, summary["divergences"],
+    mixing = convergence.verdict(rhat, ess_bulk, ess_tail, summary["num_divergent"],
                                  num_chains=summary["num_chains"],
                                  num_transitions=summary["num_chains"] * summary["num_draws"])
     return {"name": names, "rhat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail,
@@ -405,8 +402,8 @@ def _settings_table(ctx):
         rows.append(("neurons (N)", len(summary["neuron_ids"])))
         rows.append(("parameters", summary["h"].shape[-1] + summary["J"].shape[-1]))
         rows.append(("chains × draws", f"{summary['num_chains']} × {summary['num_draws']}"))
-        if summary["divergences"] is not None:
-            rows.append(("divergent transitions", summary["divergences"]))
+        if summary["num_divergent"] is not None:
+            rows.append(("divergent transitions", summary["num_divergent"]))
     for key, label in [("likelihood", "likelihood"), ("adjust", "pseudo-posterior adjustment"),
                        ("num_warmup", "warmup steps"), ("seed", "seed"),
                        ("data_source", "data source"), ("sampling_time_s", "sampling time (s)"),

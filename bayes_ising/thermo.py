@@ -747,7 +747,7 @@ def _checks_summary(checks, index, schedule, num_sweeps):
         "models_converged": np.all(ok, axis=1).tolist(),
         "c_max_mcse_over_posterior_sd": checks["band_noise"],
         "num_sweeps": int(num_sweeps),
-        "thresholds": {"max_rhat": schedule.max_rhat, "min_ess_bulk": schedule.min_ess,
+        "thresholds": {"max_rhat": schedule.max_rhat, "min_ess": schedule.min_ess,
                        "min_sweeps_per_autocorrelation_time": schedule.min_sweeps_per_tau},
     }
 
