@@ -42,6 +42,7 @@ __all__ = [
     "j_matrix",
     "data_columns",
     "id_columns",
+    "missing_ids",
     "align",
 ]
 
@@ -244,12 +245,19 @@ def data_columns(tree, data_ids):
     return id_columns(data_ids, neuron_ids(tree))
 
 
+def missing_ids(data_ids, wanted):
+    """The ids of ``wanted`` (in order, as str) that are not among ``data_ids``: the one
+    "these neurons ⊆ the data's neurons" check (empty when all are present)."""
+    present = {str(v) for v in np.asarray(data_ids).tolist()}
+    return [str(v) for v in np.asarray(wanted).tolist() if str(v) not in present]
+
+
 def id_columns(data_ids, wanted, what="the posterior's"):
     """Column indices into data with neuron ids ``data_ids`` giving the neurons ``wanted`` (ids,
     in that order); DataError naming those the data lack (``what``: whose neurons they are)."""
     wanted = [str(v) for v in np.asarray(wanted).tolist()]
     position = {str(v): k for k, v in enumerate(np.asarray(data_ids).tolist())}
-    missing = [v for v in wanted if v not in position]
+    missing = missing_ids(data_ids, wanted)
     if missing:
         shown = ", ".join(repr(v) for v in missing[:5]) + (" …" if len(missing) > 5 else "")
         raise DataError(

@@ -29,6 +29,7 @@ import os
 import numpy as np
 
 from .errors import DataError
+from .posterior import missing_ids
 
 __all__ = ["SELECTION_FLAGS", "file_sha256", "select", "record", "recorded", "apply",
            "check_match"]
@@ -71,8 +72,7 @@ def select(data, *, state=None, population=None, min_rate=None, neurons=None,
     keep = np.ones(data.num_neurons, dtype=bool)
     selection = dict(data.selection)
     if ids is not None:
-        present = set(data.neuron_ids.tolist())
-        missing = [v for v in ids if v not in present]
+        missing = missing_ids(data.neuron_ids, ids)
         if missing:
             raise DataError(f"--neurons: {len(missing)} id(s) not in the selected data "
                             f"(e.g. {missing[0]!r})")
@@ -139,8 +139,7 @@ def check_match(data, rec, *, sha256=None):
         raise DataError(f"the selected data differ from the posterior's: {data.num_bins} bins "
                         f"({_describe(data.selection)}); {where}; drop the selection flags "
                         "to use the recorded selection")
-    present = set(str(v) for v in data.neuron_ids)
-    missing = [v for v in rec["neuron_ids"] if v not in present]
+    missing = missing_ids(data.neuron_ids, rec["neuron_ids"])
     if missing:
         raise DataError(f"the selected data differ from the posterior's: they lack "
                         f"{len(missing)} of its neurons (e.g. {missing[0]!r}); {where}")
