@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from . import ising, kpairwise
+from . import ising, kpairwise, stats
 from . import pseudolikelihood as pl
 
 __all__ = ["PointFit", "pack", "unpack", "fit_mle", "fit_pseudo", "held_out_blocks",
@@ -117,7 +117,7 @@ def fit_mle(spins, family="k_pairwise", *, l2=1e-8, gtol=1e-9, max_iterations=50
     args = tuple(jnp.asarray(x, jnp.float64) for x in (
         suff.m, suff.Q, suff.k_counts / suff.num_bins, l2))
     theta0 = jnp.zeros(sum(_sizes(family, n)), jnp.float64)
-    theta0 = theta0.at[:n].set(jnp.arctanh(jnp.clip(args[0], -0.999, 0.999)))
+    theta0 = theta0.at[:n].set(stats.independent_fields(suff.m, suff.num_bins))
     theta, iterations, converged, _ = _lbfgs(
         lambda t: _exact_value_and_grad(t, *args, n, family), theta0, max_iterations, gtol)
     h, J, V = unpack(jnp.asarray(theta), n, family)
@@ -152,8 +152,7 @@ def fit_pseudo(spins, family="k_pairwise", *, l2=1e-4, gtol=1e-7, max_iterations
     patterns, counts = np.unique(spins.astype(np.int8), axis=0, return_counts=True)
     data = pl.prepare(patterns, counts)
     theta0 = jnp.zeros(sum(_sizes(family, n)), jnp.float64)
-    theta0 = theta0.at[:n].set(jnp.arctanh(jnp.clip(jnp.asarray(spins.mean(axis=0)),
-                                                    -0.999, 0.999)))
+    theta0 = theta0.at[:n].set(stats.independent_fields(spins.mean(axis=0), spins.shape[0]))
     theta, iterations, converged, _ = _lbfgs(
         lambda t: _pseudo_value_and_grad(t, data, float(spins.shape[0]), l2, n, family),
         theta0, max_iterations, gtol)
