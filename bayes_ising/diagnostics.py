@@ -86,6 +86,7 @@ __all__ = [
     "divergence_localization",
     "neuron_reliability",
     "lattice_gas_fields",
+    "lattice_gas_summary",
     "diagnose",
     "posterior_validity",
     "compare_rules",
@@ -477,6 +478,23 @@ def _neuron_row(i, pairs, get, fields, localization, *, max_rhat, min_ess, min_c
         contraction_prior_J_median=median("contraction_prior_J"),
         width_h=float(get["width_h"][i]), width_J_median=median("width_J"),
         divergence_touched=touched)
+
+
+def lattice_gas_summary(tree, interval=0.9):
+    """Mean, sd, central interval, R-hat and bulk/tail ESS of the 0/1-convention parameters
+    (``a`` per neuron, ``b`` per pair; :func:`bayes_ising.posterior.lattice_gas_group`)."""
+    group = posterior_contract.lattice_gas_group(tree).to_dataset()
+    dims = ["chain", "draw"]
+    tail = (1 - interval) / 2
+    out = {"convention": group.attrs["convention"], "interval": interval}
+    for name in ("a", "b"):
+        da = group[name]
+        rhat, ess_bulk, ess_tail = convergence.draw_statistics(da.transpose(*dims, ...).values)
+        out[name] = {
+            "mean": da.mean(dims).values, "sd": da.std(dims, ddof=1).values,
+            "lower": da.quantile(tail, dims).values, "upper": da.quantile(1 - tail, dims).values,
+            "rhat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail}
+    return out
 
 
 def _attr_json(tree, name):

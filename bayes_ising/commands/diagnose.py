@@ -12,7 +12,7 @@ ESS, MCSE, interval, contraction). Exit status 0 when written, whether or not th
 converged (the verdict is in the file and printed); 2 for bad input.
 """
 
-__all__ = ["lattice_gas_summary", "register", "run", "diagnosis_to_json"]
+__all__ = ["register", "run", "diagnosis_to_json"]
 
 RULE = (
     "A neuron (its field h_i and couplings J_i.) is flagged for non-convergence when any of its "
@@ -53,26 +53,6 @@ def register(subparsers, name):
     return parser
 
 
-def lattice_gas_summary(tree, interval=0.9):
-    """Mean, sd, central interval, R-hat and bulk/tail ESS of the 0/1-convention parameters
-    (``a`` per neuron, ``b`` per pair; :func:`bayes_ising.posterior.lattice_gas_group`)."""
-    from .. import posterior
-    from ..convergence import draw_statistics
-
-    group = posterior.lattice_gas_group(tree).to_dataset()
-    dims = ["chain", "draw"]
-    tail = (1 - interval) / 2
-    out = {"convention": group.attrs["convention"], "interval": interval}
-    for name in ("a", "b"):
-        da = group[name]
-        rhat, ess_bulk, ess_tail = draw_statistics(da.transpose(*dims, ...).values)
-        out[name] = {
-            "mean": da.mean(dims).values, "sd": da.std(dims, ddof=1).values,
-            "lower": da.quantile(tail, dims).values, "upper": da.quantile(1 - tail, dims).values,
-            "rhat": rhat, "ess_bulk": ess_bulk, "ess_tail": ess_tail}
-    return out
-
-
 def diagnosis_to_json(diagnosis):
     """The JSON layout of DIAG.json from :func:`bayes_ising.diagnostics.diagnose`."""
     out = {k: v for k, v in diagnosis.items() if k != "parameters"}
@@ -102,7 +82,7 @@ def run(args):
     out = diagnosis_to_json(diagnosis)
     out.update(posterior=str(args.posterior), bayes_ising_version=__version__)
     if args.convention == "01":
-        out["parameters_01"] = lattice_gas_summary(tree)
+        out["parameters_01"] = diagnostics.lattice_gas_summary(tree)
     write_json(args.out, out, force=args.force)
     verdict = diagnosis["verdict"]  # mixing and validity (model check) together
     if diagnosis.get("warnings"):
