@@ -836,7 +836,10 @@ def _resolve(spec, likelihood, adjust, num_chains, num_draws, num_warmup, max_dr
     num_chains = spec.num_chains if num_chains is None else int(num_chains)
     num_draws = spec.num_draws if num_draws is None else int(num_draws)
     num_warmup = spec.num_warmup if num_warmup is None else int(num_warmup)
-    max_draws = spec.max_draws if max_draws is None else int(max_draws)
+    if max_draws is None:  # the spec's stop rule goes with the spec's chunk of draws: a
+        # caller asking for another number of draws gets exactly that many
+        max_draws = spec.max_draws if num_draws == spec.num_draws else 0
+    max_draws = int(max_draws)
     if num_chains < 1 or num_draws < 1 or num_warmup < 0:
         raise BayesIsingError(
             f"need chains >= 1, draws >= 1, warmup >= 0; got {num_chains}, {num_draws}, "
@@ -864,6 +867,7 @@ class _Prepared(NamedTuple):
     laplace: object
     centre: object  # (theta_c, adjust_info, model_check) of the adjustment, or None
     time_s: float
+    adjustment: object = None  # (theta_pl, theta_c, W) of _adjust_map, or None
 
 
 def _initial_theta(init, data, moments, spec):
@@ -920,14 +924,17 @@ def _prepare(rng_key, data, run, init=None, pad_patterns=None):
     laplace = None
     if spec.mass_matrix != "adapt" or (run.likelihood == "pseudo" and run.adjust != "none"):
         laplace = _laplace(config, model_data, block_index, _initial_phi(config, h0, j0))
-    centre = None
+    centre = adjustment = None
     if run.likelihood == "pseudo" and run.adjust != "none":
         # the adjustment's centre first: a centre that fails its check stops the fit here,
-        # before any sampling (ModelCheckError)
+        # before any sampling (ModelCheckError); then its map, fixed before sampling, so
+        # that the stop rule judges the draws that are returned (the adjusted ones)
         centre = _adjustment_centre(rng_key, run.adjust, laplace, config, spins, moments,
                                     block_index)
+        adjustment = _adjust_map(jax.random.fold_in(rng_key, 1), run.adjust, laplace, config,
+                                 model_data, spins, centre[0], centre[1], block_index)
     return _Prepared(data, moments, patterns, counts, model_data, labels, blocks, block_index,
-                     config, laplace, centre, time.perf_counter() - start)
+                     config, laplace, centre, time.perf_counter() - start, adjustment)
 
 
 class _Whitening(NamedTuple):
@@ -962,12 +969,16 @@ def _constrained_draws(prepared, whitening, z):
 
 
 def _mixing(prepared, whitening, out):
-    """The convergence verdict (:func:`bayes_ising.convergence.verdict`) of the draws so far
-    (unadjusted h and J; the adjustment is one fixed affine map applied afterwards)."""
+    """The convergence verdict (:func:`bayes_ising.convergence.verdict`) of the draws so far:
+    h and J as they will be returned, i.e. mapped by the pseudo-posterior adjustment when
+    there is one (an affine map mixes parameters, so its R-hat and ESS differ from the
+    unadjusted draws')."""
     from . import convergence
 
     samples = _constrained_draws(prepared, whitening, out["z"])
     theta = np.concatenate([samples["h"], samples["J"]], axis=-1)
+    if prepared.adjustment is not None:
+        theta = _apply_map(theta, prepared.adjustment)
     rhat, ess_bulk, ess_tail = convergence.draw_statistics(theta)
     return convergence.verdict(rhat, ess_bulk, ess_tail, int(out["diverging"].sum()),
                                num_chains=theta.shape[0])
@@ -1023,10 +1034,9 @@ def _calibrate(rng_key, prepared, run, samples):
     spins = prepared.data.spins
     if prepared.centre is not None:
         theta_c, adjust_info, model_check = prepared.centre
-        h, J = _adjust(jax.random.fold_in(rng_key, 1), run.adjust, samples, laplace,
-                       prepared.config, prepared.model_data, spins, theta_c, adjust_info,
-                       prepared.block_index)
-        samples = {**samples, "h": h, "J": J}
+        theta = _apply_map(np.concatenate([samples["h"], samples["J"]], axis=-1),
+                           prepared.adjustment)
+        samples = {**samples, "h": theta[..., :num_neurons], "J": theta[..., num_neurons:]}
         point["h_centre"] = theta_c[:num_neurons]
         point["J_centre"] = theta_c[num_neurons:]
     elif num_neurons > ising.MAX_EXACT_NEURONS and laplace is not None:
@@ -1061,11 +1071,13 @@ def fit_posterior(
     adjust : "none" | "curvature" | "mode" | "mode+curvature" — pseudo-posterior calibration
         (module docstring); default ``spec.adjust`` for "pseudo", "none" for "exact"
     num_chains, num_draws, num_warmup : override the spec's sampler settings
-    max_draws : the stop rule (default ``spec.max_draws``): 0 samples exactly ``num_draws``;
-        otherwise sampling goes on in chunks of ``num_draws`` until every h and J has R-hat
-        ≤ 1.01 and bulk and tail ESS ≥ 400 and nothing diverged (checked after each chunk,
-        :mod:`bayes_ising.convergence`) or ``max_draws`` draws per chain are reached — then
-        ``attrs["stopped"]`` is "max_draws" and the printed summary says so
+    max_draws : the stop rule (default ``spec.max_draws`` when ``num_draws`` is the spec's,
+        else 0: a smoke run with fewer draws is not extended): 0 samples exactly
+        ``num_draws``; otherwise sampling goes on in chunks of ``num_draws`` until every h
+        and J has R-hat ≤ 1.01 and bulk and tail ESS ≥ 400 and nothing diverged (checked
+        after each chunk, :mod:`bayes_ising.convergence`) or ``max_draws`` draws per chain
+        are reached — then ``attrs["stopped"]`` is "max_draws" and the printed summary says
+        so
     init : warm start of the MAP search: (h, J), a theta vector, or a posterior DataTree
         (e.g. the same neurons in another state; an E+I fit for the E-only fit), matched
         by neuron id
@@ -1265,6 +1277,24 @@ def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, centre
             block_index):
     """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL) (module docstring), the centre
     θ̂_c from :func:`_adjustment_centre`; records the curvature in ``info``."""
+    num_neurons = spins.shape[1]
+    amap = _adjust_map(rng_key, adjust, laplace, config, model_data, spins, centre, info,
+                       block_index)
+    adjusted = _apply_map(np.concatenate([samples["h"], samples["J"]], axis=-1), amap)
+    return adjusted[..., :num_neurons], adjusted[..., num_neurons:]
+
+
+def _apply_map(theta, amap):
+    """θ (..., P) → θ̂_c + (θ − θ̂_PL) Wᵀ for ``amap`` = (θ̂_PL, θ̂_c, W) of :func:`_adjust_map`."""
+    theta_pl, centre, transform = amap
+    return centre + (theta - theta_pl) @ transform.T
+
+
+def _adjust_map(rng_key, adjust, laplace, config, model_data, spins, centre, info,
+                block_index):
+    """The adjustment's affine map (θ̂_PL (P,), θ̂_c (P,), W (P, P)); W = I without
+    "curvature". It depends on the data and the centre only, not on the draws; records the
+    curvature (``sd_ratio_median``) in ``info``."""
     num_bins, num_neurons = spins.shape
     theta_pl = laplace.theta
     if "curvature" in adjust:
@@ -1285,9 +1315,7 @@ def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, centre
         info["sd_ratio_limit"] = SD_RATIO_LIMIT
     else:
         transform = np.eye(theta_pl.shape[0])
-    theta = np.concatenate([samples["h"], samples["J"]], axis=-1)
-    adjusted = centre + (theta - theta_pl) @ transform.T
-    return adjusted[..., :num_neurons], adjusted[..., num_neurons:]
+    return np.asarray(theta_pl), np.asarray(centre), transform
 
 
 # --------------------------------------------------------------------------------------------

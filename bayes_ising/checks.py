@@ -730,9 +730,10 @@ def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, nu
     ``num_sweeps`` sweeps) from uniformly random states and from random data rows, vectorised
     over ``batch_size`` draws at a time. For each moment k the replicated-data predictive
     distribution is the draws' model moments plus the data's sampling error, so
-    :math:`z_k = (	ext{data}_k - ar x_k) / \sqrt{\mathrm{Var}_d x_{dk} + \overline{\mathrm{MCSE}^2}
-    + \mathrm{SE}_k^2}`, SE the data's batch-means standard error over ``num_blocks`` blocks of
-    bins (bins are autocorrelated; :func:`bayes_ising.validity.data_standard_errors`).
+    :math:`z_k = (\text{data}_k - \bar x_k) / \sqrt{\mathrm{Var}_d x_{dk}
+    + \overline{\mathrm{MCSE}^2} + \mathrm{SE}_k^2}`, SE the data's batch-means standard
+    error over ``num_blocks`` blocks of bins (bins are autocorrelated;
+    :func:`bayes_ising.validity.data_standard_errors`).
     ``passed`` when no draw is degenerate (≥ 5% of its chains all active or beyond the data's
     most active bin) and every |z| ≤ the Bonferroni critical value (t with 31 d.o.f.).
 

@@ -100,6 +100,8 @@ class ModelSpec:
     max_draws : 0 (default): exactly ``num_draws`` per chain. Otherwise the stop rule: sample
         in chunks of ``num_draws`` until every parameter has R-hat ≤ 1.01 and bulk and tail
         ESS ≥ 400 with no divergences, or ``max_draws`` per chain (must be ≥ ``num_draws``).
+        It applies to fits with the spec's ``num_draws``; a fit asking for another number of
+        draws gets exactly that many (so smoke runs stay short).
     family : "pairwise" (default) or "k_pairwise": E(s) gains −V(K(s)), K the number of
         active neurons, with V(0) = 0 and the random-walk prior V(K) − V(K−1) ~
         Normal(0, v_scale) (:mod:`bayes_ising.kpairwise`; exact likelihood, N ≤ 22, normal

@@ -557,6 +557,23 @@ def test_stop_rule_stops_when_mixed_and_says_so_at_the_cap(large_t_data):
         bayes.fit_posterior(0, large_t_data, num_draws=100, max_draws=50, progress=False)
 
 
+def test_the_spec_stop_rule_goes_with_the_spec_draws():
+    """pseudo_large ships with the stop rule (500-draw chunks up to 2000): a fit with the
+    spec's draws uses it; one asking for another number of draws (a smoke run) gets exactly
+    that many unless it passes max_draws itself."""
+    spec = load_model_spec("pseudo_large")
+    assert (spec.num_draws, spec.max_draws) == (500, 2000)
+
+    def resolved(num_draws=None, max_draws=None):
+        run = bayes._resolve(spec, None, None, None, num_draws, None, max_draws)
+        return run.num_draws, run.max_draws
+
+    assert resolved() == resolved(500) == (500, 2000)
+    assert resolved(60) == (60, 0)
+    assert resolved(60, 240) == (60, 240)
+    assert resolved(max_draws=0) == (500, 0)
+
+
 def test_warm_start_from_a_posterior_reaches_the_same_map(large_t_data, exact_tree):
     """init = a posterior of the same neurons (or a superset): the same MAP as a cold start,
     matched by neuron id, in no more Newton iterations."""

@@ -123,7 +123,8 @@ def results(work, posterior_file, data_file):
     out = {}
     commands = {
         "diagnose": ("diagnose", posterior_file),
-        "check": ("check", posterior_file, data_file, "--draws", 10),
+        "check": ("check", posterior_file, data_file, "--draws", 10, "--moments", "yes",
+                  "--moments-draws", 8),
         "thermo": ("thermo", posterior_file, "--temperatures", "0.5:2.0:4",
                    "--posterior-draws", 3),
         "compare-mle": ("compare-mle", posterior_file, data_file, "--draws", 200,
@@ -191,6 +192,28 @@ def test_result_verbs_write_documented_json(results, verb, keys):
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(path.read_text())
     assert keys <= set(data), set(data)
+
+
+def test_check_reports_the_predictive_moments(results, data_file):
+    """``check --moments yes``: the posterior's models, simulated from random and data starts,
+    against the data's means and connected correlations (issue 12), in the JSON and the
+    printed line. The exact posterior of these 5 neurons reproduces its own data."""
+    needs("check")
+    from bayes_ising import data as data_module
+
+    result, path = results["check"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    moments = json.loads(path.read_text())["predictive_moments"]
+    assert moments["passed"], moments["reason"]
+    assert moments["num_draws"] == 8 and moments["neurons"] == [f"n{k}" for k in range(5)]
+    spins = data_module.load(data_file).spins.astype(float)
+    np.testing.assert_allclose(moments["m_data"], spins.mean(axis=0), atol=1e-12)
+    assert len(moments["C_data"]) == len(moments["pairs"]) == 10
+    for start in ("random", "data"):
+        model = np.asarray(moments["m_model"][start])
+        assert np.max(np.abs(model - moments["m_data"])) < 4 * max(moments["se_m"])
+        assert moments[start]["mean"]["max_abs_z"] <= moments["z_critical"]
+    assert "predictive moments passed" in result.stdout
 
 
 def test_compare_mle_columns_and_timing(results):

@@ -10,6 +10,13 @@ frequent patterns), ``third_order`` (connected third-order correlations), ``info
 types, ``ei``: per population the log ratio of predicted to observed P(K ≥ k_high) for the
 population-only model (maximum likelihood) and for this posterior's marginal. The data must
 hold the posterior's neurons (select them with the same flags as for ``fit``).
+
+``predictive_moments`` (``--moments``; by default for N > 20, where the exact checks stop):
+the posterior's models simulated by Gibbs sampling from random and from data-row starts
+(:func:`bayes_ising.checks.predictive_moments`) against the data's means and connected
+correlations with their batch-means standard errors — ``passed``, ``reason``, per start max
+|z|, coverage, RMS and max errors, and per neuron / pair the data value, its SE and the
+predictive mean of each start.
 """
 
 import sys
@@ -18,6 +25,8 @@ __all__ = ["register", "run"]
 
 #: at most this many patterns (the most frequent) go into CHECKS.json
 MAX_PATTERNS = 5000
+#: ``--moments auto`` simulates the predictive moments above this many neurons
+MAX_MOMENTS_AUTO_NEURONS = 20
 
 
 def register(subparsers, name):
@@ -42,6 +51,12 @@ def register(subparsers, name):
     parser.add_argument("--no-ei", action="store_true", help="skip the E/I comparison")
     parser.add_argument("--ei-max-e", type=int, default=14,
                         help="E neurons (most active) in the E-only model (default 14)")
+    parser.add_argument("--moments", choices=("auto", "yes", "no"), default="auto",
+                        help="posterior predictive means and connected correlations by Gibbs "
+                             "simulation from random and data starts (auto: for N > "
+                             f"{MAX_MOMENTS_AUTO_NEURONS})")
+    parser.add_argument("--moments-draws", type=int, default=40, metavar="K",
+                        help="posterior draws simulated for --moments (default 40)")
     add_data_selection_flags(parser, posterior=True)
     parser.set_defaults(func=run)
     return parser
@@ -56,6 +71,32 @@ def _trim_patterns(patterns):
     return out
 
 
+def _moments_json(result):
+    """:func:`checks.predictive_moments` as JSON: its summary plus, per neuron and per pair,
+    the data value, its standard error and each start's predictive mean (mean over draws)."""
+    moments, out = result["moments"], dict(result["summary"])
+    for key in ("m", "C"):
+        out[f"{key}_data"] = moments[f"{key}_data"].values.tolist()
+        out[f"se_{key}"] = moments[f"se_{key}"].values.tolist()
+        model = moments[f"{key}_model"].mean("draw")
+        out[f"{key}_model"] = {str(s): model.sel(start=s).values.tolist()
+                               for s in moments["start"].values}
+    out["neurons"] = [str(v) for v in moments["neuron"].values]
+    out["pairs"] = [[str(a), str(b)] for a, b in zip(moments["neuron_i"].values,
+                                                      moments["neuron_j"].values, strict=True)]
+    return out
+
+
+def _moments_text(moments):
+    """One line of the check's summary: passed or not, why, the worst errors per start."""
+    worst = "; ".join(
+        f"{start} starts max |dm| {moments[start]['mean']['max_abs_error']:.3f}, "
+        f"RMS dC {moments[start]['connected']['rms_error']:.3f}"
+        for start in ("random", "data") if start in moments)
+    return (f"predictive moments {'passed' if moments['passed'] else 'FAILED'} "
+            f"({moments['reason']}; {worst}); ")
+
+
 def run(args):
     import jax
     import numpy as np
@@ -67,11 +108,13 @@ def run(args):
 
     if args.posterior_draws < 1:
         raise BayesIsingError(f"--posterior-draws must be >= 1, got {args.posterior_draws}")
+    if args.moments_draws < 1:
+        raise BayesIsingError(f"--moments-draws must be >= 1, got {args.moments_draws}")
     check_writable(args.out, args.force)
     tree = bayes.load_posterior(args.posterior)
     data = posterior.align(tree, load_selected_data(args, tree))
     spins = np.asarray(data.spins)
-    key_checks, key_ei = jax.random.split(jax.random.key(args.seed))
+    key_checks, key_ei, key_moments = jax.random.split(jax.random.key(args.seed), 3)
     out = checks.posterior_predictive_checks(key_checks, tree, spins,
                                              num_draws=args.posterior_draws,
                                              progress=not args.no_progress)
@@ -88,6 +131,10 @@ def run(args):
         out["ei"] = analyses.population_only_synchrony(
             key_ei, spins, types, posterior.neuron_ids(tree), h_draws, J_draws,
             max_excitatory=args.ei_max_e)
+    if args.moments == "yes" or (args.moments == "auto"
+                                 and spins.shape[1] > MAX_MOMENTS_AUTO_NEURONS):
+        out["predictive_moments"] = _moments_json(checks.predictive_moments(
+            key_moments, tree, spins, num_draws=args.moments_draws))
     out.update(posterior=str(args.posterior), data=str(args.data), seed=args.seed,
                bayes_ising_version=__version__)
     write_json(args.out, out, force=args.force)
@@ -102,6 +149,8 @@ def run(args):
         e = out["ei"]["E"]["log_ratio_population_only"]
         text += (f"E-only log P(K_E>={out['ei']['E']['k_high']}) ratio {e['median']:.2f} "
                  f"[{e['lower']:.2f}, {e['upper']:.2f}]; ")
+    if "predictive_moments" in out:
+        text += _moments_text(out["predictive_moments"])
     if info.get("ratio_warning"):
         print(f"bayes-ising check: warning: {info['ratio_warning']}", file=sys.stderr)
     print(text + f"written to {args.out}")
