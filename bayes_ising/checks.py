@@ -625,7 +625,9 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=DEFAULT_CHECK
 
     spins = _spins(spins)
     num_neurons = spins.shape[1]
-    posterior_ids = [str(v) for v in tree["posterior"]["neuron"].values]
+    from .posterior import neuron_ids
+
+    posterior_ids = neuron_ids(tree).tolist()
     if len(posterior_ids) != num_neurons:
         from .errors import DataError
 

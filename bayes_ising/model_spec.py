@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelSpecError
+from .limits import MAX_EXACT_NEURONS
 
 __all__ = [
     "ModelSpec",
@@ -315,7 +316,8 @@ def _validate_family(data, fields, source):
         if fields.get(field, getattr(ModelSpec, field)) != value:
             raise ModelSpecError(
                 f"{source}: family = \"k_pairwise\" needs {key} = {json.dumps(value)} (its "
-                "posterior is exact, N <= 22; for larger N fit it by pseudolikelihood: "
+                f"posterior is exact, N <= {MAX_EXACT_NEURONS}; for larger N fit it by "
+                "pseudolikelihood: "
                 "bayes_ising.kpairwise_fit.fit_pseudo)")
 
 

@@ -351,7 +351,8 @@ def _families_view(study):
         asked = (study["summary"].get("settings") or {}).get("compare_families")
         if asked:
             return _missing("the family comparison", "It is produced by the families task of "
-                            "bayes-ising study --compare-families (fits with N <= 22).", study,
+                            "bayes-ising study --compare-families (fits with N <= "
+                            f"{limits.MAX_EXACT_NEURONS}).", study,
                             ("families",))
         return {"missing": None, "not_asked": True, "entries": []}
     views = []

@@ -15,10 +15,12 @@ __all__ = ["register", "run", "format_table"]
 
 
 def register(subparsers, name):
+    from ..limits import MAX_EXACT_NEURONS
     from ._common import add_data_selection_flags, add_sampler_flags
 
     parser = subparsers.add_parser(
-        name, help="independent vs pairwise vs K-pairwise by PSIS-LOO (exact, N <= 22)",
+        name, help="independent vs pairwise vs K-pairwise by PSIS-LOO (exact, N <= "
+                   f"{MAX_EXACT_NEURONS})",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("data", metavar="DATA", help="spike data (.npz, .mat, .nwb)")
     parser.add_argument("--families", default="independent,pairwise,k_pairwise",

@@ -24,6 +24,8 @@ def _positive_int(text):
 
 
 def register(subparsers, name):
+    from ..limits import MAX_EXACT_NEURONS
+
     parser = subparsers.add_parser(
         name, help="the study's whole analysis of a recording -> DIR/study.json, tables, fits",
         description=__doc__.split("\n\n")[0])
@@ -63,7 +65,8 @@ def register(subparsers, name):
     sampling.add_argument("--seed", type=int, default=None)
     parser.add_argument("--compare-families", action="store_true",
                         help="also compare the independent, pairwise and K-pairwise posteriors "
-                             "of every fit with N <= 22 by PSIS-LOO (docs/models.md)")
+                             f"of every fit with N <= {MAX_EXACT_NEURONS} by PSIS-LOO "
+                             "(docs/models.md)")
     parser.add_argument("--fast", action="store_true",
                         help="few draws everywhere (a smoke test; not for conclusions)")
     parser.add_argument("--scheduler", default=None,
