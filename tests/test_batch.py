@@ -389,3 +389,15 @@ def test_run_all_table_and_missing_benchmarks():
     assert ratios[4:] == [1000.0, None, None, 100.0]
     assert rows[5]["note"] == "no numba"
     assert "1.50x" in run_all.format_table(rows)
+
+
+def test_fit_task_sizes_in_the_one_vocabulary():
+    """FitTask holds num_chains/num_draws/num_warmup; the old attribute names still read them
+    (one release) with a DeprecationWarning."""
+    import dataclasses
+
+    task = batch.FitTask(**{f.name: None for f in dataclasses.fields(batch.FitTask)})
+    task = dataclasses.replace(task, num_chains=3, num_draws=50, num_warmup=20)
+    with pytest.warns(DeprecationWarning, match="num_draws"):
+        assert task.draws == 50
+    assert (task.num_chains, task.num_warmup) == (3, 20)

@@ -20,6 +20,8 @@ from bayes_ising.cli import build_parser
      "--adaptive-mcmc"),
     (["diagnose", "p.nc", "--out", "g.json", "--rhat-max", "1.05"], "max_rhat", 1.05,
      "--rhat-max"),
+    (["diagnose", "p.nc", "--out", "g.json", "--contraction-min", "0.3"], "min_contraction",
+     0.3, "--contraction-min"),
 ])
 def test_new_flags_and_deprecated_aliases(capsys, argv, dest, value, old):
     args = build_parser().parse_args(argv)

@@ -64,3 +64,15 @@ def test_autocorrelation_time_ar1_white_constant_and_stuck():
     assert convergence.integrated_autocorrelation_time(np.ones((50, 4, 1)))[0] == 1.0
     stuck = rng.normal(size=(500, 4, 1)) * 0.1 + np.array([0, 0, 5, 5])[None, :, None]
     assert convergence.integrated_autocorrelation_time(stuck)[0] >= 500
+
+
+def test_rule_failures_is_the_verdicts_rule():
+    """verdict counts exactly what rule_failures flags; NaN statistics fail nothing there."""
+    rhat = np.array([1.0, 1.02, np.nan, 1.005])
+    bulk = np.array([500.0, 900.0, 800.0, 300.0])
+    tail = np.array([450.0, 390.0, 700.0, 600.0])
+    over, under = convergence.rule_failures(rhat, bulk, tail)
+    assert over.tolist() == [False, True, False, False]
+    assert under.tolist() == [False, True, False, True]
+    mixing = convergence.verdict(rhat, bulk, tail, num_chains=4)
+    assert (mixing.num_rhat_over, mixing.num_ess_under) == (1, 2) and not mixing.converged

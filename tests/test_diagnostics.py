@@ -317,3 +317,20 @@ def test_ei_sleep_low_rate_neurons_flagged():
     for row in diag["neurons"]:
         if row["firing_probability"] > 0.08:
             assert not row["weak_identification"], row
+
+
+def test_old_threshold_spellings_warn_and_mean_the_same():
+    """diagnose(rhat_max=, ess_min=, contraction_min=) and diagnostics.RHAT_MAX & co. still work
+    (one release) with a DeprecationWarning; the JSON thresholds use the one spelling."""
+    rng = np.random.default_rng(3)
+    tree = _tree(rng, sd_h=np.full(N, 0.02), sd_j=np.full(N * (N - 1) // 2, 0.01))
+    new = diagnostics.diagnose(tree, max_rhat=1.05, min_ess=100, min_contraction=0.4)
+    with pytest.warns(DeprecationWarning, match="rhat_max"):
+        old = diagnostics.diagnose(tree, rhat_max=1.05, ess_min=100, contraction_min=0.4)
+    assert old["thresholds"] == new["thresholds"]
+    assert new["thresholds"]["max_rhat"] == 1.05 and new["thresholds"]["min_contraction"] == 0.4
+    assert [row["reasons"] for row in old["neurons"]] == [row["reasons"] for row in new["neurons"]]
+    with pytest.warns(DeprecationWarning, match="MIN_CONTRACTION"):
+        assert diagnostics.CONTRACTION_MIN == diagnostics.MIN_CONTRACTION
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        diagnostics.diagnose(tree, rhat_limit=1.05)
