@@ -289,35 +289,41 @@ def fit_diagnostics(tree):
     """(max R-hat, min bulk ESS) over the sampled parameters of a fit's tree: h, J_{i<j}
     (pairwise, K-pairwise) and V(1..N) (K-pairwise); the constant entries (J's diagonal
     and lower triangle, V(0)) are left out."""
-    import arviz_stats as azs
-    import xarray as xr
+    mixing = _fit_verdict(tree)
+    return mixing.max_rhat, mixing.min_ess_bulk
+
+
+def _fit_verdict(tree):
+    """The package's one mixing rule (:func:`bayes_ising.convergence.verdict`: R-hat, bulk and
+    tail ESS by :func:`~bayes_ising.convergence.draw_statistics`, divergences) over the sampled
+    parameters of a fit's tree."""
+    from .convergence import draw_statistics, verdict
 
     post = tree["posterior"]
     n = post.sizes["neuron"]
     i, j = np.triu_indices(n, 1)
-    arrays = {"h": np.asarray(post["h"])}
+    arrays = [np.asarray(post["h"])]
     if tree.attrs.get("family", "k_pairwise") != "independent":
-        arrays["J"] = np.asarray(post["J"])[:, :, i, j]
+        arrays.append(np.asarray(post["J"])[:, :, i, j])
     if tree.attrs.get("family", "k_pairwise") == "k_pairwise":
-        arrays["V"] = np.asarray(post["V"])[:, :, 1:]
-    data = xr.Dataset({k: (("chain", "draw", f"{k}_dim"), v) for k, v in arrays.items()})
-    rhat = max(float(azs.rhat(data[k]).max()) for k in arrays)
-    ess = min(float(azs.ess(data[k], method="bulk").min()) for k in arrays)
-    return rhat, ess
+        arrays.append(np.asarray(post["V"])[:, :, 1:])
+    rhat, ess_bulk, ess_tail = draw_statistics(np.concatenate(arrays, axis=-1))
+    return verdict(rhat, ess_bulk, ess_tail, int(tree.attrs.get("num_divergent", 0)),
+                   num_chains=post.sizes["chain"])
 
 
 def format_fit_summary(fit):
-    """One line: family, chains × draws, time, max R-hat, min bulk ESS, divergences."""
-    from .convergence import MAX_RHAT, MIN_ESS
+    """One line: family, chains × draws, time, max R-hat, min bulk ESS, divergences, and the
+    verdict of the package's one mixing rule."""
+    from .convergence import rule_text
 
-    rhat, ess = fit_diagnostics(fit.tree)
+    mixing = _fit_verdict(fit.tree)
     a = fit.tree.attrs
-    ok = rhat <= MAX_RHAT and ess >= MIN_ESS and a["num_divergent"] == 0
     return (f"{a['family']} (exact likelihood): {a['num_chains']} chains x {a['num_draws']} "
-            f"draws in {fit.seconds:.1f} s; max R-hat {rhat:.4f}, min bulk ESS {ess:.0f}, "
-            f"{a['num_divergent']} divergent transitions; "
-            + ("converged" if ok else f"NOT converged (R-hat <= {MAX_RHAT}, ESS >= {MIN_ESS}, "
-               "no divergences): run longer") + ".")
+            f"draws in {fit.seconds:.1f} s; max R-hat {mixing.max_rhat:.4f}, min bulk ESS "
+            f"{mixing.min_ess_bulk:.0f}, {a['num_divergent']} divergent transitions; "
+            + ("converged" if mixing.converged else f"NOT converged ({rule_text()}): "
+               "run longer") + ".")
 
 
 def _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws, num_warmup, seed):
