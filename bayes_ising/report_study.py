@@ -524,7 +524,8 @@ def _thermo_view(study):
                                                                  ""),
              _mark(interval_text(f.get("C_max_per_neuron")), f),
              interval_text(f.get("T_peak_control")),
-             interval_text(f.get("C_max_per_neuron_control")), _peak_reading(f)]
+             interval_text(f.get("C_max_per_neuron_control")),
+             _peak_reading(f, at_edge=(f["state"], f["population"]) in edges)]
             for f in fits]
     return {"missing": None, "untrusted": _untrusted_note(fits, "Peaks"),
             "figure": figure_view(plots.plot_study_thermo(heat, interval=_interval(study)),
@@ -549,13 +550,16 @@ def _peak_edges(study):
             for r in rows.itertuples() if r.fraction_at_edge and r.fraction_at_edge > 0}
 
 
-def _peak_reading(fit):
-    """Where T*'s interval lies relative to 1, and C_max/N relative to the control's."""
+def _peak_reading(fit, at_edge=False):
+    """Where T*'s interval lies relative to 1, and C_max/N relative to the control's; a peak
+    at an end of the temperature grid is only a bound (no peak inside the grid)."""
     peak, c_max = fit.get("T_peak") or {}, fit.get("C_max_per_neuron") or {}
     if peak.get("lower") is None:
         return "–"
     where = ("T* above 1" if peak["lower"] > 1 else "T* below 1" if peak["upper"] < 1
              else "T* interval contains 1")
+    if at_edge:
+        where = "no peak inside the temperature grid (C(T) is largest at its end)"
     control = fit.get("C_max_per_neuron_control") or {}
     if control.get("upper") is not None and c_max.get("lower") is not None:
         where += ("; C_max/N above the shuffled control's" if c_max["lower"] > control["upper"]

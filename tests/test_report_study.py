@@ -241,3 +241,13 @@ def test_information_table_says_why_a_large_fit_has_no_ratio():
     (row,) = view["table"]["rows"]
     assert row[1] == "not computed (N = 40)" and row[2].startswith("0.9")
     assert any(s.startswith("E+I, deep: I2/IN not computed") for s in view["sentences"])
+
+
+def test_a_peak_at_the_grids_end_is_read_as_no_peak():
+    fit = {"T_peak": {"median": 0.5, "lower": 0.5, "upper": 0.5},
+           "C_max_per_neuron": {"median": 0.3, "lower": 0.29, "upper": 0.31},
+           "C_max_per_neuron_control": {"median": 0.2, "lower": 0.2, "upper": 0.2}}
+    assert report_study._peak_reading(fit).startswith("T* below 1")
+    reading = report_study._peak_reading(fit, at_edge=True)
+    assert reading.startswith("no peak inside the temperature grid")
+    assert "above the shuffled control" in reading
