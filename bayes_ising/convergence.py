@@ -22,6 +22,7 @@ __all__ = [
     "MIN_ESS",
     "MixingVerdict",
     "rule_text",
+    "split_rhat",
     "draw_statistics",
     "parameter_statistics",
     "num_divergent",
@@ -58,6 +59,21 @@ def rule_text(max_rhat=MAX_RHAT, min_ess=MIN_ESS):
     return f"R-hat ≤ {max_rhat:g}, bulk and tail ESS ≥ {min_ess:g}, no divergences"
 
 
+def split_rhat(series):
+    """Rank-normalised split R-hat (Vehtari et al. 2021; arviz-stats), vectorised over the
+    leading axes of ``series`` (..., chains, draws) -> (...): the larger of the bulk and tail
+    (folded) values. A series that never changes gives 1. The one R-hat of the package."""
+    import warnings
+
+    from arviz_stats.base import array_stats
+
+    x = np.asarray(series, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant series: 0/0, set to 1 below
+        rhat = np.asarray(array_stats.rhat(x, chain_axis=-2, draw_axis=-1), dtype=float)
+    return np.where(np.ptp(x, axis=(-2, -1)) == 0, 1.0, rhat)
+
+
 def draw_statistics(draws):
     """Per-parameter split R-hat, bulk ESS and tail ESS of draws (chain, draw, P), each (P,).
 
@@ -70,8 +86,7 @@ def draw_statistics(draws):
     nan = np.full(draws.shape[2:], np.nan)
     if num_draws < 4:
         return nan, nan.copy(), nan.copy()
-    rhat = (np.asarray(array_stats.rhat(draws, chain_axis=0, draw_axis=1), float)
-            if num_chains >= 2 else nan)
+    rhat = split_rhat(np.moveaxis(draws, (0, 1), (-2, -1))) if num_chains >= 2 else nan
     ess_bulk = np.asarray(array_stats.ess(draws, chain_axis=0, draw_axis=1, method="bulk"), float)
     # tail ESS: the smaller ESS of the 5% and 95% quantile indicators (Vehtari et al. 2021)
     ess_tail = np.asarray(array_stats.ess(draws, chain_axis=0, draw_axis=1, method="tail",

@@ -75,7 +75,7 @@ import numpy as np
 
 from . import ising, limits, stats
 from . import pseudolikelihood as pl
-from .convergence import MAX_RHAT, MIN_ESS
+from .convergence import MAX_RHAT, MIN_ESS, rule_failures, split_rhat
 from .convergence import integrated_autocorrelation_time as autocorrelation_time
 from .errors import BayesIsingError, DataError
 
@@ -591,36 +591,6 @@ class SamplerSchedule:
         return int(min(max(wanted, done + SWEEP_CHUNK), self.max_sweeps))
 
 
-def split_rhat(series):
-    r"""Rank-normalised split R-hat (Vehtari et al. 2021), vectorised over leading axes.
-
-    ``series`` (..., chains, draws): each chain is split in halves, the pooled draws are
-    replaced by normal scores of their ranks, :math:`z = \Phi^{-1}((r - 3/8)/(S + 1/4))`, and
-    :math:`\hat R = \sqrt{\widehat{\mathrm{var}}^+ / W}` is computed on z (bulk) and on the
-    scores of :math:`|x - \mathrm{median}|` (tail); the larger is returned, shape (...).
-    A series that never changes gives 1.
-    """
-    from scipy.special import ndtri
-    from scipy.stats import rankdata
-
-    x = np.asarray(series, dtype=np.float64)
-    half = x.shape[-1] // 2
-    x = np.concatenate([x[..., :half], x[..., half:2 * half]], axis=-2)  # (..., 2C, half)
-
-    def rhat_of(values):
-        flat = values.reshape(values.shape[:-2] + (-1,))
-        ranks = rankdata(flat, axis=-1).reshape(values.shape)
-        z = ndtri((ranks - 0.375) / (flat.shape[-1] + 0.25))
-        within = z.var(axis=-1, ddof=1).mean(axis=-1)
-        between = half * z.mean(axis=-1).var(axis=-1, ddof=1)
-        var_plus = (half - 1) / half * within + between / half
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(within > 0, np.sqrt(var_plus / within), 1.0)
-
-    folded = np.abs(x - np.median(x, axis=(-2, -1), keepdims=True))
-    return np.maximum(rhat_of(x), rhat_of(folded))
-
-
 def _band_noise(var_e, mcse_var, betas, band_size):
     r"""Monte Carlo error of C_max/N relative to its posterior spread over ``band_size`` models.
 
@@ -660,8 +630,10 @@ def _energy_checks(energies, thin, schedule, tau=None, band_noise=None):
     tau = autocorrelation_time(energies) if tau is None else tau  # in draws, (D, K)
     ess = num_draws * num_chains / tau
     per_tau = num_draws / tau
-    converged = (np.nan_to_num(rhat, nan=np.inf) <= schedule.max_rhat) & (
-        ess >= schedule.min_ess) & (per_tau >= schedule.min_sweeps_per_tau)
+    rhat_over, ess_under = rule_failures(rhat, ess, max_rhat=schedule.max_rhat,
+                                         min_ess=schedule.min_ess)  # the one rule; NaN fails
+    converged = (~rhat_over & ~ess_under & ~np.isnan(rhat) & ~np.isnan(ess)
+                 & (per_tau >= schedule.min_sweeps_per_tau))
     band_ok = (schedule.max_mcse_fraction is None or band_noise is None
                or not np.isfinite(band_noise) or band_noise <= schedule.max_mcse_fraction)
     return {"rhat": rhat, "ess_bulk": ess, "autocorrelation_time_sweeps": tau * thin,
