@@ -351,14 +351,19 @@ def plot_synchrony_distribution(observed, *, predicted=None, lower=None, upper=N
     if independent is not None:
         ax.plot(k, np.maximum(independent, floor), color="C2", linestyle="--",
                 label="independent model")
+    _synchrony_data_and_labels(ax, k, observed, title or "Synchrony distribution P(K)")
+    return fig if fig is not None else ax.figure
+
+
+def _synchrony_data_and_labels(ax, k, observed, title):
+    """The observed P(K) (dots where > 0) on a log axis with the P(K) labels and legend."""
     shown = observed > 0
     ax.plot(k[shown], observed[shown], "ko", markersize=3, label="data")
     _log_y_integer_x(ax)
     ax.set_xlabel("K (number of neurons active in a bin)")
     ax.set_ylabel("P(K) (fraction of bins)")
     ax.legend(fontsize=7)
-    ax.set_title(title or "Synchrony distribution P(K)", fontsize=9)
-    return fig if fig is not None else ax.figure
+    ax.set_title(title, fontsize=9)
 
 
 def plot_ei_synchrony(population, synchrony, *, ax=None, title=None):
@@ -413,13 +418,8 @@ def plot_family_synchrony(synchrony, *, title=None, interval=0.9):
                         np.maximum(np.asarray(band["upper"], float), floor),
                         color=colors.get(family, f"C{index + 4}"), alpha=0.25,
                         label=f"{family.replace('_', '-')}, {interval:.0%} band")
-    shown = observed > 0
-    ax.plot(k[shown], observed[shown], "ko", markersize=3, label="data")
-    _log_y_integer_x(ax)
-    ax.set_xlabel("K (number of neurons active in a bin)")
-    ax.set_ylabel("P(K) (fraction of bins)")
-    ax.legend(fontsize=7)
-    ax.set_title(title or "P(K): data vs each family's predictive band", fontsize=9)
+    _synchrony_data_and_labels(ax, k, observed,
+                               title or "P(K): data vs each family's predictive band")
     return fig
 
 
