@@ -1152,8 +1152,12 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=1024,
     when converged or when a stage at the last rate no longer lowers max |z| by 10%; the
     stage with the smallest max |z| is returned, with its numbers when not converged.
 
-    Started (``init=None``) from :func:`fit_pseudo`. Measured at N = 50 on sparse data with
-    strong shared input: see ``docs`` / the closing note of issue 12.
+    Started (``init=None``) from :func:`fit_pseudo`. Measured (``benchmarks/bench_boltzmann.py``,
+    2 cores shared, load ~8): N = 50 sparse shared-input data (20,000 bins), 3 stages = 4,500
+    steps, 73 s wall / 36 s CPU, max |z| 1.0 (critical 4.8); N = 92 (``ei_network(74, 18)``,
+    deep state, 50,000 bins), 4,500 steps, 122 s wall / 71 s CPU, max |z| 1.8 (critical 5.2).
+    The first two stages end far above the criterion (max |z| 39 and 20 at N = 50, 167 and 84
+    at N = 92), so no stage can be skipped.
 
     Returns
     -------

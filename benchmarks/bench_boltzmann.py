@@ -76,10 +76,11 @@ def measure(spins):
         "load_before": load_before, "load_after": os.getloadavg()}
 
 
-def main():
+def main(argv=None):
+    """Measure the cases (``--only 50|92`` for one); returns and saves the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("50", "92"), default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     out = {}
     for name, make in cases().items():
         if args.only and name != args.only:
@@ -90,6 +91,7 @@ def main():
     path.parent.mkdir(exist_ok=True)
     previous = json.loads(path.read_text()) if path.exists() else {}
     path.write_text(json.dumps({**previous, **out}, indent=1, default=float))
+    return out
 
 
 if __name__ == "__main__":
