@@ -442,8 +442,9 @@ def _triplets(num_neurons):
     return i, j, k
 
 
-def _exact_third_order(h_draws, J_draws):
-    r"""Connected T_ijk per draw, (D, N, N, N), by enumeration (N ≤ 16).
+def _exact_third_order(h_draws, J_draws, V_draws=None):
+    r"""Connected T_ijk per draw, (D, N, N, N), by enumeration (N ≤ 16); with ``V_draws``
+    (D, N+1) of the K-pairwise model (:mod:`bayes_ising.kpairwise`).
 
     Raw moments M_ijk = Σ_s P(s) s_i s_j s_k use the draw-independent (2^N, N²) matrix of
     s_j s_k; then T_ijk = M_ijk − m_i Q_jk − m_j Q_ik − m_k Q_ij + 2 m_i m_j m_k.
@@ -458,7 +459,12 @@ def _exact_third_order(h_draws, J_draws):
     pair = (states[:, :, None] * states[:, None, :]).reshape(states.shape[0], -1)
 
     def one(hj):
-        p = jnp.exp(ising.log_probability(states, hj[0], hj[1]))
+        if V_draws is None:
+            p = jnp.exp(ising.log_probability(states, hj[0], hj[1]))
+        else:
+            from .kpairwise import log_probability
+
+            p = jnp.exp(log_probability(states, hj[0], hj[1], hj[2]))
         m = p @ states
         q = (pair.T @ p).reshape(num_neurons, num_neurons)
         m3 = ((states * p[:, None]).T @ pair).reshape((num_neurons,) * 3)
@@ -466,7 +472,9 @@ def _exact_third_order(h_draws, J_draws):
                 - m[None, None, :] * q[:, :, None]
                 + 2 * m[:, None, None] * m[None, :, None] * m[None, None, :])
 
-    return np.asarray(jax.lax.map(one, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
+    params = (jnp.asarray(h_draws), jnp.asarray(J_draws)) + (
+        () if V_draws is None else (jnp.asarray(V_draws),))
+    return np.asarray(jax.lax.map(one, params))
 
 
 def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=50_000,

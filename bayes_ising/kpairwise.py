@@ -52,6 +52,9 @@ __all__ = [
     "pattern_log_likelihood_draws",
     "weighted_loo",
     "synchrony_draws",
+    "third_order_check",
+    "information_check",
+    "exact_entropy",
     "predictive_synchrony_band",
     "compare_families",
     "comparison_summary",
@@ -142,6 +145,20 @@ def exact_moments(h, J, V):
     h, J, V = _params(h, J, V)
     ising.check_exact(h.shape[0], "kpairwise.exact_moments")
     return _moments_kernel(h, J, V)
+
+
+@jax.jit
+def _entropy_kernel(h, J, V):
+    neg = _neg_energy_matrix(h, J, V)[0]
+    log_z = logsumexp(neg)
+    return log_z - jnp.sum(jnp.exp(neg - log_z) * neg)
+
+
+def exact_entropy(h, J, V):
+    r"""Exact model entropy :math:`S = \log Z - \langle -E\rangle` in nats (N ≤ 22)."""
+    h, J, V = _params(h, J, V)
+    ising.check_exact(h.shape[0], "kpairwise.exact_entropy")
+    return _entropy_kernel(h, J, V)
 
 
 def log_probability(spins, h, J, V):
@@ -368,13 +385,62 @@ def weighted_loo(fit):
 def synchrony_draws(tree, num_draws=None, seed=0):
     """Model P(K) of posterior draws of a fit's tree, (D, N+1) (all draws, or ``num_draws``
     chosen at random)."""
+    arrays = _draw_subset(tree, num_draws, seed)
+    return np.asarray(jax.lax.map(lambda p: _moments_kernel(*p)[2],
+                                  tuple(jnp.asarray(a) for a in arrays)))
+
+
+def _draw_subset(tree, num_draws, seed):
     post = tree["posterior"]
     arrays = [np.asarray(post[k]).reshape((-1,) + post[k].shape[2:]) for k in ("h", "J", "V")]
     if num_draws is not None and num_draws < arrays[0].shape[0]:
         pick = np.random.default_rng(seed).choice(arrays[0].shape[0], num_draws, replace=False)
         arrays = [a[pick] for a in arrays]
-    return np.asarray(jax.lax.map(lambda p: _moments_kernel(*p)[2],
-                                  tuple(jnp.asarray(a) for a in arrays)))
+    return arrays
+
+
+def third_order_check(tree, spins, num_draws=20, seed=0):
+    """Connected third-order correlations of ``num_draws`` posterior draws (exact, N ≤ 16)
+    against the data's, over i<j<k: dict(slope (least squares through 0 of the draws' median
+    on the observed), rms_error, rms_observed, correlation) — the summaries of
+    :func:`bayes_ising.checks.third_order`; None for N > 16."""
+    from . import stats
+    from .checks import MAX_EXACT_THIRD_ORDER_NEURONS, _exact_third_order, _triplets
+
+    spins = np.asarray(spins)
+    n = spins.shape[1]
+    if n > MAX_EXACT_THIRD_ORDER_NEURONS or n < 3:
+        return None
+    i, j, k = _triplets(n)
+    observed = stats.third_order_correlations(spins)[i, j, k]
+    median = np.median(_exact_third_order(*_draw_subset(tree, num_draws, seed))[:, i, j, k],
+                       axis=0)
+    return dict(slope=float(median @ observed / (observed @ observed)),
+                rms_error=float(np.sqrt(np.mean((median - observed) ** 2))),
+                rms_observed=float(np.sqrt(np.mean(observed**2))),
+                correlation=float(np.corrcoef(median, observed)[0, 1])
+                if np.std(median) > 0 else float("nan"))
+
+
+def information_check(tree, spins, num_draws=20, seed=0):
+    r"""Multi-information captured by a family, I2/IN-style: with S1 the data's independent
+    entropy, SN its pattern entropy (Miller–Madow, :func:`bayes_ising.stats.data_entropy`) and
+    :math:`S_f` the exact entropy of each posterior draw, the ratio
+    :math:`(S_1 - S_f)/(S_1 - S_N)` (median over ``num_draws`` draws; the pairwise family's is
+    :func:`bayes_ising.checks.information`'s ``ratio_data_S1``). Returns dict(entropy, ratio,
+    IN, SN_reliable) in nats per bin."""
+    from . import stats
+    from .checks import _binary_entropy
+
+    spins = np.asarray(spins)
+    s1 = float(_binary_entropy(stats.firing_probability(spins)))
+    estimate = stats.data_entropy(spins)
+    entropy = np.asarray(jax.lax.map(lambda p: _entropy_kernel(*p), tuple(
+        jnp.asarray(a) for a in _draw_subset(tree, num_draws, seed))))
+    i_n = s1 - float(estimate.miller_madow)
+    return dict(entropy=float(np.median(entropy)),
+                ratio=float(np.median((s1 - entropy) / i_n)), IN=i_n,
+                SN_reliable=bool(estimate.reliable))
 
 
 def predictive_synchrony_band(p_k_draws, spins, *, prob=0.9, min_count=10, seed=0):
@@ -402,7 +468,10 @@ def compare_families(spins, families=FAMILIES, *, rng_key=0, check_draws=200, **
 
     Returns dict(table = ``arviz_stats.compare`` DataFrame (elpd, se, p, elpd_diff, dse,
     weight, …), loo {family: ELPDDataLOO}, pareto_k {family: dict(max, fraction_bad)},
-    synchrony {family: fraction_in_band}, seconds {family: fit time}, fits {family: FitResult}).
+    synchrony {family: fraction_in_band}, bands {family: predictive_synchrony_band dict},
+    third_order {family: :func:`third_order_check` or None}, information {family:
+    :func:`information_check`}, seconds {family: fit time},
+    fits {family: FitResult}).
 
     Caveat: bins are autocorrelated (and LOO leaves one bin out, not a block), so se and dse
     assume independent bins and are too small by the data's integrated autocorrelation factor;
@@ -410,7 +479,7 @@ def compare_families(spins, families=FAMILIES, *, rng_key=0, check_draws=200, **
     """
     import arviz_stats as azs
 
-    fits, loos, pk, band, bands, seconds = {}, {}, {}, {}, {}, {}
+    fits, loos, pk, band, bands, seconds, third, info = {}, {}, {}, {}, {}, {}, {}, {}
     for family in families:
         fit = fit_posterior(spins, family, rng_key=rng_key, **fit_kwargs)
         fits[family], loos[family] = fit, weighted_loo(fit)
@@ -418,16 +487,20 @@ def compare_families(spins, families=FAMILIES, *, rng_key=0, check_draws=200, **
         pk[family] = dict(max=float(k.max()), fraction_bad=float(np.mean(k > loos[family].good_k)))
         bands[family] = predictive_synchrony_band(synchrony_draws(fit.tree, check_draws), spins)
         band[family] = bands[family]["fraction_in_band"]
+        third[family] = third_order_check(fit.tree, spins, min(check_draws, 20))
+        info[family] = information_check(fit.tree, spins, min(check_draws, 20))
         seconds[family] = fit.seconds
     table = azs.compare(loos, round_to="none")  # raw numbers (the default rounds them)
     return dict(table=table, loo=loos, pareto_k=pk, synchrony=band, bands=bands,
-                seconds=seconds, fits=fits)
+                third_order=third, information=info, seconds=seconds, fits=fits)
 
 
 def comparison_summary(result):
     """JSON-able digest of :func:`compare_families`: ``rows`` (one per family, best first:
     elpd, se, p, elpd_diff, dse, weight, pareto_k_max, pareto_k_fraction_bad, good_k,
-    pk_in_band, pk_seen, seconds, max_rhat, min_ess_bulk, num_divergent) and ``synchrony``
+    pk_in_band, pk_seen, seconds, max_rhat, min_ess_bulk, num_divergent, third_order_slope,
+    third_order_rms_error (None for N > 16), entropy, information_ratio (I_f/IN)) and
+    ``synchrony``
     (observed P(K), seen, and each family's predictive band lower/upper)."""
     rows = []
     for family, row in result["table"].iterrows():
@@ -443,6 +516,10 @@ def comparison_summary(result):
                                   & (band["observed"] <= band["upper"]))),
             pk_seen=int(band["seen"].sum()), seconds=float(result["seconds"][family]),
             max_rhat=rhat, min_ess_bulk=ess,
+            third_order_slope=(result["third_order"].get(family) or {}).get("slope"),
+            third_order_rms_error=(result["third_order"].get(family) or {}).get("rms_error"),
+            entropy=result["information"][family]["entropy"],
+            information_ratio=result["information"][family]["ratio"],
             num_divergent=int(fit.tree.attrs["num_divergent"])))
     first = next(iter(result["bands"].values()))
     synchrony = dict(observed=first["observed"].tolist(), seen=first["seen"].tolist(),

@@ -362,7 +362,9 @@ def _families_view(study):
                  format_number(r["se"]), format_number(abs(r["elpd_diff"])),
                  format_number(r["dse"]), format_number(r["p"]),
                  format_number(r["pareto_k_max"], 2),
-                 f"{r['pk_in_band']}/{r['pk_seen']}", format_number(r["max_rhat"], 4),
+                 f"{r['pk_in_band']}/{r['pk_seen']}",
+                 format_number(r.get("third_order_slope")),
+                 format_number(r.get("information_ratio")), format_number(r["max_rhat"], 4),
                  format_number(r["seconds"], 0)] for r in entry["rows"]]
         figure = None
         if result.get("synchrony"):
@@ -379,7 +381,7 @@ def _families_view(study):
                         f"{second['family'].replace('_', '-')}" if second else "") + ".")
         views.append({"sentence": sentence, "figure": figure, "table": table_view(
             ["family", "elpd_loo", "se", "elpd difference", "dse", "p_loo", "max Pareto k",
-             "P(K) in band", "max R-hat", "fit s"], rows)})
+             "P(K) in band", "third-order slope", "I_f/IN", "max R-hat", "fit s"], rows)})
     return {"missing": None, "not_asked": False, "entries": views,
             "caveat": (entries and (_task_result(study, entries[0]["result"]) or {}).get(
                 "caveat")) or ""}

@@ -216,3 +216,55 @@ def test_study_with_family_comparison_writes_table_and_report_section(tmp_path):
     html = report_study.render_study(tmp_path / "study").read_text()
     section = html[html.index('id="families"'):html.index('id="ei"')]
     assert "elpd_loo" in section and "<img" in section and "Not available" not in section
+
+
+def test_third_order_check_matches_brute_force():
+    import arviz_base
+
+    from bayes_ising import stats
+
+    draws = [_random_params(5, seed=s) for s in (20, 21, 22)]
+    h, J, V = (np.stack([d[k] for d in draws])[None] for k in range(3))  # (1 chain, 3 draws)
+    tree = arviz_base.from_dict({"posterior": {"h": h, "J": J, "V": V}})
+    spins = np.where(np.random.default_rng(4).random((2000, 5)) < 0.3, 1, -1)
+    result = kpairwise.third_order_check(tree, spins, num_draws=None)
+    i, j, k = np.array([(a, b, c) for a in range(5) for b in range(a + 1, 5)
+                        for c in range(b + 1, 5)]).T
+    states = ising.all_states(5).astype(float)
+    brute = []
+    for hd, Jd, Vd in draws:  # connected ⟨δs_i δs_j δs_k⟩ by a direct sum over the 32 states
+        log_z, m, _, _ = _brute(hd, Jd, Vd)
+        neg = (states @ hd + 0.5 * np.einsum("si,ij,sj->s", states, Jd, states)
+               + Vd[(states > 0).sum(axis=1)])
+        d = states - m
+        brute.append(np.exp(neg - log_z) @ (d[:, i] * d[:, j] * d[:, k]))
+    median = np.median(brute, axis=0)
+    observed = stats.third_order_correlations(spins)[i, j, k]
+    np.testing.assert_allclose(result["slope"], median @ observed / (observed @ observed),
+                               rtol=1e-9)
+    np.testing.assert_allclose(result["rms_error"],
+                               np.sqrt(np.mean((median - observed) ** 2)), rtol=1e-9)
+
+
+def test_exact_entropy_brute_force_and_information_ratio():
+    import arviz_base
+
+    from bayes_ising import stats
+    from bayes_ising.checks import _binary_entropy
+
+    h, J, V = _random_params(6, seed=30)
+    log_z, _, _, _ = _brute(h, J, V)
+    s = ising.all_states(6).astype(float)
+    log_p = (s @ h + 0.5 * np.einsum("si,ij,sj->s", s, J, s) + V[(s > 0).sum(axis=1)]) - log_z
+    np.testing.assert_allclose(kpairwise.exact_entropy(h, J, V), -np.exp(log_p) @ log_p,
+                               rtol=1e-12)
+    np.testing.assert_allclose(kpairwise.exact_entropy(h, J, np.zeros(7)),
+                               ising.exact_entropy(h, J), rtol=1e-12)
+    tree = arviz_base.from_dict({"posterior": {"h": h[None, None], "J": J[None, None],
+                                               "V": V[None, None]}})
+    spins = np.where(np.random.default_rng(5).random((3000, 6)) < 0.3, 1, -1)
+    info = kpairwise.information_check(tree, spins, num_draws=None)
+    s1 = _binary_entropy(stats.firing_probability(spins))
+    i_n = s1 - stats.data_entropy(spins).miller_madow
+    np.testing.assert_allclose(info["ratio"], (s1 - (-np.exp(log_p) @ log_p)) / i_n,
+                               rtol=1e-10)

@@ -43,15 +43,22 @@ def register(subparsers, name):
 def format_table(summary):
     """The comparison as aligned text lines (best family first)."""
     head = (f"{'family':<12} {'elpd_loo':>11} {'se':>7} {'d_loo':>8} {'dse':>6} {'p_loo':>6} "
-            f"{'max k':>6} {'P(K) in band':>13} {'R-hat':>6} {'time':>7}")
+            f"{'max k':>6} {'P(K) in band':>13} {'3rd slope':>9} {'I_f/IN':>6} {'R-hat':>6} "
+            f"{'time':>7}")
     lines = [head]
     for r in summary["rows"]:
         lines.append(
             f"{r['family']:<12} {r['elpd']:>11.1f} {r['se']:>7.1f} {abs(r['elpd_diff']):>8.1f} "
             f"{r['dse']:>6.1f} {r['p']:>6.1f} {r['pareto_k_max']:>6.2f} "
-            f"{str(r['pk_in_band']) + '/' + str(r['pk_seen']):>13} {r['max_rhat']:>6.3f} "
+            f"{str(r['pk_in_band']) + '/' + str(r['pk_seen']):>13} "
+            f"{_number(r.get('third_order_slope')):>9} "
+            f"{_number(r.get('information_ratio')):>6} {r['max_rhat']:>6.3f} "
             f"{r['seconds']:>6.0f}s")
     return lines
+
+
+def _number(value):
+    return "-" if value is None else f"{value:.2f}"
 
 
 def run(args):
