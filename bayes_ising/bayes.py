@@ -1520,12 +1520,16 @@ def save_posterior(tree, path, force=False):
     return path
 
 
-def load_posterior(path):
+def load_posterior(path, *, family="pairwise"):
     """Read a posterior written by :func:`save_posterior` (fully into memory; no pickle).
+
+    ``family``: the energy family expected ("pairwise", the trees of :func:`fit_posterior`;
+    "k_pairwise" / "independent" / None for any, the trees of
+    :func:`bayes_ising.kpairwise.fit_posterior`, whose root attribute ``family`` says which).
 
     Raises
     ------
-    DataError : the file is not a bayes_ising posterior.
+    DataError : the file is not a bayes_ising posterior, or one of another family.
     """
     try:
         with xr.open_datatree(path, engine="h5netcdf") as opened:
@@ -1536,6 +1540,12 @@ def load_posterior(path):
         raise DataError(f"{path}: not a readable netCDF posterior ({err})") from None
     if "posterior" not in tree.children or "bayes_ising_version" not in tree.attrs:
         raise DataError(f"{path}: not a bayes_ising posterior (no posterior group or version)")
+    stored = tree.attrs.get("family", "pairwise")
+    if family is not None and stored != family:
+        raise DataError(
+            f"{path}: a {stored} posterior (bayes_ising.kpairwise); this reads {family} "
+            "posteriors only (for K-pairwise fits use bayes-ising compare-families or the "
+            "bayes_ising.kpairwise functions, docs/models.md)")
     return tree
 
 

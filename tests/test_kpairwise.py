@@ -195,8 +195,11 @@ def test_cli_compare_families_and_fit_k_pairwise(tmp_path, capsys):
                      "--num-draws", "60", "--num-warmup", "60", "--out",
                      str(tmp_path / "kp.nc")])
     assert code == 0 and "k_pairwise (exact likelihood)" in capsys.readouterr().out
-    tree = bayes.load_posterior(tmp_path / "kp.nc")
+    tree = bayes.load_posterior(tmp_path / "kp.nc", family="k_pairwise")
     assert tree["posterior"]["V"].shape == (2, 60, 6) and tree.attrs["family"] == "k_pairwise"
+    assert cli.main(["check", str(tmp_path / "kp.nc"), str(path), "--out",
+                     str(tmp_path / "c.json")]) == 2  # pairwise verbs refuse it in one line
+    assert "a k_pairwise posterior" in capsys.readouterr().err
     assert cli.main(["fit", str(path), "--model", "k_pairwise", "--likelihood", "pseudo",
                      "--out", str(tmp_path / "x.nc")]) == 2
 
