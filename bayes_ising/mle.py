@@ -423,7 +423,6 @@ def fit_independent(spins, *, neuron_ids=None):
 
 #: above this N the Newton Hessian comes from ising.fisher_information (chunked) rather than
 #: jax.hessian, whose forward-mode tangents need P × 2^N memory
-_HESSIAN_BY_AUTODIFF_MAX_NEURONS = limits.MAX_AUTODIFF_HESSIAN_NEURONS
 
 
 def _exact_objective(theta, mu, l2, num_neurons):
@@ -451,7 +450,7 @@ def _newton_direction(theta, mu, l2, num_neurons):
     by ``jax.hessian`` of the split-half log Z is the same matrix and ~2× faster at N = 15.
     """
     value, grad = jax.value_and_grad(_exact_objective)(theta, mu, l2, num_neurons)
-    if num_neurons <= _HESSIAN_BY_AUTODIFF_MAX_NEURONS:
+    if num_neurons <= limits.MAX_AUTODIFF_HESSIAN_NEURONS:
         hess = jax.hessian(_exact_objective)(theta, mu, l2, num_neurons)
     else:
         # forward-mode over 2^N states would hold P tangents of the 2^N matrix at once;

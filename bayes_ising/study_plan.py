@@ -2,7 +2,7 @@ r"""The study's whole analysis on one recording: ``bayes-ising study DATA --out 
 
 For every state of the data (each epoch name; ``"all"`` when there are none) × every
 population present (``"E+I"``, ``"E"``, ``"I"``; or ``populations=``) the study fits the
-posterior (exact likelihood up to :data:`EXACT_MAX_NEURONS` neurons, else the calibrated
+posterior (exact likelihood up to :data:`MAX_EXACT_NEURONS` neurons, else the calibrated
 pseudo-posterior; the choice and its reason are recorded) and analyses it: diagnostics with
 per-neuron flags beside the study's restart-cosine and 5% rules, posterior predictive P(K) /
 patterns / third-order checks, S1, S2, SN and I2/IN, C(T)/N and S(T)/N with bands and the
@@ -50,12 +50,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ._deprecation import module_aliases
 from .errors import DataError, ExistingOutputError
 from .limits import MAX_EXACT_NEURONS
 
 __all__ = ["StudySettings", "FAST_SETTINGS", "StudyTask", "StudyPlan", "plan_study",
            "execute_study_task", "run_tasks", "study", "parse_populations",
-           "EXACT_MAX_NEURONS", "STUDY_FORMAT"]
+           "MAX_EXACT_NEURONS", "STUDY_FORMAT"]
 
 #: version of the layout of DIR (study.json, tables, tasks)
 STUDY_FORMAT = 1
@@ -65,7 +66,7 @@ OUTPUT_NAMES = ("study.json", "study_identity.json", "data.npz", "report.html", 
 
 
 #: the exact likelihood (enumeration of 2^N patterns) up to this many neurons
-EXACT_MAX_NEURONS = MAX_EXACT_NEURONS
+__getattr__ = module_aliases(__name__, globals(), {"EXACT_MAX_NEURONS": "MAX_EXACT_NEURONS"})
 
 
 @dataclass(frozen=True)
@@ -293,10 +294,10 @@ def _resolve_spec(name):
 
 
 def _likelihood_choice(num_neurons):
-    if num_neurons <= EXACT_MAX_NEURONS:
-        return "exact", (f"N = {num_neurons} <= {EXACT_MAX_NEURONS}: exact likelihood "
+    if num_neurons <= MAX_EXACT_NEURONS:
+        return "exact", (f"N = {num_neurons} <= {MAX_EXACT_NEURONS}: exact likelihood "
                          f"(enumeration of 2^{num_neurons} patterns)")
-    return "pseudo", (f"N = {num_neurons} > {EXACT_MAX_NEURONS}: enumeration infeasible; "
+    return "pseudo", (f"N = {num_neurons} > {MAX_EXACT_NEURONS}: enumeration infeasible; "
                       "pseudolikelihood posterior with its calibration adjustment")
 
 
@@ -382,9 +383,9 @@ def _family_tasks(fits, spec, settings, identity, notes):
     tasks = []
     for (state, population), fit in fits.items():
         neurons = fit.params["neurons"]
-        if len(neurons) > EXACT_MAX_NEURONS:
+        if len(neurons) > MAX_EXACT_NEURONS:
             notes.append(f"family comparison skipped for {population}, {state}: N = "
-                         f"{len(neurons)} > {EXACT_MAX_NEURONS} (PSIS-LOO needs the exact "
+                         f"{len(neurons)} > {MAX_EXACT_NEURONS} (PSIS-LOO needs the exact "
                          "likelihood)")
             continue
         tasks.append(_task("families", state, population, dict(

@@ -75,13 +75,14 @@ import numpy as np
 
 from . import ising, limits, stats
 from . import pseudolikelihood as pl
+from ._deprecation import module_aliases
 from .convergence import MAX_RHAT, MIN_ESS, rule_failures, split_rhat
 from .convergence import integrated_autocorrelation_time as autocorrelation_time
 from .errors import BayesIsingError, DataError
 
 __all__ = [
     "CRITICALITY_CAVEAT",
-    "AUTO_EXACT_MAX_NEURONS",
+    "AUTO_EXACT_THERMO_NEURONS",
     "ThermoResult",
     "TemperatureError",
     "RunTooShortError",
@@ -118,7 +119,9 @@ CRITICALITY_CAVEAT = (
 
 #: ``method="auto"`` enumerates up to this many neurons (2^20 states per temperature and
 #: posterior draw), and samples above it.
-AUTO_EXACT_MAX_NEURONS = limits.AUTO_EXACT_THERMO_NEURONS
+AUTO_EXACT_THERMO_NEURONS = limits.AUTO_EXACT_THERMO_NEURONS
+__getattr__ = module_aliases(__name__, globals(),
+                             {"AUTO_EXACT_MAX_NEURONS": "AUTO_EXACT_THERMO_NEURONS"})
 
 #: Sokal's rule of thumb: an autocorrelation time is only estimated reliably, and a mean or
 #: variance has a usable MCSE, when the run is at least ~50 autocorrelation times long.
@@ -841,7 +844,7 @@ def sampled_thermodynamics(rng_key, h, J, temperatures, *, num_chains=4, num_swe
 
 
 def thermodynamics(rng_key, h, J, temperatures, *, method="auto", **options):
-    """Exact (N ≤ :data:`AUTO_EXACT_MAX_NEURONS` for "auto") or sampled thermodynamics.
+    """Exact (N ≤ :data:`AUTO_EXACT_THERMO_NEURONS` for "auto") or sampled thermodynamics.
 
     ``options`` go to :func:`exact_thermodynamics` or :func:`sampled_thermodynamics` (the
     exact path ignores the sampler's options); ``rng_key`` is unused by the exact path. The
@@ -851,7 +854,7 @@ def thermodynamics(rng_key, h, J, temperatures, *, method="auto", **options):
     h_batch, _ = _as_batch(h, J)
     num_neurons = h_batch.shape[1]
     if method == "auto":
-        method = "exact" if num_neurons <= AUTO_EXACT_MAX_NEURONS else "gibbs"
+        method = "exact" if num_neurons <= AUTO_EXACT_THERMO_NEURONS else "gibbs"
     if method == "exact":
         exact_keys = {"num_grid", "peak_points", "batch_size"}
         return exact_thermodynamics(
@@ -1031,7 +1034,7 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
         :data:`DEFAULT_TEMPERATURES`)
     num_posterior_draws : draws used (:data:`DEFAULT_POSTERIOR_DRAWS`; all when fewer)
     num_shuffles : shuffled copies for the control
-    method : "auto" (exact for N ≤ :data:`AUTO_EXACT_MAX_NEURONS`), "exact" or "gibbs"
+    method : "auto" (exact for N ≤ :data:`AUTO_EXACT_THERMO_NEURONS`), "exact" or "gibbs"
     sampler : options of :func:`sampled_thermodynamics` (num_chains, num_sweeps, ...)
 
     With Gibbs, the posterior draws and the control's models run in one vectorised program.
@@ -1063,7 +1066,7 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
                         "num_shuffles": int(num_shuffles), "fit_warnings": fit_warnings}
         h, J = np.concatenate([h, h_c]), np.concatenate([J, J_c])
     options = {}
-    if method == "gibbs" or (method == "auto" and num_neurons > AUTO_EXACT_MAX_NEURONS):
+    if method == "gibbs" or (method == "auto" and num_neurons > AUTO_EXACT_THERMO_NEURONS):
         options = {"max_mcse_fraction": DEFAULT_MAX_MCSE_FRACTION, **sampler,
                    "band_size": num_draws, "progress": progress}
     combined = thermodynamics(run_key, h, J, temperatures, method=method, **options)
@@ -1132,7 +1135,7 @@ def _fit_shuffles(rng_key, spins, num_shuffles, l2, fit):
 
     num_neurons = spins.shape[1]
     if fit == "auto":
-        fit = "exact" if num_neurons <= AUTO_EXACT_MAX_NEURONS else "mean_field"
+        fit = "exact" if num_neurons <= AUTO_EXACT_THERMO_NEURONS else "mean_field"
     if fit not in ("exact", "pseudo", "mean_field"):
         raise ValueError(f"fit must be 'auto', 'exact', 'pseudo' or 'mean_field', got {fit!r}")
     hs, Js, fit_warnings = [], [], []
@@ -1160,7 +1163,7 @@ def shuffled_control(rng_key, spins, temperatures, *, num_shuffles=1, l2=1e-3, m
 
     Each of ``num_shuffles`` shuffles is fitted — by exact moment matching
     (:func:`bayes_ising.mle.fit_exact`, L2 penalty ``l2``) when N ≤
-    :data:`AUTO_EXACT_MAX_NEURONS`, by the naive mean-field inverse (:func:`mean_field_fit`,
+    :data:`AUTO_EXACT_THERMO_NEURONS`, by the naive mean-field inverse (:func:`mean_field_fit`,
     accurate for data without correlations and O(N³)) otherwise, or by the pseudolikelihood
     (``fit="pseudo"``) — and the curves of the fits are returned as the draws of a
     :class:`ThermoResult` (a band over shuffles). Shuffling destroys the correlations, so the

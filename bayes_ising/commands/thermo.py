@@ -101,7 +101,7 @@ def _sampler_options(args, num_neurons):
     from ..errors import BayesIsingError
 
     if args.method == "exact" or (args.method == "auto"
-                                  and num_neurons <= thermo.AUTO_EXACT_MAX_NEURONS):
+                                  and num_neurons <= thermo.AUTO_EXACT_THERMO_NEURONS):
         return {}
     num_sweeps = args.num_sweeps
     if num_sweeps != "auto":
