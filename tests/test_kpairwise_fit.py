@@ -188,3 +188,30 @@ def test_gibbs_thermodynamics_near_exact():
     np.testing.assert_allclose(sampled.heat_capacity_per_neuron,
                                exact.heat_capacity_per_neuron, rtol=0.08)
     np.testing.assert_allclose(sampled.entropy_per_neuron, exact.entropy_per_neuron, atol=0.01)
+
+
+@pytest.mark.slow
+def test_cli_held_out_blocks_exact_and_above_22_neurons(tmp_path, capsys):
+    import json
+
+    from bayes_ising import cli
+
+    h, J, V = _model(4, seed=13)
+    small = tmp_path / "small.npz"
+    np.savez(small, raster=(_samples(h, J, V, 600, seed=6) > 0).astype(np.int8))
+    out = tmp_path / "small.json"
+    assert cli.main(["compare-families", str(small), "--held-out-blocks", "3",
+                     "--held-out-only", "--out", str(out)]) == 0
+    held = json.loads(out.read_text())["held_out"]
+    assert held["method"] == "exact" and set(held["total"]) == set(kpairwise.FAMILIES)
+    assert "held-out log-likelihood" in capsys.readouterr().out
+    big = tmp_path / "big.npz"
+    np.savez(big, raster=(np.random.default_rng(7).random((300, 23)) < 0.2).astype(np.int8))
+    assert cli.main(["compare-families", str(big)]) == 2
+    assert "--held-out-blocks" in capsys.readouterr().err
+    assert cli.main(["compare-families", str(big), "--families", "pairwise,k_pairwise",
+                     "--held-out-blocks", "2", "--out", str(tmp_path / "big.json")]) == 0
+    text = capsys.readouterr().out
+    assert "pseudo fits" in text and "not comparable with LOO" in text
+    held = json.loads((tmp_path / "big.json").read_text())["held_out"]
+    assert held["method"] == "pseudo" and held["score"] == "log pseudolikelihood"
