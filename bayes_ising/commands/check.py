@@ -21,12 +21,15 @@ predictive mean of each start.
 
 import sys
 
+from ..limits import MAX_EXACT_MOMENTS_NEURONS
+
 __all__ = ["register", "run"]
 
 #: at most this many patterns (the most frequent) go into CHECKS.json
 MAX_PATTERNS = 5000
-#: ``--moments auto`` simulates the predictive moments above this many neurons
-MAX_MOMENTS_AUTO_NEURONS = 20
+#: ``--moments auto`` simulates the predictive moments above this many neurons (where a
+#: model's moments are no longer enumerated: the limits table)
+MAX_MOMENTS_AUTO_NEURONS = MAX_EXACT_MOMENTS_NEURONS
 
 
 def register(subparsers, name):
