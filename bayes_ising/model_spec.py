@@ -333,10 +333,13 @@ def model_spec_from_dict(data, source="<dict>"):
     return ModelSpec(**fields, source=str(source))
 
 
+#: the folder of the model specs shipped with the package
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
 def packaged_models():
     """Names of the model specs shipped with the package (``bayes_ising/models/*.toml``)."""
-    folder = Path(__file__).resolve().parent / "models"
-    return sorted(p.stem for p in folder.glob("*.toml"))
+    return sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
 
 
 def model_spec_path(name_or_path):
@@ -353,7 +356,7 @@ def model_spec_path(name_or_path):
         return path
     if path.parent == Path("."):
         stem = path.name[:-5] if path.name.endswith(".toml") else path.name
-        packaged = Path(__file__).resolve().parent / "models" / f"{stem}.toml"
+        packaged = MODELS_DIR / f"{stem}.toml"
         if packaged.is_file():
             return packaged
     raise FileNotFoundError(

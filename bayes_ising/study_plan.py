@@ -276,21 +276,13 @@ def _task(kind, state, population, params, deps, identity):
 
 
 def _resolve_spec(name):
-    """A model spec by path, by name (package's models/ folder), or the default (None)."""
+    """A model spec by path or packaged name (:func:`bayes_ising.model_spec.load_model_spec`),
+    or the default (None / "default")."""
     from .model_spec import default_model_spec, load_model_spec
 
     if name is None or name == "default":
         return default_model_spec()
-    path = Path(name)
-    candidates = [path, Path(__file__).resolve().parent / "models" / f"{name}.toml",
-                  Path(__file__).resolve().parents[1] / "models" / f"{name}.toml"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return load_model_spec(candidate)
-    try:  # the package may know the name (model specs shipped inside it)
-        return load_model_spec(name)
-    except FileNotFoundError:
-        raise FileNotFoundError(2, f"model spec {name!r} not found", str(name)) from None
+    return load_model_spec(name)
 
 
 def _likelihood_choice(num_neurons):
