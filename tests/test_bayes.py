@@ -557,6 +557,24 @@ def test_stop_rule_stops_when_mixed_and_says_so_at_the_cap(large_t_data):
         bayes.fit_posterior(0, large_t_data, num_draws=100, max_draws=50, progress=False)
 
 
+def test_the_stop_rule_judges_the_draws_it_returns(large_t_data):
+    """An adjusted pseudo-posterior: the stop rule's last check is made on the adjusted draws
+    (the affine map is fixed before sampling), so its R-hat and ESS are those of the returned
+    tree — judging the unadjusted draws had stopped an N = 50 fit at max R-hat 1.008 whose
+    returned draws had 1.012 (issue 12)."""
+    from bayes_ising import convergence
+
+    tree = bayes.fit_posterior(0, large_t_data, likelihood="pseudo", adjust="mode+curvature",
+                               num_chains=2, num_draws=100, num_warmup=100, max_draws=200,
+                               progress=False)
+    last = json.loads(tree.attrs["stop_checks"])[-1]
+    assert last["num_draws"] == tree["posterior"].sizes["draw"]
+    rhat, ess_bulk, ess_tail, _ = convergence.parameter_statistics(tree)
+    assert last["max_rhat"] == pytest.approx(np.nanmax(rhat), rel=1e-9)
+    assert last["min_ess_bulk"] == pytest.approx(np.nanmin(ess_bulk), rel=1e-9)
+    assert last["min_ess_tail"] == pytest.approx(np.nanmin(ess_tail), rel=1e-9)
+
+
 def test_the_spec_stop_rule_goes_with_the_spec_draws():
     """pseudo_large ships with the stop rule (500-draw chunks up to 2000): a fit with the
     spec's draws uses it; one asking for another number of draws (a smoke run) gets exactly
