@@ -61,7 +61,7 @@ curvature was adjusted, the adjustment changed the median posterior sd by less t
 ``bayes.SD_RATIO_LIMIT`` (4) either way; a missing check is not valid. Exact-likelihood
 posteriors, and pseudo-posteriors of N ≤ 22 (centre and curvature by enumeration), need no
 simulation. :func:`diagnose` reports ``valid`` and ``validity_reason`` and its ``verdict``
-reads "converged and valid", "converged but NOT valid: …" or "NOT converged: …".
+reads "converged and valid", "NOT valid: … (the chains mixed …)" or "NOT converged: …".
 """
 
 import json
@@ -619,7 +619,9 @@ def diagnose(tree, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS, min_contraction=MIN_CO
     elif validity["valid"]:
         verdict = "converged and valid"
     else:
-        verdict = "converged but NOT valid: " + validity["validity_reason"]
+        # never "converged" for a model that does not reproduce the data: the word is reserved
+        verdict = ("NOT valid: " + validity["validity_reason"]
+                   + " (the chains mixed: R-hat, ESS and divergences pass)")
     return dict(converged=converged, reasons=reasons, warnings=warnings, sampler=sampler,
                 valid=validity["valid"], validity_reason=validity["validity_reason"],
                 validity=validity, verdict=verdict, summary=summary,

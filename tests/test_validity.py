@@ -182,8 +182,9 @@ def test_verdict_includes_validity(degenerate_check, tmp_path, capsys):
     assert not degenerate_check["passed"]
     diag = diagnostics.diagnose(_pseudo_tree(model_check=degenerate_check))
     assert diag["converged"] and not diag["valid"]
-    assert diag["verdict"].startswith("converged but NOT valid: model check failed: "
+    assert diag["verdict"].startswith("NOT valid: model check failed: "
                                       "degenerate: runs to an all-active state")
+    assert "converged" not in diag["verdict"]
     missing = diagnostics.diagnose(_pseudo_tree())
     assert not missing["valid"] and "missing" in missing["validity_reason"]
     good_check = dict(degenerate_check, passed=True, verdict="ok", reason="max |z| = 1.0")
