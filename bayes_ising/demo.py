@@ -126,7 +126,7 @@ def subset_data(data, settings=DEFAULT_SETTINGS):
 
 
 #: the demo's trims of the study's defaults, so that the whole study on the embedded dataset
-#: fits in a few minutes on 2 cores: the MLE comparison (walks + restarts, the costliest
+#: runs in about ten minutes on 2 cores: the MLE comparison (walks + restarts, the costliest
 #: analysis) on the E+I fits only, walks of at most 30 s each (labelled unconverged when they
 #: stop there), C(T) runs of at most 2,000 sweeps (the MC error then enters the bands) and
 #: 10,000 simulated patterns per predictive check; the fits are the study's.
