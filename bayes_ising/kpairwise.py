@@ -54,6 +54,7 @@ __all__ = [
     "synchrony_draws",
     "third_order_check",
     "information_check",
+    "pattern_check",
     "exact_entropy",
     "predictive_synchrony_band",
     "compare_families",
@@ -443,6 +444,26 @@ def information_check(tree, spins, num_draws=20, seed=0):
                 SN_reliable=bool(estimate.reliable))
 
 
+def pattern_check(tree, spins, *, top=20, num_draws=50, prob=0.9, seed=0):
+    """The ``top`` most frequent observed patterns: their frequencies against the central
+    ``prob`` band of replicated frequencies (T bins, binomial from each draw's exact P(s)).
+    Returns dict(patterns (top, N), observed, median (model P(s), median over draws), lower,
+    upper, in_band (count))."""
+    from .checks import interval
+
+    spins = np.asarray(spins)
+    patterns, counts = _unique(spins)
+    order = np.argsort(-counts, kind="stable")[:top]
+    patterns, observed = patterns[order], counts[order] / spins.shape[0]
+    h, J, V = (jnp.asarray(a) for a in _draw_subset(tree, num_draws, seed))
+    probs = np.exp(pattern_log_likelihood_draws(patterns, h, J, V))
+    replicated = np.random.default_rng(seed).binomial(spins.shape[0], probs) / spins.shape[0]
+    band = interval(replicated, prob)
+    inside = (observed >= band["lower"]) & (observed <= band["upper"])
+    return dict(patterns=patterns, observed=observed, median=np.median(probs, axis=0),
+                lower=band["lower"], upper=band["upper"], in_band=int(inside.sum()))
+
+
 def predictive_synchrony_band(p_k_draws, spins, *, prob=0.9, min_count=10, seed=0):
     """Fraction of observed P(K) inside the central ``prob`` band of replicated data sets
     (T bins multinomial from each draw's P(K)), over K seen in ≥ ``min_count`` bins — the rule
@@ -470,7 +491,8 @@ def compare_families(spins, families=FAMILIES, *, rng_key=0, check_draws=200, **
     weight, …), loo {family: ELPDDataLOO}, pareto_k {family: dict(max, fraction_bad)},
     synchrony {family: fraction_in_band}, bands {family: predictive_synchrony_band dict},
     third_order {family: :func:`third_order_check` or None}, information {family:
-    :func:`information_check`}, seconds {family: fit time},
+    :func:`information_check`}, patterns {family: :func:`pattern_check`}, thermo {family:
+    T* and C_max/N medians of a few draws, exact}, seconds {family: fit time},
     fits {family: FitResult}).
 
     Caveat: bins are autocorrelated (and LOO leaves one bin out, not a block), so se and dse
@@ -479,7 +501,8 @@ def compare_families(spins, families=FAMILIES, *, rng_key=0, check_draws=200, **
     """
     import arviz_stats as azs
 
-    fits, loos, pk, band, bands, seconds, third, info = {}, {}, {}, {}, {}, {}, {}, {}
+    fits, loos, pk, band, bands, seconds = {}, {}, {}, {}, {}, {}
+    third, info, patterns, thermo = {}, {}, {}, {}
     for family in families:
         fit = fit_posterior(spins, family, rng_key=rng_key, **fit_kwargs)
         fits[family], loos[family] = fit, weighted_loo(fit)
@@ -489,17 +512,31 @@ def compare_families(spins, families=FAMILIES, *, rng_key=0, check_draws=200, **
         band[family] = bands[family]["fraction_in_band"]
         third[family] = third_order_check(fit.tree, spins, min(check_draws, 20))
         info[family] = information_check(fit.tree, spins, min(check_draws, 20))
+        patterns[family] = pattern_check(fit.tree, spins, num_draws=min(check_draws, 50))
+        thermo[family] = _peak_summary(fit.tree, min(check_draws, 10))
         seconds[family] = fit.seconds
     table = azs.compare(loos, round_to="none")  # raw numbers (the default rounds them)
     return dict(table=table, loo=loos, pareto_k=pk, synchrony=band, bands=bands,
-                third_order=third, information=info, seconds=seconds, fits=fits)
+                third_order=third, information=info, patterns=patterns, thermo=thermo,
+                seconds=seconds, fits=fits)
+
+
+def _peak_summary(tree, num_draws, temperatures=np.linspace(0.5, 3.0, 26)):
+    """Median T* and C_max/N over ``num_draws`` posterior draws, exact thermodynamics."""
+    from .kpairwise_fit import posterior_thermodynamics
+
+    res = posterior_thermodynamics(tree, temperatures, num_draws=num_draws)
+    return dict(peak_temperature=float(np.median(res.peak_temperature)),
+                peak_heat_capacity_per_neuron=float(np.median(
+                    res.peak_heat_capacity_per_neuron)))
 
 
 def comparison_summary(result):
     """JSON-able digest of :func:`compare_families`: ``rows`` (one per family, best first:
     elpd, se, p, elpd_diff, dse, weight, pareto_k_max, pareto_k_fraction_bad, good_k,
     pk_in_band, pk_seen, seconds, max_rhat, min_ess_bulk, num_divergent, third_order_slope,
-    third_order_rms_error (None for N > 16), entropy, information_ratio (I_f/IN)) and
+    third_order_rms_error (None for N > 16), entropy, information_ratio (I_f/IN),
+    patterns_in_band / patterns_top, peak_temperature, peak_heat_capacity_per_neuron) and
     ``synchrony``
     (observed P(K), seen, and each family's predictive band lower/upper)."""
     rows = []
@@ -520,6 +557,9 @@ def comparison_summary(result):
             third_order_rms_error=(result["third_order"].get(family) or {}).get("rms_error"),
             entropy=result["information"][family]["entropy"],
             information_ratio=result["information"][family]["ratio"],
+            patterns_in_band=result["patterns"][family]["in_band"],
+            patterns_top=int(result["patterns"][family]["observed"].size),
+            **result["thermo"][family],
             num_divergent=int(fit.tree.attrs["num_divergent"])))
     first = next(iter(result["bands"].values()))
     synchrony = dict(observed=first["observed"].tolist(), seen=first["seen"].tolist(),

@@ -364,7 +364,11 @@ def _families_view(study):
                  format_number(r["pareto_k_max"], 2),
                  f"{r['pk_in_band']}/{r['pk_seen']}",
                  format_number(r.get("third_order_slope")),
-                 format_number(r.get("information_ratio")), format_number(r["max_rhat"], 4),
+                 format_number(r.get("information_ratio")),
+                 f"{r['patterns_in_band']}/{r['patterns_top']}" if "patterns_top" in r else "–",
+                 format_number(r.get("peak_temperature")),
+                 format_number(r.get("peak_heat_capacity_per_neuron")),
+                 format_number(r["max_rhat"], 4),
                  format_number(r["seconds"], 0)] for r in entry["rows"]]
         figure = None
         if result.get("synchrony"):
@@ -381,7 +385,8 @@ def _families_view(study):
                         f"{second['family'].replace('_', '-')}" if second else "") + ".")
         views.append({"sentence": sentence, "figure": figure, "table": table_view(
             ["family", "elpd_loo", "se", "elpd difference", "dse", "p_loo", "max Pareto k",
-             "P(K) in band", "third-order slope", "I_f/IN", "max R-hat", "fit s"], rows)})
+             "P(K) in band", "third-order slope", "I_f/IN", "top patterns in band", "T*",
+             "C_max/N", "max R-hat", "fit s"], rows)})
     return {"missing": None, "not_asked": False, "entries": views,
             "caveat": (entries and (_task_result(study, entries[0]["result"]) or {}).get(
                 "caveat")) or ""}

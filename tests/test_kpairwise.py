@@ -271,3 +271,21 @@ def test_exact_entropy_brute_force_and_information_ratio():
     i_n = s1 - stats.data_entropy(spins).miller_madow
     np.testing.assert_allclose(info["ratio"], (s1 - (-np.exp(log_p) @ log_p)) / i_n,
                                rtol=1e-10)
+
+
+def test_pattern_check_probabilities_match_brute_force():
+    import arviz_base
+
+    h, J, V = _random_params(5, seed=40)
+    tree = arviz_base.from_dict({"posterior": {"h": h[None, None], "J": J[None, None],
+                                               "V": V[None, None]}})
+    spins = np.where(np.random.default_rng(6).random((1000, 5)) < 0.3, 1, -1)
+    result = kpairwise.pattern_check(tree, spins, top=6, num_draws=None)
+    log_z = _brute(h, J, V)[0]
+    s = result["patterns"].astype(float)
+    brute = np.exp(s @ h + 0.5 * np.einsum("si,ij,sj->s", s, J, s)
+                   + V[(s > 0).sum(axis=1)] - log_z)
+    np.testing.assert_allclose(result["median"], brute, rtol=1e-10)
+    patterns, counts = np.unique(spins, axis=0, return_counts=True)
+    assert np.allclose(result["observed"], np.sort(counts)[::-1][:6] / 1000)
+    assert 0 <= result["in_band"] <= 6

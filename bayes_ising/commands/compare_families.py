@@ -52,8 +52,8 @@ def register(subparsers, name):
 def format_table(summary):
     """The comparison as aligned text lines (best family first)."""
     head = (f"{'family':<12} {'elpd_loo':>11} {'se':>7} {'d_loo':>8} {'dse':>6} {'p_loo':>6} "
-            f"{'max k':>6} {'P(K) in band':>13} {'3rd slope':>9} {'I_f/IN':>6} {'R-hat':>6} "
-            f"{'time':>7}")
+            f"{'max k':>6} {'P(K) in band':>13} {'3rd slope':>9} {'I_f/IN':>6} "
+            f"{'patterns':>8} {'T*':>5} {'R-hat':>6} {'time':>7}")
     lines = [head]
     for r in summary["rows"]:
         lines.append(
@@ -61,7 +61,9 @@ def format_table(summary):
             f"{r['dse']:>6.1f} {r['p']:>6.1f} {r['pareto_k_max']:>6.2f} "
             f"{str(r['pk_in_band']) + '/' + str(r['pk_seen']):>13} "
             f"{_number(r.get('third_order_slope')):>9} "
-            f"{_number(r.get('information_ratio')):>6} {r['max_rhat']:>6.3f} "
+            f"{_number(r.get('information_ratio')):>6} "
+            f"{str(r.get('patterns_in_band')) + '/' + str(r.get('patterns_top')):>8} "
+            f"{_number(r.get('peak_temperature')):>5} {r['max_rhat']:>6.3f} "
             f"{r['seconds']:>6.0f}s")
     return lines
 
