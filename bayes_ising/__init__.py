@@ -3,11 +3,14 @@
 ``import bayes_ising as bi``. float64 is not switched on by importing; call
 :func:`enable_x64` (the CLI, notebooks and tests do) before exact enumeration or MLE.
 
-Modules (data flows one way): :mod:`~bayes_ising.data` → :mod:`~bayes_ising.stats` →
-:mod:`~bayes_ising.ising` → :mod:`~bayes_ising.gibbs` → (:mod:`~bayes_ising.mle` |
-:mod:`~bayes_ising.bayes`) → (:mod:`~bayes_ising.diagnostics`, :mod:`~bayes_ising.checks`,
-:mod:`~bayes_ising.thermo`) → :mod:`~bayes_ising.report`, :mod:`~bayes_ising.cli`,
-:mod:`~bayes_ising.batch`. Submodules are imported on first use (``bi.mle.fit_exact``), so
+Subpackages (data flows one way, down the list): :mod:`~bayes_ising.data` (spike data,
+loaders, synthetic generators) → :mod:`~bayes_ising.core` (energy, enumeration, Gibbs sampling,
+statistics, pseudolikelihood, size limits, convergence rule) → :mod:`~bayes_ising.fit`
+(posteriors, maximum likelihood, model specs, the walk, batches) → :mod:`~bayes_ising.analysis`
+(diagnostics, predictive checks, validity, thermodynamics, the MLE comparison, E/I and states)
+→ :mod:`~bayes_ising.pipeline` (the study and the demo) → :mod:`~bayes_ising.report`,
+:mod:`~bayes_ising.cli`. Submodules are imported on first use under their old short names too
+(``bi.mle.fit_exact`` is :mod:`bayes_ising.fit.mle`), so
 ``import bayes_ising`` stays cheap and does not start JAX.
 """
 
@@ -15,19 +18,52 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "analyses", "batch", "bayes", "checks", "comparison", "data", "datasets", "demo",
-    "diagnostics", "errors", "gibbs", "ising", "mle", "model_spec", "plots", "posterior",
-    "report", "stats", "study_plan", "study_outputs", "synthetic", "thermo",
-)
+#: old short module names -> their module in the subpackages (``bi.mle`` works)
+_SUBMODULES = {
+    "analyses": "analysis.analyses",
+    "batch": "fit.batch",
+    "bayes": "fit.bayes",
+    "checks": "analysis.checks",
+    "cli": "cli",
+    "comparison": "analysis.comparison",
+    "convergence": "core.convergence",
+    "data": "data",
+    "datasets": "data.datasets",
+    "demo": "pipeline.demo",
+    "diagnostics": "analysis.diagnostics",
+    "errors": "errors",
+    "gibbs": "core.gibbs",
+    "ising": "core.ising",
+    "kpairwise": "core.kpairwise",
+    "kpairwise_fit": "fit.kpairwise_fit",
+    "limits": "core.limits",
+    "mle": "fit.mle",
+    "model_spec": "fit.model_spec",
+    "plots": "report.plots",
+    "posterior": "fit.posterior",
+    "provenance": "data.provenance",
+    "pseudolikelihood": "core.pseudolikelihood",
+    "report": "report",
+    "report_study": "report.study",
+    "stats": "core.stats",
+    "study_outputs": "pipeline.outputs",
+    "study_plan": "pipeline.plan",
+    "study_tables": "pipeline.tables",
+    "study_tasks": "pipeline.tasks",
+    "synthetic": "data.synthetic",
+    "thermo": "analysis.thermo",
+    "validity": "analysis.validity",
+    "walk": "fit.walk",
+}
 #: top-level names -> the module that defines them
 _NAMES = {
     "SpikeData": "data", "load": "data", "to_spins": "data", "Epochs": "data",
     "DataWarning": "data",
-    "fit_posterior": "bayes", "load_posterior": "bayes", "save_posterior": "bayes",
-    "j_matrix": "posterior", "posterior_draws": "posterior", "load_model_spec": "model_spec",
-    "diagnose": "diagnostics", "thermodynamics": "thermo",
-    "study": "study_plan", "StudySettings": "study_plan", "read_study": "study_outputs",
+    "fit_posterior": "fit.bayes", "load_posterior": "fit.bayes", "save_posterior": "fit.bayes",
+    "j_matrix": "fit.posterior", "posterior_draws": "fit.posterior",
+    "load_model_spec": "fit.model_spec",
+    "diagnose": "analysis.diagnostics", "thermodynamics": "analysis.thermo",
+    "study": "pipeline.plan", "StudySettings": "pipeline.plan", "read_study": "pipeline.outputs",
 }
 
 
@@ -47,7 +83,7 @@ def x64_enabled():
 
 def __getattr__(name):
     if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
+        return importlib.import_module(f".{_SUBMODULES[name]}", __name__)
     if name in _NAMES:
         return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     raise AttributeError(f"module 'bayes_ising' has no attribute {name!r}")

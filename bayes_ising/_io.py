@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ExistingOutputError
+from bayes_ising.errors import ExistingOutputError
 
 __all__ = ["atomic_path", "write_json", "to_jsonable", "check_writable"]
 

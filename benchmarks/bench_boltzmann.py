@@ -1,4 +1,4 @@
-"""Time of the Boltzmann step (:func:`bayes_ising.mle.fit_boltzmann`) at N = 50 and N = 92.
+"""Time of the Boltzmann step (:func:`bayes_ising.fit.mle.fit_boltzmann`) at N = 50 and N = 92.
 
 1. N = 50: :func:`synthetic.shared_input_raster` (key 0, 20,000 bins; the data of the long
    test of issue 12), started from the pseudolikelihood MLE, as the large-N posterior does.
@@ -29,8 +29,10 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from bayes_ising import mle, synthetic, validity  # noqa: E402
-from bayes_ising.mle import MLEWarning  # noqa: E402
+from bayes_ising.analysis import validity  # noqa: E402
+from bayes_ising.data import synthetic  # noqa: E402
+from bayes_ising.fit import mle  # noqa: E402
+from bayes_ising.fit.mle import MLEWarning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -48,7 +48,7 @@ def bench_jax(num_neurons, num_chains, num_sweeps, dtype_name="float32"):
     import jax.numpy as jnp
     from jax import lax
 
-    from bayes_ising import gibbs
+    from bayes_ising.core import gibbs
 
     dtype = jnp.dtype(dtype_name)
     h, J = _model(num_neurons)
@@ -87,7 +87,7 @@ def bench_jax_sample(num_neurons, num_chains, num_sweeps):
     """The public driver (gibbs.sample, energies recorded every sweep), for the overhead."""
     import jax
 
-    from bayes_ising import gibbs
+    from bayes_ising.core import gibbs
 
     h, J = _model(num_neurons)
     kwargs = dict(num_chains=num_chains, num_sweeps=num_sweeps, burn_in=0)
@@ -110,7 +110,7 @@ def bench_bounds(num_neurons, num_chains, num_sweeps):
     import jax.numpy as jnp
     from jax import lax
 
-    from bayes_ising import gibbs
+    from bayes_ising.core import gibbs
 
     h, J = _model(num_neurons)
     J32 = jnp.asarray(J, jnp.float32)
@@ -155,11 +155,11 @@ def bench_bounds(num_neurons, num_chains, num_sweeps):
 
 def bench_models(num_neurons, num_models, num_chains, num_temps, num_sweeps):
     """The thermodynamics shape: D models (posterior draws) × chains × temperatures with replica
-    exchange in one vectorised program (:func:`bayes_ising.gibbs.sample_models_energies`)."""
+    exchange in one vectorised program (:func:`bayes_ising.core.gibbs.sample_models_energies`)."""
     import jax
     import numpy as np
 
-    from bayes_ising import gibbs
+    from bayes_ising.core import gibbs
 
     rng = np.random.default_rng(1)
     h, J = _model(num_neurons)

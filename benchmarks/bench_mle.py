@@ -33,9 +33,12 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from bayes_ising import data, ising, mle, stats, synthetic  # noqa: E402
-from bayes_ising import pseudolikelihood as pl  # noqa: E402
-from bayes_ising.mle import MLEWarning  # noqa: E402
+from bayes_ising import data  # noqa: E402
+from bayes_ising.core import ising, stats  # noqa: E402
+from bayes_ising.core import pseudolikelihood as pl  # noqa: E402
+from bayes_ising.data import synthetic  # noqa: E402
+from bayes_ising.fit import mle  # noqa: E402
+from bayes_ising.fit.mle import MLEWarning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RETINA = ROOT.parent / "shared" / "data" / "retina15.mat"
@@ -150,7 +153,7 @@ def bench_boltzmann_ei_sleep():
     """The failure case of the issue on the embedded E/I dataset: 32 E neurons in deep sleep,
     where the pseudolikelihood MLE is a poor model (checked by simulation from random and data
     starts); Boltzmann learning from it, then the same check."""
-    from bayes_ising import datasets
+    from bayes_ising.data import datasets
 
     subset = datasets.ei_sleep().select(population="E", state="deep")
     spins = np.asarray(subset.spins)

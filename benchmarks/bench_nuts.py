@@ -35,8 +35,8 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from bayes_ising import bayes  # noqa: E402
 from bayes_ising._io import write_json  # noqa: E402
+from bayes_ising.fit import bayes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RETINA = ROOT.parent / "shared" / "data" / "retina15.mat"
@@ -153,7 +153,8 @@ def exact_retina(quick=False, plain_draws=None):
 
 
 def _synthetic_n50(num_bins):
-    from bayes_ising import gibbs, synthetic
+    from bayes_ising.core import gibbs
+    from bayes_ising.data import synthetic
 
     truth = synthetic.ei_ising_parameters(jax.random.PRNGKey(50), 40, 10)
     # blocks of 4000 draws (1000 chains × 4 draws, 500 burn-in sweeps, 5 sweeps apart): one

@@ -42,9 +42,11 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from bayes_ising import bayes, ising, stats, synthetic  # noqa: E402
-from bayes_ising import pseudolikelihood as pl  # noqa: E402
 from bayes_ising._io import write_json  # noqa: E402
+from bayes_ising.core import ising, stats  # noqa: E402
+from bayes_ising.core import pseudolikelihood as pl  # noqa: E402
+from bayes_ising.data import synthetic  # noqa: E402
+from bayes_ising.fit import bayes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = Path(__file__).resolve().parent / "output"
@@ -185,7 +187,7 @@ def run_fits(states, sizes, populations, seed=0):
 
 def run_thermo(trees, sizes, seed=0):
     """C(T)/N with posterior bands per fit (thermo.posterior_thermodynamics)."""
-    from bayes_ising import thermo
+    from bayes_ising.analysis import thermo
 
     temperatures = np.linspace(0.6, 2.5, sizes["temperatures"])
     records = []

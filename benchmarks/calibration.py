@@ -29,9 +29,10 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from bayes_ising import bayes, ising  # noqa: E402
-from bayes_ising.commands._common import add_deprecated_alias  # noqa: E402
-from bayes_ising.model_spec import ADJUSTMENTS  # noqa: E402
+from bayes_ising.cli.commands._common import add_deprecated_alias  # noqa: E402
+from bayes_ising.core import ising  # noqa: E402
+from bayes_ising.fit import bayes  # noqa: E402
+from bayes_ising.fit.model_spec import ADJUSTMENTS  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "output"
 LEVELS = (0.5, 0.8, 0.9, 0.95)

@@ -53,7 +53,9 @@ import numpy as np
 import jax
 
 jax.config.update("jax_enable_x64", True)
-from bayes_ising import gibbs, mle, synthetic
+from bayes_ising.core import gibbs
+from bayes_ising.fit import mle
+from bayes_ising.data import synthetic
 from bayes_ising._io import to_jsonable
 
 start = time.perf_counter()

@@ -18,7 +18,8 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 import bayes_ising as bi  # noqa: E402
-from bayes_ising import gibbs, kpairwise, kpairwise_fit  # noqa: E402
+from bayes_ising.core import gibbs, kpairwise  # noqa: E402
+from bayes_ising.fit import kpairwise_fit  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "output" / "kpairwise_heldout.json"
 

@@ -3,7 +3,7 @@
 Usage: PYTHONPATH=. python benchmarks/kpairwise_retina.py [num_draws (= num_warmup), 800]
 Prints the comparison table (bayes-ising compare-families' format), P(K) band counts, fit times
 and diagnostics, and writes benchmarks/output/kpairwise_retina.json
-(:func:`bayes_ising.kpairwise.comparison_summary` plus the run's settings and load average).
+(:func:`bayes_ising.core.kpairwise.comparison_summary` plus the run's settings and load average).
 """
 
 import json
@@ -19,8 +19,8 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 import bayes_ising as bi  # noqa: E402
-from bayes_ising import kpairwise  # noqa: E402
-from bayes_ising.commands.compare_families import format_table  # noqa: E402
+from bayes_ising.cli.commands.compare_families import format_table  # noqa: E402
+from bayes_ising.core import kpairwise  # noqa: E402
 
 OUTPUT = Path(__file__).resolve().parent / "output" / "kpairwise_retina.json"
 

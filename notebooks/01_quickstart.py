@@ -33,8 +33,11 @@ import jax
 import numpy as np
 
 import bayes_ising as bi
-from bayes_ising import bayes, diagnostics, plots, report
-from bayes_ising.demo import fast_mode
+from bayes_ising.fit import bayes
+from bayes_ising.analysis import diagnostics
+from bayes_ising.report import plots
+from bayes_ising import report
+from bayes_ising.pipeline.demo import fast_mode
 
 bi.enable_x64()  # exact enumeration and MLE need float64: switched on here, at the edge
 FAST = fast_mode()

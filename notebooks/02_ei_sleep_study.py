@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 import bayes_ising as bi
-from bayes_ising import datasets, demo, plots
+from bayes_ising.data import datasets
+from bayes_ising.pipeline import demo
+from bayes_ising.report import plots
 
 bi.enable_x64()
 FAST = demo.fast_mode()

@@ -34,8 +34,12 @@ import jax
 import numpy as np
 
 import bayes_ising as bi
-from bayes_ising import bayes, comparison, data as bi_data, diagnostics, plots, synthetic
-from bayes_ising.demo import fast_mode
+from bayes_ising.fit import bayes
+from bayes_ising.analysis import comparison, diagnostics
+from bayes_ising import data as bi_data
+from bayes_ising.report import plots
+from bayes_ising.data import synthetic
+from bayes_ising.pipeline.demo import fast_mode
 
 bi.enable_x64()
 FAST = fast_mode()

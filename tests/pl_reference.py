@@ -1,5 +1,5 @@
 """The one simple reference pseudolikelihood (for cross-checking the fast paths in
-bayes_ising.pseudolikelihood): one dense (U×N)·(N×N) product and log σ, no blocks, no
+bayes_ising.core.pseudolikelihood): one dense (U×N)·(N×N) product and log σ, no blocks, no
 sufficient sums, no hand-written gradient."""
 
 import jax

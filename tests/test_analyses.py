@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from bayes_ising import analyses, datasets
+from bayes_ising.analysis import analyses
+from bayes_ising.data import datasets
 
 
 def _brute(h, J):

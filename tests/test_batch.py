@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_ising import batch, cli, mle
+from bayes_ising import cli
 from bayes_ising.data import SpikeData
 from bayes_ising.errors import DataError, ModelSpecError
+from bayes_ising.fit import batch, mle
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

@@ -14,10 +14,11 @@ import pl_reference
 import pytest
 import xarray as xr
 
-from bayes_ising import bayes, ising
-from bayes_ising import pseudolikelihood as pl
+from bayes_ising.core import ising
+from bayes_ising.core import pseudolikelihood as pl
 from bayes_ising.errors import ModelSpecError, TooManyNeuronsError
-from bayes_ising.model_spec import load_model_spec, model_spec_from_dict
+from bayes_ising.fit import bayes
+from bayes_ising.fit.model_spec import load_model_spec, model_spec_from_dict
 
 NUM_NEURONS = 4
 SETTINGS = dict(num_chains=2, num_draws=300, num_warmup=100, progress=False)
@@ -435,7 +436,7 @@ def test_large_n_pseudo_posterior_mode_curvature_path():
     the adjusted posterior covers the planted parameters (synthetic E/I raster, T = 20,000)."""
     import jax
 
-    from bayes_ising import synthetic
+    from bayes_ising.data import synthetic
 
     truth = synthetic.ei_ising_parameters(jax.random.PRNGKey(3), 24, 6)
     spins = np.asarray(synthetic.sample_ising(jax.random.PRNGKey(4), jnp.asarray(truth.h),
@@ -536,7 +537,7 @@ def test_hmc_spec_needs_the_whitening_metric():
 def test_stop_rule_stops_when_mixed_and_says_so_at_the_cap(large_t_data):
     """max_draws: chunks of num_draws until R-hat <= 1.01 and bulk/tail ESS >= 400 (then the
     tree's own verdict agrees), or the cap, which the attributes and summary state."""
-    convergence = pytest.importorskip("bayes_ising.convergence")
+    convergence = pytest.importorskip("bayes_ising.core.convergence")
     tree = bayes.fit_posterior(0, large_t_data, likelihood="exact", num_chains=4,
                                num_draws=150, num_warmup=100, max_draws=1200, progress=False)
     draws = int(tree.attrs["num_draws"])
@@ -549,7 +550,7 @@ def test_stop_rule_stops_when_mixed_and_says_so_at_the_cap(large_t_data):
     capped = bayes.fit_posterior(0, large_t_data, likelihood="exact", num_chains=2,
                                  num_draws=20, num_warmup=50, max_draws=40, progress=False)
     assert capped.attrs["stopped"] == "max_draws" and int(capped.attrs["num_draws"]) == 40
-    from bayes_ising.commands.fit import format_convergence_summary
+    from bayes_ising.cli.commands.fit import format_convergence_summary
 
     text = format_convergence_summary(bayes.convergence_summary(capped), capped)
     assert "cap of 40 draws" in text
@@ -562,7 +563,7 @@ def test_the_stop_rule_judges_the_draws_it_returns(large_t_data):
     (the affine map is fixed before sampling), so its R-hat and ESS are those of the returned
     tree — judging the unadjusted draws had stopped an N = 50 fit at max R-hat 1.008 whose
     returned draws had 1.012 (issue 12)."""
-    from bayes_ising import convergence
+    from bayes_ising.core import convergence
 
     tree = bayes.fit_posterior(0, large_t_data, likelihood="pseudo", adjust="mode+curvature",
                                num_chains=2, num_draws=100, num_warmup=100, max_draws=200,

@@ -33,7 +33,7 @@ def test_exact_posterior_is_calibrated(calibration):
 
 
 def test_default_pseudo_posterior_is_calibrated_at_90_percent(calibration):
-    from bayes_ising.bayes import default_model_spec
+    from bayes_ising.fit.bayes import default_model_spec
 
     default = default_model_spec().adjust
     row = calibration["coverage"][f"pseudo/{default}"]["0.9"]

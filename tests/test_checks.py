@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from bayes_ising import checks, ising, stats
+from bayes_ising.analysis import checks
+from bayes_ising.core import ising, stats
 
 
 def _brute(h, J):
@@ -153,7 +154,8 @@ def test_retina_information_ratio_exact(retina_path):
     """I2/IN on retina15.mat from the exact maximum-likelihood fit (S2 by enumeration)."""
     import warnings
 
-    from bayes_ising import data, mle
+    from bayes_ising import data
+    from bayes_ising.fit import mle
 
     spins = data.load(retina_path).spins
     with warnings.catch_warnings():
@@ -171,7 +173,8 @@ def test_retina_information_ratio_exact(retina_path):
 @pytest.mark.slow
 def test_retina_posterior_checks(retina_path):
     """Exact NUTS posterior on retina15: I2/IN interval, P(K), rare neurons flagged."""
-    from bayes_ising import bayes, data
+    from bayes_ising import data
+    from bayes_ising.fit import bayes
 
     spikes = data.load(retina_path)
     tree = bayes.fit_posterior(jax.random.key(0), spikes, num_chains=4, num_draws=1000,
@@ -183,7 +186,7 @@ def test_retina_posterior_checks(retina_path):
     assert out["synchrony"]["max_abs_log_ratio"] < out["synchrony"][
         "max_abs_log_ratio_independent"]
     # the rarely firing neurons are flagged (weak identification); none above 5% is
-    from bayes_ising import diagnostics
+    from bayes_ising.analysis import diagnostics
 
     diag = diagnostics.diagnose(tree)
     assert diag["converged"], diag["reasons"]
@@ -200,8 +203,8 @@ def test_cli_check_keys_and_exit_codes(tmp_path, capsys):
 
     import xarray as xr
 
-    from bayes_ising import bayes
     from bayes_ising.cli import main
+    from bayes_ising.fit import bayes
 
     n = 6
     h, J = _random_model(13, n, scale_j=0.3)
@@ -261,7 +264,8 @@ def test_gibbs_checks_agree_with_exact():
 def test_sampled_third_order_equals_the_stats_routine():
     """The jitted float32 third-order sum (Gibbs path) equals the float64 one to rounding,
     also when the sample count is not a multiple of the chunk."""
-    from bayes_ising import checks, stats
+    from bayes_ising.analysis import checks
+    from bayes_ising.core import stats
 
     rng = np.random.default_rng(3)
     x = np.where(rng.random((5000, 9)) < 0.3, 1, -1).astype(np.int8)

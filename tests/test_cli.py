@@ -63,7 +63,7 @@ def assert_usage_error_inproc(code, err, *needles):
 
 
 def verb_available(verb):
-    return importlib.util.find_spec(f"bayes_ising.commands.{cli.VERBS[verb]}") is not None
+    return importlib.util.find_spec(f"bayes_ising.cli.commands.{cli.VERBS[verb]}") is not None
 
 
 def needs(verb):
@@ -108,7 +108,8 @@ def posterior_file(work, data_file):
     else:
         import jax
 
-        from bayes_ising import bayes, data
+        from bayes_ising import data
+        from bayes_ising.fit import bayes
 
         tree = bayes.fit_posterior(jax.random.key(1), data.load(data_file),
                                    likelihood="exact", num_chains=2, num_draws=60,
@@ -171,7 +172,7 @@ def test_mle_verb(data_file, work):
 
 def test_fit_verb_writes_a_posterior(posterior_file):
     needs("fit")
-    from bayes_ising import bayes
+    from bayes_ising.fit import bayes
 
     tree = bayes.load_posterior(posterior_file)
     assert tree["posterior"]["h"].shape == (2, 60, 5)
@@ -471,7 +472,7 @@ def test_fit_persists_compiled_programs_and_reuses_them(tmp_path, data_file):
             cached = list(cache.iterdir())
             assert cached, "no compiled program was persisted"
         outputs.append(out)
-    from bayes_ising import bayes
+    from bayes_ising.fit import bayes
 
     first, second = (bayes.load_posterior(p) for p in outputs)
     np.testing.assert_array_equal(first["posterior"]["J"].values, second["posterior"]["J"].values)

@@ -37,7 +37,7 @@ def test_defaults_and_help_show_only_the_new_names(capsys):
     parser = build_parser()
     args = parser.parse_args(["fit", "d.npz", "--out", "p.nc"])
     assert (args.num_chains, args.num_draws, args.num_warmup) == (None, None, None)
-    from bayes_ising.checks import DEFAULT_CHECK_DRAWS
+    from bayes_ising.analysis.checks import DEFAULT_CHECK_DRAWS
 
     assert (parser.parse_args(["check", "p.nc", "d.npz", "--out", "c.json"]).posterior_draws
             == DEFAULT_CHECK_DRAWS)
@@ -51,9 +51,9 @@ def test_defaults_and_help_show_only_the_new_names(capsys):
 
 
 def test_model_spec_and_plan_keys_new_and_deprecated(tmp_path):
-    from bayes_ising import batch
     from bayes_ising.errors import ModelSpecError
-    from bayes_ising.model_spec import load_model_spec
+    from bayes_ising.fit import batch
+    from bayes_ising.fit.model_spec import load_model_spec
 
     new = tmp_path / "new.toml"
     new.write_text("[sampler]\nnum_chains = 3\nnum_draws = 20\nnum_warmup = 5\n")

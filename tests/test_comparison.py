@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from bayes_ising import walk
+from bayes_ising.fit import walk
 
 
 def test_walks_reach_the_evidence_on_a_gaussian():
@@ -46,8 +46,8 @@ def test_walk_time_budget_is_kept_before_the_first_diagnostic():
 def small_case(tmp_path_factory):
     import jax
 
-    from bayes_ising import bayes
     from bayes_ising.data import SpikeData
+    from bayes_ising.fit import bayes
 
     rng = np.random.default_rng(2)
     drive = rng.random(3000) < 0.3
@@ -61,8 +61,8 @@ def small_case(tmp_path_factory):
 def test_compare_mle_reports_the_walks_and_labels_unconverged(small_case):
     import jax
 
-    from bayes_ising import comparison
     from bayes_ising._io import to_jsonable
+    from bayes_ising.analysis import comparison
 
     data, tree = small_case
     short = comparison.compare_mle(jax.random.key(0), tree, data, l2=1e-3, walk_draws=60,
@@ -80,7 +80,7 @@ def test_compare_mle_reports_the_walks_and_labels_unconverged(small_case):
 def test_compare_mle_converges_on_small_data(small_case):
     import jax
 
-    from bayes_ising import comparison
+    from bayes_ising.analysis import comparison
 
     data, tree = small_case
     full = comparison.compare_mle(jax.random.key(0), tree, data, l2=1e-3, num_restarts=0)
@@ -102,8 +102,9 @@ def test_retina_converged_walk_widths_agree_with_nuts(retina_path):
     < 1%), for the couplings among neurons firing in ≥ 5% of bins and their 0/1 fields."""
     import jax
 
-    from bayes_ising import bayes, comparison
+    from bayes_ising.analysis import comparison
     from bayes_ising.data import load
+    from bayes_ising.fit import bayes
 
     data = load(retina_path)
     tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", progress=False)

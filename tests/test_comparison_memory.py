@@ -3,7 +3,7 @@
 Before: ``jax.hessian`` of the pseudolikelihood held one tangent of every unique pattern per
 parameter (P = 1,275 at N = 50), 22.7 GB on a 50-cell recording; the walk's draws grew with its
 length. Now: Hessian-vector products a few columns at a time, and at most ``keep`` thinned
-draws per walk. The bound (:func:`bayes_ising.comparison.memory_bound_bytes`) is a small
+draws per walk. The bound (:func:`bayes_ising.analysis.comparison.memory_bound_bytes`) is a small
 multiple of the data, the posterior and the walks' (D, D) proposal state, above the process's
 footprint after loading (JAX, the posterior, the data).
 """
@@ -21,7 +21,8 @@ CHILD = textwrap.dedent("""
     import jax
     jax.config.update("jax_enable_x64", True)
     import numpy as np
-    from bayes_ising import bayes, comparison
+    from bayes_ising.fit import bayes
+    from bayes_ising.analysis import comparison
     from bayes_ising.data import load
     tree = bayes.load_posterior(sys.argv[1])
     data = load(sys.argv[2])
@@ -50,8 +51,8 @@ def _sparse_raster(num_neurons=50, num_bins=6000, seed=0):
 def test_compare_mle_peak_memory_at_n50(tmp_path):
     import jax
 
-    from bayes_ising import bayes
     from bayes_ising.data import SpikeData
+    from bayes_ising.fit import bayes
 
     data = SpikeData.from_raster(_sparse_raster(), neuron_ids=[f"c{k}" for k in range(50)])
     data_file = data.to_npz(tmp_path / "cells50.npz")

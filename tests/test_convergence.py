@@ -1,9 +1,9 @@
-"""The one convergence rule (bayes_ising.convergence): thresholds, verdict, autocorrelation."""
+"""The one convergence rule (bayes_ising.core.convergence): thresholds, verdict, autocorrelation."""
 
 import numpy as np
 import xarray as xr
 
-from bayes_ising import convergence
+from bayes_ising.core import convergence
 
 
 def _tree(draws_h, draws_j, divergent=0):

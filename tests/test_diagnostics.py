@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_ising import diagnostics
+from bayes_ising.analysis import diagnostics
 
 NUM_CHAINS, NUM_DRAWS, N = 4, 300, 6
 
@@ -206,7 +206,7 @@ def test_rule_recovery_auc_and_precision():
 
 @pytest.fixture(scope="module")
 def small_sample():
-    from bayes_ising import synthetic
+    from bayes_ising.data import synthetic
 
     truth = synthetic.ei_ising_parameters(jax.random.key(1), 4, 2)
     spins = synthetic.sample_ising(jax.random.key(2), truth.h, truth.J, 3000)
@@ -216,7 +216,7 @@ def small_sample():
 @pytest.mark.slow
 def test_real_nuts_run_good_vs_too_little_warmup(small_sample):
     """A NUTS fit with a normal warmup passes; 2 warmup steps of plain NUTS do not."""
-    from bayes_ising import bayes, model_spec
+    from bayes_ising.fit import bayes, model_spec
 
     _, spins = small_sample
     good = bayes.fit_posterior(jax.random.key(0), spins, num_chains=4, num_draws=500,
@@ -232,8 +232,8 @@ def test_real_nuts_run_good_vs_too_little_warmup(small_sample):
 
 
 def test_cli_diagnose_keys_and_exit_codes(tmp_path, capsys):
-    from bayes_ising import bayes
     from bayes_ising.cli import main
+    from bayes_ising.fit import bayes
 
     rng = np.random.default_rng(9)
     sd_h, sd_j = _good_sds()
@@ -272,7 +272,8 @@ def test_rule_recovery_on_planted_truth():
     parameters are recovered badly (RMS error over h_i, J_i. > 0.1)? 10 neurons with widely
     spread rates, 4000 bins, exact posterior. Asserts the numbers exist and that the
     diagnostics' score ranks badly recovered neurons better than chance (AUC > 0.5)."""
-    from bayes_ising import bayes, synthetic
+    from bayes_ising.data import synthetic
+    from bayes_ising.fit import bayes
 
     truth = synthetic.ei_ising_parameters(jax.random.key(11), 8, 2, rate_excitatory=0.04,
                                           rate_spread=1.0)
@@ -293,8 +294,8 @@ def test_ei_sleep_low_rate_neurons_flagged():
     measured), 12 neurons including the 3 sparse ones (1.3-1.5% of wake bins):
     exact posterior; the sparse neurons are flagged for weak identification, the neurons firing
     in more than 8% of bins are not."""
-    from bayes_ising import bayes, datasets
-    from bayes_ising.data import SpikeData
+    from bayes_ising.data import SpikeData, datasets
+    from bayes_ising.fit import bayes
 
     data = datasets.ei_sleep_kinetic()
     truth = datasets.ei_sleep_kinetic_truth()

@@ -1,4 +1,5 @@
-"""Tests of bayes_ising.gibbs: exact answers by enumeration in units of the Monte Carlo error."""
+"""Tests of bayes_ising.core.gibbs: exact answers by enumeration in units of the Monte
+Carlo error."""
 
 from types import SimpleNamespace
 
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayes_ising import gibbs, ising
+from bayes_ising.core import gibbs, ising
 
 # Family-wise false-alarm probability of a block of z-tests whose MCSE comes from 32 groups.
 FAMILY_ALPHA = 1e-3

@@ -1,4 +1,4 @@
-"""Tests of bayes_ising.ising: closed forms, brute force, finite differences, contracts."""
+"""Tests of bayes_ising.core.ising: closed forms, brute force, finite differences, contracts."""
 
 import itertools
 import time
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayes_ising import ising
+from bayes_ising.core import ising
 from bayes_ising.errors import BayesIsingError, Float64Error, TooManyNeuronsError
 
 
@@ -170,7 +170,7 @@ def test_exact_log_likelihood_matches_sum_of_log_probabilities():
     expected = float(jnp.sum(ising.log_probability(spins, h, J)))
     assert float(ising.exact_log_likelihood(h, J, moments)) == pytest.approx(expected, rel=1e-12)
     try:
-        from bayes_ising import stats
+        from bayes_ising.core import stats
     except ImportError:
         return
     if hasattr(stats, "moments"):

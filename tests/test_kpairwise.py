@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from jax.scipy.special import logsumexp
 
-from bayes_ising import ising, kpairwise
+from bayes_ising.core import ising, kpairwise
 
 
 def _random_params(num_neurons, seed):
@@ -50,7 +50,7 @@ def test_v_zero_is_pairwise():
                                rtol=1e-14)
     spins = np.where(np.random.default_rng(0).random((300, 7)) < 0.3, 1, -1)
     suff = kpairwise.sufficient_statistics(spins)
-    from bayes_ising import stats
+    from bayes_ising.core import stats
 
     np.testing.assert_allclose(kpairwise.exact_log_likelihood(h, J, V, suff),
                                ising.exact_log_likelihood(h, J, stats.moments(spins)),
@@ -130,9 +130,9 @@ def test_weighted_loo_equals_per_bin_loo():
 
 
 def test_k_pairwise_spec_and_where_it_is_refused():
-    from bayes_ising import bayes
     from bayes_ising.errors import ModelSpecError
-    from bayes_ising.model_spec import load_model_spec, model_spec_from_dict
+    from bayes_ising.fit import bayes
+    from bayes_ising.fit.model_spec import load_model_spec, model_spec_from_dict
 
     spec = load_model_spec("k_pairwise")
     assert (spec.family, spec.likelihood, spec.v_scale, spec.mass_matrix) == (
@@ -158,8 +158,8 @@ def _planted_file(tmp_path, num_bins=1500):
 
 
 def test_study_plan_adds_one_family_comparison_per_small_fit(tmp_path):
-    from bayes_ising import study_plan
     from bayes_ising.data import load
+    from bayes_ising.pipeline import plan as study_plan
 
     data = load(_planted_file(tmp_path, 400))
     plain = study_plan.plan_study(data, study_plan.StudySettings(num_draws=50))
@@ -178,7 +178,8 @@ def test_study_plan_adds_one_family_comparison_per_small_fit(tmp_path):
 def test_cli_compare_families_and_fit_k_pairwise(tmp_path, capsys):
     import json
 
-    from bayes_ising import bayes, cli
+    from bayes_ising import cli
+    from bayes_ising.fit import bayes
 
     path = _planted_file(tmp_path)
     out = tmp_path / "cmp.json"
@@ -206,7 +207,8 @@ def test_cli_compare_families_and_fit_k_pairwise(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_study_with_family_comparison_writes_table_and_report_section(tmp_path):
-    from bayes_ising import report_study, study_plan
+    from bayes_ising.pipeline import plan as study_plan
+    from bayes_ising.report import study as report_study
 
     result = study_plan.study(
         _planted_file(tmp_path), tmp_path / "study", progress=False, log=lambda *a: None,
@@ -224,7 +226,7 @@ def test_study_with_family_comparison_writes_table_and_report_section(tmp_path):
 def test_third_order_check_matches_brute_force():
     import arviz_base
 
-    from bayes_ising import stats
+    from bayes_ising.core import stats
 
     draws = [_random_params(5, seed=s) for s in (20, 21, 22)]
     h, J, V = (np.stack([d[k] for d in draws])[None] for k in range(3))  # (1 chain, 3 draws)
@@ -252,8 +254,8 @@ def test_third_order_check_matches_brute_force():
 def test_exact_entropy_brute_force_and_information_ratio():
     import arviz_base
 
-    from bayes_ising import stats
-    from bayes_ising.checks import _binary_entropy
+    from bayes_ising.analysis.checks import _binary_entropy
+    from bayes_ising.core import stats
 
     h, J, V = _random_params(6, seed=30)
     log_z, _, _, _ = _brute(h, J, V)

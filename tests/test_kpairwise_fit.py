@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from jax.scipy.special import logsumexp
 
-from bayes_ising import gibbs, ising, kpairwise, kpairwise_fit
-from bayes_ising import pseudolikelihood as pl
+from bayes_ising.core import gibbs, ising, kpairwise
+from bayes_ising.core import pseudolikelihood as pl
+from bayes_ising.fit import kpairwise_fit
 
 
 def _model(num_neurons, seed, v_sd=0.7):
@@ -88,7 +89,7 @@ def test_gibbs_zero_v_agrees_with_pairwise_sampler_statistics():
 
 
 def test_mle_matches_moments_and_pairwise_reference():
-    from bayes_ising import mle
+    from bayes_ising.fit import mle
 
     h, J, V = _model(6, seed=3)
     spins = _samples(h, J, V, 5000, seed=2)
@@ -157,7 +158,7 @@ def test_uniform_energy_moments_match_enumeration():
 
 
 def test_exact_thermodynamics_brute_force_and_pairwise_limit():
-    from bayes_ising import thermo
+    from bayes_ising.analysis import thermo
 
     h, J, V = _model(6, seed=10)
     temperatures = np.array([0.8, 1.0, 1.5, 2.5])

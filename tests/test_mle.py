@@ -14,11 +14,12 @@ import numpy as np
 import pl_reference
 import pytest
 
-from bayes_ising import ising, mle, stats
-from bayes_ising import pseudolikelihood as pl
 from bayes_ising.cli import main
+from bayes_ising.core import ising, stats
+from bayes_ising.core import pseudolikelihood as pl
 from bayes_ising.data import SpikeData
-from bayes_ising.mle import MLEWarning
+from bayes_ising.fit import mle
+from bayes_ising.fit.mle import MLEWarning
 
 
 def sample_exact(rng_key, h, J, num_bins):
@@ -286,7 +287,7 @@ def test_boltzmann_repairs_degenerate_pseudolikelihood_fit_ei_sleep():
     (max |Δm| ≈ 0.45). Boltzmann learning started from it converges, and the sampling check
     from both kinds of start then reproduces the data (max |Δm|, max |ΔC| < 0.025, about
     3–4 data standard errors plus the check's own Monte Carlo error)."""
-    from bayes_ising import datasets
+    from bayes_ising.data import datasets
 
     spins = datasets.ei_sleep_kinetic().select(population="E", state="deep")
     with warnings.catch_warnings():
@@ -505,7 +506,7 @@ def test_cli_mle_exact_refuses_large_n(tmp_path, capsys):
 def test_repeated_sampling_reuses_compiled_code():
     """model_check / fit_boltzmann call the Gibbs sampler many times with new parameters and
     the same shapes: no call after the first may build or trace a new runner."""
-    from bayes_ising import gibbs
+    from bayes_ising.core import gibbs
 
     h, J = planted(jax.random.PRNGKey(50), 5)
     kwargs = {"num_chains": 32, "num_sweeps": 20, "burn_in": 10}
@@ -519,7 +520,7 @@ def test_repeated_sampling_reuses_compiled_code():
     assert gibbs._make_runner.cache_info().misses == runners.misses
     assert runner._cache_size() == traced == 1
     # the model check's simulation and fit_boltzmann's learning chunks: one compile per shape
-    from bayes_ising import validity
+    from bayes_ising.analysis import validity
 
     check = {"num_chains": 32, "num_sweeps": 20, "burn_in": 10}
     validity.simulate_moments(jax.random.PRNGKey(1), h, J, **check)

@@ -1,13 +1,13 @@
-"""The posterior contract (bayes_ising.posterior): pair order, thinning, labels, alignment."""
+"""The posterior contract (bayes_ising.fit.posterior): pair order, thinning, labels, alignment."""
 
 import jax
 import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_ising import posterior
 from bayes_ising.data import SpikeData
 from bayes_ising.errors import DataError
+from bayes_ising.fit import posterior
 
 
 def _tree(num_neurons=4, num_chains=2, num_draws=5, order=None, coords=True, types=None):

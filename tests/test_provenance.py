@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from bayes_ising import cli, provenance
-from bayes_ising.data import SpikeData, load
+from bayes_ising import cli
+from bayes_ising.data import SpikeData, load, provenance
 from bayes_ising.errors import DataError
 
 
@@ -55,7 +55,7 @@ def test_select_by_ids_and_cap_states_its_rule():
 
 def test_fit_records_the_selection(fitted):
     work, data_file, posterior = fitted
-    from bayes_ising import bayes
+    from bayes_ising.fit import bayes
 
     rec = provenance.recorded(bayes.load_posterior(posterior))
     selected = load(data_file).select(state="deep", min_rate=0.1)
@@ -67,7 +67,8 @@ def test_fit_records_the_selection(fitted):
 
 
 def test_fit_writes_the_01_convention_exactly(fitted):
-    from bayes_ising import bayes, ising, posterior
+    from bayes_ising.core import ising
+    from bayes_ising.fit import bayes, posterior
 
     tree = bayes.load_posterior(fitted[2])
     h, J = posterior.posterior_draws(tree)
@@ -79,7 +80,8 @@ def test_fit_writes_the_01_convention_exactly(fitted):
 
 
 def test_diagnose_writes_the_01_convention_summary(fitted):
-    from bayes_ising import bayes, ising, posterior
+    from bayes_ising.core import ising
+    from bayes_ising.fit import bayes, posterior
 
     work, _, path = fitted
     out = work / "diag01.json"
@@ -123,7 +125,7 @@ def test_mismatched_data_are_refused(fitted, capsys, flags, needle):
 
 def test_allow_other_data_still_needs_the_neurons(fitted):
     work, data_file, posterior = fitted
-    from bayes_ising import bayes
+    from bayes_ising.fit import bayes
 
     tree = bayes.load_posterior(posterior)
     other = load(_raster(work / "other2.npz", seed=8))
@@ -134,7 +136,7 @@ def test_allow_other_data_still_needs_the_neurons(fitted):
 
 
 def test_i2_in_outside_unit_interval_carries_a_warning():
-    from bayes_ising import checks
+    from bayes_ising.analysis import checks
 
     rng = np.random.default_rng(3)
     h = np.full((4, 5), -0.4)

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from pl_reference import log_pseudolikelihood as reference
 
-from bayes_ising import ising
-from bayes_ising import pseudolikelihood as pl
+from bayes_ising.core import ising
+from bayes_ising.core import pseudolikelihood as pl
 
 
 def _data(seed, num_neurons, num_bins, p_active=0.3):

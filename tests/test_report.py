@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_ising import plots, report
+from bayes_ising import report
 from bayes_ising.errors import DataError, ExistingOutputError
+from bayes_ising.report import plots
 
 
 def make_tree(num_neurons=6, num_chains=2, num_draws=200, seed=0, shuffle_pairs=False,
@@ -304,7 +305,7 @@ def test_load_json_names_a_non_json_file(tmp_path):
 
 def test_posterior_intervals_follow_the_pack_order():
     """compare-mle's NUTS side: draws mapped from any pair order to ising.pack's triu order."""
-    from bayes_ising import comparison
+    from bayes_ising.analysis import comparison
 
     tree, (first, second, _) = make_tree(num_neurons=5, shuffle_pairs=True, seed=4)
     result = comparison.posterior_intervals(tree, interval=0.8)
@@ -321,7 +322,7 @@ def test_posterior_intervals_follow_the_pack_order():
 
 
 def test_interval_agreement_counts_by_hand():
-    from bayes_ising import comparison
+    from bayes_ising.analysis import comparison
 
     kind = ["h", "h", "J", "J"]
     estimate = np.array([0.0, 2.0, 0.5, -1.0])

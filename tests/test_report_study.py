@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from bayes_ising import report_study
+from bayes_ising.report import study as report_study
 
 STATES = ("wake", "deep")
 
@@ -58,8 +58,7 @@ def _parse(html):
 
 
 def _small_data():
-    from bayes_ising import datasets
-    from bayes_ising.data import SpikeData
+    from bayes_ising.data import SpikeData, datasets
 
     data = datasets.ei_sleep()
     types = np.asarray(data.cell_types)
@@ -81,7 +80,7 @@ TINY = dict(num_chains=2, num_draws=40, num_warmup=40, posterior_draws=6, check_
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory):
-    study_plan = pytest.importorskip("bayes_ising.study_plan")
+    study_plan = pytest.importorskip("bayes_ising.pipeline.plan")
     out = tmp_path_factory.mktemp("study")
     study_plan.study(_small_data(), out, scheduler="sync", progress=False, render=False,
                      log=lambda *a: None, **TINY)

@@ -13,15 +13,14 @@ import json
 import numpy as np
 import pytest
 
-from bayes_ising import ising
+from bayes_ising.core import ising
 
 
 def planted(seed=0, num_neurons=10, num_bins=6000):
     """SpikeData of a planted model; n0 never fires, n1 fires in exactly 3 bins."""
     import jax
 
-    from bayes_ising import synthetic
-    from bayes_ising.data import SpikeData
+    from bayes_ising.data import SpikeData, synthetic
 
     rng = np.random.default_rng(seed)
     h = rng.uniform(-1.2, 0.6, num_neurons)
@@ -70,7 +69,8 @@ def test_mle_verb_writes_the_01_convention(tmp_path):
 def test_silent_and_near_silent_neurons_are_the_only_flags(likelihood):
     import jax
 
-    from bayes_ising import bayes, diagnostics
+    from bayes_ising.analysis import diagnostics
+    from bayes_ising.fit import bayes
 
     data = planted()
     tree = bayes.fit_posterior(jax.random.key(0), data, likelihood=likelihood, progress=False)

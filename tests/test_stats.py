@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bayes_ising import stats
+from bayes_ising.core import stats
 from bayes_ising.data import SpikeData
 from bayes_ising.errors import DataError
 

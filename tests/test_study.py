@@ -16,8 +16,10 @@ import jax
 import numpy as np
 import pytest
 
-from bayes_ising import cli, study_plan, study_tasks
-from bayes_ising.synthetic import ei_network
+from bayes_ising import cli
+from bayes_ising.data.synthetic import ei_network
+from bayes_ising.pipeline import plan as study_plan
+from bayes_ising.pipeline import tasks as study_tasks
 
 TINY = dict(num_chains=2, num_draws=40, num_warmup=40, posterior_draws=6, check_samples=2_000,
             third_order_draws=3, thermo_draws=3, temperatures="0.5:2.5:6", walk_draws=200,
@@ -302,7 +304,7 @@ def test_no_cell_types_skips_the_ei_analyses_and_keeps_the_rest(tmp_path):
 
 
 def test_ordered_pair_probabilities_are_complementary_and_right():
-    from bayes_ising.analyses import _ordered_pair_probabilities
+    from bayes_ising.analysis.analyses import _ordered_pair_probabilities
 
     rng = np.random.default_rng(0)
     samples = {"deep": rng.normal(1.0, 1.0, 400), "wake": rng.normal(0.0, 1.0, 300),
@@ -341,7 +343,7 @@ def test_compare_populations_limits_the_mle_comparison(recording):
     args = cli.build_parser().parse_args(
         ["study", str(recording), "--out", "o", "--compare-populations", "E+I",
          "--walk-seconds", "12"])
-    from bayes_ising.commands.study import settings_from_args
+    from bayes_ising.cli.commands.study import settings_from_args
 
     parsed = settings_from_args(args)
     assert parsed.compare_populations == ("E+I",) and parsed.walk_seconds == 12.0

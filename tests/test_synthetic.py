@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from bayes_ising import analyses, datasets, ising, synthetic
+from bayes_ising.analysis import analyses
+from bayes_ising.core import ising
+from bayes_ising.data import datasets, synthetic
 from bayes_ising.errors import ModelSpecError
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def test_sample_ising_gibbs_matches_enumeration():
     """Gibbs path (gibbs.sample_spins, 500 chains × 50 draws) vs enumeration, N = 8: |z| < 5
     for every m_i and Q_ij, the Monte Carlo standard error taken from the spread of the 500
     independent per-chain means (the draws within a chain are correlated)."""
-    pytest.importorskip("bayes_ising.gibbs", reason="gibbs.py has not landed yet")
+    pytest.importorskip("bayes_ising.core.gibbs", reason="gibbs.py has not landed yet")
     h, J, _ = synthetic.ei_ising_parameters(jax.random.key(10), 6, 2)
     num_chains = 500
     spins = synthetic.sample_ising(jax.random.key(11), h, J, 25_000, method="gibbs",
@@ -460,7 +462,7 @@ def test_ei_sleep_inhibitory_information_ratio(ei_sleep):
     """I-only, every state's 8 I neurons, exact ML fit: I2/IN ≥ 0.9 with a reliable SN
     (checks.information; measured wake 0.967, deep 0.970), and the pairwise pattern error
     (mean |log predicted/observed|) at most half the independent model's."""
-    from bayes_ising import checks
+    from bayes_ising.analysis import checks
 
     for state in ("wake", "deep"):
         spins = np.asarray(ei_sleep.select(state=state, population="I").spins)
@@ -480,7 +482,8 @@ def test_ei_sleep_pairwise_structure_and_heat_capacity_of_a_subset(ei_sleep):
     20,000 bins), pattern error ≤ 0.25 × the independent model's (measured 0.12 vs 1.00), and
     the heat-capacity peak C_max/N above the shuffled control's (measured 0.49 vs 0.41; the
     peak lies at T* ≈ 0.77, *below* 1 — not the study's finding)."""
-    from bayes_ising import checks, mle, thermo
+    from bayes_ising.analysis import checks, thermo
+    from bayes_ising.fit import mle
 
     deep = ei_sleep.select(state="deep")
     keep = np.concatenate([_most_active_of(deep, "E", 12), _most_active_of(deep, "I", 4)])

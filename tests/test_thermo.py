@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_ising import ising, thermo
+from bayes_ising.analysis import thermo
 from bayes_ising.cli import main
+from bayes_ising.core import ising
 
 # x tanh x = 1: the maximum of x² sech² x (one independent spin, C(T) with x = h/T).
 _X_PEAK = 1.19967864025773
@@ -377,7 +378,7 @@ def _ferromagnet(num_neurons, coupling, field):
 
 def test_sampled_matches_exact_within_mcse():
     """Gibbs ⟨E⟩/N, C/N and S/N agree with enumeration in units of their MCSE (N = 10)."""
-    pytest.importorskip("bayes_ising.gibbs")
+    pytest.importorskip("bayes_ising.core.gibbs")
     h, J = _random_model(21, 10, h_scale=0.3, j_scale=0.35)
     temperatures = np.linspace(0.6, 2.4, 7)
     exact = thermo.exact_thermodynamics(h, J, temperatures)
@@ -396,7 +397,7 @@ def test_sampled_matches_exact_within_mcse():
 
 
 def test_sampled_reproducible_per_key():
-    pytest.importorskip("bayes_ising.gibbs")
+    pytest.importorskip("bayes_ising.core.gibbs")
     h, J = _random_model(22, 6)
     temperatures = [0.8, 1.2]
     options = dict(num_chains=8, num_sweeps=300, burn_in=50, num_grid=4, on_short_run="warn")
@@ -411,7 +412,7 @@ def test_sampled_reproducible_per_key():
 def test_short_run_on_slow_mixing_model_refused():
     """A strong ferromagnet without replica exchange: chains stay in the + or − state, so the
     energy's multi-chain autocorrelation time exceeds the run; refused, or warned about."""
-    pytest.importorskip("bayes_ising.gibbs")
+    pytest.importorskip("bayes_ising.core.gibbs")
     h, J = _ferromagnet(12, 0.5, 0.05)
     options = dict(num_chains=16, num_sweeps=200, burn_in=20, num_grid=4,
                    replica_exchange=False)
@@ -428,7 +429,7 @@ def test_bimodal_ferromagnet_replica_exchange():
     """Ferromagnet (J = 0.3, N = 10, h = 0.02), bimodal below T ≈ 1.8: with replica exchange
     the sampled curves match enumeration within MCSE and τ stays ~1 sweep; without it the chains
     stay in their mode at T = 1 and the run is refused."""
-    pytest.importorskip("bayes_ising.gibbs")
+    pytest.importorskip("bayes_ising.core.gibbs")
     h, J = _ferromagnet(10, 0.3, 0.02)
     temperatures = np.linspace(1.0, 4.0, 7)
     exact = thermo.exact_thermodynamics(h, J, temperatures)
@@ -449,7 +450,8 @@ def test_retina_peak_and_shuffled_control(retina_path):
     """retina15: the exact MLE (l2 = 1e-3) peaks near T = 1 (measured T* = 1.035, C_max/N =
     0.387); shuffled data give a lower peak (measured 0.28) at a higher T, close to the
     independent model's."""
-    from bayes_ising import data, mle
+    from bayes_ising import data
+    from bayes_ising.fit import mle
 
     spins = data.load(retina_path).spins
     temperatures = thermo.parse_temperatures("0.5:3.0:26")
@@ -468,8 +470,8 @@ def test_retina_peak_and_shuffled_control(retina_path):
 def test_real_posterior_through_cli(tmp_path):
     """A real bayes.fit_posterior tree (not hand-built): J rebuilt as bayes.j_matrix does, and
     the CLI runs on the saved file."""
-    from bayes_ising import bayes
     from bayes_ising.data import SpikeData
+    from bayes_ising.fit import bayes
 
     h, J = _random_model(31, 4)
     data = SpikeData.from_raster(_exact_sample(2, h, J, 2000))
@@ -512,7 +514,7 @@ def test_vectorised_draws_match_exact_within_mcse():
 def test_models_in_a_batch_are_independent_of_the_batch():
     """Model d of a batch uses fold_in(key, d): alone (first in a batch of one) or together with
     another model, its energies are the same."""
-    from bayes_ising import gibbs
+    from bayes_ising.core import gibbs
 
     h1, J1 = _random_model(50, 7)
     h2, J2 = _random_model(51, 7)
@@ -588,7 +590,7 @@ def test_schedule_targets_follow_the_autocorrelation_time():
 def test_mean_field_fit_of_shuffled_data_matches_the_exact_fit():
     """On shuffled data (correlations only sampling noise) the naive mean-field inverse gives
     the exact maximum-likelihood couplings to within 0.01 and the same C(T)/N to 0.005."""
-    from bayes_ising import mle
+    from bayes_ising.fit import mle
 
     h, J = _random_model(61, 8, h_scale=0.4, j_scale=0.5)
     shuffled = thermo.shuffle_bins(jax.random.key(2), _exact_sample(3, h, J, 20000))

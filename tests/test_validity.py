@@ -12,9 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-from bayes_ising import bayes, ising, mle, synthetic, validity
+from bayes_ising.analysis import validity
+from bayes_ising.core import ising
+from bayes_ising.data import synthetic
 from bayes_ising.errors import ModelCheckError
-from bayes_ising.mle import MLEWarning
+from bayes_ising.fit import bayes, mle
+from bayes_ising.fit.mle import MLEWarning
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +179,7 @@ def test_verdict_includes_validity(degenerate_check, tmp_path, capsys):
     """Well-mixed draws are "converged" by R-hat/ESS, but the verdict is "not valid" when the
     model check failed, is missing where it is required (pseudo, N > 22), or the curvature
     adjustment changed the sds by more than 4x; a passed check is valid."""
-    from bayes_ising import diagnostics
+    from bayes_ising.analysis import diagnostics
     from bayes_ising.cli import main
 
     assert not degenerate_check["passed"]
@@ -208,7 +211,7 @@ def test_predictive_moments_pass_near_the_truth_and_fail_a_degenerate_posterior(
     """N = 24 planted Ising data (4,000 bins): draws scattered around the truth reproduce the
     data's means and connected correlations (tidy xarray output + summary numbers); draws of
     an all-active model are degenerate and fail."""
-    from bayes_ising import checks
+    from bayes_ising.analysis import checks
 
     truth = synthetic.ei_ising_parameters(jax.random.PRNGKey(13), 20, 4)
     spins = np.asarray(synthetic.sample_ising(jax.random.PRNGKey(14), truth.h, truth.J,
@@ -239,7 +242,7 @@ def test_large_n_posterior_of_sparse_shared_input_is_converged_and_valid():
     ratio is sane, the posterior mixes, diagnose calls it converged and valid, and the
     posterior-mean model simulated independently from random starts reproduces the data."""
 
-    from bayes_ising import diagnostics
+    from bayes_ising.analysis import diagnostics
 
     data = synthetic.shared_input_raster(jax.random.PRNGKey(0), 50, 20_000)
     spec = "pseudo_large"  # shipped inside the package, with its stop rule (500 ... 2000)

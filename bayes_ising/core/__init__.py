@@ -1,0 +1,1 @@
+"""The model's core: energy, enumeration, sampling, statistics, the size limits."""

@@ -1,0 +1,1 @@
+"""Fitting: posteriors (NumPyro), maximum likelihood, model specs, the walk, batches."""

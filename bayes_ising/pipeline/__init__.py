@@ -1,0 +1,1 @@
+"""The study: its plan, tasks, outputs and tables, and the demo."""
