@@ -210,7 +210,7 @@ def pseudo_n50(quick=False, with_nuts=True):
     start = time.perf_counter()
     spins, cell_types = _synthetic_n50(num_bins)
     data_s = time.perf_counter() - start
-    spec = bayes.load_model_spec(ROOT / "bayes_ising" / "models" / "pseudo_large.toml")
+    spec = bayes.load_model_spec("pseudo_large")
     draws = 200 if quick else 500
     ours = _timed_fit(spins, spec, likelihood="pseudo", adjust="none", num_chains=4,
                       num_draws=draws)

@@ -74,11 +74,10 @@ def _timed(fn):
 
 
 def make_data(sizes, seed=2019):
-    """The study-shaped dataset: dict state → SpikeData (one epoch per state)."""
+    """The study-shaped dataset: SpikeData of three states (one epoch per state)."""
     duration = 3 * sizes["bins_per_state"] * 0.05
-    data = synthetic.ei_network(jax.random.PRNGKey(seed), sizes["num_excitatory"],
+    return synthetic.ei_network(jax.random.PRNGKey(seed), sizes["num_excitatory"],
                                 sizes["num_inhibitory"], duration=duration)
-    return {state: data.select(state=state) for state in STATES}
 
 
 def _best(fn, *args, repeat=5):
@@ -159,7 +158,7 @@ def _fit_record(tree, cost):
 def run_fits(states, sizes, populations, seed=0):
     """Every state × population posterior, stage by stage, with warm starts and one padded
     pattern count per N. Returns (rows, trees)."""
-    large = bayes.load_model_spec(ROOT / "models" / "pseudo_large.toml")
+    large = bayes.load_model_spec("pseudo_large")
     large = large.replace(num_draws=sizes["num_draws"], max_draws=sizes["max_draws"])
     small = bayes.default_model_spec().replace(num_draws=sizes["num_draws"],
                                                max_draws=sizes["max_draws"])
@@ -220,12 +219,21 @@ def _row(r):
             + (f", model check: {r['model_check']}" if r["model_check"] else ""))
 
 
-def run_via_study(data, out_dir):
-    """The whole study through ``bayes_ising.study`` (when it exists): wall and CPU time."""
-    from bayes_ising import study  # noqa: F401  (ImportError: run stage by stage instead)
+def run_via_study(data, out_dir, states, populations):
+    """The whole study through :func:`bayes_ising.pipeline.plan.study` with its defaults:
+    wall and CPU time overall, and the seconds of each stage summed by kind."""
+    from bayes_ising.pipeline.plan import study
 
-    _, cost = _timed(lambda: study.study(data, out_dir))
-    return cost
+    result, cost = _timed(lambda: study(data, out_dir, force=True, progress=False,
+                                        states=tuple(states), populations=tuple(populations)))
+    summary = json.loads((Path(out_dir) / "study.json").read_text())
+    by_kind = {}
+    for stage in summary["stages"]:
+        by_kind[stage["kind"]] = by_kind.get(stage["kind"], 0.0) + (stage["seconds"] or 0.0)
+    failed = [s["name"] for s in summary["stages"] if s["status"] == "failed"]
+    print("study: " + ", ".join(f"{k} {v:.0f} s" for k, v in by_kind.items())
+          + (f"; not done: {', '.join(failed)}" if failed else ""), flush=True)
+    return {**cost, "seconds_by_kind": by_kind, "not_done": failed}
 
 
 def main(argv=None):
@@ -242,12 +250,12 @@ def main(argv=None):
     out = {"quick": args.quick, "sizes": sizes, "load_start": _load(),
            "devices": [str(d) for d in jax.devices()], "stages": {}}
     print(f"bench_study ({'quick' if args.quick else 'full'}); load average {out['load_start']}")
-    states, cost = _timed(lambda: make_data(sizes))
-    states = {s: states[s] for s in args.states.split(",")}
+    full, cost = _timed(lambda: make_data(sizes))
+    states = {s: full.select(state=s) for s in args.states.split(",")}
     out["stages"]["data"] = {**cost, "bins": {s: d.num_bins for s, d in states.items()}}
     print(f"data: {cost['wall_s']:.1f} s wall, {cost['cpu_s']:.1f} s CPU")
     if "gradient" in stages:
-        spec = bayes.load_model_spec(ROOT / "models" / "pseudo_large.toml")
+        spec = bayes.load_model_spec("pseudo_large")
         deep = states.get("deep", next(iter(states.values())))
         out["gradient"], cost = _timed(lambda: gradient_cost(deep.spins, spec))
         g = out["gradient"]
@@ -259,7 +267,8 @@ def main(argv=None):
     trees = {}
     if "fits" in stages:
         if args.via_study:
-            out["stages"]["study"] = run_via_study(states, Path(args.output).parent / "study")
+            out["stages"]["study"] = run_via_study(full, Path(args.output).parent / "study",
+                                                   states, args.populations.split(","))
         else:
             print(HEADER)
             (out["fits"], trees), cost = _timed(
