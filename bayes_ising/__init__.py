@@ -6,9 +6,9 @@
 Subpackages (data flows one way, down the list): :mod:`~bayes_ising.data` (spike data,
 loaders, synthetic generators) → :mod:`~bayes_ising.core` (energy, enumeration, Gibbs sampling,
 statistics, pseudolikelihood, size limits, convergence rule) → :mod:`~bayes_ising.fit`
-(posteriors, maximum likelihood, model specs, the walk, batches) → :mod:`~bayes_ising.analysis`
+(posteriors, maximum likelihood, model specs, the walk, provenance) → :mod:`~bayes_ising.analysis`
 (diagnostics, predictive checks, validity, thermodynamics, the MLE comparison, E/I and states)
-→ :mod:`~bayes_ising.pipeline` (the study and the demo) → :mod:`~bayes_ising.report`,
+→ :mod:`~bayes_ising.pipeline` (the study, the batch and the demo) → :mod:`~bayes_ising.report`,
 :mod:`~bayes_ising.cli`. Submodules are imported on first use under their old short names too
 (``bi.mle.fit_exact`` is :mod:`bayes_ising.fit.mle`), so
 ``import bayes_ising`` stays cheap and does not start JAX.
@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 #: old short module names -> their module in the subpackages (``bi.mle`` works)
 _SUBMODULES = {
     "analyses": "analysis.analyses",
-    "batch": "fit.batch",
+    "batch": "pipeline.batch",
     "bayes": "fit.bayes",
     "checks": "analysis.checks",
     "cli": "cli",
@@ -41,7 +41,7 @@ _SUBMODULES = {
     "model_spec": "fit.model_spec",
     "plots": "report.plots",
     "posterior": "fit.posterior",
-    "provenance": "data.provenance",
+    "provenance": "fit.provenance",
     "pseudolikelihood": "core.pseudolikelihood",
     "report": "report",
     "report_study": "report.study",

@@ -3,7 +3,8 @@
     python benchmarks/bench_batch.py [--quick] [--kind bayes|mle] [--fits K]
 
 Each run fits K (default 8; 6 with --quick) random 6-neuron subsamples of a synthetic
-8-neuron E/I raster of 4 000 bins (exact likelihood) with :func:`bayes_ising.fit.batch.run_batch`.
+8-neuron E/I raster of 4 000 bins (exact likelihood) with
+:func:`bayes_ising.pipeline.batch.run_batch`.
 Cluster start-up and each worker's first compilation are excluded: every worker first runs
 one warm-up fit (``client.run``), then the K fits are timed from submission to the written
 summary. Reported: fits per second for 1 and 2 workers and their ratio (ideal: 2 on 2 free
@@ -60,7 +61,7 @@ subsample_seeds = {list(range(num_fits))}
 def _time_workers(num_workers, plan_path, warm_path, directory):
     from distributed import Client
 
-    from bayes_ising.fit import batch
+    from bayes_ising.pipeline import batch
 
     warm_task = batch.expand_plan(batch.load_plan(warm_path))[0]
     with batch.local_cluster(num_workers) as cluster, Client(cluster) as client:

@@ -23,7 +23,8 @@ import pytest
 from bayes_ising import cli
 from bayes_ising.data import SpikeData
 from bayes_ising.errors import DataError, ModelSpecError
-from bayes_ising.fit import batch, mle
+from bayes_ising.fit import mle
+from bayes_ising.pipeline import batch
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

@@ -52,8 +52,8 @@ def test_defaults_and_help_show_only_the_new_names(capsys):
 
 def test_model_spec_and_plan_keys_new_and_deprecated(tmp_path):
     from bayes_ising.errors import ModelSpecError
-    from bayes_ising.fit import batch
     from bayes_ising.fit.model_spec import load_model_spec
+    from bayes_ising.pipeline import batch
 
     new = tmp_path / "new.toml"
     new.write_text("[sampler]\nnum_chains = 3\nnum_draws = 20\nnum_warmup = 5\n")

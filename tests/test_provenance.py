@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from bayes_ising import cli
-from bayes_ising.data import SpikeData, load, provenance
+from bayes_ising.data import SpikeData, load
 from bayes_ising.errors import DataError
+from bayes_ising.fit import provenance
 
 
 def _raster(path, seed=0, num_bins=1200):

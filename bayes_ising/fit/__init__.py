@@ -1,1 +1,1 @@
-"""Fitting: posteriors (NumPyro), maximum likelihood, model specs, the walk, batches."""
+"""Fitting: posteriors (NumPyro), maximum likelihood, model specs, the walk, provenance."""

@@ -71,7 +71,6 @@ from jax.flatten_util import ravel_pytree
 from bayes_ising._io import atomic_path, to_jsonable
 from bayes_ising.core import ising, stats
 from bayes_ising.core import pseudolikelihood as pl
-from bayes_ising.data import provenance
 from bayes_ising.errors import (
     BayesIsingError,
     DataError,
@@ -79,6 +78,7 @@ from bayes_ising.errors import (
     ModelCheckError,
     ModelSpecError,
 )
+from bayes_ising.fit import provenance
 from bayes_ising.fit.model_spec import (
     ADJUSTMENTS,
     LIKELIHOODS,
@@ -1097,7 +1097,7 @@ def fit_posterior(
     m, Q, firing_probability, patterns, counts, spins when small), ``point_estimate`` (MAP of the
     sampled density and the centre of the adjusted one) and root attributes ``model_spec``
     (JSON), ``likelihood``, ``adjust``, ``seed``, ``data_source``, ``bayes_ising_version``,
-    ``neuron_ids``, ``cell_types``, ``selection`` (JSON, :mod:`bayes_ising.data.provenance`: the
+    ``neuron_ids``, ``cell_types``, ``selection`` (JSON, :mod:`bayes_ising.fit.provenance`: the
     data file, its SHA-256 and the selection), timings, gradient evaluations, the stop rule's
     record and (N > 22) ``model_check`` (JSON).
 

@@ -1,1 +1,1 @@
-"""The study: its plan, tasks, outputs and tables, and the demo."""
+"""The study: its plan, tasks, outputs and tables, the Dask batch that runs fits, and the demo."""

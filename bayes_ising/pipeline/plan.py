@@ -22,7 +22,8 @@ so a killed study resumes where it stopped; a failed task is reported (and retri
 run) and the tasks that need it are skipped, never the others.
 
 **Where tasks run.** ``scheduler="sync"`` runs them in this process, in order;
-``"local"`` on a :class:`distributed.LocalCluster` (:func:`bayes_ising.fit.batch.local_cluster`);
+``"local"`` on a :class:`distributed.LocalCluster`
+(:func:`bayes_ising.pipeline.batch.local_cluster`);
 an address (``tcp://host:8786``) on a running Dask scheduler whose workers share ``DIR``.
 The default (None) is ``"sync"`` on machines with ≤ 2 CPU cores, ``"local"`` above: on 2
 cores, each spawned worker pays its own JAX start and XLA compilation of every sampler program
@@ -564,7 +565,7 @@ def _run_dask(pending, out_dir, scheduler, bar, log):
 
     from distributed import Client, as_completed
 
-    from bayes_ising.fit.batch import local_cluster
+    from bayes_ising.pipeline.batch import local_cluster
 
     with contextlib.ExitStack() as stack:
         if scheduler == "local":

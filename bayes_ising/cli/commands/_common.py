@@ -71,7 +71,7 @@ def population_flag(value):
 
 def add_data_selection_flags(parser, posterior=False):
     """The flags every data-reading verb shares; names follow :meth:`SpikeData.select` and
-    :func:`bayes_ising.data.provenance.select`. ``posterior``: the verb reads a posterior, whose
+    :func:`bayes_ising.fit.provenance.select`. ``posterior``: the verb reads a posterior, whose
     recorded selection is the default (adds ``--allow-other-data``)."""
     g = parser.add_argument_group("data selection")
     g.add_argument("--bin-size", type=float, default=None,
@@ -131,11 +131,11 @@ def load_selected_data(args, tree=None):
     """Load ``args.data`` and apply the data-selection flags; returns a SpikeData.
 
     With a posterior ``tree`` and no selection flags, the selection recorded at fit time is
-    applied (:func:`bayes_ising.data.provenance.apply`), and data that do not match the record are
+    applied (:func:`bayes_ising.fit.provenance.apply`), and data that do not match the record are
     refused (DataError: exit 2).
     """
     from bayes_ising import data as data_module
-    from bayes_ising.data import provenance
+    from bayes_ising.fit import provenance
 
     rec = provenance.recorded(tree) if tree is not None else None
     bin_size, time_units = args.bin_size, args.time_units

@@ -36,7 +36,7 @@ def register(subparsers, name):
 
 def run(args):
     from bayes_ising.errors import BayesIsingError
-    from bayes_ising.fit.batch import format_summary, run_batch
+    from bayes_ising.pipeline.batch import format_summary, run_batch
 
     if args.workers is not None and args.workers < 1:
         raise BayesIsingError(f"--workers must be >= 1, got {args.workers}")
