@@ -87,7 +87,7 @@ print("firing probability per bin:", np.round(data.firing_probability, 3))
 num_draws, num_warmup = (100, 100) if FAST else (1000, 300)
 tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", num_chains=2,
                            num_draws=num_draws, num_warmup=num_warmup, progress=not FAST)
-print(bi.convergence.mixing_verdict(tree))
+print(bi.posterior.mixing_verdict(tree))
 
 # %% [markdown]
 # ## 3. Can we trust it? Convergence and per-neuron reliability

@@ -71,7 +71,7 @@ print("firing probability:", np.round(data.firing_probability, 3))
 num_draws, num_warmup = (80, 80) if FAST else (1000, 300)
 tree = bayes.fit_posterior(jax.random.key(0), data, likelihood="exact", num_chains=2,
                            num_draws=num_draws, num_warmup=num_warmup, progress=not FAST)
-print(bi.convergence.mixing_verdict(tree))
+print(bi.posterior.mixing_verdict(tree))
 diagnosis = diagnostics.diagnose(tree)
 diagnosis.pop("parameters")
 

@@ -33,7 +33,8 @@ from bayes_ising.fit import bayes
 from bayes_ising.report import plots
 from bayes_ising import report
 from bayes_ising.analysis import thermo
-from bayes_ising.pipeline.demo import FULL_SETTINGS, demo_data, demo_settings, fast_mode, subset_data
+from bayes_ising.pipeline.demo import (FULL_SETTINGS, demo_data, demo_settings, fast_mode,
+                                     subset_data)
 
 bi.enable_x64()
 FAST = fast_mode()

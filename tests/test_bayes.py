@@ -17,7 +17,7 @@ import xarray as xr
 from bayes_ising.core import ising
 from bayes_ising.core import pseudolikelihood as pl
 from bayes_ising.errors import ModelSpecError, TooManyNeuronsError
-from bayes_ising.fit import bayes
+from bayes_ising.fit import bayes, posterior
 from bayes_ising.fit.model_spec import load_model_spec, model_spec_from_dict
 
 NUM_NEURONS = 4
@@ -537,7 +537,7 @@ def test_hmc_spec_needs_the_whitening_metric():
 def test_stop_rule_stops_when_mixed_and_says_so_at_the_cap(large_t_data):
     """max_draws: chunks of num_draws until R-hat <= 1.01 and bulk/tail ESS >= 400 (then the
     tree's own verdict agrees), or the cap, which the attributes and summary state."""
-    convergence = pytest.importorskip("bayes_ising.core.convergence")
+    pytest.importorskip("bayes_ising.core.convergence")
     tree = bayes.fit_posterior(0, large_t_data, likelihood="exact", num_chains=4,
                                num_draws=150, num_warmup=100, max_draws=1200, progress=False)
     draws = int(tree.attrs["num_draws"])
@@ -546,7 +546,7 @@ def test_stop_rule_stops_when_mixed_and_says_so_at_the_cap(large_t_data):
     assert [c["num_draws"] for c in checks] == list(range(150, draws + 1, 150))
     assert checks[-1]["mixed"] and not any(c["mixed"] for c in checks[:-1])
     assert tree["posterior"].sizes["draw"] == draws
-    assert convergence.mixing_verdict(tree).converged
+    assert posterior.mixing_verdict(tree).converged
     capped = bayes.fit_posterior(0, large_t_data, likelihood="exact", num_chains=2,
                                  num_draws=20, num_warmup=50, max_draws=40, progress=False)
     assert capped.attrs["stopped"] == "max_draws" and int(capped.attrs["num_draws"]) == 40
@@ -563,14 +563,12 @@ def test_the_stop_rule_judges_the_draws_it_returns(large_t_data):
     (the affine map is fixed before sampling), so its R-hat and ESS are those of the returned
     tree — judging the unadjusted draws had stopped an N = 50 fit at max R-hat 1.008 whose
     returned draws had 1.012 (issue 12)."""
-    from bayes_ising.core import convergence
-
     tree = bayes.fit_posterior(0, large_t_data, likelihood="pseudo", adjust="mode+curvature",
                                num_chains=2, num_draws=100, num_warmup=100, max_draws=200,
                                progress=False)
     last = json.loads(tree.attrs["stop_checks"])[-1]
     assert last["num_draws"] == tree["posterior"].sizes["draw"]
-    rhat, ess_bulk, ess_tail, _ = convergence.parameter_statistics(tree)
+    rhat, ess_bulk, ess_tail, _ = posterior.parameter_statistics(tree)
     assert last["max_rhat"] == pytest.approx(np.nanmax(rhat), rel=1e-9)
     assert last["min_ess_bulk"] == pytest.approx(np.nanmin(ess_bulk), rel=1e-9)
     assert last["min_ess_tail"] == pytest.approx(np.nanmin(ess_tail), rel=1e-9)

@@ -4,6 +4,7 @@ import numpy as np
 import xarray as xr
 
 from bayes_ising.core import convergence
+from bayes_ising.fit import posterior
 
 
 def _tree(draws_h, draws_j, divergent=0):
@@ -24,26 +25,26 @@ def test_thresholds_are_the_documented_ones():
 def test_verdict_of_iid_draws_then_of_a_stuck_chain_and_divergences():
     rng = np.random.default_rng(0)
     h, J = rng.normal(size=(4, 500, 3)), rng.normal(size=(4, 500, 3))
-    good = convergence.mixing_verdict(_tree(h, J))
+    good = posterior.mixing_verdict(_tree(h, J))
     assert good.converged and good.reasons == ()
     assert good.max_rhat < 1.01 and min(good.min_ess_bulk, good.min_ess_tail) > 1000
     J_stuck = J.copy()
     J_stuck[0, :, 1] += 3.0
-    bad = convergence.mixing_verdict(_tree(h, J_stuck, divergent=3))
+    bad = posterior.mixing_verdict(_tree(h, J_stuck, divergent=3))
     assert not bad.converged and bad.num_divergent == 3
     assert bad.max_rhat > 1.1
     assert any("R-hat > 1.01" in r for r in bad.reasons)
     assert "3 of 2000 transitions diverged" in bad.reasons
     # too few effective draws: strongly autocorrelated chains
     walk = np.cumsum(rng.normal(size=(4, 500, 3)), axis=1)
-    slow = convergence.mixing_verdict(_tree(walk, J))
+    slow = posterior.mixing_verdict(_tree(walk, J))
     assert not slow.converged and slow.min_ess_bulk < 400
     assert any("bulk or tail ESS < 400" in r for r in slow.reasons)
 
 
 def test_one_chain_is_not_a_verdict():
     rng = np.random.default_rng(1)
-    result = convergence.mixing_verdict(_tree(rng.normal(size=(1, 2000, 2)),
+    result = posterior.mixing_verdict(_tree(rng.normal(size=(1, 2000, 2)),
                                               rng.normal(size=(1, 2000, 1))))
     assert not result.converged and np.isnan(result.max_rhat)
     assert result.reasons[0] == "only one chain: R-hat cannot detect non-convergence"

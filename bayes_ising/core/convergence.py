@@ -4,9 +4,8 @@ A run of MCMC chains is *mixed* when every parameter has rank-normalised split
 :math:`\hat R \le` :data:`MAX_RHAT`, bulk and tail effective sample size
 :math:`\ge` :data:`MIN_ESS`, and no transition diverged (Vehtari, Gelman, Simpson, Carpenter &
 Bürkner 2021, *Rank-normalization, folding, and localization: an improved R-hat*, Bayesian
-Analysis 16, 667). :func:`mixing_verdict` applies it to a posterior DataTree,
-:func:`verdict` to arrays of per-parameter statistics (for callers that already have them,
-such as :mod:`bayes_ising.analysis.diagnostics` and the Gibbs energy check).
+Analysis 16, 667). :func:`verdict` applies it to arrays of per-parameter statistics
+(:func:`bayes_ising.fit.posterior.mixing_verdict` to a posterior DataTree).
 
 :func:`integrated_autocorrelation_time` is the one estimator of τ (multi-chain
 autocorrelation, Sokal's automatic window), used for the Gibbs sampler's energies by
@@ -24,11 +23,9 @@ __all__ = [
     "rule_text",
     "split_rhat",
     "draw_statistics",
-    "parameter_statistics",
     "num_divergent",
     "rule_failures",
     "verdict",
-    "mixing_verdict",
     "integrated_autocorrelation_time",
 ]
 
@@ -94,16 +91,6 @@ def draw_statistics(draws):
     return rhat, ess_bulk, ess_tail
 
 
-def parameter_statistics(tree):
-    """R-hat, bulk ESS, tail ESS (P,) of every h and J of a posterior DataTree (h first, then
-    J in the posterior's pair order), and the number of chains."""
-    from bayes_ising.fit.posterior import flat_draws
-
-    h, J = flat_draws(tree)
-    rhat, ess_bulk, ess_tail = draw_statistics(np.concatenate([h, J], axis=-1))
-    return rhat, ess_bulk, ess_tail, h.shape[0]
-
-
 def num_divergent(tree):
     """Number of divergent transitions in ``sample_stats/diverging`` (0 when absent)."""
     try:
@@ -163,16 +150,6 @@ def verdict(rhat, ess_bulk, ess_tail, divergent=0, *, num_chains=None, num_trans
     return MixingVerdict(max_rhat=worst_rhat, min_ess_bulk=low_bulk, min_ess_tail=low_tail,
                          num_divergent=divergent, converged=not reasons, reasons=tuple(reasons),
                          num_rhat_over=num_bad_rhat, num_ess_under=num_low_ess)
-
-
-def mixing_verdict(tree, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS):
-    """:func:`verdict` of a posterior DataTree: R-hat and ESS of every h and J, divergences from
-    ``sample_stats``."""
-    rhat, ess_bulk, ess_tail, num_chains = parameter_statistics(tree)
-    posterior = tree["posterior"]
-    transitions = int(posterior.sizes.get("chain", 1) * posterior.sizes.get("draw", 0))
-    return verdict(rhat, ess_bulk, ess_tail, num_divergent(tree), num_chains=num_chains,
-                   num_transitions=transitions, max_rhat=max_rhat, min_ess=min_ess)
 
 
 def integrated_autocorrelation_time(samples, *, window_factor=5.0):

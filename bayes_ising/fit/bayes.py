@@ -1558,10 +1558,10 @@ def load_posterior(path, *, family="pairwise"):
 
 def convergence_summary(tree):
     """R-hat max, min bulk/tail ESS over h and J, divergences, the mixing verdict
-    (:func:`bayes_ising.core.convergence.mixing_verdict`), mean leapfrog steps, time."""
-    from bayes_ising.core import convergence
+    (:func:`bayes_ising.fit.posterior.mixing_verdict`), mean leapfrog steps, time."""
+    from bayes_ising.fit.posterior import mixing_verdict
 
-    mixing = convergence.mixing_verdict(tree)
+    mixing = mixing_verdict(tree)
     posterior = tree["posterior"]
     stats = tree["sample_stats"]
     wall = float(tree.attrs.get("wall_time_s", float("nan")))

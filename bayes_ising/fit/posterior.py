@@ -26,9 +26,12 @@ import json
 
 import numpy as np
 
+from bayes_ising.core import convergence
 from bayes_ising.errors import DataError
 
 __all__ = [
+    "parameter_statistics",
+    "mixing_verdict",
     "lattice_gas_group",
     "posterior_group",
     "neuron_ids",
@@ -307,3 +310,22 @@ def lattice_gas_group(tree):
         "b": (("chain", "draw", "pair"), b[:, first, second].reshape(shape + (first.size,))),
     }, coords={"neuron": group["neuron"].values}, attrs={
         "convention": "01: x = (s + 1) / 2, -E = sum_i a_i x_i + sum_{i<j} b_ij x_i x_j"}))
+
+
+def parameter_statistics(tree):
+    """R-hat, bulk ESS, tail ESS (P,) of every h and J of a posterior DataTree (h first, then
+    J in the posterior's pair order), and the number of chains."""
+    h, J = flat_draws(tree)
+    rhat, ess_bulk, ess_tail = convergence.draw_statistics(np.concatenate([h, J], axis=-1))
+    return rhat, ess_bulk, ess_tail, h.shape[0]
+
+
+def mixing_verdict(tree, *, max_rhat=convergence.MAX_RHAT, min_ess=convergence.MIN_ESS):
+    """The convergence rule (:func:`bayes_ising.core.convergence.verdict`) on a posterior
+    DataTree: R-hat and ESS of every h and J, divergences from ``sample_stats``."""
+    rhat, ess_bulk, ess_tail, num_chains = parameter_statistics(tree)
+    posterior = tree["posterior"]
+    transitions = int(posterior.sizes.get("chain", 1) * posterior.sizes.get("draw", 0))
+    return convergence.verdict(rhat, ess_bulk, ess_tail, convergence.num_divergent(tree),
+                               num_chains=num_chains, num_transitions=transitions,
+                               max_rhat=max_rhat, min_ess=min_ess)
