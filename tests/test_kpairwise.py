@@ -207,7 +207,8 @@ def test_cli_compare_families_and_fit_k_pairwise(tmp_path, capsys):
                      str(tmp_path / "d.json")]) == 2  # pairwise-only verbs refuse it
     assert "a k_pairwise posterior" in capsys.readouterr().err
     assert cli.main(["fit", str(path), "--model", "k_pairwise", "--likelihood", "pseudo",
-                     "--out", str(tmp_path / "x.nc")]) == 2
+                     "--adjust", "curvature", "--out", str(tmp_path / "x.nc")]) == 2
+    assert "no pseudo-posterior adjustment" in capsys.readouterr().err
 
 
 @pytest.mark.slow

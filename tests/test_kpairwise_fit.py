@@ -305,14 +305,14 @@ def test_cli_fit_k_pairwise_pseudo_above_the_enumeration_limit(tmp_path, capsys)
     np.savez(path, raster=(samples > 0).astype(np.int8))
     out = tmp_path / "kp.nc"
     assert cli.main(["fit", str(path), "--model", "k_pairwise", "--likelihood", "pseudo",
-                     "--num-chains", "1", "--num-draws", "80", "--num-warmup", "80",
+                     "--num-chains", "1", "--num-draws", "40", "--num-warmup", "40",
                      "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "pseudo likelihood" in text and "UNADJUSTED" in text and "model check" in text
     tree = bayes.load_posterior(out, family="k_pairwise")
     assert tree.attrs["intervals"] == "unadjusted"
     assert json.loads(tree.attrs["model_check"])["max_abs_error"]["mean"] < 0.05
-    assert cli.main(["check", str(out), str(path), "--posterior-draws", "4", "--no-progress",
+    assert cli.main(["check", str(out), str(path), "--posterior-draws", "2", "--no-progress",
                      "--out", str(tmp_path / "c.json")]) == 0
     checks_json = json.loads((tmp_path / "c.json").read_text())
     assert checks_json["synchrony"]["method"] == "gibbs" and checks_json["family"] == "k_pairwise"
@@ -340,8 +340,8 @@ def test_exact_k_pairwise_intervals_cover_the_planted_moments():
     covered = []
     for rep in range(10):
         spins = _samples(h, J, V, 2000, seed=100 + rep)
-        fit = kpairwise.fit_posterior(spins, rng_key=rep, num_chains=2, num_draws=250,
-                                      num_warmup=250)
+        fit = kpairwise.fit_posterior(spins, rng_key=rep, num_chains=1, num_draws=300,
+                                      num_warmup=200)
         hd, Jd, Vd = posterior_draws(fit.tree, potential=True)
         moments = jax.vmap(kpairwise.exact_moments)(hd, Jd, Vd)
         draws = np.concatenate([np.asarray(moments[0]), np.asarray(moments[1])[:, i, j],
