@@ -316,7 +316,8 @@ def test_cli_fit_k_pairwise_pseudo_above_the_enumeration_limit(tmp_path, capsys)
                      "--out", str(tmp_path / "c.json")]) == 0
     checks_json = json.loads((tmp_path / "c.json").read_text())
     assert checks_json["synchrony"]["method"] == "gibbs" and checks_json["family"] == "k_pairwise"
-    assert checks_json["synchrony"]["fraction_in_band"] >= 0.5
+    sync = checks_json["synchrony"]  # the Gibbs-simulated K-pairwise P(K) follows the data
+    np.testing.assert_allclose(sync["predicted"]["median"], sync["observed"], atol=0.05)
     assert "note" in checks_json["predictive_moments"]
     assert cli.main(["thermo", str(out), "--posterior-draws", "2", "--num-sweeps", "300",
                      "--temperatures", "0.8:1.6:5", "--no-progress",
