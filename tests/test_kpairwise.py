@@ -139,8 +139,9 @@ def test_k_pairwise_spec_and_where_it_is_refused():
         "k_pairwise", "exact", 1.0, "adapt")
     assert load_model_spec("default").family == "pairwise"
     assert "family" not in load_model_spec("default").to_dict()  # old layouts unchanged
-    for bad, needle in [({"family": "k_pairwise", "likelihood": "pseudo"}, "likelihood"),
-                        ({"family": "k_pairwise", "prior": {"J": {"family": "horseshoe"}}},
+    assert model_spec_from_dict({"family": "k_pairwise", "likelihood": "pseudo"}).likelihood \
+        == "pseudo"  # any N, unadjusted intervals
+    for bad, needle in [({"family": "k_pairwise", "prior": {"J": {"family": "horseshoe"}}},
                          "prior.J.family"),
                         ({"prior": {"V": {"scale": 1.0}}}, "prior.V applies only"),
                         ({"family": "triplet"}, "family must be one of")]:
@@ -198,11 +199,16 @@ def test_cli_compare_families_and_fit_k_pairwise(tmp_path, capsys):
     assert code == 0 and "k_pairwise (exact likelihood)" in capsys.readouterr().out
     tree = bayes.load_posterior(tmp_path / "kp.nc", family="k_pairwise")
     assert tree["posterior"]["V"].shape == (2, 60, 6) and tree.attrs["family"] == "k_pairwise"
+    assert tree["posterior"]["J"].dims == ("chain", "draw", "pair")  # the posterior contract
     assert cli.main(["check", str(tmp_path / "kp.nc"), str(path), "--out",
-                     str(tmp_path / "c.json")]) == 2  # pairwise verbs refuse it in one line
+                     str(tmp_path / "c.json"), "--no-progress"]) == 0  # V(K) included
+    assert "K-pairwise model (V(K) included)" in capsys.readouterr().out
+    assert cli.main(["diagnose", str(tmp_path / "kp.nc"), "--out",
+                     str(tmp_path / "d.json")]) == 2  # pairwise-only verbs refuse it
     assert "a k_pairwise posterior" in capsys.readouterr().err
     assert cli.main(["fit", str(path), "--model", "k_pairwise", "--likelihood", "pseudo",
-                     "--out", str(tmp_path / "x.nc")]) == 2
+                     "--adjust", "curvature", "--out", str(tmp_path / "x.nc")]) == 2
+    assert "no pseudo-posterior adjustment" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -224,13 +230,11 @@ def test_study_with_family_comparison_writes_table_and_report_section(tmp_path):
 
 
 def test_third_order_check_matches_brute_force():
-    import arviz_base
-
     from bayes_ising.core import stats
 
     draws = [_random_params(5, seed=s) for s in (20, 21, 22)]
     h, J, V = (np.stack([d[k] for d in draws])[None] for k in range(3))  # (1 chain, 3 draws)
-    tree = arviz_base.from_dict({"posterior": {"h": h, "J": J, "V": V}})
+    tree = kpairwise.draws_tree(h, J, V)
     spins = np.where(np.random.default_rng(4).random((2000, 5)) < 0.3, 1, -1)
     result = kpairwise.third_order_check(tree, spins, num_draws=None)
     i, j, k = np.array([(a, b, c) for a in range(5) for b in range(a + 1, 5)
@@ -252,8 +256,6 @@ def test_third_order_check_matches_brute_force():
 
 
 def test_exact_entropy_brute_force_and_information_ratio():
-    import arviz_base
-
     from bayes_ising.analysis.checks import _binary_entropy
     from bayes_ising.core import stats
 
@@ -265,8 +267,7 @@ def test_exact_entropy_brute_force_and_information_ratio():
                                rtol=1e-12)
     np.testing.assert_allclose(kpairwise.exact_entropy(h, J, np.zeros(7)),
                                ising.exact_entropy(h, J), rtol=1e-12)
-    tree = arviz_base.from_dict({"posterior": {"h": h[None, None], "J": J[None, None],
-                                               "V": V[None, None]}})
+    tree = kpairwise.draws_tree(h[None, None], J[None, None], V[None, None])
     spins = np.where(np.random.default_rng(5).random((3000, 6)) < 0.3, 1, -1)
     info = kpairwise.information_check(tree, spins, num_draws=None)
     s1 = _binary_entropy(stats.firing_probability(spins))
@@ -276,11 +277,9 @@ def test_exact_entropy_brute_force_and_information_ratio():
 
 
 def test_pattern_check_probabilities_match_brute_force():
-    import arviz_base
 
     h, J, V = _random_params(5, seed=40)
-    tree = arviz_base.from_dict({"posterior": {"h": h[None, None], "J": J[None, None],
-                                               "V": V[None, None]}})
+    tree = kpairwise.draws_tree(h[None, None], J[None, None], V[None, None])
     spins = np.where(np.random.default_rng(6).random((1000, 5)) < 0.3, 1, -1)
     result = kpairwise.pattern_check(tree, spins, top=6, num_draws=None)
     log_z = _brute(h, J, V)[0]

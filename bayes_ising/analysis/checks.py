@@ -3,7 +3,12 @@ r"""Posterior predictive checks and information ratios of a pairwise (Ising) mod
 The core functions take parameter draws as arrays — ``h_draws`` (D, N) and ``J_draws``
 (D, N, N), symmetric with zero diagonal, energy E(s) = −Σ h_i s_i − Σ_{i<j} J_ij s_i s_j — so
 they serve a posterior (D draws, :func:`parameter_draws`) and a single maximum-likelihood fit
-(D = 1) alike. Observed data are a ``(T, N)`` ±1 spin raster. Entropies are in nats.
+(D = 1) alike. With ``V_draws`` (D, N+1) they check the K-pairwise model
+(:mod:`bayes_ising.core.kpairwise`, E gains −V(K(s))): enumeration with the V term
+(:func:`bayes_ising.core.kpairwise.exact_moments`, ``log_probability``, ``exact_entropy``), or
+Gibbs sampling with it (:func:`bayes_ising.core.gibbs.sample_kpairwise_spins`);
+:func:`posterior_predictive_checks` passes the V draws of a K-pairwise posterior. Observed
+data are a ``(T, N)`` ±1 spin raster. Entropies are in nats.
 
 * :func:`predictive_synchrony` — P(K) of the model per draw (exact enumeration for
   N ≤ 22, :func:`bayes_ising.core.gibbs.sample_spins` otherwise) with central bands, against the
@@ -85,12 +90,13 @@ def _spins(spins):
 # --------------------------------------------------------------------------------------------
 
 
-def parameter_draws(tree, num_draws=None):
-    """Posterior draws h (D, N), J (D, N, N), evenly thinned to ``num_draws`` —
-    :func:`bayes_ising.fit.posterior.posterior_draws` (the posterior contract)."""
+def parameter_draws(tree, num_draws=None, *, potential=False):
+    """Posterior draws h (D, N), J (D, N, N) (and, with ``potential``, V (D, N+1) or None),
+    evenly thinned to ``num_draws`` — :func:`bayes_ising.fit.posterior.posterior_draws` (the
+    posterior contract)."""
     from bayes_ising.fit.posterior import posterior_draws
 
-    return posterior_draws(tree, num_draws)
+    return posterior_draws(tree, num_draws, potential=potential)
 
 
 # --------------------------------------------------------------------------------------------
@@ -109,27 +115,47 @@ def independent_synchrony_distribution(firing_probability):
     return dist
 
 
-def _exact_synchrony_draws(h_draws, J_draws):
+def _exact_synchrony_draws(h_draws, J_draws, V_draws=None):
     import jax
     import jax.numpy as jnp
 
-    from bayes_ising.core import ising
+    from bayes_ising.core import ising, kpairwise
 
+    if V_draws is not None:
+        fn = lambda p: kpairwise.exact_moments(*p)[2]  # noqa: E731
+        return np.asarray(jax.lax.map(fn, tuple(jnp.asarray(a, jnp.float64)
+                                                for a in (h_draws, J_draws, V_draws))))
     fn = lambda hj: ising.exact_synchrony_distribution(hj[0], hj[1])  # noqa: E731
     return np.asarray(jax.lax.map(fn, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
 
 
+def _as_v(V_draws, h_draws):
+    """V draws (D, N+1) float64 or None (the pairwise model)."""
+    if V_draws is None:
+        return None
+    V = np.asarray(V_draws, float).reshape(h_draws.shape[0], h_draws.shape[1] + 1)
+    return None if not np.any(V) else V
+
+
 def _gibbs_samples(rng_key, h_draws, J_draws, num_samples, initial_spins=None,
-                   progress=False):
+                   progress=False, V_draws=None):
     """Model samples of every draw in one vectorised Gibbs run, (D, num_samples, N) int8.
 
     :func:`bayes_ising.core.gibbs.sample_models_spins`: 256 chains per draw started from random
     data rows (``initial_spins``; uniform starts without), 200 burn-in sweeps, every 5th sweep
     recorded (the energy's autocorrelation time of fitted retina-like models is 1–3 sweeps).
+    With ``V_draws`` the K-pairwise models, on the same schedule
+    (:func:`bayes_ising.core.gibbs.sample_kpairwise_spins`).
     """
     import jax.numpy as jnp
 
     from bayes_ising.core import gibbs
+
+    if V_draws is not None:
+        return gibbs.sample_kpairwise_spins(
+            rng_key, h_draws, J_draws, V_draws, int(num_samples),
+            num_chains=min(256, int(num_samples)), burn_in=200, thin=5,
+            initial_spins=initial_spins)
 
     bar = None
     num_chains = min(256, int(num_samples))
@@ -214,24 +240,27 @@ def _use_exact(num_neurons, method):
 
 
 def model_synchrony_draws(rng_key, h_draws, J_draws, *, method="auto", num_samples=20_000,
-                          subset=None, model_samples=None, initial_spins=None, progress=False):
+                          subset=None, model_samples=None, initial_spins=None, progress=False,
+                          V_draws=None):
     """Model P(K) (or P(K_subset)) per draw, shape (D, n+1), n = N or len(subset).
 
     Exact by enumeration when ``method`` is "exact" (or "auto" with N ≤ 22); otherwise from
     ``num_samples`` Gibbs samples of each draw, all draws in one run (:func:`_gibbs_samples`;
-    ``model_samples`` (D, S, N) reuses samples drawn before).
+    ``model_samples`` (D, S, N) reuses samples drawn before). ``V_draws`` (D, N+1): the
+    K-pairwise model (a ``subset`` then needs Gibbs samples: its marginal is not enumerated).
     """
     h_draws = np.atleast_2d(np.asarray(h_draws, float))
     J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (h_draws.shape[1],))
+    V_draws = _as_v(V_draws, h_draws)
     num_neurons = h_draws.shape[1]
-    if _use_exact(num_neurons, method):
+    if _use_exact(num_neurons, method) and (subset is None or V_draws is None):
         if subset is None:
-            return _exact_synchrony_draws(h_draws, J_draws)
+            return _exact_synchrony_draws(h_draws, J_draws, V_draws)
         return _subset_synchrony_draws(h_draws, J_draws, subset)
     cols = np.arange(num_neurons) if subset is None else np.asarray(subset)
     if model_samples is None:
         model_samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, initial_spins,
-                                       progress)
+                                       progress, V_draws)
     out = []
     for samples in model_samples:
         k = np.sum(samples[:, cols] > 0, axis=1)
@@ -293,8 +322,9 @@ def subset_synchrony_distribution(h, J, subset, *, chunk_bits=16):
 
 def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
                          num_samples=20_000, prob=INTERVAL_PROB, min_count=10,
-                         model_samples=None, progress=False):
-    """Posterior predictive P(K) against the data and the independent model.
+                         model_samples=None, progress=False, V_draws=None):
+    """Posterior predictive P(K) against the data and the independent model (``V_draws``:
+    of the K-pairwise model).
 
     Returns
     -------
@@ -316,7 +346,7 @@ def predictive_synchrony(rng_key, h_draws, J_draws, spins, *, method="auto",
     independent = independent_synchrony_distribution(stats.firing_probability(spins))
     draws = model_synchrony_draws(rng_key, h_draws, J_draws, method=method,
                                   num_samples=num_samples, model_samples=model_samples,
-                                  initial_spins=spins, progress=progress)
+                                  initial_spins=spins, progress=progress, V_draws=V_draws)
     band = interval(draws, prob)
     # replicated data: T independent bins from each draw's P(K) (multinomial)
     import jax
@@ -363,8 +393,9 @@ def _pattern_codes(spins):
 
 def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=20,
                         num_samples=20_000, prob=INTERVAL_PROB, min_count=10,
-                        model_samples=None, progress=False):
-    """Observed vs predicted probability of each observed pattern (a log–log scatter).
+                        model_samples=None, progress=False, V_draws=None):
+    """Observed vs predicted probability of each observed pattern (a log–log scatter;
+    ``V_draws``: of the K-pairwise model).
 
     Exact: P(s | h, J) of every distinct observed pattern per draw. Gibbs (large N): each
     draw's ``num_samples`` samples are counted against the observed patterns (patterns never
@@ -383,7 +414,7 @@ def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=
     import jax
     import jax.numpy as jnp
 
-    from bayes_ising.core import ising, stats
+    from bayes_ising.core import ising, kpairwise, stats
 
     spins = _spins(spins)
     num_bins, num_neurons = spins.shape
@@ -391,15 +422,20 @@ def pattern_frequencies(rng_key, h_draws, J_draws, spins, *, method="auto", top=
     observed = counts / num_bins
     h_draws = np.atleast_2d(np.asarray(h_draws, float))
     J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (num_neurons,))
+    V_draws = _as_v(V_draws, h_draws)
     if _use_exact(num_neurons, method):
         pats = jnp.asarray(patterns, jnp.float64)
-        fn = lambda hj: ising.log_probability(pats, hj[0], hj[1])  # noqa: E731
-        log_p = np.asarray(jax.lax.map(fn, (jnp.asarray(h_draws), jnp.asarray(J_draws))))
-        predicted_draws = np.exp(log_p)
+        if V_draws is None:
+            fn = lambda hj: ising.log_probability(pats, hj[0], hj[1])  # noqa: E731
+            params = (jnp.asarray(h_draws), jnp.asarray(J_draws))
+        else:
+            fn = lambda p: kpairwise.log_probability(pats, *p)  # noqa: E731
+            params = (jnp.asarray(h_draws), jnp.asarray(J_draws), jnp.asarray(V_draws))
+        predicted_draws = np.exp(np.asarray(jax.lax.map(fn, params)))
     else:
         if model_samples is None:
             model_samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, spins,
-                                           progress)
+                                           progress, V_draws)
         observed_codes = _pattern_codes(patterns)
         order = np.argsort(observed_codes)
         sorted_codes = observed_codes[order]
@@ -478,8 +514,9 @@ def _exact_third_order(h_draws, J_draws, V_draws=None):
 
 
 def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=50_000,
-                prob=INTERVAL_PROB, progress=False):
-    """Connected third-order correlations, predicted (per draw) vs observed, over i<j<k.
+                prob=INTERVAL_PROB, progress=False, V_draws=None):
+    """Connected third-order correlations, predicted (per draw) vs observed, over i<j<k
+    (``V_draws``: of the K-pairwise model).
 
     Exact by enumeration for N ≤ 16 (:data:`MAX_EXACT_THIRD_ORDER_NEURONS`); otherwise from
     ``num_samples`` Gibbs samples per draw, all draws in one run (their Monte Carlo error adds
@@ -501,11 +538,13 @@ def third_order(rng_key, h_draws, J_draws, spins, *, method="auto", num_samples=
     observed = stats.third_order_correlations(spins)[i, j, k]
     h_draws = np.atleast_2d(np.asarray(h_draws, float))
     J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (num_neurons,))
+    V_draws = _as_v(V_draws, h_draws)
     exact = _use_exact(num_neurons, method) and num_neurons <= MAX_EXACT_THIRD_ORDER_NEURONS
     if exact:
-        draws = _exact_third_order(h_draws, J_draws)[:, i, j, k]
+        draws = _exact_third_order(h_draws, J_draws, V_draws)[:, i, j, k]
     else:
-        samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, spins, progress)
+        samples = _gibbs_samples(rng_key, h_draws, J_draws, num_samples, spins, progress,
+                                 V_draws)
         draws = np.stack([_sampled_third_order(x)[i, j, k]
                           for x in _progress(samples, progress, "third-order moments")])
     band = interval(draws, prob)
@@ -555,10 +594,12 @@ def ratio_warning(ratio, i_n, s2, s_n):
             "biased; do not use this ratio")
 
 
-def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
+def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB, V_draws=None):
     """S1, S2, SN and I2/IN with intervals over draws (exact S2 by enumeration, N ≤ 22).
 
-    See the module docstring for the definitions and the SN caveat.
+    See the module docstring for the definitions and the SN caveat. With ``V_draws`` the
+    model is K-pairwise: ``S2`` and ``I2`` are then its entropy S_K and S1 − S_K (the
+    information captured by pairwise couplings and V together), ``family`` says which.
 
     Returns
     -------
@@ -572,19 +613,27 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
     import jax
     import jax.numpy as jnp
 
-    from bayes_ising.core import ising, stats
+    from bayes_ising.core import ising, kpairwise, stats
 
     spins = _spins(spins)
     num_neurons = spins.shape[1]
     ising.check_exact(num_neurons, "information (S2 by enumeration)")
     h_draws = np.atleast_2d(np.asarray(h_draws, float))
     J_draws = np.asarray(J_draws, float).reshape(h_draws.shape + (num_neurons,))
+    V_draws = _as_v(V_draws, h_draws)
 
     def per_draw(hj):
         m, _ = ising.exact_moments(hj[0], hj[1])
         return m, ising.exact_entropy(hj[0], hj[1])
 
-    m_draws, s2 = jax.lax.map(per_draw, (jnp.asarray(h_draws), jnp.asarray(J_draws)))
+    def per_draw_k(p):
+        return kpairwise.exact_moments(*p)[0], kpairwise.exact_entropy(*p)
+
+    if V_draws is None:
+        m_draws, s2 = jax.lax.map(per_draw, (jnp.asarray(h_draws), jnp.asarray(J_draws)))
+    else:
+        m_draws, s2 = jax.lax.map(per_draw_k, tuple(jnp.asarray(a) for a in (
+            h_draws, J_draws, V_draws)))
     m_draws, s2 = np.asarray(m_draws), np.asarray(s2)
     s1_model = _binary_entropy(stats.probability_from_mean(m_draws))
     i2 = s1_model - s2
@@ -606,6 +655,7 @@ def information(h_draws, J_draws, spins, *, prob=INTERVAL_PROB):
         ratio_data_S1=_scalar_interval((s1 - s2) / i_n, prob),
         SN_reliable=bool(entropy.reliable), note=note, interval=prob,
         num_draws=int(h_draws.shape[0]), units="nats per bin",
+        family="pairwise" if V_draws is None else "k_pairwise",
     )
 
 
@@ -624,10 +674,13 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=DEFAULT_CHECK
     (with a note) for N > 22. With Gibbs (large N), P(K) and the patterns share one vectorised
     run over all draws, the third order a second one; ``progress`` shows their bars (stderr).
 
+    A K-pairwise posterior (draws of ``V``, :func:`bayes_ising.fit.posterior.family`) is
+    checked as the K-pairwise model: every function gets its V draws.
+
     Returns
     -------
     dict with ``synchrony``, ``patterns``, ``third_order``, ``information`` (the outputs of the
-    functions above) and ``num_bins``, ``num_neurons``, ``num_draws``.
+    functions above) and ``num_bins``, ``num_neurons``, ``num_draws``, ``family``.
     """
     import jax
 
@@ -642,26 +695,30 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=DEFAULT_CHECK
         raise DataError(f"the data have {num_neurons} neurons but the posterior has "
                         f"{len(posterior_ids)}; select the same neurons (population, min-rate)")
     key_sync, key_pat, key_third = jax.random.split(rng_key, 3)
-    h_draws, J_draws = parameter_draws(tree, num_draws)
+    from bayes_ising.fit.posterior import family
+
+    h_draws, J_draws, V_draws = parameter_draws(tree, num_draws, potential=True)
     out = dict(num_bins=int(spins.shape[0]), num_neurons=num_neurons,
-               num_draws=int(h_draws.shape[0]))
+               num_draws=int(h_draws.shape[0]), family=family(tree))
     samples = None
     if not _use_exact(num_neurons, method):
-        samples = _gibbs_samples(key_sync, h_draws, J_draws, num_samples, spins, progress)
+        samples = _gibbs_samples(key_sync, h_draws, J_draws, num_samples, spins, progress,
+                                 V_draws)
     out["synchrony"] = predictive_synchrony(key_sync, h_draws, J_draws, spins, method=method,
                                             num_samples=num_samples, prob=prob,
-                                            model_samples=samples)
+                                            model_samples=samples, V_draws=V_draws)
     out["patterns"] = pattern_frequencies(key_pat, h_draws, J_draws, spins, method=method,
                                           num_samples=num_samples, prob=prob,
-                                          model_samples=samples)
+                                          model_samples=samples, V_draws=V_draws)
     del samples
     thin = np.round(np.linspace(0, h_draws.shape[0] - 1,
                                 min(third_order_draws, h_draws.shape[0]))).astype(int)
     out["third_order"] = third_order(key_third, h_draws[thin], J_draws[thin], spins,
                                      method=method, prob=prob, num_samples=num_samples,
-                                     progress=progress)
+                                     progress=progress,
+                                     V_draws=None if V_draws is None else V_draws[thin])
     if num_neurons <= MAX_EXACT_CHECK_NEURONS:
-        out["information"] = information(h_draws, J_draws, spins, prob=prob)
+        out["information"] = information(h_draws, J_draws, spins, prob=prob, V_draws=V_draws)
     else:
         from bayes_ising.core import stats
 
@@ -771,7 +828,11 @@ def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, nu
     if len(ids) != spins.shape[1]:
         raise DataError(f"the data have {spins.shape[1]} neurons but the posterior has "
                         f"{len(ids)}; select the same neurons (population, min-rate)")
-    h_draws, J_draws = posterior_draws(tree, num_draws)
+    h_draws, J_draws, V_draws = posterior_draws(tree, num_draws, potential=True)
+    if _as_v(V_draws, h_draws) is not None:
+        raise DataError("predictive_moments simulates (h, J) only; this K-pairwise posterior "
+                        "has V(K), which it would drop (use the P(K), pattern and third-order "
+                        "checks, which simulate the K-pairwise model)")
     data = validity.data_standard_errors(spins, num_blocks)
     kwargs = dict(num_chains=num_chains, num_sweeps=num_sweeps, burn_in=burn_in)
     sims = _simulate_draws(rng_key, h_draws, J_draws, spins, int(batch_size), kwargs)

@@ -1039,6 +1039,13 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
     sampler : options of :func:`sampled_thermodynamics` (num_chains, num_sweeps, ...)
 
     With Gibbs, the posterior draws and the control's models run in one vectorised program.
+
+    A K-pairwise posterior (draws of ``V``: :func:`bayes_ising.fit.posterior.family`) is run
+    as the K-pairwise model by :func:`bayes_ising.fit.kpairwise_fit.thermodynamics` — exact
+    for N ≤ :data:`AUTO_EXACT_THERMO_NEURONS` under "auto", else its Gibbs sampler on a fixed
+    schedule (``num_chains``, ``num_sweeps`` (2000 for "auto"), ``burn_in``; 24 grid
+    temperatures) with the energies' split R-hat per model and temperature in
+    ``summary["gibbs_convergence"]``; the shuffled control's models are pairwise fits (V = 0).
     Returns :class:`FitThermodynamics`.
     """
     start = time.perf_counter()
@@ -1051,8 +1058,12 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
         h, J = (np.asarray(a, dtype=np.float64) for a in posterior)
         keep = thin(h.shape[0], num_posterior_draws, draw_key)  # the contract's thinning rule
         h, J = h[keep], J[keep]
+        V = None
     else:
-        h, J = posterior_parameters(draw_key, posterior, num_posterior_draws)
+        from bayes_ising.fit.posterior import posterior_draws
+
+        h, J, V = posterior_draws(posterior, num_posterior_draws, draw_key, potential=True)
+        V = None if V is None or not np.any(V) else V
     num_draws, num_neurons = h.shape
     control_info = None
     if control_spins is not None:
@@ -1066,11 +1077,17 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
                         "fit_method": fit_method, "l2": 1e-3,
                         "num_shuffles": int(num_shuffles), "fit_warnings": fit_warnings}
         h, J = np.concatenate([h, h_c]), np.concatenate([J, J_c])
-    options = {}
-    if method == "gibbs" or (method == "auto" and num_neurons > AUTO_EXACT_THERMO_NEURONS):
-        options = {"max_mcse_fraction": DEFAULT_MAX_MCSE_FRACTION, **sampler,
-                   "band_size": num_draws, "progress": progress}
-    combined = thermodynamics(run_key, h, J, temperatures, method=method, **options)
+        if V is not None:
+            V = np.concatenate([V, np.zeros((h_c.shape[0], num_neurons + 1))])
+    gibbs = method == "gibbs" or (method == "auto" and num_neurons > AUTO_EXACT_THERMO_NEURONS)
+    if V is not None:
+        combined = _kpairwise_thermodynamics(run_key, h, J, V, temperatures, gibbs, sampler)
+    else:
+        options = {}
+        if gibbs:
+            options = {"max_mcse_fraction": DEFAULT_MAX_MCSE_FRACTION, **sampler,
+                       "band_size": num_draws, "progress": progress}
+        combined = thermodynamics(run_key, h, J, temperatures, method=method, **options)
     result = _take_rows(combined, np.arange(num_draws))
     control = None
     if control_info is not None:
@@ -1082,10 +1099,42 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
     summary["num_posterior_draws"] = int(num_draws)
     summary["num_neurons"] = int(num_neurons)
     summary["gibbs_convergence"] = combined.settings.get("gibbs_convergence")
+    summary["family"] = "pairwise" if V is None else "k_pairwise"
     summary["wall_s"] = time.perf_counter() - start
     summary["caveat"] = CRITICALITY_CAVEAT
     return FitThermodynamics(result, control, control_info, tidy_curves(parts, interval),
                              summary)
+
+
+def _kpairwise_thermodynamics(rng_key, h, J, V, temperatures, gibbs, sampler):
+    """The K-pairwise branch of :func:`fit_thermodynamics` (exact, or Gibbs on a fixed
+    schedule with the energies' split R-hat and a warning above :data:`MAX_RHAT`)."""
+    from bayes_ising.core.convergence import MAX_RHAT, split_rhat
+    from bayes_ising.fit import kpairwise_fit
+
+    if not gibbs:
+        return kpairwise_fit.thermodynamics(h, J, V, temperatures, method="exact")
+    num_sweeps = sampler.get("num_sweeps", "auto")
+    num_sweeps = 2000 if num_sweeps == "auto" else int(num_sweeps)
+    burn_in = int(sampler.get("burn_in", 200))
+    num_chains = int(sampler.get("num_chains", 4))
+    result = kpairwise_fit.thermodynamics(
+        h, J, V, temperatures, method="gibbs", num_grid=24, rng_key=rng_key,
+        num_chains=num_chains, num_sweeps=num_sweeps + burn_in, burn_in=burn_in,
+        return_energies=True)
+    result, energies = result
+    # energies (D, kept, chains, G − 1) → (D, G − 1, chains, kept)
+    rhat = np.asarray(split_rhat(np.moveaxis(energies, (1, 2, 3), (3, 2, 1))))
+    worst = float(np.nanmax(rhat))
+    checks = {"rule": f"split R-hat of the energy <= {MAX_RHAT} at every grid temperature",
+              "max_rhat": worst, "models_converged": (np.nanmax(rhat, axis=1) <= MAX_RHAT)
+              .tolist(), "schedule": "fixed (K-pairwise sampler: no automatic extension)"}
+    warnings_ = list(result.warnings)
+    if not worst <= MAX_RHAT:
+        warnings_.append(f"K-pairwise Gibbs: max split R-hat of the energy {worst:.3f} > "
+                         f"{MAX_RHAT}; run more sweeps (--num-sweeps)")
+    return dataclasses.replace(result, settings=dict(result.settings, gibbs_convergence=checks),
+                               warnings=warnings_)
 
 
 # --------------------------------------------------------------------------------------------

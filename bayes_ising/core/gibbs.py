@@ -86,6 +86,7 @@ __all__ = [
     "check_convergence",
     "KPairwiseSamples",
     "sample_kpairwise",
+    "sample_kpairwise_spins",
 ]
 
 #: Spins updated sequentially inside one block before all fields get the block's rank-b update.
@@ -1269,3 +1270,64 @@ def sample_kpairwise(rng_key, h, J, V, *, temperatures=(1.0,), num_chains=16,
     energies = np.asarray(energies).reshape(num_models, -1, num_chains, num_temps)
     return KPairwiseSamples(per_temp(sum_s), per_temp(sum_ss), per_temp(hist), energies,
                             int(num_sweeps), int(burn_in), time.perf_counter() - start)
+
+
+def _kpairwise_spin_chain(key, h, J, V, spins, num_draws, burn_in, thin, rng):
+    """All chains (columns) of one K-pairwise model at T = 1: ``burn_in`` sweeps, then the
+    spins of every ``thin``-th sweep, (num_draws, chains, N) int8."""
+    dtype = spins.dtype
+    betas = jnp.ones(spins.shape[1], dtype)
+
+    def sweep(carry, index):
+        spins, k = carry
+        thresholds = _thresholds(jax.random.fold_in(key, index), spins.shape, betas, dtype, rng)
+        fields = h[:, None] + J @ spins
+        spins, _, k = _kpairwise_sweep(spins, fields, k, thresholds, J, V)
+        return (spins, k), None
+
+    carry = (spins, jnp.sum(spins > 0, axis=0).astype(jnp.int32))
+    carry, _ = lax.scan(sweep, carry, jnp.arange(burn_in))
+
+    def draw(carry, d):
+        carry, _ = lax.scan(sweep, carry, burn_in + d * thin + jnp.arange(thin))
+        return carry, carry[0].T.astype(jnp.int8)
+
+    _, out = lax.scan(draw, carry, jnp.arange(num_draws))
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _make_kpairwise_spin_runner(num_draws, burn_in, thin, rng):
+    chain = functools.partial(_kpairwise_spin_chain, num_draws=num_draws, burn_in=burn_in,
+                              thin=thin, rng=rng)
+    return jax.jit(jax.vmap(chain))
+
+
+def sample_kpairwise_spins(rng_key, h, J, V, num_samples, *, num_chains=256, burn_in=200,
+                           thin=5, initial_spins=None, rng="hash", dtype=jnp.float32):
+    r"""Spin samples of D K-pairwise models at T = 1, one vectorised program:
+    (D, num_samples, N) int8 — the K-pairwise counterpart of :func:`sample_models_spins`
+    (the same schedule: ``num_chains`` chains per model started from random rows of
+    ``initial_spins`` (R, N) when given, else uniform; ``burn_in`` sweeps, then every
+    ``thin``-th sweep, rows ordered draw by draw), swept by :func:`_kpairwise_sweep` (the
+    conditional with the V step). h (D, N), J (D, N, N), V (D, N+1)."""
+    h, J, V = (jnp.asarray(x, dtype) for x in (h, J, V))
+    num_models, num_neurons = h.shape
+    if J.shape != (num_models, num_neurons, num_neurons) or V.shape != (num_models,
+                                                                       num_neurons + 1):
+        raise ValueError(f"sample_kpairwise_spins: h {h.shape}, J {J.shape}, V {V.shape} do "
+                         "not fit (D, N), (D, N, N), (D, N+1)")
+    num_chains = int(min(num_chains, num_samples))
+    num_draws = math.ceil(int(num_samples) / num_chains)
+    init_key, run_key = jax.random.split(rng_key)
+    if initial_spins is not None:
+        rows = jnp.asarray(np.asarray(initial_spins), dtype)
+        pick = jax.random.randint(init_key, (num_models, num_chains), 0, rows.shape[0])
+        spins = jnp.swapaxes(rows[pick], 1, 2)  # (D, N, chains)
+    else:
+        spins = jnp.where(jax.random.bernoulli(init_key, 0.5, (num_models, num_neurons,
+                                                               num_chains)), 1.0, -1.0)
+    keys = jax.random.split(run_key, num_models)
+    runner = _make_kpairwise_spin_runner(num_draws, int(burn_in), int(thin), rng)
+    out = np.asarray(runner(keys, h, J, V, spins.astype(dtype)))  # (D, draws, chains, N)
+    return out.reshape(num_models, -1, num_neurons)[:, :int(num_samples)]

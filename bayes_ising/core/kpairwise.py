@@ -39,6 +39,7 @@ from bayes_ising.core import ising
 
 __all__ = [
     "FAMILIES",
+    "PSEUDO_INTERVALS_NOTE",
     "KSufficient",
     "sufficient_statistics",
     "energy",
@@ -49,6 +50,7 @@ __all__ = [
     "pattern_log_likelihood",
     "model",
     "fit_posterior",
+    "draws_tree",
     "pattern_log_likelihood_draws",
     "weighted_loo",
     "synchrony_draws",
@@ -62,6 +64,12 @@ __all__ = [
     "format_fit_summary",
     "fit_diagnostics",
 ]
+
+#: what a K-pairwise pseudo-posterior's intervals are (tree attribute, printed verdict)
+PSEUDO_INTERVALS_NOTE = (
+    "K-pairwise pseudo-posterior: intervals UNADJUSTED (the pairwise curvature adjustment is "
+    "not derived for V(K)); the pseudolikelihood's curvature is not the likelihood's, so they "
+    "are usually too narrow: read them as a lower bound on the uncertainty")
 
 #: model families fitted by :func:`fit_posterior` (the first two are special cases of the last)
 FAMILIES = ("independent", "pairwise", "k_pairwise")
@@ -203,18 +211,23 @@ def _unpack_sites(family, num_neurons, h, j_flat, v_steps):
     return J, V
 
 
-def model(suff, family="k_pairwise", h_mean=0.0, h_scale=2.0, j_scale=1.0, v_scale=1.0):
+def model(suff, family="k_pairwise", h_mean=0.0, h_scale=2.0, j_scale=1.0, v_scale=1.0,
+          likelihood="exact"):
     r"""NumPyro model: :math:`h_i \sim N(h_{mean}, h_{scale})`, :math:`J_{ij} \sim N(0,
     j_{scale})` (the default spec's priors), V(0) = 0 and
     :math:`V(K) \sim N(V(K-1), v_{scale})` (``GaussianRandomWalk``, site ``V_walk`` = V[1:]);
-    likelihood :func:`exact_log_likelihood`. ``family`` "pairwise" fixes V = 0,
-    "independent" also J = 0."""
+    likelihood :func:`exact_log_likelihood` (``suff`` a :class:`KSufficient`), or with
+    ``likelihood="pseudo"`` the pseudolikelihood
+    :func:`bayes_ising.core.pseudolikelihood.log_pseudolikelihood_kpairwise` (``suff`` a
+    :class:`~bayes_ising.core.pseudolikelihood.Patterns`; any N). ``family`` "pairwise"
+    fixes V = 0, "independent" also J = 0."""
     import numpyro
     import numpyro.distributions as dist
 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    n = int(np.asarray(suff.m).shape[0])
+    pseudo = likelihood == "pseudo"
+    n = int((suff.sum_s if pseudo else np.asarray(suff.m)).shape[0])
     h = numpyro.sample("h", dist.Normal(h_mean, h_scale).expand([n]).to_event(1))
     j_flat = v_steps = None
     if family != "independent":
@@ -223,7 +236,12 @@ def model(suff, family="k_pairwise", h_mean=0.0, h_scale=2.0, j_scale=1.0, v_sca
     if family == "k_pairwise":
         v_steps = numpyro.sample("V_walk", dist.GaussianRandomWalk(v_scale, num_steps=n))
     J, V = _unpack_sites(family, n, h, j_flat, v_steps)
-    numpyro.factor("log_likelihood", exact_log_likelihood(h, J, V, suff))
+    if pseudo:
+        from bayes_ising.core import pseudolikelihood as pl
+
+        numpyro.factor("log_pseudolikelihood", pl.log_pseudolikelihood_kpairwise(h, J, V, suff))
+    else:
+        numpyro.factor("log_likelihood", exact_log_likelihood(h, J, V, suff))
 
 
 class FitResult(NamedTuple):
@@ -260,47 +278,103 @@ def pattern_log_likelihood_draws(patterns, h, J, V):
 
 def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_draws=500,
                   num_warmup=500, v_scale=1.0, h_scale=2.0, j_scale=1.0, target_accept=0.8,
-                  h_mean=0.0, max_tree_depth=10, spec=None):
-    """NUTS posterior of one family on (T, N) ±1 spins (float64 on; N ≤ 22).
+                  h_mean=0.0, max_tree_depth=10, spec=None, neuron_ids=None,
+                  likelihood="exact"):
+    """NUTS posterior of one family on (T, N) ±1 spins (float64 on; N ≤ 22 for the exact
+    likelihood).
+
+    ``likelihood="pseudo"`` (any N; also a spec's ``likelihood``): the pseudo-posterior of
+    :func:`bayes_ising.core.pseudolikelihood.log_pseudolikelihood_kpairwise`. It has no
+    curvature adjustment (the pairwise model's, :mod:`bayes_ising.fit.bayes`, is not derived
+    for V): its intervals are **unadjusted**, usually too narrow, and the tree says so
+    (attributes ``adjust = "none"``, ``intervals = "unadjusted"``); it has no
+    ``log_likelihood`` group (no LOO: its terms are not log predictive densities).
 
     Dense mass matrix adapted in warmup (V and h, J are correlated, see the module docstring).
     ``spec`` (a :class:`~bayes_ising.fit.model_spec.ModelSpec`, e.g. ``models/k_pairwise.toml``)
     replaces the prior scales, target_accept and max_tree_depth by its own.
-    Returns :class:`FitResult`; its tree has groups ``posterior`` (h, J, V), ``log_likelihood``
+    Returns :class:`FitResult`; its tree (:func:`draws_tree`: the posterior contract's
+    layout, neurons named by ``neuron_ids``) has groups ``posterior`` (h, J, V), ``log_likelihood``
     (``s``: (chain, draw, pattern), log P of each unique pattern) and ``constant_data``
     (``counts`` per pattern), the input of :func:`weighted_loo`.
     """
-    import arviz_base
     from numpyro.infer import MCMC, NUTS
 
     if spec is not None:
         h_mean, h_scale, j_scale, v_scale = spec.h_mean, spec.h_scale, spec.j_scale, spec.v_scale
         target_accept, max_tree_depth = spec.target_accept, spec.max_tree_depth
+    if likelihood not in ("exact", "pseudo"):
+        raise ValueError(f"likelihood must be 'exact' or 'pseudo', got {likelihood!r}")
     spins = np.asarray(spins)
-    ising.check_exact(spins.shape[1], "kpairwise.fit_posterior")
+    if likelihood == "exact":
+        ising.check_exact(spins.shape[1], "kpairwise.fit_posterior")
     start = time.perf_counter()
-    suff = sufficient_statistics(spins)
+    patterns, counts = _unique(spins)
+    if likelihood == "exact":
+        suff = sufficient_statistics(spins)
+    else:
+        from bayes_ising.core import pseudolikelihood as pl
+
+        suff = pl.prepare(patterns, counts)
     kernel = NUTS(model, dense_mass=True, target_accept_prob=target_accept,
                   max_tree_depth=max_tree_depth)
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
                 chain_method="sequential", progress_bar=False)
     key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
     mcmc.run(key, suff, family=family, h_mean=h_mean, h_scale=h_scale, j_scale=j_scale,
-             v_scale=v_scale)
+             v_scale=v_scale, likelihood=likelihood)
     draws = _draw_arrays(family, spins.shape[1], mcmc.get_samples(), num_chains)
-    patterns, counts = _unique(spins)
-    flat = [draws[k].reshape((-1,) + draws[k].shape[2:]) for k in ("h", "J", "V")]
-    log_lik = pattern_log_likelihood_draws(patterns, *flat).reshape(num_chains, num_draws, -1)
+    log_lik = None
+    if likelihood == "exact":
+        flat = [draws[k].reshape((-1,) + draws[k].shape[2:]) for k in ("h", "J", "V")]
+        log_lik = pattern_log_likelihood_draws(patterns, *flat).reshape(num_chains, num_draws,
+                                                                         -1)
     seconds = time.perf_counter() - start
     divergent = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
-    tree = arviz_base.from_dict(
-        {"posterior": draws, "log_likelihood": {"s": log_lik},
-         "constant_data": {"counts": counts}},
-        dims={"h": ["neuron"], "J": ["neuron", "neuron_b"], "V": ["k"], "s": ["pattern"],
-              "counts": ["pattern"]},
-        attrs={"/": _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws,
-                                num_warmup, rng_key)})
+    attrs = _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws, num_warmup,
+                        rng_key)
+    if likelihood == "pseudo":
+        attrs.update(likelihood="pseudo", adjust="none", intervals="unadjusted",
+                     intervals_note=PSEUDO_INTERVALS_NOTE)
+    tree = draws_tree(draws["h"], draws["J"], draws["V"], neuron_ids=neuron_ids, attrs=attrs,
+                      log_likelihood=log_lik, counts=counts if log_lik is not None else None)
     return FitResult(tree, patterns, counts, seconds)
+
+
+def draws_tree(h, J, V, *, neuron_ids=None, attrs=None, log_likelihood=None, counts=None):
+    """A posterior DataTree in the layout of the posterior contract
+    (:mod:`bayes_ising.fit.posterior`) from draws h (chain, draw, N), J (chain, draw, N, N)
+    and V (chain, draw, N+1): ``h`` (neuron), ``J`` (pair, coordinates ``neuron_i`` /
+    ``neuron_j``, :func:`~bayes_ising.core.ising.pair_indices` order), ``V`` (k = 0 … N);
+    ``neuron_ids`` default ``n0 …``; optional ``log_likelihood`` ``s`` (chain, draw, pattern)
+    and ``constant_data`` ``counts`` (pattern,); ``attrs`` on the root (``neuron_ids`` added
+    as JSON, as in the pairwise trees)."""
+    import json
+
+    import arviz_base
+
+    h, J, V = (np.asarray(x, np.float64) for x in (h, J, V))
+    n = h.shape[-1]
+    ids = ([f"n{k}" for k in range(n)] if neuron_ids is None
+           else [str(v) for v in np.asarray(neuron_ids).tolist()])
+    if len(ids) != n:
+        raise ValueError(f"draws_tree: {len(ids)} neuron ids for {n} neurons")
+    i, j = ising.pair_indices(n)
+    groups = {"posterior": {"h": h, "J": J[..., i, j], "V": V}}
+    dims = {"h": ["neuron"], "J": ["pair"], "V": ["k"]}
+    if log_likelihood is not None:
+        groups["log_likelihood"] = {"s": np.asarray(log_likelihood)}
+        dims["s"] = ["pattern"]
+    if counts is not None:
+        groups["constant_data"] = {"counts": np.asarray(counts)}
+        dims["counts"] = ["pattern"]
+    root = dict(attrs or {}, neuron_ids=json.dumps(ids))
+    tree = arviz_base.from_dict(groups, dims=dims, attrs={"/": root}, coords={
+        "neuron": ids, "k": np.arange(n + 1), "pair": np.arange(i.size)})
+    post = tree["posterior"]
+    post.coords["neuron_i"] = ("pair", np.asarray(ids)[i])
+    post.coords["neuron_j"] = ("pair", np.asarray(ids)[j])
+    return tree
 
 
 def fit_diagnostics(tree):
@@ -318,11 +392,9 @@ def _fit_verdict(tree):
     from bayes_ising.core.convergence import draw_statistics, verdict
 
     post = tree["posterior"]
-    n = post.sizes["neuron"]
-    i, j = np.triu_indices(n, 1)
     arrays = [np.asarray(post["h"])]
     if tree.attrs.get("family", "k_pairwise") != "independent":
-        arrays.append(np.asarray(post["J"])[:, :, i, j])
+        arrays.append(np.asarray(post["J"]))
     if tree.attrs.get("family", "k_pairwise") == "k_pairwise":
         arrays.append(np.asarray(post["V"])[:, :, 1:])
     rhat, ess_bulk, ess_tail = draw_statistics(np.concatenate(arrays, axis=-1))
@@ -337,11 +409,13 @@ def format_fit_summary(fit):
 
     mixing = _fit_verdict(fit.tree)
     a = fit.tree.attrs
-    return (f"{a['family']} (exact likelihood): {a['num_chains']} chains x {a['num_draws']} "
-            f"draws in {fit.seconds:.1f} s; max R-hat {mixing.max_rhat:.4f}, min bulk ESS "
+    return (f"{a['family']} ({a.get('likelihood', 'exact')} likelihood): {a['num_chains']} "
+            f"chains x {a['num_draws']} draws in {fit.seconds:.1f} s; max R-hat "
+            f"{mixing.max_rhat:.4f}, min bulk ESS "
             f"{mixing.min_ess_bulk:.0f}, {a['num_divergent']} divergent transitions; "
             + ("converged" if mixing.converged else f"NOT converged ({rule_text()}): "
-               "run longer") + ".")
+               "run longer") + "."
+            + (f" {PSEUDO_INTERVALS_NOTE}." if a.get("intervals") == "unadjusted" else ""))
 
 
 def _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws, num_warmup, seed):
@@ -392,12 +466,12 @@ def synchrony_draws(tree, num_draws=None, seed=0):
 
 
 def _draw_subset(tree, num_draws, seed):
-    post = tree["posterior"]
-    arrays = [np.asarray(post[k]).reshape((-1,) + post[k].shape[2:]) for k in ("h", "J", "V")]
-    if num_draws is not None and num_draws < arrays[0].shape[0]:
-        pick = np.random.default_rng(seed).choice(arrays[0].shape[0], num_draws, replace=False)
-        arrays = [a[pick] for a in arrays]
-    return arrays
+    """(h, J, V) of ``num_draws`` random draws (all when None), through the posterior
+    contract (:func:`bayes_ising.fit.posterior.posterior_draws`)."""
+    from bayes_ising.fit.posterior import posterior_draws
+
+    h, J, V = posterior_draws(tree, num_draws, jax.random.key(seed), potential=True)
+    return [h, J, np.zeros((h.shape[0], h.shape[1] + 1)) if V is None else V]
 
 
 def third_order_check(tree, spins, num_draws=20, seed=0):

@@ -35,7 +35,8 @@ from bayes_ising.core import ising, kpairwise, stats
 from bayes_ising.core import pseudolikelihood as pl
 
 __all__ = ["PointFit", "pack", "unpack", "fit_mle", "fit_pseudo", "held_out_blocks",
-           "thermodynamics", "uniform_energy_moments", "posterior_thermodynamics"]
+           "thermodynamics", "uniform_energy_moments", "posterior_thermodynamics",
+           "MODEL_CHECK_TOLERANCE", "pseudo_model_check"]
 
 
 class PointFit(NamedTuple):
@@ -257,7 +258,7 @@ def uniform_energy_moments(h, J, V):
 
 
 def thermodynamics(h, J, V, temperatures, *, method="exact", num_grid=64, rng_key=None,
-                   num_chains=16, num_sweeps=2000, burn_in=200):
+                   num_chains=16, num_sweeps=2000, burn_in=200, return_energies=False):
     r"""C(T)/N, S(T)/N, E(T)/N of one or D K-pairwise models → ``thermo.ThermoResult``.
 
     The β grid and the entropy integral :math:`S(\beta) = N\log 2 + \beta\langle E\rangle -
@@ -265,7 +266,8 @@ def thermodynamics(h, J, V, temperatures, *, method="exact", num_grid=64, rng_ke
     "exact" (N ≤ 22): ⟨E⟩, Var E by enumeration at every grid β, and
     ``entropy_integration_error`` against :math:`\log Z + \beta\langle E\rangle`; "gibbs":
     every grid β > 0 sampled at once by :func:`bayes_ising.core.gibbs.sample_kpairwise`, β = 0 by
-    :func:`uniform_energy_moments` (use a smaller ``num_grid``, e.g. 24).
+    :func:`uniform_energy_moments` (use a smaller ``num_grid``, e.g. 24); with ``return_energies``
+    it returns ``(result, energies (D, kept sweeps, chains, grid − 1))`` for convergence checks.
     """
     from bayes_ising.analysis import thermo
     from bayes_ising.core import gibbs
@@ -293,21 +295,74 @@ def thermodynamics(h, J, V, temperatures, *, method="exact", num_grid=64, rng_ke
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     run = gibbs.sample_kpairwise(key, h, J, V, temperatures=1.0 / betas[1:],
                                  num_chains=num_chains, num_sweeps=num_sweeps, burn_in=burn_in)
-    energies = run.energies.reshape(h.shape[0], -1, betas.size - 1)  # (D, kept·chains, G−1)
+    trace = run.energies  # (D, kept, chains, G − 1)
+    energies = trace.reshape(h.shape[0], -1, betas.size - 1)  # (D, kept·chains, G−1)
     zero = np.array([uniform_energy_moments(*p) for p in zip(h, J, V, strict=True)])
     mean_e = np.concatenate([zero[:, :1], energies.mean(axis=1)], axis=1)
     var_e = np.concatenate([zero[:, 1:], energies.var(axis=1)], axis=1)
     settings.update(num_chains=int(num_chains), num_sweeps=int(num_sweeps), burn_in=burn_in)
-    return thermo._assemble(temperatures, betas, index, mean_e, var_e, n,
-                            (temperatures[0], temperatures[-1]), method="gibbs",
-                            settings=settings)
+    result = thermo._assemble(temperatures, betas, index, mean_e, var_e, n,
+                              (temperatures[0], temperatures[-1]), method="gibbs",
+                              settings=settings)
+    return (result, trace) if return_energies else result
 
 
 def posterior_thermodynamics(tree, temperatures, *, num_draws=20, seed=0, **options):
     """:func:`thermodynamics` of ``num_draws`` random posterior draws of a
     :func:`bayes_ising.core.kpairwise.fit_posterior` tree (bands via ``ThermoResult.to_dict``)."""
-    post = tree["posterior"]
-    arrays = [np.asarray(post[k]).reshape((-1,) + post[k].shape[2:]) for k in ("h", "J", "V")]
-    pick = np.random.default_rng(seed).choice(arrays[0].shape[0],
-                                              min(num_draws, arrays[0].shape[0]), replace=False)
-    return thermodynamics(*(a[pick] for a in arrays), temperatures, **options)
+    from bayes_ising.fit.posterior import posterior_draws
+
+    h, J, V = posterior_draws(tree, num_draws, jax.random.key(seed), potential=True)
+    if V is None:
+        V = np.zeros((h.shape[0], h.shape[1] + 1))
+    return thermodynamics(h, J, V, temperatures, **options)
+
+
+#: tolerances of :func:`pseudo_model_check` (rough, not a calibrated test): means and
+#: connected correlations (absolute), P(K) as |log(model/data)| over K seen in ≥ 10 bins
+MODEL_CHECK_TOLERANCE = {"mean": 0.02, "connected": 0.02, "log_p_k": math.log(1.5)}
+
+
+def pseudo_model_check(rng_key, tree, spins, *, num_chains=64, num_sweeps=1500, burn_in=300,
+                       min_count=10):
+    """Gibbs check of a K-pairwise (pseudo-)posterior: its posterior-mean model (h, J, V),
+    simulated by :func:`bayes_ising.core.gibbs.sample_kpairwise` from random starts, against
+    the data's means, connected correlations and P(K) — the K-pairwise counterpart of the
+    sampling check of a large-N pairwise centre. ``passed`` when no error exceeds
+    :data:`MODEL_CHECK_TOLERANCE` and the model does not run beyond the data's most active
+    bin. Returns a JSON-able dict (``verdict`` a sentence)."""
+    from bayes_ising.core import gibbs
+    from bayes_ising.fit.posterior import posterior_draws
+
+    spins = np.asarray(spins, np.float64)
+    h, J, V = posterior_draws(tree, potential=True)
+    h, J = h.mean(axis=0), J.mean(axis=0)
+    V = np.zeros(h.size + 1) if V is None else V.mean(axis=0)
+    run = gibbs.sample_kpairwise(rng_key, h, J, V, num_chains=num_chains,
+                                 num_sweeps=num_sweeps + burn_in, burn_in=burn_in)
+    m_model, q_model, p_model = run.m[0, 0], run.Q[0, 0], run.p_k[0, 0]
+    suff = kpairwise.sufficient_statistics(spins)
+    i, j = ising.pair_indices(h.size)
+    c_data = (suff.Q - np.outer(suff.m, suff.m))[i, j]
+    c_model = (q_model - np.outer(m_model, m_model))[i, j]
+    seen = suff.k_counts >= min_count
+    p_data = suff.k_counts / suff.num_bins
+    log_ratio = np.log(np.maximum(p_model[seen], 1e-300) / p_data[seen])
+    k = np.arange(h.size + 1)
+    degenerate = bool(p_model @ k > np.max(np.flatnonzero(suff.k_counts)))
+    errors = {"mean": float(np.max(np.abs(m_model - suff.m))),
+              "connected": float(np.max(np.abs(c_model - c_data))) if i.size else 0.0,
+              "log_p_k": float(np.max(np.abs(log_ratio)))}
+    passed = not degenerate and all(errors[key] <= MODEL_CHECK_TOLERANCE[key] for key in errors)
+    verdict = (f"model check (Gibbs, posterior-mean K-pairwise model, {num_chains} chains x "
+               f"{num_sweeps} sweeps): max |dm| {errors['mean']:.3f}, max |dC| "
+               f"{errors['connected']:.3f}, max |log P(K) ratio| {errors['log_p_k']:.3f} over "
+               f"the {int(seen.sum())} K seen in >= {min_count} bins"
+               + ("; the model runs beyond the data's most active bin" if degenerate else "")
+               + ("; passed" if passed else "; FAILED")
+               + f" (tolerances {MODEL_CHECK_TOLERANCE['mean']}, "
+               f"{MODEL_CHECK_TOLERANCE['connected']}, log 1.5)")
+    return dict(passed=bool(passed), degenerate=degenerate, max_abs_error=errors,
+                tolerance=dict(MODEL_CHECK_TOLERANCE), num_chains=int(num_chains),
+                num_sweeps=int(num_sweeps), burn_in=int(burn_in), verdict=verdict,
+                p_k_model=p_model.tolist(), p_k_data=p_data.tolist())

@@ -303,22 +303,22 @@ def _validate(data, source):
 
 
 def _validate_family(data, fields, source):
-    """K-pairwise: exact likelihood, normal J prior and plain NUTS; prior.V only with it."""
+    """K-pairwise: normal J prior and plain NUTS (exact likelihood, or the pseudolikelihood
+    with unadjusted intervals); prior.V only with it."""
     prior = data.get("prior", {}) if isinstance(data.get("prior", {}), dict) else {}
     if fields.get("family", "pairwise") == "pairwise":
         if "V" in prior:
             raise ModelSpecError(f"{source}: prior.V applies only to family = \"k_pairwise\"")
         return
-    need = {"likelihood": ("exact", "likelihood"), "j_family": ("normal", "prior.J.family"),
+    need = {"j_family": ("normal", "prior.J.family"),
             "algorithm": ("nuts", "sampler.algorithm"), "float32": (False, "sampler.float32"),
             "max_draws": (0, "sampler.max_draws")}
     for field, (value, key) in need.items():
         if fields.get(field, getattr(ModelSpec, field)) != value:
             raise ModelSpecError(
                 f"{source}: family = \"k_pairwise\" needs {key} = {json.dumps(value)} (its "
-                f"posterior is exact, N <= {MAX_EXACT_NEURONS}; for larger N fit it by "
-                "pseudolikelihood: "
-                "bayes_ising.fit.kpairwise_fit.fit_pseudo)")
+                "posterior is plain NUTS with normal priors: exact likelihood for N <= "
+                f"{MAX_EXACT_NEURONS}, likelihood = \"pseudo\" for any N)")
 
 
 def model_spec_from_dict(data, source="<dict>"):

@@ -6,7 +6,12 @@ A posterior (written by :func:`bayes_ising.fit.bayes.fit_posterior`, read back b
 - ``h`` (chain, draw, neuron) — fields, coordinate ``neuron`` (the neuron ids, str) and,
   optionally, ``cell_type`` (neuron,);
 - ``J`` (chain, draw, pair) — couplings, one per pair, with pair coordinates ``neuron_i`` and
-  ``neuron_j`` naming the two neurons of each pair (ids, or integer positions).
+  ``neuron_j`` naming the two neurons of each pair (ids, or integer positions);
+- ``V`` (chain, draw, k), k = 0 … N, only in a K-pairwise posterior
+  (:mod:`bayes_ising.core.kpairwise`: E(s) gains −V(K(s)), K the number of active neurons,
+  V(0) = 0). :func:`family` says which energy the draws belong to, and
+  ``posterior_draws(tree, ..., potential=True)`` returns V with h and J (None without it), so
+  every reader that simulates or enumerates the model sees the whole energy.
 
 **Pair order rule** (one rule, used by every reader): the two neurons of pair p are the
 positions of ``neuron_i[p]`` and ``neuron_j[p]`` in the ``neuron`` coordinate; when those
@@ -34,6 +39,8 @@ __all__ = [
     "mixing_verdict",
     "lattice_gas_group",
     "posterior_group",
+    "family",
+    "has_potential",
     "neuron_ids",
     "cell_types",
     "selection",
@@ -67,6 +74,20 @@ def posterior_group(tree):
             "not a bayes_ising posterior: expected a group 'posterior' with 'h' "
             "(chain, draw, neuron) and 'J' (chain, draw, pair)")
     return dataset
+
+
+def has_potential(tree):
+    """True when the posterior has draws of the K-pairwise potential ``V`` (chain, draw, k)."""
+    return "V" in posterior_group(tree)
+
+
+def family(tree):
+    """The energy family of the draws: "k_pairwise" when the posterior has ``V``, else the
+    root attribute ``family`` ("pairwise" when absent; "independent" for J ≡ 0 fits of
+    :func:`bayes_ising.core.kpairwise.fit_posterior`)."""
+    if has_potential(tree):
+        return "k_pairwise"
+    return str((getattr(tree, "attrs", None) or {}).get("family", "pairwise"))
 
 
 def _attr_list(tree, name):
@@ -131,6 +152,10 @@ def pair_members(tree):
 
     dataset = posterior_group(tree)
     num_neurons = dataset["h"].sizes["neuron"]
+    if "pair" not in dataset["J"].dims:
+        raise DataError(f"posterior J has dims {tuple(dataset['J'].dims)}, expected (chain, "
+                        "draw, pair): a posterior written before the K-pairwise trees "
+                        "followed this contract; fit it again")
     pairs = dataset["J"].sizes["pair"]
     if pairs != num_pairs(num_neurons):
         raise DataError(f"posterior J has {pairs} pairs, expected N(N-1)/2 = "
@@ -173,8 +198,8 @@ def flat_draws(tree):
     return h, J
 
 
-def posterior_draws(tree, num_draws=None, rng_key=None):
-    """Posterior draws of (h, J) as arrays, chains pooled.
+def posterior_draws(tree, num_draws=None, rng_key=None, *, potential=False):
+    """Posterior draws of (h, J) — and, with ``potential``, V — as arrays, chains pooled.
 
     Parameters
     ----------
@@ -182,10 +207,13 @@ def posterior_draws(tree, num_draws=None, rng_key=None):
     num_draws : keep this many of the D = chains × draws pooled draws (all when None or ≥ D);
         evenly spaced when ``rng_key`` is None, else a random subset without replacement.
     rng_key : JAX PRNG key for the random subset, or None.
+    potential : also return the K-pairwise potential (the same draws).
 
     Returns
     -------
-    h (D', N), J (D', N, N) float64 — J symmetric with zero diagonal.
+    h (D', N), J (D', N, N) float64 — J symmetric with zero diagonal; with ``potential`` a
+    third array V (D', N+1) float64 (V[:, 0] = 0), or None when the posterior has no ``V``
+    (a pairwise posterior: V ≡ 0).
     """
     h, j_flat = flat_draws(tree)
     first, second = pair_members(tree)
@@ -196,7 +224,23 @@ def posterior_draws(tree, num_draws=None, rng_key=None):
     J = np.zeros((keep.size, num_neurons, num_neurons))
     J[:, first, second] = j_flat[keep]
     J[:, second, first] = j_flat[keep]
-    return h[keep], J
+    if not potential:
+        return h[keep], J
+    return h[keep], J, _potential(tree, keep, num_neurons)
+
+
+def _potential(tree, keep, num_neurons):
+    """V draws (D', N+1) at the pooled positions ``keep``, or None without ``V``."""
+    dataset = posterior_group(tree)
+    if "V" not in dataset:
+        return None
+    V = dataset["V"]
+    other = [d for d in V.dims if d not in ("chain", "draw")]
+    if len(other) != 1 or V.sizes[other[0]] != num_neurons + 1:
+        raise DataError(f"posterior V has dims {tuple(V.dims)} and shape {V.shape}; expected "
+                        f"(chain, draw, k) with N+1 = {num_neurons + 1} levels")
+    V = np.asarray(V.transpose("chain", "draw", other[0]).values, dtype=np.float64)
+    return V.reshape(-1, num_neurons + 1)[keep]
 
 
 def packed_draws(tree):

@@ -17,6 +17,12 @@ the posterior's models simulated by Gibbs sampling from random and from data-row
 correlations with their batch-means standard errors — ``passed``, ``reason``, per start max
 |z|, coverage, RMS and max errors, and per neuron / pair the data value, its SE and the
 predictive mean of each start.
+
+A K-pairwise posterior (``fit --model k_pairwise``) is checked as the K-pairwise model: P(K),
+patterns, third order and information enumerate (or Gibbs-sample) the energy with its V(K)
+term, and S2 is the K-pairwise entropy; ``family`` in CHECKS.json says which. Its E/I
+comparison and predictive moments are not computed (their simulations are of (h, J) only;
+CHECKS.json says so under ``ei`` / ``predictive_moments``).
 """
 
 import sys
@@ -116,7 +122,13 @@ def run(args):
     if args.moments_draws < 1:
         raise BayesIsingError(f"--moments-draws must be >= 1, got {args.moments_draws}")
     check_writable(args.out, args.force)
-    tree = bayes.load_posterior(args.posterior)
+    tree = bayes.load_posterior(args.posterior, family=None)
+    k_pairwise = posterior.family(tree) == "k_pairwise"
+    if k_pairwise and args.moments == "yes":
+        raise BayesIsingError("--moments yes: the predictive-moments check simulates (h, J) "
+                              "only and would drop the K-pairwise posterior's V(K); use "
+                              "--moments no (the P(K), pattern and third-order checks "
+                              "simulate the whole K-pairwise model)")
     data = posterior.align(tree, load_selected_data(args, tree))
     spins = np.asarray(data.spins)
     key_checks, key_ei, key_moments = jax.random.split(jax.random.key(args.seed), 3)
@@ -127,8 +139,11 @@ def run(args):
     types = None if data.cell_types is None else np.asarray(data.cell_types).astype(str)
     if types is None:
         types = posterior.cell_types(tree)
-    if not args.no_ei and types is not None and all(
-            np.sum(types == t) >= 2 for t in ("E", "I")):
+    has_ei = types is not None and all(np.sum(types == t) >= 2 for t in ("E", "I"))
+    if not args.no_ei and has_ei and k_pairwise:
+        out["ei"] = {"note": "not computed for a K-pairwise posterior: the population-only "
+                             "comparison fits and marginalises pairwise models only"}
+    elif not args.no_ei and has_ei:
         # the joint marginal needs Gibbs sampling per draw above the enumeration limit
         ei_draws = (args.posterior_draws if spins.shape[1] <= checks.MAX_EXACT_CHECK_NEURONS
                     else min(args.posterior_draws, 50))
@@ -136,8 +151,11 @@ def run(args):
         out["ei"] = analyses.population_only_synchrony(
             key_ei, spins, types, posterior.neuron_ids(tree), h_draws, J_draws,
             max_excitatory=args.ei_max_e)
-    if args.moments == "yes" or (args.moments == "auto"
-                                 and spins.shape[1] > MAX_MOMENTS_AUTO_NEURONS):
+    if k_pairwise and args.moments == "auto" and spins.shape[1] > MAX_MOMENTS_AUTO_NEURONS:
+        out["predictive_moments"] = {"note": "not computed for a K-pairwise posterior (the "
+                                             "simulation is of (h, J) only)"}
+    elif args.moments == "yes" or (args.moments == "auto"
+                                   and spins.shape[1] > MAX_MOMENTS_AUTO_NEURONS):
         out["predictive_moments"] = _moments_json(checks.predictive_moments(
             key_moments, tree, spins, num_draws=args.moments_draws))
     out.update(posterior=str(args.posterior), data=str(args.data), seed=args.seed,
@@ -145,16 +163,18 @@ def run(args):
     write_json(args.out, out, force=args.force)
     sync, info = out["synchrony"], out["information"]
     ratio = info.get("ratio")
-    text = (f"P(K): observed within the {sync['interval']:.0%} band for "
+    text = ("K-pairwise model (V(K) included): " if k_pairwise else "")
+    text += (f"P(K): observed within the {sync['interval']:.0%} band for "
             f"{sync['fraction_in_band']:.0%} of K; ")
     if ratio:
-        text += (f"I2/IN = {ratio['median']:.3f} [{ratio['lower']:.3f}, {ratio['upper']:.3f}]"
+        text += (f"{'I_K/IN' if k_pairwise else 'I2/IN'} = {ratio['median']:.3f} "
+                 f"[{ratio['lower']:.3f}, {ratio['upper']:.3f}]"
                  + ("" if info["SN_reliable"] else " (SN unreliable: too few bins)") + "; ")
-    if "ei" in out:
+    if "ei" in out and "E" in out["ei"]:
         e = out["ei"]["E"]["log_ratio_population_only"]
         text += (f"E-only log P(K_E>={out['ei']['E']['k_high']}) ratio {e['median']:.2f} "
                  f"[{e['lower']:.2f}, {e['upper']:.2f}]; ")
-    if "predictive_moments" in out:
+    if "passed" in out.get("predictive_moments", {}):
         text += _moments_text(out["predictive_moments"])
     if info.get("ratio_warning"):
         print(f"bayes-ising check: warning: {info['ratio_warning']}", file=sys.stderr)

@@ -90,7 +90,12 @@ def run(args):
     if args.l2 < 0:
         raise BayesIsingError(f"--l2 must be >= 0, got {args.l2}")
     check_writable(args.out, args.force)
-    tree = load_posterior(args.posterior)
+    tree = load_posterior(args.posterior, family=None)
+    if tree.attrs.get("family", "pairwise") != "pairwise":
+        raise BayesIsingError(
+            f"compare-mle compares the study's pairwise MLE + adaptive Metropolis with a "
+            f"pairwise posterior; {args.posterior} is a {tree.attrs['family']} posterior (the "
+            "study's method has no V(K)): compare families with `bayes-ising compare-families`")
     data = load_selected_data(args, tree)
     diagnosis = report.load_json(args.diagnostics) if args.diagnostics else None
     result = comparison.compare_mle(

@@ -12,6 +12,9 @@ the data with each neuron's bins shuffled independently, and "summary" (T_peak a
 C_max_per_neuron with intervals, the control's, the Gibbs checks). With Gibbs (N > 20), all
 posterior draws and the control run in one vectorised sampler whose length is chosen from the
 measured autocorrelation times (``--num-sweeps auto``); a progress bar goes to stderr.
+A K-pairwise posterior (``fit --model k_pairwise``) is run as the K-pairwise model (V(K)
+included; exact, or its Gibbs sampler on a fixed schedule: ``--num-sweeps`` kept sweeps, 2000
+for auto, with the energies' R-hat reported); ``summary.family`` says which.
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ def run(args):
     if not 0 < args.interval < 1:
         raise BayesIsingError(f"--interval must be in (0, 1), got {args.interval}")
     check_writable(args.out, args.force)
-    tree = load_posterior(args.posterior)
+    tree = load_posterior(args.posterior, family=None)  # K-pairwise: V(K) included
     key = jax.random.key(args.seed)
     posterior_key, subsample_key = jax.random.split(key)
     options = _sampler_options(args, posterior.neuron_ids(tree).size)
