@@ -130,6 +130,7 @@ def test_fit_posterior_prepares_the_data_once(data, monkeypatch):
     assert counts == {"check_spins": 1, "moments": 1, "unique_patterns": 1}
 
 
+@pytest.mark.filterwarnings("ignore::bayes_ising.fit.mle.MLEWarning")  # the silent neuron
 def test_the_large_n_pseudo_posterior_prepares_the_data_once(data, monkeypatch):
     """The N > 22 path of models/pseudo_large (Boltzmann-learning centre, its model check,
     Fisher information from Gibbs samples), taken at N = 5 by lowering the enumeration limit,
