@@ -51,6 +51,7 @@ __all__ = [
     "fit_posterior",
     "pattern_log_likelihood_draws",
     "weighted_loo",
+    "posterior_arrays",
     "synchrony_draws",
     "third_order_check",
     "information_check",
@@ -386,18 +387,21 @@ def weighted_loo(fit):
 def synchrony_draws(tree, num_draws=None, seed=0):
     """Model P(K) of posterior draws of a fit's tree, (D, N+1) (all draws, or ``num_draws``
     chosen at random)."""
-    arrays = _draw_subset(tree, num_draws, seed)
+    arrays = posterior_arrays(tree, num_draws, seed)
     return np.asarray(jax.lax.map(lambda p: _moments_kernel(*p)[2],
                                   tuple(jnp.asarray(a) for a in arrays)))
 
 
-def _draw_subset(tree, num_draws, seed):
+def posterior_arrays(tree, num_draws=None, seed=0):
+    """Draws (h (D, N), J (D, N, N), V (D, N+1)) of a fit's tree, chains pooled; all of them,
+    or ``num_draws`` by the posterior contract's thinning rule (:func:`bayes_ising.core.draws.
+    thin`: a random subset, in pooled order, drawn with ``PRNGKey(seed)``)."""
+    from bayes_ising.core.draws import thin
+
     post = tree["posterior"]
     arrays = [np.asarray(post[k]).reshape((-1,) + post[k].shape[2:]) for k in ("h", "J", "V")]
-    if num_draws is not None and num_draws < arrays[0].shape[0]:
-        pick = np.random.default_rng(seed).choice(arrays[0].shape[0], num_draws, replace=False)
-        arrays = [a[pick] for a in arrays]
-    return arrays
+    keep = thin(arrays[0].shape[0], num_draws, jax.random.PRNGKey(seed))
+    return [a[keep] for a in arrays]
 
 
 def third_order_check(tree, spins, num_draws=20, seed=0):
@@ -418,7 +422,7 @@ def third_order_check(tree, spins, num_draws=20, seed=0):
         return None
     i, j, k = _triplets(n)
     observed = stats.third_order_correlations(spins)[i, j, k]
-    median = np.median(_exact_third_order(*_draw_subset(tree, num_draws, seed))[:, i, j, k],
+    median = np.median(_exact_third_order(*posterior_arrays(tree, num_draws, seed))[:, i, j, k],
                        axis=0)
     return dict(slope=float(median @ observed / (observed @ observed)),
                 rms_error=float(np.sqrt(np.mean((median - observed) ** 2))),
@@ -442,7 +446,7 @@ def information_check(tree, spins, num_draws=20, seed=0):
     s1 = float(_binary_entropy(stats.firing_probability(spins)))
     estimate = stats.data_entropy(spins)
     entropy = np.asarray(jax.lax.map(lambda p: _entropy_kernel(*p), tuple(
-        jnp.asarray(a) for a in _draw_subset(tree, num_draws, seed))))
+        jnp.asarray(a) for a in posterior_arrays(tree, num_draws, seed))))
     i_n = s1 - float(estimate.miller_madow)
     return dict(entropy=float(np.median(entropy)),
                 ratio=float(np.median((s1 - entropy) / i_n)), IN=i_n,
@@ -460,7 +464,7 @@ def pattern_check(tree, spins, *, top=20, num_draws=50, prob=0.9, seed=0):
     patterns, counts = _unique(spins)
     order = np.argsort(-counts, kind="stable")[:top]
     patterns, observed = patterns[order], counts[order] / spins.shape[0]
-    h, J, V = (jnp.asarray(a) for a in _draw_subset(tree, num_draws, seed))
+    h, J, V = (jnp.asarray(a) for a in posterior_arrays(tree, num_draws, seed))
     probs = np.exp(pattern_log_likelihood_draws(patterns, h, J, V))
     replicated = np.random.default_rng(seed).binomial(spins.shape[0], probs) / spins.shape[0]
     band = interval(replicated, prob)

@@ -306,8 +306,5 @@ def thermodynamics(h, J, V, temperatures, *, method="exact", num_grid=64, rng_ke
 def posterior_thermodynamics(tree, temperatures, *, num_draws=20, seed=0, **options):
     """:func:`thermodynamics` of ``num_draws`` random posterior draws of a
     :func:`bayes_ising.core.kpairwise.fit_posterior` tree (bands via ``ThermoResult.to_dict``)."""
-    post = tree["posterior"]
-    arrays = [np.asarray(post[k]).reshape((-1,) + post[k].shape[2:]) for k in ("h", "J", "V")]
-    pick = np.random.default_rng(seed).choice(arrays[0].shape[0],
-                                              min(num_draws, arrays[0].shape[0]), replace=False)
-    return thermodynamics(*(a[pick] for a in arrays), temperatures, **options)
+    return thermodynamics(*kpairwise.posterior_arrays(tree, num_draws, seed), temperatures,
+                          **options)
