@@ -32,6 +32,7 @@ _SUBMODULES = {
     "demo": "pipeline.demo",
     "diagnostics": "analysis.diagnostics",
     "errors": "errors",
+    "fit_data": "fit.fit_data",
     "gibbs": "core.gibbs",
     "ising": "core.ising",
     "kpairwise": "core.kpairwise",
@@ -59,6 +60,7 @@ _SUBMODULES = {
 _NAMES = {
     "SpikeData": "data", "load": "data", "to_spins": "data", "Epochs": "data",
     "DataWarning": "data",
+    "FitData": "fit.fit_data", "as_fit_data": "fit.fit_data",
     "fit_posterior": "fit.bayes", "load_posterior": "fit.bayes", "save_posterior": "fit.bayes",
     "j_matrix": "fit.posterior", "posterior_draws": "fit.posterior",
     "load_model_spec": "fit.model_spec",

@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 
 from bayes_ising._io import write_json  # noqa: E402
+from bayes_ising.core import stats  # noqa: E402
 from bayes_ising.fit import bayes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +170,7 @@ def _synthetic_n50(num_bins):
 def _gemm_bound(spins, spec):
     """Time of one value+grad of the pseudo-posterior potential ÷ time of the two GEMMs it
     contains (forward J·sᵀ and backward G·s over all pattern blocks), float64 and float32."""
-    patterns, counts = bayes._unique_patterns(spins)
+    patterns, counts = stats.unique_patterns(spins)
     data = bayes._data_arrays("pseudo", None, patterns, counts)
     num_neurons = spins.shape[1]
     phi = jnp.zeros(num_neurons + num_neurons * (num_neurons - 1) // 2)

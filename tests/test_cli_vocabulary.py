@@ -75,3 +75,19 @@ def test_model_spec_and_plan_keys_new_and_deprecated(tmp_path):
     with pytest.warns(FutureWarning, match="defaults.chains is deprecated; write num_chains"):
         loaded = batch.load_plan(plan)
     assert loaded.fits[0]["num_chains"] == 2 and loaded.fits[0]["num_draws"] == 30
+
+
+def test_the_old_population_spelling_is_announced_once_per_command_line(capsys, recwarn):
+    import warnings
+
+    from bayes_ising.cli.commands.study import settings_from_args
+
+    args = build_parser().parse_args(["study", "d.npz", "--out", "o", "--populations", "E,I",
+                                      "--compare-populations", "E,I"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        settings = settings_from_args(args)
+    assert settings.populations == settings.compare_populations == ("E+I",)
+    err = capsys.readouterr().err
+    assert err.count("deprecated") == 1 and "--populations and --compare-populations" in err
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]

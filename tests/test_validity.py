@@ -100,7 +100,7 @@ def test_a_degenerate_centre_stops_the_adjustment_with_a_clear_error():
     laplace = _Laplace(np.asarray(ising.pack(h, J)))
     with pytest.raises(ModelCheckError) as err:
         bayes._adjustment_centre(jax.random.PRNGKey(8), "curvature", laplace, None, spins,
-                                 None, None)
+                                 None)
     message = str(err.value)
     assert "\n" not in message
     assert "degenerate: runs to an all-active state" in message

@@ -37,6 +37,8 @@ import numpy as np
 import scipy.stats
 
 from bayes_ising.core import gibbs, ising, stats
+from bayes_ising.core.stats import connected_pairs as _connected
+from bayes_ising.core.stats import data_standard_errors
 
 __all__ = [
     "NUM_GROUPS",
@@ -57,43 +59,6 @@ def z_critical(num_moments, significance=0.05, num_groups=NUM_GROUPS):
     """Two-sided Bonferroni critical value over ``num_moments`` z-scores, Student t(G − 1)."""
     return float(scipy.stats.t.isf(significance / (2 * max(int(num_moments), 1)),
                                    num_groups - 1))
-
-
-def _connected(m, Q):
-    """C_ij = Q_ij − m_i m_j for i<j: (..., P) from m (..., N) and Q (..., N, N)."""
-    i, j = ising.pair_indices(m.shape[-1])
-    return Q[..., i, j] - m[..., i] * m[..., j]
-
-
-def data_standard_errors(spins, num_blocks=50):
-    r"""Moments of the data and their standard errors (batch means over contiguous blocks).
-
-    spins : (T, N) ±1. Returns dict with ``m`` (N,), ``C`` (P,) (i<j), ``se_m`` (N,), ``se_C``
-    (P,), ``num_blocks``. Each SE is the larger of the batch-means value (sd over B blocks of
-    the block estimates / √B: it includes the bins' autocorrelation) and the independent-bins
-    value :math:`\mathrm{sd}(s_i)/\sqrt T`, resp. :math:`\mathrm{sd}((s_i-m_i)(s_j-m_j))/\sqrt T`.
-    """
-    s = np.asarray(spins, np.float64)
-    num_bins, num_neurons = s.shape
-    m = s.mean(axis=0)
-    d = s - m
-    Q = s.T @ s / num_bins
-    C = _connected(m, Q)
-    i, j = ising.pair_indices(num_neurons)
-    d2 = d * d
-    var_C = np.maximum((d2.T @ d2 / num_bins)[i, j] - C**2, 0.0)
-    se_m = np.sqrt(np.maximum(1.0 - m**2, 0.0) / num_bins)
-    se_C = np.sqrt(var_C / num_bins)
-    num_blocks = int(min(num_blocks, num_bins // 2))
-    if num_blocks >= 2:
-        length = num_bins // num_blocks
-        blocks = s[: num_blocks * length].reshape(num_blocks, length, num_neurons)
-        m_b = blocks.mean(axis=1)
-        C_b = _connected(m_b, np.einsum("bti,btj->bij", blocks, blocks) / length)
-        se_m = np.maximum(se_m, m_b.std(axis=0, ddof=1) / math.sqrt(num_blocks))
-        se_C = np.maximum(se_C, C_b.std(axis=0, ddof=1) / math.sqrt(num_blocks))
-    return {"m": m, "C": C, "se_m": se_m, "se_C": se_C, "num_blocks": num_blocks,
-            "activity": stats.probability_from_mean(s).mean(axis=1)}
 
 
 def _sweep_sums(rng_key, spins, h, J, first_sweep, num_sweeps, num_groups):

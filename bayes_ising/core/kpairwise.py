@@ -53,6 +53,7 @@ __all__ = [
     "draws_tree",
     "pattern_log_likelihood_draws",
     "weighted_loo",
+    "posterior_arrays",
     "synchrony_draws",
     "third_order_check",
     "information_check",
@@ -460,12 +461,12 @@ def weighted_loo(fit):
 def synchrony_draws(tree, num_draws=None, seed=0):
     """Model P(K) of posterior draws of a fit's tree, (D, N+1) (all draws, or ``num_draws``
     chosen at random)."""
-    arrays = _draw_subset(tree, num_draws, seed)
+    arrays = posterior_arrays(tree, num_draws, seed)
     return np.asarray(jax.lax.map(lambda p: _moments_kernel(*p)[2],
                                   tuple(jnp.asarray(a) for a in arrays)))
 
 
-def _draw_subset(tree, num_draws, seed):
+def posterior_arrays(tree, num_draws=None, seed=0):
     """(h, J, V) of ``num_draws`` random draws (all when None), through the posterior
     contract (:func:`bayes_ising.fit.posterior.posterior_draws`)."""
     from bayes_ising.fit.posterior import posterior_draws
@@ -492,7 +493,7 @@ def third_order_check(tree, spins, num_draws=20, seed=0):
         return None
     i, j, k = _triplets(n)
     observed = stats.third_order_correlations(spins)[i, j, k]
-    median = np.median(_exact_third_order(*_draw_subset(tree, num_draws, seed))[:, i, j, k],
+    median = np.median(_exact_third_order(*posterior_arrays(tree, num_draws, seed))[:, i, j, k],
                        axis=0)
     return dict(slope=float(median @ observed / (observed @ observed)),
                 rms_error=float(np.sqrt(np.mean((median - observed) ** 2))),
@@ -516,7 +517,7 @@ def information_check(tree, spins, num_draws=20, seed=0):
     s1 = float(_binary_entropy(stats.firing_probability(spins)))
     estimate = stats.data_entropy(spins)
     entropy = np.asarray(jax.lax.map(lambda p: _entropy_kernel(*p), tuple(
-        jnp.asarray(a) for a in _draw_subset(tree, num_draws, seed))))
+        jnp.asarray(a) for a in posterior_arrays(tree, num_draws, seed))))
     i_n = s1 - float(estimate.miller_madow)
     return dict(entropy=float(np.median(entropy)),
                 ratio=float(np.median((s1 - entropy) / i_n)), IN=i_n,
@@ -534,7 +535,7 @@ def pattern_check(tree, spins, *, top=20, num_draws=50, prob=0.9, seed=0):
     patterns, counts = _unique(spins)
     order = np.argsort(-counts, kind="stable")[:top]
     patterns, observed = patterns[order], counts[order] / spins.shape[0]
-    h, J, V = (jnp.asarray(a) for a in _draw_subset(tree, num_draws, seed))
+    h, J, V = (jnp.asarray(a) for a in posterior_arrays(tree, num_draws, seed))
     probs = np.exp(pattern_log_likelihood_draws(patterns, h, J, V))
     replicated = np.random.default_rng(seed).binomial(spins.shape[0], probs) / spins.shape[0]
     band = interval(replicated, prob)

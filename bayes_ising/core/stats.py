@@ -13,6 +13,7 @@ Entropies are in nats.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,8 @@ __all__ = [
     "synchrony_distribution",
     "unique_patterns",
     "third_order_correlations",
+    "connected_pairs",
+    "data_standard_errors",
     "entropy_plugin",
     "entropy_miller_madow",
     "data_entropy",
@@ -194,6 +197,51 @@ def third_order_correlations(spins, *, chunk_size=4096) -> np.ndarray:
         pair = (dc[:, :, None] * dc[:, None, :]).reshape(len(wc), n * n)
         out += (dc * wc[:, None]).T @ pair
     return out.reshape(n, n, n)
+
+
+def _pair_indices(num_neurons):
+    """:func:`bayes_ising.core.ising.pair_indices`, the one pair order (imported here, not at
+    the top: core.ising imports JAX, and ``stats`` serves the quick CLI verbs)."""
+    from bayes_ising.core.ising import pair_indices
+
+    return pair_indices(num_neurons)
+
+
+def connected_pairs(m, Q):
+    """C_ij = Q_ij − m_i m_j for i<j: (..., P) from m (..., N) and Q (..., N, N)."""
+    i, j = _pair_indices(m.shape[-1])
+    return Q[..., i, j] - m[..., i] * m[..., j]
+
+
+def data_standard_errors(spins, num_blocks=50):
+    r"""Moments of the data and their standard errors (batch means over contiguous blocks).
+
+    spins : (T, N) ±1. Returns dict with ``m`` (N,), ``C`` (P,) (i<j), ``se_m`` (N,), ``se_C``
+    (P,), ``num_blocks``. Each SE is the larger of the batch-means value (sd over B blocks of
+    the block estimates / √B: it includes the bins' autocorrelation) and the independent-bins
+    value :math:`\mathrm{sd}(s_i)/\sqrt T`, resp. :math:`\mathrm{sd}((s_i-m_i)(s_j-m_j))/\sqrt T`.
+    """
+    s = np.asarray(spins, np.float64)
+    num_bins, num_neurons = s.shape
+    m = s.mean(axis=0)
+    d = s - m
+    Q = s.T @ s / num_bins
+    C = connected_pairs(m, Q)
+    i, j = _pair_indices(num_neurons)
+    d2 = d * d
+    var_C = np.maximum((d2.T @ d2 / num_bins)[i, j] - C**2, 0.0)
+    se_m = np.sqrt(np.maximum(1.0 - m**2, 0.0) / num_bins)
+    se_C = np.sqrt(var_C / num_bins)
+    num_blocks = int(min(num_blocks, num_bins // 2))
+    if num_blocks >= 2:
+        length = num_bins // num_blocks
+        blocks = s[: num_blocks * length].reshape(num_blocks, length, num_neurons)
+        m_b = blocks.mean(axis=1)
+        C_b = connected_pairs(m_b, np.einsum("bti,btj->bij", blocks, blocks) / length)
+        se_m = np.maximum(se_m, m_b.std(axis=0, ddof=1) / math.sqrt(num_blocks))
+        se_C = np.maximum(se_C, C_b.std(axis=0, ddof=1) / math.sqrt(num_blocks))
+    return {"m": m, "C": C, "se_m": se_m, "se_C": se_C, "num_blocks": num_blocks,
+            "activity": probability_from_mean(s).mean(axis=1)}
 
 
 def entropy_plugin(counts) -> float:

@@ -79,6 +79,7 @@ from bayes_ising.errors import (
     ModelSpecError,
 )
 from bayes_ising.fit import provenance
+from bayes_ising.fit.fit_data import FitData, as_fit_data
 from bayes_ising.fit.model_spec import (
     ADJUSTMENTS,
     LIKELIHOODS,
@@ -720,32 +721,6 @@ def _lane_buffers(buffers, num_iter, num_lanes, num_devices):
 
 
 # --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-
-
-class _Data(NamedTuple):
-    spins: np.ndarray  # (T, N) int8 ±1
-    neuron_ids: list
-    cell_types: list | None
-    source: str
-
-
-def _as_data(data):
-    spins = stats.check_spins(getattr(data, "spins", data), min_neurons=2)
-    num_neurons = spins.shape[1]
-    ids = getattr(data, "neuron_ids", None)
-    ids = [str(i) for i in (range(num_neurons) if ids is None else list(ids))]
-    types = getattr(data, "cell_types", None)
-    types = None if types is None else [str(t) for t in list(types)]
-    source = str(getattr(data, "source", "array"))
-    return _Data(spins.astype(np.int8), ids, types, source)
-
-
-_unique_patterns = stats.unique_patterns
-
-
-# --------------------------------------------------------------------------------------------
 # The driver
 # --------------------------------------------------------------------------------------------
 
@@ -777,7 +752,7 @@ FEW_EVENTS = 10
 WALL_TARGET_ACCEPT = 0.95
 
 
-def _target_accept(spec, spins):
+def _target_accept(spec, data):
     r"""The NUTS target acceptance: the spec's, raised to :data:`WALL_TARGET_ACCEPT` when a
     neuron fires (or is silent) in fewer than :data:`FEW_EVENTS` bins; returns (value, reason).
 
@@ -789,8 +764,7 @@ def _target_accept(spec, spins):
     default 0.8 a planted 10-neuron model with a silent and a 3-spike neuron had 38 of 4,000
     transitions divergent; with 0.95, 1 (≈1.5× the gradient evaluations).
     """
-    spins = np.asarray(spins)
-    events = np.minimum((spins > 0).sum(axis=0), (spins < 0).sum(axis=0))
+    events = np.minimum(data.firing_counts, data.num_bins - data.firing_counts)
     few = np.flatnonzero(events < FEW_EVENTS)
     if not few.size or spec.target_accept >= WALL_TARGET_ACCEPT:
         return float(spec.target_accept), None
@@ -853,13 +827,11 @@ def _resolve(spec, likelihood, adjust, num_chains, num_draws, num_warmup, max_dr
 
 
 class _Prepared(NamedTuple):
-    """The data of one fit reduced once (moments, unique patterns, model arrays), its model
-    configuration and the Laplace approximation (None for plain NUTS)."""
+    """The data of one fit (a :class:`~bayes_ising.fit.fit_data.FitData`: moments and unique
+    patterns computed once) with its model arrays, its model configuration and the Laplace
+    approximation (None for plain NUTS)."""
 
-    data: _Data
-    moments: _Sufficient
-    patterns: np.ndarray
-    counts: np.ndarray
+    data: object  # FitData
     model_data: object
     labels: np.ndarray
     blocks: tuple
@@ -871,12 +843,12 @@ class _Prepared(NamedTuple):
     adjustment: object = None  # (theta_pl, theta_c, W) of _adjust_map, or None
 
 
-def _initial_theta(init, data, moments, spec):
+def _initial_theta(init, data, spec):
     """Start (h0 (N,), j0 (P,) or None) of the MAP search: the independent model shrunk to the
     prior mean, or ``init`` — (h, J) arrays, a theta vector, or a posterior DataTree whose
     mean is matched by neuron id (neurons it lacks start independent, their couplings at 0)."""
-    num_bins, num_neurons = data.spins.shape
-    h0 = stats.independent_fields(moments.m, num_bins)
+    num_bins, num_neurons = data.num_bins, data.num_neurons
+    h0 = stats.independent_fields(data.m, num_bins)
     h0 = (h0 * spec.h_scale**2 * num_bins + spec.h_mean) / (spec.h_scale**2 * num_bins + 1)
     if init is None:
         return h0, None
@@ -908,20 +880,17 @@ def _prepare(rng_key, data, run, init=None, pad_patterns=None):
     adjustment needs them) and, for an adjusted pseudo-posterior, its checked centre
     (:func:`_adjustment_centre`; ``rng_key`` for Boltzmann learning and the model check)."""
     start = time.perf_counter()
-    data = _as_data(data)
-    spins = data.spins
-    num_bins, num_neurons = spins.shape
+    data = as_fit_data(data, min_neurons=2)
+    num_neurons = data.num_neurons
     if run.likelihood == "exact":
         ising.check_exact(num_neurons, "the exact likelihood (likelihood='exact')")
     labels, blocks, block_index = pair_blocks(data.cell_types, num_neurons)
-    spins_f = spins.astype(np.float64)
-    moments = _Sufficient(int(num_bins), spins_f.mean(axis=0), spins_f.T @ spins_f / num_bins)
-    patterns, counts = _unique_patterns(spins)
-    model_data = _data_arrays(run.likelihood, moments, patterns, counts, pad_patterns)
+    model_data = _data_arrays(run.likelihood, data.moments, data.patterns, data.counts,
+                              pad_patterns)
     spec = run.spec
     config = _Config(run.likelihood, spec.replace(float32=False) if spec.float32 else spec,
                      num_neurons, len(blocks))
-    h0, j0 = _initial_theta(init, data, moments, spec)
+    h0, j0 = _initial_theta(init, data, spec)
     laplace = None
     if spec.mass_matrix != "adapt" or (run.likelihood == "pseudo" and run.adjust != "none"):
         laplace = _laplace(config, model_data, block_index, _initial_phi(config, h0, j0))
@@ -930,12 +899,11 @@ def _prepare(rng_key, data, run, init=None, pad_patterns=None):
         # the adjustment's centre first: a centre that fails its check stops the fit here,
         # before any sampling (ModelCheckError); then its map, fixed before sampling, so
         # that the stop rule judges the draws that are returned (the adjusted ones)
-        centre = _adjustment_centre(rng_key, run.adjust, laplace, config, spins, moments,
-                                    block_index)
+        centre = _adjustment_centre(rng_key, run.adjust, laplace, config, data, block_index)
         adjustment = _adjust_map(jax.random.fold_in(rng_key, 1), run.adjust, laplace, config,
-                                 model_data, spins, centre[0], centre[1], block_index)
-    return _Prepared(data, moments, patterns, counts, model_data, labels, blocks, block_index,
-                     config, laplace, centre, time.perf_counter() - start, adjustment)
+                                 model_data, data, centre[0], centre[1], block_index)
+    return _Prepared(data, model_data, labels, blocks, block_index, config, laplace, centre,
+                     time.perf_counter() - start, adjustment)
 
 
 class _Whitening(NamedTuple):
@@ -993,7 +961,7 @@ def _sample(rng_key, prepared, run, whitening, chain_method=None, progress=True)
     spec = run.spec
     method = _chain_method(run.num_chains, chain_method)
     num_devices = jax.local_device_count() if method == "parallel" else 1
-    target_accept, target_accept_reason = _target_accept(spec, prepared.data.spins)
+    target_accept, target_accept_reason = _target_accept(spec, prepared.data)
     args = _NutsArgs(prepared.model_data, jnp.asarray(prepared.block_index),
                      jnp.asarray(whitening.centre), jnp.asarray(whitening.chol))
     checks = []
@@ -1032,7 +1000,6 @@ def _calibrate(rng_key, prepared, run, samples):
     if laplace is not None:
         point["h_map"] = laplace.theta[:num_neurons]
         point["J_map"] = laplace.theta[num_neurons:]
-    spins = prepared.data.spins
     if prepared.centre is not None:
         theta_c, adjust_info, model_check = prepared.centre
         theta = _apply_map(np.concatenate([samples["h"], samples["J"]], axis=-1),
@@ -1041,7 +1008,7 @@ def _calibrate(rng_key, prepared, run, samples):
         point["h_centre"] = theta_c[:num_neurons]
         point["J_centre"] = theta_c[num_neurons:]
     elif num_neurons > ising.MAX_EXACT_NEURONS and laplace is not None:
-        model_check = _model_check(rng_key, laplace.theta, spins)
+        model_check = _model_check(rng_key, laplace.theta, prepared.data)
     return samples, point, adjust_info, model_check
 
 
@@ -1123,8 +1090,7 @@ def fit_posterior(
     samples, point, adjust_info, model_check = _calibrate(key_adjust, prepared, run, samples)
     attrs = _attrs(run, prepared, info, seed, selection, adjust_info, model_check,
                    time.perf_counter() - start)
-    return _build_tree(samples, extra, point, prepared.data, prepared.moments,
-                       prepared.patterns, prepared.counts, prepared.labels, prepared.blocks,
+    return _build_tree(samples, extra, point, prepared.data, prepared.labels, prepared.blocks,
                        attrs)
 
 
@@ -1141,8 +1107,8 @@ def _attrs(run, prepared, info, seed, selection, adjust_info, model_check, wall_
         "data_source": data.source,
         "selection": json.dumps(to_jsonable(selection)),
         "bayes_ising_version": __version__,
-        "neuron_ids": json.dumps(data.neuron_ids),
-        "cell_types": json.dumps(data.cell_types),
+        "neuron_ids": json.dumps(data.neuron_ids.tolist()),
+        "cell_types": json.dumps(None if data.cell_types is None else data.cell_types.tolist()),
         "num_chains": run.num_chains,
         "num_draws": info["num_draws"],
         "num_warmup": run.num_warmup,
@@ -1190,13 +1156,13 @@ def _fisher_from_samples(rng_key, h, J, num_samples=20_000):
     return features.T @ features / (features.shape[0] - 1)
 
 
-def _model_check(rng_key, theta, spins):
-    """Simulate the model at ``theta`` and compare with the data (mle.model_check)."""
+def _model_check(rng_key, theta, data):
+    """Simulate the model at ``theta`` and compare with the data, a FitData
+    (mle.model_check)."""
     from bayes_ising.fit import mle
 
-    num_neurons = spins.shape[1]
-    h, J = ising.unpack(jnp.asarray(theta), num_neurons)
-    result = mle.model_check(rng_key, np.asarray(h), np.asarray(J), spins)
+    h, J = ising.unpack(jnp.asarray(theta), data.num_neurons)
+    result = mle.model_check(rng_key, np.asarray(h), np.asarray(J), data)
     return result.to_dict() if hasattr(result, "to_dict") else result
 
 
@@ -1232,7 +1198,7 @@ def _centre_failure(adjust, info, check):
             "with its own model check in `bayes-ising diagnose`)")
 
 
-def _adjustment_centre(rng_key, adjust, laplace, config, spins, moments, block_index):
+def _adjustment_centre(rng_key, adjust, laplace, config, data, block_index):
     r"""The centre :math:`\hat\theta_c` of the adjustment, checked: (theta, info, model_check).
 
     ``"mode"`` adjustments: the exact-likelihood MAP (N ≤ 22, enumeration) or the Boltzmann
@@ -1240,16 +1206,18 @@ def _adjustment_centre(rng_key, adjust, laplace, config, spins, moments, block_i
     centre must pass :func:`bayes_ising.analysis.validity.model_check` (simulated from random and
     data
     starts it reproduces the data's means and correlations) and for N ≤ 22 the MAP must have
-    converged; otherwise :class:`ModelCheckError`, before any sampling.
+    converged; otherwise :class:`ModelCheckError`, before any sampling. ``data`` is the fit's
+    FitData (or spins: :func:`~bayes_ising.fit.fit_data.as_fit_data`).
     """
-    num_bins, num_neurons = spins.shape
+    data = as_fit_data(data)
+    num_neurons = data.num_neurons
     key_mode, key_check = jax.random.split(rng_key)
     large = num_neurons > ising.MAX_EXACT_NEURONS
     info = {"theta_pl": "pseudo-posterior MAP"}
     centre = laplace.theta
     if "mode" in adjust and not large:
         exact_config = config._replace(kind="exact")
-        exact_data = _data_arrays("exact", moments, None, None)
+        exact_data = _data_arrays("exact", data.moments, None, None)
         full = _laplace(exact_config, exact_data, block_index, laplace.phi)
         centre = full.theta
         info["centre"] = "exact-likelihood MAP (enumeration)"
@@ -1260,7 +1228,7 @@ def _adjustment_centre(rng_key, adjust, laplace, config, spins, moments, block_i
         from bayes_ising.fit import mle
 
         h_pl, J_pl = ising.unpack(jnp.asarray(centre), num_neurons)
-        fit = mle.fit_boltzmann(key_mode, spins, init=(np.asarray(h_pl), np.asarray(J_pl)))
+        fit = mle.fit_boltzmann(key_mode, data, init=(np.asarray(h_pl), np.asarray(J_pl)))
         centre = np.asarray(ising.pack(jnp.asarray(fit.h), jnp.asarray(fit.J)))
         info["centre"] = "full-likelihood MLE (Boltzmann learning)"
         info["centre_converged"] = bool(fit.converged)
@@ -1269,18 +1237,18 @@ def _adjustment_centre(rng_key, adjust, laplace, config, spins, moments, block_i
             "wall_time_s": float(fit.wall_time_s),
             **{k: fit.moment_error[k] for k in ("max_abs_z", "max_abs_mean",
                                                  "max_abs_connected", "z_critical")}}
-    check = _model_check(key_check, centre, spins) if large else None
+    check = _model_check(key_check, centre, data) if large else None
     if check is not None and not check["passed"]:
         raise ModelCheckError(_centre_failure(adjust, info, check))
     return centre, info, check
 
 
-def _adjust(rng_key, adjust, samples, laplace, config, model_data, spins, centre, info,
+def _adjust(rng_key, adjust, samples, laplace, config, model_data, data, centre, info,
             block_index):
     """Map pseudo-posterior draws to θ̂_c + W(θ − θ̂_PL) (module docstring), the centre
     θ̂_c from :func:`_adjustment_centre`; records the curvature in ``info``."""
-    num_neurons = spins.shape[1]
-    amap = _adjust_map(rng_key, adjust, laplace, config, model_data, spins, centre, info,
+    num_neurons = data.num_neurons
+    amap = _adjust_map(rng_key, adjust, laplace, config, model_data, data, centre, info,
                        block_index)
     adjusted = _apply_map(np.concatenate([samples["h"], samples["J"]], axis=-1), amap)
     return adjusted[..., :num_neurons], adjusted[..., num_neurons:]
@@ -1292,12 +1260,12 @@ def _apply_map(theta, amap):
     return centre + (theta - theta_pl) @ transform.T
 
 
-def _adjust_map(rng_key, adjust, laplace, config, model_data, spins, centre, info,
+def _adjust_map(rng_key, adjust, laplace, config, model_data, data, centre, info,
                 block_index):
     """The adjustment's affine map (θ̂_PL (P,), θ̂_c (P,), W (P, P)); W = I without
     "curvature". It depends on the data and the centre only, not on the draws; records the
-    curvature (``sd_ratio_median``) in ``info``."""
-    num_bins, num_neurons = spins.shape
+    curvature (``sd_ratio_median``) in ``info``; ``data`` is the fit's FitData."""
+    num_bins, num_neurons = data.num_bins, data.num_neurons
     theta_pl = laplace.theta
     if "curvature" in adjust:
         h_c, J_c = ising.unpack(jnp.asarray(centre), num_neurons)
@@ -1329,24 +1297,18 @@ def _prepare_patterns(patterns, counts, run, num_rows=None):
     """:class:`_Prepared` of a dataset given as unique patterns with counts (no cell types):
     the same reduction and MAP as :func:`_prepare`, for :func:`_fit_many`."""
     start = time.perf_counter()
-    patterns = np.asarray(patterns, np.int8)
-    counts = np.asarray(counts, np.int64)
-    spins = np.repeat(patterns, counts, axis=0)
-    data = _as_data(spins)
-    s = patterns.astype(np.float64)
-    num_bins = int(counts.sum())
-    moments = _Sufficient(num_bins, counts @ s / num_bins,
-                          s.T @ (counts[:, None] * s) / num_bins)
-    model_data = _data_arrays(run.likelihood, moments, patterns, counts, num_rows)
+    data = FitData.from_patterns(patterns, counts)
+    model_data = _data_arrays(run.likelihood, data.moments, data.patterns, data.counts,
+                              num_rows)
     spec = run.spec
-    num_neurons = patterns.shape[1]
+    num_neurons = data.num_neurons
     config = _Config(run.likelihood, spec.replace(float32=False) if spec.float32 else spec,
                      num_neurons, 1)
     labels, blocks, block_index = pair_blocks(None, num_neurons)
-    h0, j0 = _initial_theta(None, data, moments, spec)
+    h0, j0 = _initial_theta(None, data, spec)
     laplace = _laplace(config, model_data, block_index, _initial_phi(config, h0, j0))
-    return _Prepared(data, moments, patterns, counts, model_data, labels, blocks, block_index,
-                     config, laplace, None, time.perf_counter() - start)
+    return _Prepared(data, model_data, labels, blocks, block_index, config, laplace, None,
+                     time.perf_counter() - start)
 
 
 def _fit_many(rng_key, datasets, spec=None, *, adjusts=ADJUSTMENTS, num_chains=2,
@@ -1402,11 +1364,10 @@ def _adjusted_theta(rng_key, adjust, samples, prepared):
     """Draws θ (C, D, P) of one pseudo-posterior mapped by ``adjust`` (the centre of
     :func:`_adjustment_centre`, the map of :func:`_adjust`), as in :func:`fit_posterior`."""
     args = (prepared.laplace, prepared.config)
-    spins, block_index = prepared.data.spins, prepared.block_index
-    theta_c, info, _ = _adjustment_centre(rng_key, adjust, *args, spins, prepared.moments,
-                                          block_index)
+    data, block_index = prepared.data, prepared.block_index
+    theta_c, info, _ = _adjustment_centre(rng_key, adjust, *args, data, block_index)
     h, J = _adjust(jax.random.fold_in(rng_key, 1), adjust, samples, *args,
-                   prepared.model_data, spins, theta_c, info, block_index)
+                   prepared.model_data, data, theta_c, info, block_index)
     return np.concatenate([h, J], axis=-1)
 
 
@@ -1456,10 +1417,13 @@ def _sample_stats(extra, algorithm="nuts"):
     }
 
 
-def _build_tree(samples, extra, point, data, moments, patterns, counts, labels, blocks, attrs):
+def _build_tree(samples, extra, point, data, labels, blocks, attrs):
+    """The posterior DataTree of the draws, with ``data`` (the fit's FitData) as observed
+    data."""
     import arviz_base
 
-    num_neurons = len(data.neuron_ids)
+    moments = data.moments
+    num_neurons = data.num_neurons
     i, j = ising.pair_indices(num_neurons)
     ids = np.asarray(data.neuron_ids, dtype=str)
     posterior = {"h": samples["h"], "J": samples["J"]}
@@ -1477,8 +1441,8 @@ def _build_tree(samples, extra, point, data, moments, patterns, counts, labels, 
         "m": np.asarray(moments.m),
         "Q": np.asarray(moments.Q),
         "firing_probability": stats.probability_from_mean(moments.m),
-        "patterns": patterns,
-        "counts": counts,
+        "patterns": data.patterns,
+        "counts": data.counts,
     }
     if data.spins.size <= MAX_STORED_SPINS:
         observed["spins"] = data.spins

@@ -57,6 +57,7 @@ from bayes_ising.core import gibbs, ising, limits, stats
 from bayes_ising.core import pseudolikelihood as pl
 from bayes_ising.errors import BayesIsingError, DataError
 from bayes_ising.fit import walk
+from bayes_ising.fit.fit_data import as_fit_data
 
 __all__ = [
     "FitResult",
@@ -148,40 +149,8 @@ class FitResult:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Data:
-    num_bins: int
-    m: np.ndarray  # (N,)
-    Q: np.ndarray  # (N, N), unit diagonal
-    neuron_ids: np.ndarray
-    spins: np.ndarray | None  # (T, N) int8, None when given moments only
-
-
-_check_spins = stats.check_spins
-
-
-def _prepare(data, neuron_ids=None):
-    """Accept a SpikeData, a (T, N) ±1 array, or a Moments (num_bins, m, Q)."""
-    spins = None
-    if hasattr(data, "spins") and hasattr(data, "neuron_ids"):
-        spins = _check_spins(data.spins)
-        neuron_ids = data.neuron_ids if neuron_ids is None else neuron_ids
-    elif hasattr(data, "m") and hasattr(data, "Q") and hasattr(data, "num_bins"):
-        num_bins = int(data.num_bins)
-        m = np.asarray(data.m, np.float64)
-        Q = np.asarray(data.Q, np.float64)
-    else:
-        spins = _check_spins(data)
-    if spins is not None:
-        observed = stats.moments(spins)
-        num_bins, m, Q = observed.num_bins, observed.m, observed.Q
-    num_neurons = m.shape[0]
-    if neuron_ids is None:
-        neuron_ids = np.array([str(i) for i in range(num_neurons)])
-    neuron_ids = np.asarray([str(n) for n in neuron_ids])
-    if neuron_ids.shape != (num_neurons,):
-        raise DataError(f"{neuron_ids.shape[0]} neuron ids for {num_neurons} neurons")
-    return _Data(num_bins, m, Q, neuron_ids, spins)
+# The data of a fit: :class:`bayes_ising.fit.fit_data.FitData`, prepared once
+# (:func:`~bayes_ising.fit.fit_data.as_fit_data`) and passed down.
 
 
 def _data_mu(m, Q):
@@ -209,24 +178,9 @@ def boundary_report(data, neuron_ids=None):
     ``(i, j, cell)`` with cell one of "++", "+-", "-+", "--", the empty joint state) and
     ``messages`` (list of str naming the neurons by id).
     """
-    d = data if isinstance(data, _Data) else _prepare(data, neuron_ids)
+    d = as_fit_data(data, neuron_ids)
     ids = d.neuron_ids
-    # a joint frequency below half a count is zero (moments of binary data are multiples of 1/T)
-    floor = 0.5 / d.num_bins
-    p_active = stats.probability_from_mean(d.m)
-    silent = [int(k) for k in np.flatnonzero(p_active < floor)]
-    always_on = [int(k) for k in np.flatnonzero(p_active > 1.0 - floor)]
-    inactive = set(silent) | set(always_on)
-    pairs = []
-    i_idx, j_idx = ising.pair_indices(d.m.shape[0])
-    cells = [(stats.pair_probability(d.m, d.Q, a, b), cell)
-             for a, b, cell in ((1, 1, "++"), (1, -1, "+-"), (-1, 1, "-+"), (-1, -1, "--"))]
-    for i, j in zip(i_idx, j_idx, strict=True):
-        if i in inactive or j in inactive:
-            continue
-        for p_cell, cell in cells:
-            if p_cell[i, j] < floor:
-                pairs.append((int(i), int(j), cell))
+    silent, always_on, pairs = d.boundary
     messages = []
     if silent:
         messages.append(
@@ -251,7 +205,8 @@ def boundary_report(data, neuron_ids=None):
                 f"{len(named)} pair(s) {meaning[cell]}, so the plain MLE does not exist: "
                 f"{', '.join(named[:20])}{' ...' if len(named) > 20 else ''}"
             )
-    return {"silent": silent, "always_on": always_on, "pairs": pairs, "messages": messages}
+    return {"silent": list(silent), "always_on": list(always_on), "pairs": list(pairs),
+            "messages": messages}
 
 
 def _inactive_field(p_active, tol):
@@ -265,7 +220,7 @@ def moment_errors(h, J, data, *, model_moments=None):
     ``model_moments = (m, Q)`` gives the model's moments; otherwise they are enumerated
     exactly (N ≤ 22).
     """
-    d = data if isinstance(data, _Data) else _prepare(data)
+    d = as_fit_data(data)
     if model_moments is None:
         model_moments = ising.exact_moments(jnp.asarray(h), jnp.asarray(J))
     m_model, Q_model = (np.asarray(a, np.float64) for a in model_moments)
@@ -345,7 +300,7 @@ def _fit_skeleton(method, spins, neuron_ids, l2, solve, *, finite_by, needs_spin
     """
     start = time.perf_counter()
     l2 = _check_l2(l2)
-    d = _prepare(spins, neuron_ids)
+    d = as_fit_data(spins, neuron_ids)
     if needs_spins and d.spins is None:
         raise DataError(f"fit_{method} needs the spins (patterns), not only their moments")
     report = boundary_report(d)
@@ -393,7 +348,7 @@ def fit_independent(spins, *, neuron_ids=None):
     spins : SpikeData, (T, N) ±1 array, or Moments
     """
     start = time.perf_counter()
-    d = _prepare(spins, neuron_ids)
+    d = as_fit_data(spins, neuron_ids)
     num_neurons = d.m.shape[0]
     h = stats.independent_fields(d.m, d.num_bins)
     report = boundary_report(d)
@@ -688,7 +643,8 @@ def _pseudo_solve(d, idx, theta0, l2, tol, max_iterations):
     (theta, iterations, converged, status, number of unique patterns)."""
     if not idx.size:
         return np.zeros(0), 0, True, "no active neurons", 0
-    patterns, counts = stats.unique_patterns(d.spins[:, idx])
+    patterns, counts = (d.unique_patterns if idx.size == d.num_neurons
+                        else stats.unique_patterns(d.spins[:, idx]))
     scale = jnp.asarray(_lattice_gas_scale(d.m[idx], d.Q[np.ix_(idx, idx)], d.num_bins))
     value_and_grad = functools.partial(_pseudo_value_and_grad,
                                        data=pl.prepare(patterns, counts),
@@ -812,7 +768,7 @@ def mle_parameter_draws(rng_key, spins, fit=None, num_draws=5000, *, l2=None, nu
     dict: ``draws`` (num_draws, P) in pack order (inactive neurons fixed), ``h_interval``
     (N, 2), ``J_interval`` (N, N, 2), ``acceptance_rate``, ``settings``, ``warnings``.
     """
-    d = _prepare(spins, neuron_ids)
+    d = as_fit_data(spins, neuron_ids)
     num_neurons = d.m.shape[0]
     ising.check_exact(num_neurons, "mle_parameter_draws")
     if fit is None:
@@ -882,9 +838,7 @@ def firing_threshold_rule(spins, threshold=0.05):
 
     Returns a bool mask (N,).
     """
-    if hasattr(spins, "spins"):
-        spins = spins.spins
-    return stats.firing_probability(_check_spins(spins)) >= threshold
+    return stats.firing_probability(as_fit_data(spins).spins) >= threshold
 
 
 @functools.partial(jax.jit, static_argnames=("num_neurons",))
@@ -929,7 +883,7 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
     ``reliable`` (mean_cosine ≥ cut), ``above_firing_threshold``, ``agreement`` (fraction of
     neurons where the two verdicts agree), ``restart_objectives``, ``settings``.
     """
-    d = _prepare(spins, neuron_ids)
+    d = as_fit_data(spins, neuron_ids)
     num_neurons = d.m.shape[0]
     if num_restarts < 2:
         raise BayesIsingError(f"restart_reliability needs at least 2 restarts, got {num_restarts}")
@@ -947,9 +901,8 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
     else:
         if d.spins is None:
             raise DataError("restart_reliability(method='pseudo') needs spins, not moments")
-        patterns, counts = stats.unique_patterns(d.spins)
         value_and_grad = functools.partial(
-            _pseudo_value_and_grad_theta, data=pl.prepare(patterns, counts), l2=l2,
+            _pseudo_value_and_grad_theta, data=pl.prepare(d.patterns, d.counts), l2=l2,
             num_neurons=num_neurons)
     num_params = num_neurons + ising.num_pairs(num_neurons)
     starts = init_scale * jax.random.normal(rng_key, (num_restarts, num_params), jnp.float64)
@@ -992,11 +945,6 @@ def _lattice_gas_moments(m, Q, xp=np):
     ±1 moments m (N,), Q (N, N); ``xp`` the array module (``jnp`` inside jitted code)."""
     i, j = ising.pair_indices(m.shape[0])
     return xp.concatenate([stats.probability_from_mean(m), stats.pair_probability(m, Q)[i, j]])
-
-
-def _data_lattice_gas(d):
-    """Data moments of the 0/1 statistics in pack order: :func:`_lattice_gas_moments`."""
-    return _lattice_gas_moments(d.m, d.Q)
 
 
 def _sampled_moments(rng_key, h, J, *, num_chains, num_sweeps, burn_in, initial_spins=None):
@@ -1084,8 +1032,7 @@ def _boltzmann_solve(rng_key, d, idx, assemble, h0, J0, options):
     o = options
     num_active = idx.size
     key_chains, key_learn, key_check = jax.random.split(rng_key, 3)
-    sub = _Data(d.num_bins, d.m[idx], d.Q[np.ix_(idx, idx)], d.neuron_ids[idx], None)
-    target = _data_lattice_gas(sub)
+    target = _lattice_gas_moments(d.m[idx], d.Q[np.ix_(idx, idx)])
     floor = 0.5 / d.num_bins
     p = np.clip(target, floor, 1.0 - floor)
     learn = dict(target=jnp.asarray(target), variance=jnp.asarray(p * (1.0 - p)),
@@ -1095,7 +1042,7 @@ def _boltzmann_solve(rng_key, d, idx, assemble, h0, J0, options):
     rows = np.asarray(jax.random.randint(key_chains, (o["num_chains"],), 0, d.num_bins))
     state = (jnp.asarray(d.spins[rows][:, idx], jnp.float32),
              _to_lattice_gas(ising.pack(h0[idx], J0[np.ix_(idx, idx)]), num_active), 0)
-    data = validity.data_standard_errors(d.spins, o["num_blocks"])
+    data = d.standard_errors(o["num_blocks"])
     num_chunks = max(2, int(math.ceil(o["iterations_per_stage"] / _CHUNK_ITERATIONS)))
     rates = list(o["learning_rates"])
     rates += [rates[-1]] * max(0, o["max_stages"] - len(rates))
@@ -1218,7 +1165,7 @@ def model_check(rng_key, h, J, spins, *, num_chains=1024, num_sweeps=1000, burn_
     spins of
     ``spins`` (SpikeData or (T, N) ±1): a dict with ``passed``, ``verdict``, ``reason`` and the
     numbers."""
-    d = _prepare(spins, neuron_ids)
+    d = as_fit_data(spins, neuron_ids)
     if d.spins is None:
         raise DataError("model_check needs the spins (chains also start from data rows)")
     h = np.asarray(h, np.float64)
@@ -1228,4 +1175,4 @@ def model_check(rng_key, h, J, spins, *, num_chains=1024, num_sweeps=1000, burn_
                         f"{d.m.shape[0]}")
     return validity.model_check(rng_key, h, J, d.spins, num_chains=num_chains,
                                 num_sweeps=num_sweeps, burn_in=burn_in,
-                                significance=significance)
+                                significance=significance, data=d.standard_errors())

@@ -32,6 +32,7 @@ import json
 import numpy as np
 
 from bayes_ising.core import convergence
+from bayes_ising.core.draws import thin  # the thinning rule (module docstring)
 from bayes_ising.errors import DataError
 
 __all__ = [
@@ -173,20 +174,6 @@ def pair_members(tree):
             pass  # coordinates not in terms of the neuron ids: fall back to the package order
     first, second = pair_indices(num_neurons)
     return np.asarray(first), np.asarray(second)
-
-
-def thin(total, num_draws=None, rng_key=None):
-    """Indices (D',) of the draws kept out of ``total`` pooled draws (the thinning rule)."""
-    if num_draws is None or int(num_draws) >= total:
-        return np.arange(total)
-    if int(num_draws) < 1:
-        raise DataError(f"the number of posterior draws must be at least 1, got {num_draws}")
-    if rng_key is None:
-        return np.round(np.linspace(0, total - 1, int(num_draws))).astype(int)
-    import jax
-
-    chosen = jax.random.choice(rng_key, total, (int(num_draws),), replace=False)
-    return np.sort(np.asarray(chosen))
 
 
 def flat_draws(tree):

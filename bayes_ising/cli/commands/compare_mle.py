@@ -21,6 +21,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers, name):
     from bayes_ising.cli.commands._common import add_convention_flag, add_data_selection_flags
+    from bayes_ising.core.convergence import MAX_RHAT, MIN_ESS
 
     parser = subparsers.add_parser(
         name, help="compare MLE + adaptive-Metropolis intervals with the NUTS posterior",
@@ -35,8 +36,8 @@ def register(subparsers, name):
                         help="L2 penalty of the MLE per bin (default 0: plain MLE)")
     parser.add_argument("--walk-draws", type=int, default=None,
                         help="a fixed number of adaptive-Metropolis draws per walk (default: "
-                             "run the walks until R-hat <= 1.01 and bulk/tail ESS >= 400 for "
-                             "every parameter, at most --max-walk-draws)")
+                             f"run the walks until R-hat <= {MAX_RHAT:g} and bulk/tail ESS >= "
+                             f"{MIN_ESS:g} for every parameter, at most --max-walk-draws)")
     parser.add_argument("--draws", type=int, default=None, dest="old_draws",
                         help=argparse.SUPPRESS)
     parser.add_argument("--max-walk-draws", type=int, default=100_000,

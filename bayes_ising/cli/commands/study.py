@@ -79,11 +79,36 @@ def register(subparsers, name):
     return parser
 
 
+def _population_flags(args):
+    """``--populations`` and ``--compare-populations`` as labels
+    (:func:`~bayes_ising.pipeline.plan.parse_populations`); the deprecated spelling "E,I" is
+    announced once per command line, naming the flags that used it."""
+    import sys
+    import warnings
+
+    from bayes_ising.pipeline.plan import parse_populations
+
+    parsed, old = {}, []
+    for dest in ("populations", "compare_populations"):
+        text = getattr(args, dest, None)
+        if not text:
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            parsed[dest] = parse_populations(text)
+        if any(issubclass(w.category, DeprecationWarning) for w in caught):
+            old.append("--" + dest.replace("_", "-"))
+    if old:
+        print(f'bayes-ising study: {" and ".join(old)} "E,I" is deprecated; write "E+I"',
+              file=sys.stderr)
+    return parsed
+
+
 def settings_from_args(args):
     """:class:`~bayes_ising.pipeline.plan.StudySettings` from the flags (None keeps the default)."""
     import dataclasses
 
-    from bayes_ising.pipeline.plan import FAST_SETTINGS, StudySettings, parse_populations
+    from bayes_ising.pipeline.plan import FAST_SETTINGS, StudySettings
 
     base = FAST_SETTINGS if args.fast else StudySettings()
     names = ("num_chains", "num_draws", "num_warmup", "posterior_draws", "walk_draws",
@@ -91,19 +116,7 @@ def settings_from_args(args):
     overrides = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
     if getattr(args, "compare_families", False):
         overrides["compare_families"] = True
-    if args.populations:
-        if args.populations.replace(" ", "") == "E,I":
-            import sys
-
-            print('bayes-ising study: --populations "E,I" is deprecated; write "E+I"',
-                  file=sys.stderr)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            overrides["populations"] = parse_populations(args.populations)
-    if args.compare_populations:
-        overrides["compare_populations"] = parse_populations(args.compare_populations)
+    overrides.update(_population_flags(args))
     if args.states:
         overrides["states"] = tuple(s.strip() for s in args.states.split(",") if s.strip())
     return dataclasses.replace(base, **overrides)

@@ -26,6 +26,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers, name):
     from bayes_ising.cli.commands._common import add_data_selection_flags
+    from bayes_ising.core.convergence import MAX_RHAT, MIN_ESS
 
     parser = subparsers.add_parser(
         name,
@@ -68,7 +69,8 @@ def register(subparsers, name):
                        help="chains per draw and temperature (default 4; R-hat needs >= 2)")
     gibbs.add_argument("--num-sweeps", default="auto",
                        help="kept sweeps per chain, or 'auto' (default): extended until R-hat "
-                            "<= 1.01, energy ESS >= 400, >= 50 autocorrelation times and the "
+                            f"<= {MAX_RHAT:g}, energy ESS >= {MIN_ESS:g}, >= 50 autocorrelation "
+                            "times and the "
                             "MC error of C_max/N <= --max-mcse-fraction of its posterior sd")
     gibbs.add_argument("--max-sweeps", type=int, default=8000,
                        help="cap of --num-sweeps auto (default 8000)")
