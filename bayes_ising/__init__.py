@@ -3,12 +3,13 @@
 ``import bayes_ising as bi``. float64 is not switched on by importing; call
 :func:`enable_x64` (the CLI, notebooks and tests do) before exact enumeration or MLE.
 
-Subpackages (data flows one way, down the list): :mod:`~bayes_ising.data` (spike data,
-loaders, synthetic generators) → :mod:`~bayes_ising.core` (energy, enumeration, Gibbs sampling,
-statistics, pseudolikelihood, size limits, convergence rule) → :mod:`~bayes_ising.fit`
-(posteriors, maximum likelihood, model specs, the walk, provenance) → :mod:`~bayes_ising.analysis`
-(diagnostics, predictive checks, validity, thermodynamics, the MLE comparison, E/I and states)
-→ :mod:`~bayes_ising.pipeline` (the study, the batch and the demo) → :mod:`~bayes_ising.report`,
+Subpackages (each imports only those before it in this list): :mod:`~bayes_ising.core`
+(energy, enumeration, Gibbs sampling, statistics, pseudolikelihood, size limits, convergence
+rule) → :mod:`~bayes_ising.data` (spike data, loaders, synthetic generators) →
+:mod:`~bayes_ising.fit` (posteriors, maximum likelihood, the K-pairwise family, model specs,
+the model check, the walk) → :mod:`~bayes_ising.analysis` (diagnostics, predictive checks,
+thermodynamics, model families, the MLE comparison, E/I and states) →
+:mod:`~bayes_ising.report` → :mod:`~bayes_ising.pipeline` (the study, the batch, the demo) →
 :mod:`~bayes_ising.cli`. Submodules are imported on first use under their old short names too
 (``bi.mle.fit_exact`` is :mod:`bayes_ising.fit.mle`), so
 ``import bayes_ising`` stays cheap and does not start JAX.
@@ -53,7 +54,7 @@ _SUBMODULES = {
     "study_tasks": "pipeline.tasks",
     "synthetic": "data.synthetic",
     "thermo": "analysis.thermo",
-    "validity": "analysis.validity",
+    "validity": "fit.validity",
     "walk": "fit.walk",
 }
 #: top-level names -> the module that defines them

@@ -29,9 +29,8 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-from bayes_ising.analysis import validity  # noqa: E402
 from bayes_ising.data import synthetic  # noqa: E402
-from bayes_ising.fit import mle  # noqa: E402
+from bayes_ising.fit import mle, validity  # noqa: E402
 from bayes_ising.fit.mle import MLEWarning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,6 +18,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 import bayes_ising as bi  # noqa: E402
+from bayes_ising.analysis import families  # noqa: E402
 from bayes_ising.core import gibbs, kpairwise  # noqa: E402
 from bayes_ising.fit import kpairwise_fit  # noqa: E402
 
@@ -50,7 +51,7 @@ def _thermodynamics(spins):
     for family in ("pairwise", "k_pairwise"):
         start = time.time()
         fit = kpairwise_fit.fit_mle(spins, family)
-        res = kpairwise_fit.thermodynamics(fit.h, fit.J, fit.V, temperatures)
+        res = families.thermodynamics(fit.h, fit.J, fit.V, temperatures)
         out[family] = dict(temperatures=temperatures.tolist(),
                            heat_capacity_per_neuron=res.heat_capacity_per_neuron[0].tolist(),
                            entropy_per_neuron=res.entropy_per_neuron[0].tolist(),

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 import bayes_ising as bi
-from bayes_ising.core import kpairwise
+from bayes_ising.analysis import families
 from bayes_ising.fit import kpairwise_fit
 from bayes_ising.fit.posterior import posterior_draws
 
@@ -33,7 +33,7 @@ def _flat(tree):
 def main(num_draws=300, path="/work/shared/data/retina15.mat"):
     bi.enable_x64()
     spins = np.asarray(bi.load(path).spins)
-    fits = {lik: kpairwise.fit_posterior(spins, rng_key=0, num_chains=2, num_draws=num_draws,
+    fits = {lik: kpairwise_fit.fit_posterior(spins, rng_key=0, num_chains=2, num_draws=num_draws,
                                          num_warmup=num_draws, likelihood=lik)
             for lik in ("exact", "pseudo")}
     exact, pseudo = _flat(fits["exact"].tree), _flat(fits["pseudo"].tree)
@@ -41,12 +41,12 @@ def main(num_draws=300, path="/work/shared/data/retina15.mat"):
     shift = np.abs(pseudo.mean(axis=0) - exact.mean(axis=0)) / exact.std(axis=0)
     n = spins.shape[1]
     groups = {"h": slice(0, n), "J": slice(n, n + n * (n - 1) // 2), "V": slice(-n, None)}
-    bands = {lik: kpairwise.predictive_synchrony_band(
-        kpairwise.synchrony_draws(f.tree, 100), spins) for lik, f in fits.items()}
+    bands = {lik: families.predictive_synchrony_band(
+        families.synchrony_draws(f.tree, 100), spins) for lik, f in fits.items()}
     check = kpairwise_fit.pseudo_model_check(jax.random.key(0), fits["pseudo"].tree, spins)
     out = dict(
         num_draws=num_draws, num_chains=2, seconds={k: f.seconds for k, f in fits.items()},
-        summary={k: kpairwise.format_fit_summary(f) for k, f in fits.items()},
+        summary={k: kpairwise_fit.format_fit_summary(f) for k, f in fits.items()},
         sd_ratio={g: dict(median=float(np.median(sd_ratio[s])), min=float(sd_ratio[s].min()),
                           max=float(sd_ratio[s].max())) for g, s in groups.items()},
         mean_shift_in_exact_sd={g: dict(median=float(np.median(shift[s])),

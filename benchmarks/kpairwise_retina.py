@@ -3,7 +3,7 @@
 Usage: PYTHONPATH=. python benchmarks/kpairwise_retina.py [num_draws (= num_warmup), 800]
 Prints the comparison table (bayes-ising compare-families' format), P(K) band counts, fit times
 and diagnostics, and writes benchmarks/output/kpairwise_retina.json
-(:func:`bayes_ising.core.kpairwise.comparison_summary` plus the run's settings and load average).
+(:func:`bayes_ising.analysis.families.comparison_summary` plus the run's settings and load average).
 """
 
 import json
@@ -19,6 +19,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 import bayes_ising as bi  # noqa: E402
+from bayes_ising.analysis import families  # noqa: E402
 from bayes_ising.cli.commands.compare_families import format_table  # noqa: E402
 from bayes_ising.core import kpairwise  # noqa: E402
 
@@ -29,10 +30,10 @@ def main(num_draws=800, path="/work/shared/data/retina15.mat"):
     spins = np.asarray(bi.load(path).spins)
     start = time.time()
     load_before = os.getloadavg()
-    res = kpairwise.compare_families(spins, kpairwise.FAMILIES, rng_key=0, num_chains=2,
+    res = families.compare_families(spins, kpairwise.FAMILIES, rng_key=0, num_chains=2,
                                      num_draws=num_draws, num_warmup=num_draws,
                                      check_draws=200)
-    summary = kpairwise.comparison_summary(res)
+    summary = families.comparison_summary(res)
     print("\n".join(format_table(summary)))
     summary.update(settings=dict(num_chains=2, num_draws=num_draws, num_warmup=num_draws,
                                  check_draws=200, rng_key=0, num_bins=int(spins.shape[0]),

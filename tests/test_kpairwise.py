@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from jax.scipy.special import logsumexp
 
+from bayes_ising.analysis import families
 from bayes_ising.core import ising, kpairwise
+from bayes_ising.fit import kpairwise_fit
 
 
 def _random_params(num_neurons, seed):
@@ -86,7 +88,7 @@ def _planted(num_neurons=6, num_bins=4000, seed=0):
 @pytest.mark.slow
 def test_planted_k_pairwise_loo_prefers_it_and_v_covered():
     spins, (_, _, V) = _planted()
-    result = kpairwise.compare_families(spins, ("pairwise", "k_pairwise"), rng_key=1,
+    result = families.compare_families(spins, ("pairwise", "k_pairwise"), rng_key=1,
                                         num_chains=2, num_draws=300, num_warmup=300,
                                         check_draws=100)
     table = result["table"]
@@ -116,8 +118,8 @@ def test_weighted_loo_equals_per_bin_loo():
     ll_u = kpairwise.pattern_log_likelihood_draws(patterns, *flat).reshape(2, 200, -1)
     post = {"h": h, "J": J, "V": V}
     tree = arviz_base.from_dict({"posterior": post, "log_likelihood": {"s": ll_u}})
-    fit = kpairwise.FitResult(tree, patterns, counts.astype(float), 0.0)
-    weighted = kpairwise.weighted_loo(fit)
+    fit = kpairwise_fit.FitResult(tree, patterns, counts.astype(float), 0.0)
+    weighted = kpairwise_fit.weighted_loo(fit)
     order = np.argsort(np.unique(spins, axis=0, return_inverse=True)[1].ravel(), kind="stable")
     ll_bins = kpairwise.pattern_log_likelihood_draws(spins[order], *flat).reshape(2, 200, -1)
     direct = azs.loo(arviz_base.from_dict({"posterior": post, "log_likelihood": {"s": ll_bins}}),
@@ -147,7 +149,7 @@ def test_k_pairwise_spec_and_where_it_is_refused():
                         ({"family": "triplet"}, "family must be one of")]:
         with pytest.raises(ModelSpecError, match=needle):
             model_spec_from_dict(bad)
-    with pytest.raises(ModelSpecError, match="kpairwise.fit_posterior"):
+    with pytest.raises(ModelSpecError, match="kpairwise_fit.fit_posterior"):
         bayes.fit_posterior(0, np.ones((10, 3)), spec)
 
 
@@ -234,9 +236,9 @@ def test_third_order_check_matches_brute_force():
 
     draws = [_random_params(5, seed=s) for s in (20, 21, 22)]
     h, J, V = (np.stack([d[k] for d in draws])[None] for k in range(3))  # (1 chain, 3 draws)
-    tree = kpairwise.draws_tree(h, J, V)
+    tree = kpairwise_fit.draws_tree(h, J, V)
     spins = np.where(np.random.default_rng(4).random((2000, 5)) < 0.3, 1, -1)
-    result = kpairwise.third_order_check(tree, spins, num_draws=None)
+    result = families.third_order_check(tree, spins, num_draws=None)
     i, j, k = np.array([(a, b, c) for a in range(5) for b in range(a + 1, 5)
                         for c in range(b + 1, 5)]).T
     states = ising.all_states(5).astype(float)
@@ -267,9 +269,9 @@ def test_exact_entropy_brute_force_and_information_ratio():
                                rtol=1e-12)
     np.testing.assert_allclose(kpairwise.exact_entropy(h, J, np.zeros(7)),
                                ising.exact_entropy(h, J), rtol=1e-12)
-    tree = kpairwise.draws_tree(h[None, None], J[None, None], V[None, None])
+    tree = kpairwise_fit.draws_tree(h[None, None], J[None, None], V[None, None])
     spins = np.where(np.random.default_rng(5).random((3000, 6)) < 0.3, 1, -1)
-    info = kpairwise.information_check(tree, spins, num_draws=None)
+    info = families.information_check(tree, spins, num_draws=None)
     s1 = _binary_entropy(stats.firing_probability(spins))
     i_n = s1 - stats.data_entropy(spins).miller_madow
     np.testing.assert_allclose(info["ratio"], (s1 - (-np.exp(log_p) @ log_p)) / i_n,
@@ -279,9 +281,9 @@ def test_exact_entropy_brute_force_and_information_ratio():
 def test_pattern_check_probabilities_match_brute_force():
 
     h, J, V = _random_params(5, seed=40)
-    tree = kpairwise.draws_tree(h[None, None], J[None, None], V[None, None])
+    tree = kpairwise_fit.draws_tree(h[None, None], J[None, None], V[None, None])
     spins = np.where(np.random.default_rng(6).random((1000, 5)) < 0.3, 1, -1)
-    result = kpairwise.pattern_check(tree, spins, top=6, num_draws=None)
+    result = families.pattern_check(tree, spins, top=6, num_draws=None)
     log_z = _brute(h, J, V)[0]
     s = result["patterns"].astype(float)
     brute = np.exp(s @ h + 0.5 * np.einsum("si,ij,sj->s", s, J, s)

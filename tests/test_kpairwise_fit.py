@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from jax.scipy.special import logsumexp
 
+from bayes_ising.analysis import families
 from bayes_ising.core import gibbs, ising, kpairwise
 from bayes_ising.core import pseudolikelihood as pl
 from bayes_ising.fit import kpairwise_fit
@@ -153,7 +154,7 @@ def test_uniform_energy_moments_match_enumeration():
     h, J, V = _model(7, seed=9)
     states = ising.all_states(7)
     energies = np.asarray(kpairwise.energy(states, h, J, V))
-    mean, var = kpairwise_fit.uniform_energy_moments(h, J, V)
+    mean, var = families.uniform_energy_moments(h, J, V)
     np.testing.assert_allclose([mean, var], [energies.mean(), energies.var()], rtol=1e-10)
 
 
@@ -162,7 +163,7 @@ def test_exact_thermodynamics_brute_force_and_pairwise_limit():
 
     h, J, V = _model(6, seed=10)
     temperatures = np.array([0.8, 1.0, 1.5, 2.5])
-    result = kpairwise_fit.thermodynamics(h, J, V, temperatures)
+    result = families.thermodynamics(h, J, V, temperatures)
     states = ising.all_states(6)
     energies = np.asarray(kpairwise.energy(states, h, J, V))
     for k, temp in enumerate(temperatures):
@@ -172,7 +173,7 @@ def test_exact_thermodynamics_brute_force_and_pairwise_limit():
         np.testing.assert_allclose(result.heat_capacity_per_neuron[0, k], heat, rtol=1e-10)
         np.testing.assert_allclose(result.entropy_per_neuron[0, k], entropy, atol=2e-4)
     assert result.entropy_integration_error < 2e-4
-    pair = kpairwise_fit.thermodynamics(h, J, np.zeros(7), temperatures)
+    pair = families.thermodynamics(h, J, np.zeros(7), temperatures)
     reference = thermo.exact_thermodynamics(h, J, temperatures, peak_points=0)
     np.testing.assert_allclose(pair.heat_capacity_per_neuron,
                                reference.heat_capacity_per_neuron, rtol=1e-9)
@@ -181,8 +182,8 @@ def test_exact_thermodynamics_brute_force_and_pairwise_limit():
 def test_gibbs_thermodynamics_near_exact():
     h, J, V = _model(6, seed=12)
     temperatures = np.array([1.0, 2.0])
-    exact = kpairwise_fit.thermodynamics(h, J, V, temperatures, num_grid=12)
-    sampled = kpairwise_fit.thermodynamics(h, J, V, temperatures, method="gibbs", num_grid=12,
+    exact = families.thermodynamics(h, J, V, temperatures, num_grid=12)
+    sampled = families.thermodynamics(h, J, V, temperatures, method="gibbs", num_grid=12,
                                            rng_key=jax.random.PRNGKey(2), num_chains=32,
                                            num_sweeps=1700, burn_in=200)
     # C: a variance from 48k draws per β, relative sd ~1.5%; tolerance 8%
@@ -267,12 +268,12 @@ def test_pseudo_posterior_k_pairwise_is_labelled_unadjusted():
     unadjusted; its posterior-mean model reproduces the planted P(K) (exactly enumerated)."""
     h, J, V = _model(5, seed=9, v_sd=0.8)
     spins = _samples(h, J, V, 3000, seed=5)
-    fit = kpairwise.fit_posterior(spins, rng_key=1, num_chains=1, num_draws=150,
+    fit = kpairwise_fit.fit_posterior(spins, rng_key=1, num_chains=1, num_draws=150,
                                   num_warmup=150, likelihood="pseudo")
     attrs = fit.tree.attrs
     assert attrs["likelihood"] == "pseudo" and attrs["intervals"] == "unadjusted"
     assert "log_likelihood" not in fit.tree.children
-    assert "UNADJUSTED" in kpairwise.format_fit_summary(fit)
+    assert "UNADJUSTED" in kpairwise_fit.format_fit_summary(fit)
     from bayes_ising.fit.posterior import posterior_draws
 
     hd, Jd, Vd = posterior_draws(fit.tree, potential=True)
@@ -341,7 +342,7 @@ def test_exact_k_pairwise_intervals_cover_the_planted_moments():
     covered = []
     for rep in range(10):
         spins = _samples(h, J, V, 2000, seed=100 + rep)
-        fit = kpairwise.fit_posterior(spins, rng_key=rep, num_chains=1, num_draws=300,
+        fit = kpairwise_fit.fit_posterior(spins, rng_key=rep, num_chains=1, num_draws=300,
                                       num_warmup=200)
         hd, Jd, Vd = posterior_draws(fit.tree, potential=True)
         moments = jax.vmap(kpairwise.exact_moments)(hd, Jd, Vd)

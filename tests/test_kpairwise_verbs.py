@@ -1,6 +1,6 @@
 """The posterior contract and the verbs (check, thermo, compare-mle) on K-pairwise posteriors.
 
-The posteriors are built from known draws (:func:`kpairwise.draws_tree`), no NUTS: each test
+The posteriors are built from known draws (:func:`kpairwise_fit.draws_tree`), no NUTS: each test
 compares what a verb reports with the K-pairwise model computed directly, and with the
 pairwise model (V dropped), which must differ.
 """
@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
+from bayes_ising.analysis import families
 from bayes_ising.core import ising, kpairwise
-from bayes_ising.fit import posterior
+from bayes_ising.fit import kpairwise_fit, posterior
 
 N = 5
 
@@ -33,7 +34,7 @@ def _draws(num_chains=2, num_draws=6, seed=0):
 
 def _tree(ids=None, **kwargs):
     h, J, V = _draws(**kwargs)
-    return kpairwise.draws_tree(h, J, V, neuron_ids=ids, attrs=dict(
+    return kpairwise_fit.draws_tree(h, J, V, neuron_ids=ids, attrs=dict(
         family="k_pairwise", likelihood="exact", bayes_ising_version="test")), (h, J, V)
 
 
@@ -57,7 +58,7 @@ def test_posterior_draws_return_v_on_the_same_draws():
     np.testing.assert_array_equal(V_k, V.reshape(-1, N + 1)[keep])
     assert posterior.family(tree) == "k_pairwise" and posterior.has_potential(tree)
     assert len(posterior.posterior_draws(tree, 4)) == 2  # the (h, J) reader is unchanged
-    pairwise = kpairwise.draws_tree(h, J, V)
+    pairwise = kpairwise_fit.draws_tree(h, J, V)
     del pairwise["posterior"]["V"]
     assert posterior.posterior_draws(pairwise, potential=True)[2] is None
     assert posterior.family(pairwise) == "pairwise"
@@ -121,7 +122,7 @@ def test_gibbs_spins_of_the_k_pairwise_model_match_enumeration():
 
 def test_cli_check_thermo_and_compare_mle_on_a_k_pairwise_posterior(tmp_path, capsys):
     from bayes_ising import cli
-    from bayes_ising.fit import bayes, kpairwise_fit
+    from bayes_ising.fit import bayes
 
     ids = [str(i) for i in range(N)]  # the ids of a raster without names
     tree, (h, J, V) = _tree(ids)
@@ -150,10 +151,10 @@ def test_cli_check_thermo_and_compare_mle_on_a_k_pairwise_posterior(tmp_path, ca
     capsys.readouterr()
     thermo_json = json.loads((tmp_path / "t.json").read_text())
     assert thermo_json["summary"]["family"] == "k_pairwise" and thermo_json["method"] == "exact"
-    direct = kpairwise_fit.thermodynamics(hd, Jd, Vd, temperatures)  # all 12 draws
+    direct = families.thermodynamics(hd, Jd, Vd, temperatures)  # all 12 draws
     np.testing.assert_allclose(thermo_json["heat_capacity_per_neuron"]["median"],
                                np.median(direct.heat_capacity_per_neuron, axis=0), rtol=1e-8)
-    dropped = kpairwise_fit.thermodynamics(hd, Jd, 0 * Vd, temperatures)
+    dropped = families.thermodynamics(hd, Jd, 0 * Vd, temperatures)
     assert np.max(np.abs(np.median(dropped.heat_capacity_per_neuron, axis=0)
                          - thermo_json["heat_capacity_per_neuron"]["median"])) > 0.01
     assert cli.main(["thermo", str(path), "--temperatures", "0.5:2:7", "--method", "gibbs",

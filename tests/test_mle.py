@@ -520,7 +520,7 @@ def test_repeated_sampling_reuses_compiled_code():
     assert gibbs._make_runner.cache_info().misses == runners.misses
     assert runner._cache_size() == traced == 1
     # the model check's simulation and fit_boltzmann's learning chunks: one compile per shape
-    from bayes_ising.analysis import validity
+    from bayes_ising.fit import validity
 
     check = {"num_chains": 32, "num_sweeps": 20, "burn_in": 10}
     validity.simulate_moments(jax.random.PRNGKey(1), h, J, **check)

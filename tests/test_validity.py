@@ -12,11 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from bayes_ising.analysis import validity
 from bayes_ising.core import ising
 from bayes_ising.data import synthetic
 from bayes_ising.errors import ModelCheckError
-from bayes_ising.fit import bayes, mle
+from bayes_ising.fit import bayes, mle, validity
 from bayes_ising.fit.mle import MLEWarning
 
 

@@ -739,10 +739,10 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=DEFAULT_CHECK
 def _simulate_draws(rng_key, h_draws, J_draws, spins, batch_size, kwargs):
     """Gibbs moments of every draw from random and data-row starts, in batches of
     ``batch_size`` draws (the last padded, so one compile serves all): dict start → the
-    :func:`bayes_ising.analysis.validity.simulate_moments` arrays with leading axis D."""
+    :func:`bayes_ising.fit.validity.simulate_moments` arrays with leading axis D."""
     import jax
 
-    from bayes_ising.analysis import validity
+    from bayes_ising.fit import validity
 
     num_draws = h_draws.shape[0]
     out = {}
@@ -761,7 +761,7 @@ def _simulate_draws(rng_key, h_draws, J_draws, spins, batch_size, kwargs):
 def _predictive_summary(sim, data, critical, prob):
     """Summary numbers of one start type: data vs the predictive distribution of the moments
     (model moment of a draw + the data's sampling error)."""
-    from bayes_ising.analysis import validity
+    from bayes_ising.fit import validity
 
     summary = {}
     for name, se in (("mean", data["se_m"]), ("connected", data["se_C"])):
@@ -800,7 +800,7 @@ def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, nu
     :math:`z_k = (\text{data}_k - \bar x_k) / \sqrt{\mathrm{Var}_d x_{dk}
     + \overline{\mathrm{MCSE}^2} + \mathrm{SE}_k^2}`, SE the data's batch-means standard
     error over ``num_blocks`` blocks of bins (bins are autocorrelated;
-    :func:`bayes_ising.analysis.validity.data_standard_errors`).
+    :func:`bayes_ising.fit.validity.data_standard_errors`).
     ``passed`` when no draw is degenerate (≥ 5% of its chains all active or beyond the data's
     most active bin) and every |z| ≤ the Bonferroni critical value (t with 31 d.o.f.).
 
@@ -818,9 +818,9 @@ def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, nu
     """
     import xarray as xr
 
-    from bayes_ising.analysis import validity
     from bayes_ising.core import ising
     from bayes_ising.errors import DataError
+    from bayes_ising.fit import validity
     from bayes_ising.fit.posterior import neuron_ids, posterior_draws
 
     spins = _spins(spins)

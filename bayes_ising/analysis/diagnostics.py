@@ -54,7 +54,7 @@ reasons list says which. Saturation above 1% (but below 25%) is reported under `
 it costs efficiency, and R-hat/ESS already say whether the draws are good.
 
 **Validity** (:func:`posterior_validity`), beside mixing: a pseudo-posterior of N > 22 neurons
-is *valid* only when its model check passed (:func:`bayes_ising.analysis.validity.model_check`: the
+is *valid* only when its model check passed (:func:`bayes_ising.fit.validity.model_check`: the
 centre, simulated from random and from data-row starts, reproduces the data's means and
 connected correlations within the Monte Carlo and the data's sampling errors) and, when the
 curvature was adjusted, the adjustment changed the median posterior sd by less than a factor

@@ -1041,7 +1041,7 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
     With Gibbs, the posterior draws and the control's models run in one vectorised program.
 
     A K-pairwise posterior (draws of ``V``: :func:`bayes_ising.fit.posterior.family`) is run
-    as the K-pairwise model by :func:`bayes_ising.fit.kpairwise_fit.thermodynamics` — exact
+    as the K-pairwise model by :func:`bayes_ising.analysis.families.thermodynamics` — exact
     for N ≤ :data:`AUTO_EXACT_THERMO_NEURONS` under "auto", else its Gibbs sampler on a fixed
     schedule (``num_chains``, ``num_sweeps`` (2000 for "auto"), ``burn_in``; 24 grid
     temperatures) with the energies' split R-hat per model and temperature in
@@ -1109,16 +1109,16 @@ def fit_thermodynamics(rng_key, posterior, control_spins=None, *, temperatures=N
 def _kpairwise_thermodynamics(rng_key, h, J, V, temperatures, gibbs, sampler):
     """The K-pairwise branch of :func:`fit_thermodynamics` (exact, or Gibbs on a fixed
     schedule with the energies' split R-hat and a warning above :data:`MAX_RHAT`)."""
+    from bayes_ising.analysis import families
     from bayes_ising.core.convergence import MAX_RHAT, split_rhat
-    from bayes_ising.fit import kpairwise_fit
 
     if not gibbs:
-        return kpairwise_fit.thermodynamics(h, J, V, temperatures, method="exact")
+        return families.thermodynamics(h, J, V, temperatures, method="exact")
     num_sweeps = sampler.get("num_sweeps", "auto")
     num_sweeps = 2000 if num_sweeps == "auto" else int(num_sweeps)
     burn_in = int(sampler.get("burn_in", 200))
     num_chains = int(sampler.get("num_chains", 4))
-    result = kpairwise_fit.thermodynamics(
+    result = families.thermodynamics(
         h, J, V, temperatures, method="gibbs", num_grid=24, rng_key=rng_key,
         num_chains=num_chains, num_sweeps=num_sweeps + burn_in, burn_in=burn_in,
         return_energies=True)

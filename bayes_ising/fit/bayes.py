@@ -795,7 +795,7 @@ def _resolve(spec, likelihood, adjust, num_chains, num_draws, num_warmup, max_dr
     if spec.family != "pairwise":
         raise ModelSpecError(
             f"model spec {spec.name!r} is family {spec.family!r}: fit it with "
-            "bayes_ising.core.kpairwise.fit_posterior (or bayes-ising fit --model, which does)")
+            "bayes_ising.fit.kpairwise_fit.fit_posterior (or bayes-ising fit --model, which does)")
     likelihood = spec.likelihood if likelihood is None else likelihood
     if likelihood not in LIKELIHOODS:
         raise BayesIsingError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
@@ -1203,7 +1203,7 @@ def _adjustment_centre(rng_key, adjust, laplace, config, data, block_index):
 
     ``"mode"`` adjustments: the exact-likelihood MAP (N ≤ 22, enumeration) or the Boltzmann
     MLE started from the pseudo-MAP; ``"curvature"`` alone: the pseudo-MAP. For N > 22 the
-    centre must pass :func:`bayes_ising.analysis.validity.model_check` (simulated from random and
+    centre must pass :func:`bayes_ising.fit.validity.model_check` (simulated from random and
     data
     starts it reproduces the data's means and correlations) and for N ≤ 22 the MAP must have
     converged; otherwise :class:`ModelCheckError`, before any sampling. ``data`` is the fit's
@@ -1491,7 +1491,8 @@ def load_posterior(path, *, family="pairwise"):
 
     ``family``: the energy family expected ("pairwise", the trees of :func:`fit_posterior`;
     "k_pairwise" / "independent" / None for any, the trees of
-    :func:`bayes_ising.core.kpairwise.fit_posterior`, whose root attribute ``family`` says which).
+    :func:`bayes_ising.fit.kpairwise_fit.fit_posterior`, whose root attribute ``family`` says
+    which).
 
     Raises
     ------

@@ -1,17 +1,18 @@
-r"""Point fits, held-out comparison and thermodynamics of the K-pairwise family.
+r"""Fits of the K-pairwise family (:mod:`bayes_ising.core.kpairwise`) and its special cases:
 
-Beside the posteriors of :mod:`bayes_ising.core.kpairwise` (exact, N ≤ 22):
-
+* :func:`fit_posterior` — NUTS posteriors (exact likelihood for N ≤ 22, or the unadjusted
+  pseudo-posterior for any N), trees in the posterior contract's layout (:func:`draws_tree`),
+  PSIS-LOO over patterns (:func:`weighted_loo`), :func:`pseudo_model_check`;
 * :func:`fit_mle` — exact maximum likelihood (N ≤ 22): moment matching of m, ⟨s_i s_j⟩ and
   P(K) (the gradient of the per-bin log-likelihood is data − model moments);
 * :func:`fit_pseudo` — maximum pseudolikelihood for any N
   (:func:`bayes_ising.core.pseudolikelihood.log_pseudolikelihood_kpairwise`);
 * :func:`held_out_blocks` — blocked cross-validation of the families where PSIS-LOO does
   not apply (pseudolikelihood fits) or as a check of it: contiguous blocks of bins held out in
-  turn (bins are autocorrelated, so single bins would leak);
-* :func:`thermodynamics` — E(T), C(T) = Var E / T², S(T) by the thermodynamic integration of
-  :mod:`bayes_ising.analysis.thermo`, exactly (enumeration) or from the K-pairwise Gibbs sampler
-  (:func:`bayes_ising.core.gibbs.sample_kpairwise`), for one model or posterior draws.
+  turn (bins are autocorrelated, so single bins would leak).
+
+The checks, the comparison of the families and their thermodynamics are
+:mod:`bayes_ising.analysis.families`.
 
 Parameter vector per family: ``theta = [h (N), J_{i<j} (P), V(1..N)]`` (``independent``: h
 only; ``pairwise``: h, J); V(0) = 0. A V linear or quadratic in K is a shift of h or J, so the
@@ -21,9 +22,9 @@ likelihood is flat along two directions; the small ridge ``l2`` picks one point 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
+import time
 from typing import NamedTuple
 
 import jax
@@ -34,8 +35,9 @@ from jax.scipy.special import logsumexp
 from bayes_ising.core import ising, kpairwise, stats
 from bayes_ising.core import pseudolikelihood as pl
 
-__all__ = ["PointFit", "pack", "unpack", "fit_mle", "fit_pseudo", "held_out_blocks",
-           "thermodynamics", "uniform_energy_moments", "posterior_thermodynamics",
+__all__ = ["PSEUDO_INTERVALS_NOTE", "PointFit", "FitResult", "pack", "unpack", "fit_mle",
+           "fit_pseudo", "held_out_blocks", "model", "fit_posterior", "draws_tree",
+           "posterior_arrays", "weighted_loo", "fit_diagnostics", "format_fit_summary",
            "MODEL_CHECK_TOLERANCE", "pseudo_model_check"]
 
 
@@ -217,107 +219,6 @@ def held_out_blocks(spins, families=kpairwise.FAMILIES, *, num_blocks=10, method
                             .tolist(), strict=True)), num_bins=int(num_bins))
 
 
-# --------------------------------------------------------------------------------------------
-# Thermodynamics
-# --------------------------------------------------------------------------------------------
-
-
-@jax.jit
-def _exact_energy_moments(h, J, V, betas):
-    """⟨E⟩, Var E at each β (G,) and log Z_β, by enumeration (one model)."""
-    neg = kpairwise._neg_energy_matrix(h, J, V)[0].ravel()
-
-    def at(beta):
-        log_z = logsumexp(beta * neg)
-        p = jnp.exp(beta * neg - log_z)
-        mean = p @ neg
-        return -mean, p @ (neg - mean) ** 2, log_z
-
-    return jax.lax.map(at, betas)
-
-
-def uniform_energy_moments(h, J, V):
-    r"""⟨E⟩ and Var E at β = 0 (uniform s) in closed form, any N ≥ 2: with X = h·s,
-    Y = Σ_{i<j} J s s, W = V(K): ⟨E⟩ = −E W, Var E = Σh² + Σ_{i<j}J² + Var W
-    + 2(Σh) E[s_1 W] + 2(Σ_{i<j}J) E[s_1 s_2 W], the last two from binomials of N−1, N−2."""
-    from scipy.stats import binom
-
-    h, J, V = (np.asarray(x, np.float64) for x in (h, J, V))
-    n = h.shape[0]
-
-    def mean_v(m, shift):
-        return binom.pmf(np.arange(m + 1), m, 0.5) @ V[shift:shift + m + 1]
-
-    mean_w = mean_v(n, 0)
-    var_w = binom.pmf(np.arange(n + 1), n, 0.5) @ (V - mean_w) ** 2
-    a1 = 0.5 * (mean_v(n - 1, 1) - mean_v(n - 1, 0))
-    a2 = 0.25 * (mean_v(n - 2, 2) - 2 * mean_v(n - 2, 1) + mean_v(n - 2, 0))
-    upper = J[np.triu_indices(n, 1)]
-    var = (h @ h + upper @ upper + var_w + 2 * h.sum() * a1 + 2 * upper.sum() * a2)
-    return -mean_w, var
-
-
-def thermodynamics(h, J, V, temperatures, *, method="exact", num_grid=64, rng_key=None,
-                   num_chains=16, num_sweeps=2000, burn_in=200, return_energies=False):
-    r"""C(T)/N, S(T)/N, E(T)/N of one or D K-pairwise models → ``thermo.ThermoResult``.
-
-    The β grid and the entropy integral :math:`S(\beta) = N\log 2 + \beta\langle E\rangle -
-    \int_0^\beta \langle E\rangle` are those of :mod:`bayes_ising.analysis.thermo`. ``method``
-    "exact" (N ≤ 22): ⟨E⟩, Var E by enumeration at every grid β, and
-    ``entropy_integration_error`` against :math:`\log Z + \beta\langle E\rangle`; "gibbs":
-    every grid β > 0 sampled at once by :func:`bayes_ising.core.gibbs.sample_kpairwise`, β = 0 by
-    :func:`uniform_energy_moments` (use a smaller ``num_grid``, e.g. 24); with ``return_energies``
-    it returns ``(result, energies (D, kept sweeps, chains, grid − 1))`` for convergence checks.
-    """
-    from bayes_ising.analysis import thermo
-    from bayes_ising.core import gibbs
-
-    temperatures = thermo._check_temperatures(temperatures)
-    h, J, V = (np.asarray(x, np.float64) for x in (h, J, V))
-    if h.ndim == 1:
-        h, J, V = h[None], J[None], V[None]
-    n = h.shape[1]
-    betas, index = thermo.integration_grid(temperatures, num_grid)
-    settings = dict(num_grid=int(num_grid), grid_size=int(betas.size), family="k_pairwise")
-    if method == "exact":
-        ising.check_exact(n, "kpairwise_fit.thermodynamics")
-        out = [_exact_energy_moments(*map(jnp.asarray, (a, b, c)), jnp.asarray(betas))
-               for a, b, c in zip(h, J, V, strict=True)]
-        mean_e, var_e, log_z = (np.stack([np.asarray(o[k]) for o in out]) for k in range(3))
-        result = thermo._assemble(temperatures, betas, index, mean_e, var_e, n,
-                                  (temperatures[0], temperatures[-1]), method="exact",
-                                  settings=settings)
-        exact = (log_z + betas * mean_e)[:, index] / n
-        return dataclasses.replace(result, entropy_integration_error=float(
-            np.max(np.abs(result.entropy_per_neuron - exact))))
-    if method != "gibbs":
-        raise ValueError(f"method must be 'exact' or 'gibbs', got {method!r}")
-    key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    run = gibbs.sample_kpairwise(key, h, J, V, temperatures=1.0 / betas[1:],
-                                 num_chains=num_chains, num_sweeps=num_sweeps, burn_in=burn_in)
-    trace = run.energies  # (D, kept, chains, G − 1)
-    energies = trace.reshape(h.shape[0], -1, betas.size - 1)  # (D, kept·chains, G−1)
-    zero = np.array([uniform_energy_moments(*p) for p in zip(h, J, V, strict=True)])
-    mean_e = np.concatenate([zero[:, :1], energies.mean(axis=1)], axis=1)
-    var_e = np.concatenate([zero[:, 1:], energies.var(axis=1)], axis=1)
-    settings.update(num_chains=int(num_chains), num_sweeps=int(num_sweeps), burn_in=burn_in)
-    result = thermo._assemble(temperatures, betas, index, mean_e, var_e, n,
-                              (temperatures[0], temperatures[-1]), method="gibbs",
-                              settings=settings)
-    return (result, trace) if return_energies else result
-
-
-def posterior_thermodynamics(tree, temperatures, *, num_draws=20, seed=0, **options):
-    """:func:`thermodynamics` of ``num_draws`` random posterior draws of a
-    :func:`bayes_ising.core.kpairwise.fit_posterior` tree (bands via ``ThermoResult.to_dict``)."""
-    from bayes_ising.fit.posterior import posterior_draws
-
-    h, J, V = posterior_draws(tree, num_draws, jax.random.key(seed), potential=True)
-    if V is None:
-        V = np.zeros((h.shape[0], h.shape[1] + 1))
-    return thermodynamics(h, J, V, temperatures, **options)
-
-
 #: tolerances of :func:`pseudo_model_check` (rough, not a calibrated test): means and
 #: connected correlations (absolute), P(K) as |log(model/data)| over K seen in ≥ 10 bins
 MODEL_CHECK_TOLERANCE = {"mean": 0.02, "connected": 0.02, "log_p_k": math.log(1.5)}
@@ -366,3 +267,268 @@ def pseudo_model_check(rng_key, tree, spins, *, num_chains=64, num_sweeps=1500, 
                 tolerance=dict(MODEL_CHECK_TOLERANCE), num_chains=int(num_chains),
                 num_sweeps=int(num_sweeps), burn_in=int(burn_in), verdict=verdict,
                 p_k_model=p_model.tolist(), p_k_data=p_data.tolist())
+
+
+#: what a K-pairwise pseudo-posterior's intervals are (tree attribute, printed verdict)
+PSEUDO_INTERVALS_NOTE = (
+    "K-pairwise pseudo-posterior: intervals UNADJUSTED (the pairwise curvature adjustment is "
+    "not derived for V(K)); the pseudolikelihood's curvature is not the likelihood's, so they "
+    "are usually too narrow: read them as a lower bound on the uncertainty")
+
+
+def _unpack_sites(family, num_neurons, h, j_flat, v_steps):
+    dtype = h.dtype
+    J = (ising.couplings_to_matrix(j_flat, num_neurons) if family != "independent"
+         else jnp.zeros((num_neurons, num_neurons), dtype))
+    V = (jnp.concatenate([jnp.zeros(1, dtype), v_steps]) if family == "k_pairwise"
+         else jnp.zeros(num_neurons + 1, dtype))
+    return J, V
+
+
+def model(suff, family="k_pairwise", h_mean=0.0, h_scale=2.0, j_scale=1.0, v_scale=1.0,
+          likelihood="exact"):
+    r"""NumPyro model: :math:`h_i \sim N(h_{mean}, h_{scale})`, :math:`J_{ij} \sim N(0,
+    j_{scale})` (the default spec's priors), V(0) = 0 and
+    :math:`V(K) \sim N(V(K-1), v_{scale})` (``GaussianRandomWalk``, site ``V_walk`` = V[1:]);
+    likelihood :func:`~bayes_ising.core.kpairwise.exact_log_likelihood` (``suff`` a
+    :class:`~bayes_ising.core.kpairwise.KSufficient`), or with
+    ``likelihood="pseudo"`` the pseudolikelihood
+    :func:`bayes_ising.core.pseudolikelihood.log_pseudolikelihood_kpairwise` (``suff`` a
+    :class:`~bayes_ising.core.pseudolikelihood.Patterns`; any N). ``family`` "pairwise"
+    fixes V = 0, "independent" also J = 0."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    if family not in kpairwise.FAMILIES:
+        raise ValueError(f"family must be one of {kpairwise.FAMILIES}, got {family!r}")
+    pseudo = likelihood == "pseudo"
+    n = int((suff.sum_s if pseudo else np.asarray(suff.m)).shape[0])
+    h = numpyro.sample("h", dist.Normal(h_mean, h_scale).expand([n]).to_event(1))
+    j_flat = v_steps = None
+    if family != "independent":
+        j_flat = numpyro.sample(
+            "J_flat", dist.Normal(0.0, j_scale).expand([ising.num_pairs(n)]).to_event(1))
+    if family == "k_pairwise":
+        v_steps = numpyro.sample("V_walk", dist.GaussianRandomWalk(v_scale, num_steps=n))
+    J, V = _unpack_sites(family, n, h, j_flat, v_steps)
+    if pseudo:
+        from bayes_ising.core import pseudolikelihood as pl
+
+        numpyro.factor("log_pseudolikelihood", pl.log_pseudolikelihood_kpairwise(h, J, V, suff))
+    else:
+        numpyro.factor("log_likelihood", kpairwise.exact_log_likelihood(h, J, V, suff))
+
+
+class FitResult(NamedTuple):
+    """A fitted family: ``tree`` (DataTree: posterior h, J, V; log_likelihood ``s`` over unique
+    patterns; constant_data ``counts``), ``patterns`` (U, N), ``counts`` (U,), ``seconds``."""
+
+    tree: object
+    patterns: np.ndarray
+    counts: np.ndarray
+    seconds: float
+
+
+def _unique(spins):
+    patterns, counts = np.unique(np.asarray(spins, np.int8), axis=0, return_counts=True)
+    return patterns, counts.astype(np.float64)
+
+
+def _draw_arrays(family, num_neurons, samples, num_chains):
+    """NUTS samples (chain*draw flat) → dict of (chain, draw, ...) numpy h, J, V."""
+    h = jnp.asarray(samples["h"])
+    J, V = jax.vmap(lambda h_, j_, v_: _unpack_sites(family, num_neurons, h_, j_, v_))(
+        h, samples.get("J_flat", jnp.zeros((h.shape[0], 0))),
+        samples.get("V_walk", jnp.zeros((h.shape[0], 0))))
+    arrays = dict(h=h, J=J, V=V)
+    return {k: np.asarray(v).reshape((num_chains, -1) + v.shape[1:]) for k, v in arrays.items()}
+
+
+def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_draws=500,
+                  num_warmup=500, v_scale=1.0, h_scale=2.0, j_scale=1.0, target_accept=0.8,
+                  h_mean=0.0, max_tree_depth=10, spec=None, neuron_ids=None,
+                  likelihood="exact"):
+    """NUTS posterior of one family on (T, N) ±1 spins (float64 on; N ≤ 22 for the exact
+    likelihood).
+
+    ``likelihood="pseudo"`` (any N; also a spec's ``likelihood``): the pseudo-posterior of
+    :func:`bayes_ising.core.pseudolikelihood.log_pseudolikelihood_kpairwise`. It has no
+    curvature adjustment (the pairwise model's, :mod:`bayes_ising.fit.bayes`, is not derived
+    for V): its intervals are **unadjusted**, usually too narrow, and the tree says so
+    (attributes ``adjust = "none"``, ``intervals = "unadjusted"``); it has no
+    ``log_likelihood`` group (no LOO: its terms are not log predictive densities).
+
+    Dense mass matrix adapted in warmup (V and h, J are correlated, see the module docstring).
+    ``spec`` (a :class:`~bayes_ising.fit.model_spec.ModelSpec`, e.g. ``models/k_pairwise.toml``)
+    replaces the prior scales, target_accept and max_tree_depth by its own.
+    Returns :class:`FitResult`; its tree (:func:`draws_tree`: the posterior contract's
+    layout, neurons named by ``neuron_ids``) has groups ``posterior`` (h, J, V), ``log_likelihood``
+    (``s``: (chain, draw, pattern), log P of each unique pattern) and ``constant_data``
+    (``counts`` per pattern), the input of :func:`weighted_loo`.
+    """
+    from numpyro.infer import MCMC, NUTS
+
+    if spec is not None:
+        h_mean, h_scale, j_scale, v_scale = spec.h_mean, spec.h_scale, spec.j_scale, spec.v_scale
+        target_accept, max_tree_depth = spec.target_accept, spec.max_tree_depth
+    if likelihood not in ("exact", "pseudo"):
+        raise ValueError(f"likelihood must be 'exact' or 'pseudo', got {likelihood!r}")
+    spins = np.asarray(spins)
+    if likelihood == "exact":
+        ising.check_exact(spins.shape[1], "kpairwise.fit_posterior")
+    start = time.perf_counter()
+    patterns, counts = _unique(spins)
+    if likelihood == "exact":
+        suff = kpairwise.sufficient_statistics(spins)
+    else:
+        from bayes_ising.core import pseudolikelihood as pl
+
+        suff = pl.prepare(patterns, counts)
+    kernel = NUTS(model, dense_mass=True, target_accept_prob=target_accept,
+                  max_tree_depth=max_tree_depth)
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_draws, num_chains=num_chains,
+                chain_method="sequential", progress_bar=False)
+    key = jax.random.PRNGKey(rng_key) if isinstance(rng_key, int) else rng_key
+    mcmc.run(key, suff, family=family, h_mean=h_mean, h_scale=h_scale, j_scale=j_scale,
+             v_scale=v_scale, likelihood=likelihood)
+    draws = _draw_arrays(family, spins.shape[1], mcmc.get_samples(), num_chains)
+    log_lik = None
+    if likelihood == "exact":
+        flat = [draws[k].reshape((-1,) + draws[k].shape[2:]) for k in ("h", "J", "V")]
+        log_lik = kpairwise.pattern_log_likelihood_draws(patterns, *flat)
+        log_lik = log_lik.reshape(num_chains, num_draws, -1)
+    seconds = time.perf_counter() - start
+    divergent = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
+    attrs = _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws, num_warmup,
+                        rng_key)
+    if likelihood == "pseudo":
+        attrs.update(likelihood="pseudo", adjust="none", intervals="unadjusted",
+                     intervals_note=PSEUDO_INTERVALS_NOTE)
+    tree = draws_tree(draws["h"], draws["J"], draws["V"], neuron_ids=neuron_ids, attrs=attrs,
+                      log_likelihood=log_lik, counts=counts if log_lik is not None else None)
+    return FitResult(tree, patterns, counts, seconds)
+
+
+def draws_tree(h, J, V, *, neuron_ids=None, attrs=None, log_likelihood=None, counts=None):
+    """A posterior DataTree in the layout of the posterior contract
+    (:mod:`bayes_ising.fit.posterior`) from draws h (chain, draw, N), J (chain, draw, N, N)
+    and V (chain, draw, N+1): ``h`` (neuron), ``J`` (pair, coordinates ``neuron_i`` /
+    ``neuron_j``, :func:`~bayes_ising.core.ising.pair_indices` order), ``V`` (k = 0 … N);
+    ``neuron_ids`` default ``n0 …``; optional ``log_likelihood`` ``s`` (chain, draw, pattern)
+    and ``constant_data`` ``counts`` (pattern,); ``attrs`` on the root (``neuron_ids`` added
+    as JSON, as in the pairwise trees)."""
+    import json
+
+    import arviz_base
+
+    h, J, V = (np.asarray(x, np.float64) for x in (h, J, V))
+    n = h.shape[-1]
+    ids = ([f"n{k}" for k in range(n)] if neuron_ids is None
+           else [str(v) for v in np.asarray(neuron_ids).tolist()])
+    if len(ids) != n:
+        raise ValueError(f"draws_tree: {len(ids)} neuron ids for {n} neurons")
+    i, j = ising.pair_indices(n)
+    groups = {"posterior": {"h": h, "J": J[..., i, j], "V": V}}
+    dims = {"h": ["neuron"], "J": ["pair"], "V": ["k"]}
+    if log_likelihood is not None:
+        groups["log_likelihood"] = {"s": np.asarray(log_likelihood)}
+        dims["s"] = ["pattern"]
+    if counts is not None:
+        groups["constant_data"] = {"counts": np.asarray(counts)}
+        dims["counts"] = ["pattern"]
+    root = dict(attrs or {}, neuron_ids=json.dumps(ids))
+    tree = arviz_base.from_dict(groups, dims=dims, attrs={"/": root}, coords={
+        "neuron": ids, "k": np.arange(n + 1), "pair": np.arange(i.size)})
+    post = tree["posterior"]
+    post.coords["neuron_i"] = ("pair", np.asarray(ids)[i])
+    post.coords["neuron_j"] = ("pair", np.asarray(ids)[j])
+    return tree
+
+
+def fit_diagnostics(tree):
+    """(max R-hat, min bulk ESS) over the sampled parameters of a fit's tree: h, J_{i<j}
+    (pairwise, K-pairwise) and V(1..N) (K-pairwise); the constant entries (J's diagonal
+    and lower triangle, V(0)) are left out."""
+    mixing = _fit_verdict(tree)
+    return mixing.max_rhat, mixing.min_ess_bulk
+
+
+def _fit_verdict(tree):
+    """The package's one mixing rule (:func:`bayes_ising.core.convergence.verdict`: R-hat, bulk and
+    tail ESS by :func:`~bayes_ising.core.convergence.draw_statistics`, divergences) over the sampled
+    parameters of a fit's tree."""
+    from bayes_ising.core.convergence import draw_statistics, verdict
+
+    post = tree["posterior"]
+    arrays = [np.asarray(post["h"])]
+    if tree.attrs.get("family", "k_pairwise") != "independent":
+        arrays.append(np.asarray(post["J"]))
+    if tree.attrs.get("family", "k_pairwise") == "k_pairwise":
+        arrays.append(np.asarray(post["V"])[:, :, 1:])
+    rhat, ess_bulk, ess_tail = draw_statistics(np.concatenate(arrays, axis=-1))
+    return verdict(rhat, ess_bulk, ess_tail, int(tree.attrs.get("num_divergent", 0)),
+                   num_chains=post.sizes["chain"])
+
+
+def format_fit_summary(fit):
+    """One line: family, chains × draws, time, max R-hat, min bulk ESS, divergences, and the
+    verdict of the package's one mixing rule."""
+    from bayes_ising.core.convergence import rule_text
+
+    mixing = _fit_verdict(fit.tree)
+    a = fit.tree.attrs
+    return (f"{a['family']} ({a.get('likelihood', 'exact')} likelihood): {a['num_chains']} "
+            f"chains x {a['num_draws']} draws in {fit.seconds:.1f} s; max R-hat "
+            f"{mixing.max_rhat:.4f}, min bulk ESS "
+            f"{mixing.min_ess_bulk:.0f}, {a['num_divergent']} divergent transitions; "
+            + ("converged" if mixing.converged else f"NOT converged ({rule_text()}): "
+               "run longer") + "."
+            + (f" {PSEUDO_INTERVALS_NOTE}." if a.get("intervals") == "unadjusted" else ""))
+
+
+def _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws, num_warmup, seed):
+    from bayes_ising import __version__
+
+    return dict(family=family, likelihood="exact", num_divergent=divergent, seconds=seconds,
+                num_chains=num_chains, num_draws=num_draws, num_warmup=num_warmup,
+                seed=seed if isinstance(seed, int) else -1, bayes_ising_version=__version__,
+                model_spec="" if spec is None else spec.to_json())
+
+
+def weighted_loo(fit):
+    r"""PSIS-LOO per bin from the per-pattern log-likelihood of a :class:`FitResult`.
+
+    Bins with the same pattern have the same log-likelihood draws, hence the same PSIS-LOO
+    term: ``arviz_stats.loo`` runs once per unique pattern u and each term counts
+    :math:`c_u` times, :math:`\mathrm{elpd} = \sum_u c_u\, \mathrm{elpd}_u`,
+    se = √T · sd over bins (ddof 1, as arviz_stats). Returns an ``ELPDDataLOO`` whose
+    ``elpd_i`` / ``pareto_k`` are per bin (dim ``bin``, bins sorted by pattern), the input of
+    ``arviz_stats.compare``.
+    Bins of real data are autocorrelated, so se is an underestimate.
+    """
+    import arviz_stats as azs
+    import xarray as xr
+    from arviz_stats.utils import ELPDDataLOO
+
+    per_pattern = azs.loo(fit.tree, pointwise=True, var_name="s")
+    counts = fit.counts.astype(np.int64)
+    elpd_u = np.asarray(per_pattern.elpd_i).ravel()
+    ll = np.asarray(fit.tree["log_likelihood"]["s"]).reshape(-1, elpd_u.size)
+    lppd_u = np.asarray(logsumexp(ll, axis=0)) - np.log(ll.shape[0])
+    elpd_bins = np.repeat(elpd_u, counts)
+    k_bins = np.repeat(np.asarray(per_pattern.pareto_k).ravel(), counts)
+    return ELPDDataLOO(
+        elpd=float(elpd_bins.sum()), se=float(np.sqrt(elpd_bins.size) * elpd_bins.std(ddof=1)),
+        p=float(counts @ (lppd_u - elpd_u)), n_samples=ll.shape[0],
+        n_data_points=int(elpd_bins.size), scale="log",
+        warning=bool(np.any(k_bins > per_pattern.good_k)), good_k=per_pattern.good_k,
+        elpd_i=xr.DataArray(elpd_bins, dims=["bin"]), pareto_k=xr.DataArray(k_bins, dims=["bin"]))
+
+
+def posterior_arrays(tree, num_draws=None, seed=0):
+    """(h, J, V) of ``num_draws`` random draws (all when None), through the posterior
+    contract (:func:`bayes_ising.fit.posterior.posterior_draws`)."""
+    from bayes_ising.fit.posterior import posterior_draws
+
+    h, J, V = posterior_draws(tree, num_draws, jax.random.key(seed), potential=True)
+    return [h, J, np.zeros((h.shape[0], h.shape[1] + 1)) if V is None else V]

@@ -52,11 +52,10 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 
-from bayes_ising.analysis import validity
 from bayes_ising.core import gibbs, ising, limits, stats
 from bayes_ising.core import pseudolikelihood as pl
 from bayes_ising.errors import BayesIsingError, DataError
-from bayes_ising.fit import walk
+from bayes_ising.fit import validity, walk
 from bayes_ising.fit.fit_data import as_fit_data
 
 __all__ = [
@@ -1097,7 +1096,7 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=1024,
     critical number of combined standard errors :math:`\sqrt{\mathrm{MCSE}^2 +
     (w\,\mathrm{SE}_{data})^2}`, w = ``data_weight`` = 0.5 (an error below half the data's
     sampling error adds at most ~12% to the MLE's variance); the data SEs are batch means over
-    ``num_blocks`` blocks of bins (:func:`bayes_ising.analysis.validity.data_standard_errors`).
+    ``num_blocks`` blocks of bins (:func:`bayes_ising.fit.validity.data_standard_errors`).
     Stops
     when converged or when a stage at the last rate no longer lowers max |z| by 10%; the
     stage with the smallest max |z| is returned, with its numbers when not converged.
@@ -1161,7 +1160,7 @@ def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=1024,
 def model_check(rng_key, h, J, spins, *, num_chains=1024, num_sweeps=1000, burn_in=500,
                 significance=0.05, neuron_ids=None):
     r"""Simulate a fitted model from random and from data starts and compare it with the data;
-    name a degenerate fit. :func:`bayes_ising.analysis.validity.model_check` (see there) on the
+    name a degenerate fit. :func:`bayes_ising.fit.validity.model_check` (see there) on the
     spins of
     ``spins`` (SpikeData or (T, N) ±1): a dict with ``passed``, ``verdict``, ``reason`` and the
     numbers."""

@@ -85,7 +85,7 @@ def has_potential(tree):
 def family(tree):
     """The energy family of the draws: "k_pairwise" when the posterior has ``V``, else the
     root attribute ``family`` ("pairwise" when absent; "independent" for J ≡ 0 fits of
-    :func:`bayes_ising.core.kpairwise.fit_posterior`)."""
+    :func:`bayes_ising.fit.kpairwise_fit.fit_posterior`)."""
     if has_potential(tree):
         return "k_pairwise"
     return str((getattr(tree, "attrs", None) or {}).get("family", "pairwise"))

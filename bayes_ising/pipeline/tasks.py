@@ -62,7 +62,7 @@ def validity(rng_key, tree, spins, diagnosis):
 
     The diagnostics' own verdict when they give one (``diagnosis["valid"]``); else the fit's
     stored model check (pseudo-posteriors); else the model check
-    (:func:`bayes_ising.analysis.validity.model_check`) of the posterior-mean model: Gibbs chains
+    (:func:`bayes_ising.fit.validity.model_check`) of the posterior-mean model: Gibbs chains
     from
     random and data starts against the data's means and connected correlations.
     """
@@ -77,7 +77,7 @@ def validity(rng_key, tree, spins, diagnosis):
         return dict(valid=verdict == "ok", verdict=verdict, source="fit (model_check)",
                     reason=check.get("reason"))
     try:
-        from bayes_ising.analysis.validity import model_check
+        from bayes_ising.fit.validity import model_check
     except ImportError:  # pragma: no cover - before the validity module
         from bayes_ising.fit.mle import model_check
     h, J = _posterior_mean(tree)
@@ -174,17 +174,17 @@ def run_states(task, out_dir, progress=False):
 
 def run_families(task, out_dir, progress=False):
     """Independent vs pairwise vs K-pairwise posteriors of one fit's data by PSIS-LOO."""
-    from bayes_ising.core import kpairwise
+    from bayes_ising.analysis import families
     from bayes_ising.fit.model_spec import ModelSpec
 
     p = task.params
     data = _task_data(task, out_dir, population=task.population, neurons=p["neurons"])
     spec = ModelSpec.from_json(json.dumps(p["spec"]))
-    result = kpairwise.compare_families(
+    result = families.compare_families(
         np.asarray(data.spins), tuple(p["families"]), rng_key=int(task.key[:7], 16) + p["seed"],
         check_draws=p["check_draws"], spec=spec, num_chains=p["num_chains"],
         num_draws=p["num_draws"], num_warmup=p["num_warmup"])
-    _write_task_result(task, out_dir, kpairwise.comparison_summary(result))
+    _write_task_result(task, out_dir, families.comparison_summary(result))
 
 
 RUNNERS = {"fit": run_fit, "checks": run_checks, "thermo": run_thermo, "compare": run_compare,

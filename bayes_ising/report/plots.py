@@ -404,7 +404,7 @@ def plot_ei_synchrony(population, synchrony, *, ax=None, title=None):
 def plot_family_synchrony(synchrony, *, title=None, interval=0.9):
     """P(K) data against the posterior-predictive band of each energy family.
 
-    ``synchrony``: the layout of :func:`bayes_ising.core.kpairwise.comparison_summary`'s
+    ``synchrony``: the layout of :func:`bayes_ising.analysis.families.comparison_summary`'s
     ``synchrony`` entry (``observed`` (N+1,), ``bands`` {family: {lower, upper}})."""
     fig = _figure(6, 3.8)
     ax = fig.subplots()

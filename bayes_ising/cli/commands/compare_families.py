@@ -6,10 +6,10 @@
         [--out COMPARISON.json] [--force] [data-selection flags]
 
 Fits each family's exact posterior (N <= 22) on the same bins
-(:func:`bayes_ising.core.kpairwise.compare_families`), prints the arviz-stats comparison table
+(:func:`bayes_ising.analysis.families.compare_families`), prints the arviz-stats comparison table
 (elpd_loo, se, elpd_diff, dse, Pareto k) with how many observed P(K) lie in each model's
 predictive band, and writes the digest as JSON
-(:func:`bayes_ising.core.kpairwise.comparison_summary`).
+(:func:`bayes_ising.analysis.families.comparison_summary`).
 ``--held-out-blocks B`` adds blocked cross-validation
 (:func:`bayes_ising.fit.kpairwise_fit.held_out_blocks`: exact MLE fits and held-out
 log-likelihood for N <= 22, pseudolikelihood fits and held-out log pseudolikelihood above,
@@ -132,12 +132,12 @@ def run(args):
             write_json(args.out, summary, force=args.force)
             print(f"comparison: {args.out}")
         return 0
-    result = kpairwise.compare_families(
+    result = families.compare_families(
         spins, families, rng_key=args.seed, check_draws=args.posterior_draws,
         spec=spec, num_chains=args.num_chains or spec.num_chains,
         num_draws=args.num_draws or spec.num_draws,
         num_warmup=spec.num_warmup if args.num_warmup is None else args.num_warmup)
-    summary = kpairwise.comparison_summary(result)
+    summary = families.comparison_summary(result)
     print("\n".join(format_table(summary)))
     print(f"note: {summary['caveat']}")
     if args.held_out_blocks:

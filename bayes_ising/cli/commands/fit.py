@@ -95,7 +95,7 @@ def _run_k_pairwise(args, spec, data, likelihood):
     import jax
     import numpy as np
 
-    from bayes_ising.core import ising, kpairwise
+    from bayes_ising.core import ising
     from bayes_ising.errors import BayesIsingError, TooManyNeuronsError
     from bayes_ising.fit import bayes, kpairwise_fit
 
@@ -109,7 +109,7 @@ def _run_k_pairwise(args, spec, data, likelihood):
             f"{ising.MAX_EXACT_NEURONS}); the selected data have N = {data.num_neurons} (use "
             "--likelihood pseudo, or select fewer neurons)")
     spins = np.asarray(data.spins)
-    fit = kpairwise.fit_posterior(
+    fit = kpairwise_fit.fit_posterior(
         spins, "k_pairwise", rng_key=args.seed, spec=spec, likelihood=likelihood,
         num_chains=args.num_chains or spec.num_chains, num_draws=args.num_draws or
         spec.num_draws, num_warmup=spec.num_warmup if args.num_warmup is None
@@ -120,7 +120,7 @@ def _run_k_pairwise(args, spec, data, likelihood):
         check = kpairwise_fit.pseudo_model_check(jax.random.key(args.seed), fit.tree, spins)
         fit.tree.attrs["model_check"] = json.dumps(check)
     bayes.save_posterior(fit.tree, args.out, force=args.force)
-    print(kpairwise.format_fit_summary(fit))
+    print(kpairwise_fit.format_fit_summary(fit))
     if check is not None:
         print(check["verdict"])
     print(f"posterior: {args.out}")
