@@ -267,7 +267,7 @@ def thermodynamics(h, J, V, temperatures, *, method="exact", num_grid=64, rng_ke
     betas, index = thermo.integration_grid(temperatures, num_grid)
     settings = dict(num_grid=int(num_grid), grid_size=int(betas.size), family="k_pairwise")
     if method == "exact":
-        ising.check_exact(n, "kpairwise_fit.thermodynamics")
+        ising.check_exact(n, "families.thermodynamics")
         out = [_exact_energy_moments(*map(jnp.asarray, (a, b, c)), jnp.asarray(betas))
                for a, b, c in zip(h, J, V, strict=True)]
         mean_e, var_e, log_z = (np.stack([np.asarray(o[k]) for o in out]) for k in range(3))
@@ -296,7 +296,7 @@ def thermodynamics(h, J, V, temperatures, *, method="exact", num_grid=64, rng_ke
 
 def posterior_thermodynamics(tree, temperatures, *, num_draws=20, seed=0, **options):
     """:func:`thermodynamics` of ``num_draws`` random posterior draws of a
-    :func:`bayes_ising.core.kpairwise.fit_posterior` tree (bands via ``ThermoResult.to_dict``)."""
+    :func:`bayes_ising.fit.kpairwise_fit.fit_posterior` tree (bands via ``ThermoResult.to_dict``)."""
     from bayes_ising.fit.posterior import posterior_draws
 
     h, J, V = posterior_draws(tree, num_draws, jax.random.key(seed), potential=True)

@@ -375,7 +375,7 @@ def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_dr
         raise ValueError(f"likelihood must be 'exact' or 'pseudo', got {likelihood!r}")
     spins = np.asarray(spins)
     if likelihood == "exact":
-        ising.check_exact(spins.shape[1], "kpairwise.fit_posterior")
+        ising.check_exact(spins.shape[1], "kpairwise_fit.fit_posterior")
     start = time.perf_counter()
     patterns, counts = _unique(spins)
     if likelihood == "exact":
