@@ -296,7 +296,8 @@ def thermodynamics(h, J, V, temperatures, *, method="exact", num_grid=64, rng_ke
 
 def posterior_thermodynamics(tree, temperatures, *, num_draws=20, seed=0, **options):
     """:func:`thermodynamics` of ``num_draws`` random posterior draws of a
-    :func:`bayes_ising.fit.kpairwise_fit.fit_posterior` tree (bands via ``ThermoResult.to_dict``)."""
+    :func:`bayes_ising.fit.kpairwise_fit.fit_posterior` tree (bands via
+    ``ThermoResult.to_dict``)."""
     from bayes_ising.fit.posterior import posterior_draws
 
     h, J, V = posterior_draws(tree, num_draws, jax.random.key(seed), potential=True)
