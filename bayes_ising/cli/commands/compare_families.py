@@ -132,7 +132,8 @@ def run(args):
             write_json(args.out, summary, force=args.force)
             print(f"comparison: {args.out}")
         return 0
-    result = families.compare_families(
+    from bayes_ising.analysis.families import compare_families
+    result = compare_families(
         spins, families, rng_key=args.seed, check_draws=args.posterior_draws,
         spec=spec, num_chains=args.num_chains or spec.num_chains,
         num_draws=args.num_draws or spec.num_draws,
