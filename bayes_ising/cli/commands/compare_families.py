@@ -104,15 +104,16 @@ def run(args):
     import numpy as np
 
     from bayes_ising._io import check_writable, write_json
+    from bayes_ising.analysis import families
     from bayes_ising.cli.commands._common import check_counts, load_selected_data
     from bayes_ising.core import ising, kpairwise
     from bayes_ising.errors import BayesIsingError, TooManyNeuronsError
     from bayes_ising.fit.model_spec import load_model_spec
 
     check_counts(args, num_chains=1, num_draws=1, num_warmup=0, posterior_draws=1)
-    families = tuple(f.strip() for f in args.families.split(",") if f.strip())
-    unknown = [f for f in families if f not in kpairwise.FAMILIES]
-    if unknown or not families:
+    chosen = tuple(f.strip() for f in args.families.split(",") if f.strip())
+    unknown = [f for f in chosen if f not in kpairwise.FAMILIES]
+    if unknown or not chosen:
         raise BayesIsingError(f"--families: unknown {unknown or args.families!r} (choose from "
                               f"{', '.join(kpairwise.FAMILIES)})")
     if args.out:
@@ -127,14 +128,13 @@ def run(args):
             f"data have N = {data.num_neurons}: compare by held-out blocks of bins instead "
             "(--held-out-blocks 10; pseudolikelihood fits, docs/models.md)")
     if large or args.held_out_only:
-        summary = {"held_out": _held_out(args, spins, families)}
+        summary = {"held_out": _held_out(args, spins, chosen)}
         if args.out:
             write_json(args.out, summary, force=args.force)
             print(f"comparison: {args.out}")
         return 0
-    from bayes_ising.analysis.families import compare_families
-    result = compare_families(
-        spins, families, rng_key=args.seed, check_draws=args.posterior_draws,
+    result = families.compare_families(
+        spins, chosen, rng_key=args.seed, check_draws=args.posterior_draws,
         spec=spec, num_chains=args.num_chains or spec.num_chains,
         num_draws=args.num_draws or spec.num_draws,
         num_warmup=spec.num_warmup if args.num_warmup is None else args.num_warmup)
@@ -142,7 +142,7 @@ def run(args):
     print("\n".join(format_table(summary)))
     print(f"note: {summary['caveat']}")
     if args.held_out_blocks:
-        summary["held_out"] = _held_out(args, spins, families)
+        summary["held_out"] = _held_out(args, spins, chosen)
     if args.out:
         write_json(args.out, summary, force=args.force)
         print(f"comparison: {args.out}")
