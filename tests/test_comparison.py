@@ -42,6 +42,24 @@ def test_walk_time_budget_is_kept_before_the_first_diagnostic():
     assert info["num_steps"] == 100 and draws.shape[1] == 50
 
 
+@pytest.mark.parametrize("method", ["exact", "pseudo"])
+def test_walk_curvature_closed_form_equals_autodiff(method):
+    """The walk's covariance guess comes from the closed-form −∇² log π (T·F or the
+    pseudolikelihood's one-pass Hessian, plus T·l2 on J): equal to autodiff of the density."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayes_ising.analysis import comparison
+
+    rng = np.random.default_rng(5)
+    spins = np.where(rng.random((400, 5)) < 0.3, 1.0, -1.0)
+    theta = jnp.asarray(rng.normal(scale=0.3, size=15))
+    density = comparison._log_density(spins, method, 0.01)
+    reference = -np.asarray(jax.hessian(density)(theta))
+    np.testing.assert_allclose(comparison._neg_hessian(spins, method, 0.01, theta), reference,
+                               rtol=1e-9, atol=1e-8 * np.abs(reference).max())
+
+
 @pytest.fixture(scope="module")
 def small_case(tmp_path_factory):
     import jax

@@ -158,7 +158,8 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
         double the walks' length until max R-hat ≤ ``max_rhat`` and min bulk/tail ESS ≥
         ``min_ess`` (every parameter), at most ``max_walk_draws`` draws per walk
     keep : kept (thinned) draws per walk; max_seconds : wall-time budget of the adaptive length,
-        checked after every chunk of ``keep`` kept draws (None: none)
+        checked after every chunk of ``keep`` kept draws: the walks stop when the next chunk,
+        at the last one's pace, would end past it (None: none)
 
     Returns
     -------
@@ -190,17 +191,22 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
     stopped = "fixed length" if target else "budget: max_walk_draws"
     first_check = min(16 * dim, limit)
     keep = max(2, min(int(keep), limit // 2))
+    step_seconds = 0.0  # the last chunk's wall time per step (compilation excluded after it)
     while steps < limit:
         key_walk, key = jax.random.split(key_walk)
         step_thin = max(1, min(thin, -(-(limit - steps) // keep)))
+        chunk_started = time.perf_counter()
         state, kept = program(state, key, keep, step_thin)
         steps += keep * step_thin
         buffer = (np.asarray(kept) if buffer is None
                   else np.concatenate([buffer, np.asarray(kept)], axis=1))
+        step_seconds = (time.perf_counter() - chunk_started) / (keep * step_thin)
         if buffer.shape[1] >= 2 * keep:
             buffer, thin = buffer[:, 1::2], thin * 2
+        # the budget is kept, not overrun: stop when the next chunk (keep · thin steps at the
+        # last chunk's pace) would end past it
         spent = (target is None and max_seconds is not None
-                 and time.perf_counter() - started > max_seconds)
+                 and time.perf_counter() - started + step_seconds * keep * thin > max_seconds)
         if steps < first_check and steps < limit and not spent:
             continue
         diag = walk_diagnostics(buffer[:, buffer.shape[1] // 2:])
