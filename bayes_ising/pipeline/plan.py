@@ -77,7 +77,8 @@ class StudySettings:
     """Everything a study's results depend on besides the data.
 
     ``num_chains``/``num_draws``/``num_warmup`` None keep the model spec's. ``posterior_draws``
-    posterior draws feed the predictive checks, the E/I and the state analyses;
+    posterior draws feed the predictive checks, the E/I and the state analyses, each draw
+    simulated with ``check_samples`` patterns (Gibbs; above the enumeration limit);
     ``thermo_draws`` the C(T) bands, sampled by ``thermo_chains`` Gibbs chains per model and
     temperature whose length tunes itself up to ``thermo_sweeps`` sweeps (after
     ``thermo_burn_in``). The study's adaptive-Metropolis walks run until their own R-hat and
@@ -407,8 +408,8 @@ def _cross_fit_tasks(fits, states, populations, settings, identity, notes):
         for part in parts:
             tasks.append(_task("ei", state, part, dict(
                 seed=settings.seed, posterior_draws=settings.posterior_draws,
-                tail=settings.tail, num_bootstrap=settings.num_bootstrap, joint=joint,
-                interval=settings.interval),
+                check_samples=settings.check_samples, tail=settings.tail,
+                num_bootstrap=settings.num_bootstrap, joint=joint, interval=settings.interval),
                 [fits[state, part].key, fits[state, joint].key], identity))
     if len(states) < 2:
         notes.append(f"state comparison skipped: one state only ({states[0]!r})")

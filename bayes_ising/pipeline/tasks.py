@@ -154,7 +154,8 @@ def run_ei(task, out_dir, progress=False):
     data = _task_data(task, out_dir, tree=joint_tree)
     result = ei_posterior_comparison(
         _rng_key(task), data, population_tree, joint_tree, num_draws=p["posterior_draws"],
-        tail=p["tail"], num_bootstrap=p["num_bootstrap"], prob=p["interval"])
+        tail=p["tail"], num_bootstrap=p["num_bootstrap"], prob=p["interval"],
+        num_samples=p["check_samples"])
     _write_task_result(task, out_dir, result)
 
 
