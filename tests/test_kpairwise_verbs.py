@@ -170,3 +170,76 @@ def test_cli_check_thermo_and_compare_mle_on_a_k_pairwise_posterior(tmp_path, ca
     err = capsys.readouterr().err
     assert "k_pairwise posterior" in err and "compare-families" in err and len(
         err.strip().splitlines()) == 1
+
+
+def _mixing_tree(ids, stuck_level=3):
+    """4 chains x 1000 independent draws (they mix), except chain 0 of V(``stuck_level``),
+    shifted by +1 (an unmixed level of the potential)."""
+    h, J, V = _draws(num_chains=4, num_draws=1000, seed=5)
+    V[0, :, stuck_level] += 1.0
+    return kpairwise_fit.draws_tree(h, J, V, neuron_ids=ids, attrs=dict(
+        family="k_pairwise", likelihood="exact", bayes_ising_version="test",
+        num_divergent=3)), (h, J, V)
+
+
+def test_diagnose_judges_each_neuron_and_each_level_of_v():
+    from bayes_ising.analysis import diagnostics
+    from bayes_ising.core import convergence
+
+    tree, (h, J, V) = _mixing_tree(None)
+    out = diagnostics.diagnose(tree)
+    # V's rows: the package's R-hat / ESS of each level, computed here from the raw draws
+    rhat_v, bulk_v, _ = convergence.draw_statistics(V[..., 1:])
+    assert [row["k"] for row in out["potential"]] == list(range(1, N + 1))
+    np.testing.assert_allclose([row["rhat"] for row in out["potential"]], rhat_v)
+    np.testing.assert_allclose([row["ess_bulk"] for row in out["potential"]], bulk_v)
+    assert [row["flagged"] for row in out["potential"]] == [k == 3 for k in range(1, N + 1)]
+    assert not out["converged"] and out["summary"]["num_parameters"] == N + 10 + N
+    assert out["sampler"]["num_divergent"] == 3  # from the tree's attribute
+    # per neuron: R-hat over its h_i and J_i. only (V's stuck level touches no neuron)
+    i, j = ising.pair_indices(N)
+    rhat_h, _, _ = convergence.draw_statistics(h)
+    rhat_j, _, _ = convergence.draw_statistics(J[..., i, j])
+    for n, row in enumerate(out["neurons"]):
+        mine = np.concatenate([[rhat_h[n]], rhat_j[(i == n) | (j == n)]])
+        assert row["max_rhat"] == pytest.approx(np.max(mine))
+        assert not row["non_convergence"]
+    # the 0/1 field is the log-odds of firing alone, V(1) included: check by enumeration
+    states = ising.all_states(N)
+    alone = np.flatnonzero((states > 0).sum(axis=1) <= 1)
+    hd, Jd, Vd = h[0, 0], J[0, 0], V[0, 0]
+    logp = np.asarray(kpairwise.log_probability(states[alone], hd, Jd, Vd))
+    silent = alone[(states[alone] > 0).sum(axis=1) == 0][0]
+    a = ising.to_lattice_gas(hd, Jd)[0] + Vd[1]
+    for row, pattern in zip(logp, states[alone], strict=True):
+        if (pattern > 0).any():
+            n = int(np.flatnonzero(pattern > 0)[0])
+            assert row - logp[list(alone).index(silent)] == pytest.approx(float(a[n]))
+    pairwise = kpairwise_fit.draws_tree(h, J, V)
+    del pairwise["posterior"]["V"]
+    assert diagnostics.diagnose(pairwise)["potential"] is None
+
+
+def test_cli_diagnose_and_report_on_a_k_pairwise_posterior(tmp_path, capsys):
+    from bayes_ising import cli
+    from bayes_ising.fit import bayes
+
+    ids = [str(i) for i in range(N)]
+    tree, _ = _mixing_tree(ids)
+    path = tmp_path / "kp.nc"
+    bayes.save_posterior(tree, path)
+    diag = tmp_path / "d.json"
+    assert cli.main(["diagnose", str(path), "--out", str(diag)]) == 0
+    printed = capsys.readouterr().out
+    assert "NOT converged" in printed and "1 of 5 levels of V(K) not converged (V(3))" in printed
+    written = json.loads(diag.read_text())
+    assert [row["flagged"] for row in written["potential"]] == [False, False, True, False, False]
+    assert written["parameters"]["k"] == [1, 2, 3, 4, 5] and len(written["neurons"]) == N
+    assert cli.main(["diagnose", str(path), "--out", str(tmp_path / "e.json"),
+                     "--convention", "01"]) == 2
+    assert "--convention" in capsys.readouterr().err
+    html = tmp_path / "r.html"
+    assert cli.main(["report", str(path), "--diagnostics", str(diag), "--out", str(html)]) == 0
+    text = html.read_text()
+    assert "The potential V(K) (K-pairwise)" in text and "1 of 5 levels of V(K)" in text
+    assert "K-pairwise model E(s)" in text and "V(3)" in text
