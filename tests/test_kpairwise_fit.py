@@ -314,12 +314,16 @@ def test_cli_fit_k_pairwise_pseudo_above_the_enumeration_limit(tmp_path, capsys)
     assert tree.attrs["intervals"] == "unadjusted"
     assert json.loads(tree.attrs["model_check"])["max_abs_error"]["mean"] < 0.05
     assert cli.main(["check", str(out), str(path), "--posterior-draws", "2", "--no-progress",
+                     "--moments-draws", "4",
                      "--out", str(tmp_path / "c.json")]) == 0
     checks_json = json.loads((tmp_path / "c.json").read_text())
     assert checks_json["synchrony"]["method"] == "gibbs" and checks_json["family"] == "k_pairwise"
     sync = checks_json["synchrony"]  # the Gibbs-simulated K-pairwise P(K) follows the data
     np.testing.assert_allclose(sync["predicted"]["median"], sync["observed"], atol=0.05)
-    assert "note" in checks_json["predictive_moments"]
+    moments = checks_json["predictive_moments"]  # N > 20: simulated with V (Gibbs)
+    assert moments["method"] == "gibbs" and moments["family"] == "k_pairwise"
+    assert set(moments["m_model"]) == {"random", "data"}
+    np.testing.assert_allclose(moments["m_model"]["random"], moments["m_data"], atol=0.05)
     assert cli.main(["thermo", str(out), "--posterior-draws", "2", "--num-sweeps", "300",
                      "--temperatures", "0.8:1.6:5", "--no-progress",
                      "--out", str(tmp_path / "t.json")]) == 0

@@ -93,8 +93,6 @@ def test_checks_enumerate_the_k_pairwise_model():
     i, j, k = out["third_order"]["triplets"]
     np.testing.assert_allclose(out["third_order"]["predicted"]["median"],
                                np.median(third[:, i, j, k], axis=0), atol=1e-12)
-    with pytest.raises(Exception, match="K-pairwise"):
-        checks.predictive_moments(jax.random.key(0), tree, spins, num_draws=2)
 
 
 def test_gibbs_spins_of_the_k_pairwise_model_match_enumeration():
@@ -142,8 +140,14 @@ def test_cli_check_thermo_and_compare_mle_on_a_k_pairwise_posterior(tmp_path, ca
     np.testing.assert_allclose(checks_json["synchrony"]["predicted"]["median"],
                                np.median(p_k, axis=0), atol=1e-10)
     assert cli.main(["check", str(path), str(data), "--out", str(tmp_path / "c2.json"),
-                     "--moments", "yes"]) == 2
-    assert "would drop" in capsys.readouterr().err
+                     "--moments", "yes", "--moments-draws", "4", "--no-progress"]) == 0
+    assert "predictive moments" in capsys.readouterr().out
+    moments = json.loads((tmp_path / "c2.json").read_text())["predictive_moments"]
+    assert moments["method"] == "exact" and moments["family"] == "k_pairwise"
+    h4, J4, V4 = posterior.posterior_draws(tree, 4, potential=True)
+    np.testing.assert_allclose(moments["m_model"]["exact"], np.mean(
+        [kpairwise.exact_moments(*p)[0] for p in zip(h4, J4, V4, strict=True)], axis=0),
+        atol=1e-10)
 
     temperatures = np.linspace(0.5, 2.0, 7)
     assert cli.main(["thermo", str(path), "--temperatures", "0.5:2:7", "--out",
@@ -243,3 +247,53 @@ def test_cli_diagnose_and_report_on_a_k_pairwise_posterior(tmp_path, capsys):
     text = html.read_text()
     assert "The potential V(K) (K-pairwise)" in text and "1 of 5 levels of V(K)" in text
     assert "K-pairwise model E(s)" in text and "V(3)" in text
+
+
+def _brute_moments(h, J, V):
+    """m (N,) and connected C_{i<j} of one K-pairwise model by explicit sums over 2^N states
+    (numpy only: an independent reference for the package's enumeration and sampler)."""
+    states = ising.all_states(N).astype(float)
+    k = (states > 0).sum(axis=1)
+    neg_energy = states @ h + 0.5 * np.einsum("si,ij,sj->s", states, J, states) + V[k]
+    p = np.exp(neg_energy - neg_energy.max())
+    p /= p.sum()
+    m = p @ states
+    i, j = ising.pair_indices(N)
+    return m, (np.einsum("s,si,sj->ij", p, states, states) - np.outer(m, m))[i, j]
+
+
+def test_predictive_moments_of_a_k_pairwise_posterior_exact_and_gibbs():
+    """The K-pairwise draws' predictive m and C: exact (auto, N <= 22) equal to brute-force
+    sums with V, and clearly not the pairwise model's; the Gibbs path (random and data
+    starts, V in the sampler) agrees with them within its Monte Carlo error."""
+    from bayes_ising.analysis import checks
+
+    tree, (h, J, V) = _tree(num_chains=1, num_draws=3)
+    hd, Jd, Vd = (a.reshape((-1,) + a.shape[2:]) for a in (h, J, V))
+    spins = _exact_samples(hd[0], Jd[0], Vd[0], 4000, seed=7)
+    exact = checks.predictive_moments(jax.random.key(0), tree, spins, num_draws=3)
+    summary, moments = exact["summary"], exact["moments"]
+    assert summary["method"] == "exact" and list(moments["start"].values) == ["exact"]
+    brute = [_brute_moments(*p) for p in zip(hd, Jd, Vd, strict=True)]
+    np.testing.assert_allclose(moments["m_model"].sel(start="exact"),
+                               [b[0] for b in brute], atol=1e-10)
+    np.testing.assert_allclose(moments["C_model"].sel(start="exact"),
+                               [b[1] for b in brute], atol=1e-10)
+    dropped = [_brute_moments(a, b, 0 * c) for a, b, c in zip(hd, Jd, Vd, strict=True)]
+    assert np.max(np.abs(np.array([d[0] for d in dropped]) - [b[0] for b in brute])) > 0.05
+    assert summary["passed"], summary["reason"]  # the data come from the first draw
+    assert summary["exact"]["degenerate_draws"] == 0.0
+    json.dumps(summary)
+    gibbs = checks.predictive_moments(jax.random.key(1), tree, spins, num_draws=3,
+                                      method="gibbs", num_chains=128, num_sweeps=300,
+                                      burn_in=100, batch_size=3)
+    assert gibbs["summary"]["method"] == "gibbs"
+    for start in ("random", "data"):
+        sampled = gibbs["moments"].sel(start=start)
+        for name, index in (("m", 0), ("C", 1)):
+            reference = np.array([b[index] for b in brute])
+            z = (sampled[f"{name}_model"].values - reference) / np.maximum(
+                sampled[f"mcse_{name}"].values, 1e-4)
+            assert np.max(np.abs(z)) < 5, (start, name, np.max(np.abs(z)))
+    with pytest.raises(ValueError, match="method"):
+        checks.predictive_moments(jax.random.key(0), tree, spins, method="enumerate")
