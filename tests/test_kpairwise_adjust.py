@@ -85,6 +85,22 @@ def test_k_pairwise_fisher_chunked_path(monkeypatch):
     np.testing.assert_allclose(kpairwise.fisher_information(h + 0.0, J, V), whole, atol=1e-13)
 
 
+def test_k_pairwise_fisher_from_gibbs_samples_matches_enumeration():
+    """The Fisher information used above 22 neurons (K-pairwise Gibbs samples of the
+    statistics, :func:`bayes_ising.fit.bayes._fisher_from_samples` with V) against the exact
+    one, in units of its Monte Carlo error."""
+    from bayes_ising.fit import bayes
+
+    h, J, V = _model(seed=5)
+    exact = np.asarray(kpairwise.fisher_information(h, J, V))
+    sampled = bayes._fisher_from_samples(jax.random.key(2), h, J, 100_000, V=V)
+    assert sampled.shape == exact.shape == (2 * N + ising.num_pairs(N),) * 2
+    # a covariance of ±1 / 0-1 statistics from ≳ 20,000 effective samples: MC sd < 0.01
+    np.testing.assert_allclose(sampled, exact, atol=0.03)
+    assert np.max(np.abs(exact[-N:, -N:] - np.asarray(  # V matters: the V = 0 model differs
+        kpairwise.fisher_information(h, J, 0 * V))[-N:, -N:])) > 0.05
+
+
 def test_prior_precision_is_the_random_walk_prior():
     precision = kpairwise_adjust.prior_precision(N, 2.0, 1.0, 0.5)
     theta = np.random.default_rng(0).normal(size=precision.shape[0])
