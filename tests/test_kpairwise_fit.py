@@ -212,11 +212,55 @@ def test_cli_held_out_blocks_exact_and_above_22_neurons(tmp_path, capsys):
     assert cli.main(["compare-families", str(big)]) == 2
     assert "--held-out-blocks" in capsys.readouterr().err
     assert cli.main(["compare-families", str(big), "--families", "pairwise,k_pairwise",
-                     "--held-out-blocks", "2", "--out", str(tmp_path / "big.json")]) == 0
+                     "--held-out-blocks", "2", "--held-out-only",
+                     "--out", str(tmp_path / "big.json")]) == 0
     text = capsys.readouterr().out
     assert "pseudo fits" in text and "not comparable with LOO" in text
     held = json.loads((tmp_path / "big.json").read_text())["held_out"]
     assert held["method"] == "pseudo" and held["score"] == "log pseudolikelihood"
+
+
+def test_sampled_synchrony_draws_match_enumeration():
+    """The Gibbs P(K) of posterior draws (used above 22 neurons) against the exact P(K) of the
+    same draws (small N)."""
+    draws = [_model(5, seed=s) for s in (21, 22)]
+    h, J, V = (np.stack([d[k] for d in draws])[None] for k in range(3))
+    tree = kpairwise_fit.draws_tree(h, J, V, attrs=dict(family="k_pairwise"))
+    sampled = families.sampled_synchrony_draws(jax.random.key(0), tree, num_chains=256,
+                                               num_sweeps=2000)
+    exact = families.synchrony_draws(tree)
+    order = np.argsort(sampled[:, 1])  # both take the draws in a random order
+    np.testing.assert_allclose(sampled[order], exact[np.argsort(exact[:, 1])], atol=0.01)
+
+
+@pytest.mark.slow
+def test_cli_compare_families_with_pseudo_posteriors_above_22_neurons(tmp_path, capsys):
+    """N = 23: compare-families fits each family's pseudo-posterior (tiny run), reports its
+    Gibbs P(K) band and mixing beside the held-out pseudolikelihood scores, JSON included."""
+    import json
+
+    from bayes_ising import cli
+
+    rng = np.random.default_rng(3)
+    h = rng.normal(-0.9, 0.2, 23)
+    J = np.asarray(ising.couplings_to_matrix(rng.normal(0, 0.05, ising.num_pairs(23)), 23))
+    V = np.where(np.arange(24) >= 6, 1.5, 0.0)  # a step: no shift of h or J mimics it
+    samples = gibbs.sample_kpairwise_spins(jax.random.key(0), h[None], J[None], V[None], 2000,
+                                           num_chains=100, burn_in=200, thin=3)[0]
+    big = tmp_path / "big.npz"
+    np.savez(big, raster=(samples > 0).astype(np.int8))
+    out = tmp_path / "big.json"
+    assert cli.main(["compare-families", str(big), "--families", "pairwise,k_pairwise",
+                     "--held-out-blocks", "3", "--num-chains", "1", "--num-draws", "30",
+                     "--num-warmup", "30", "--posterior-draws", "4", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "P(K) in band" in text and "pseudo-posteriors (unadjusted)" in text
+    summary = json.loads(out.read_text())
+    assert [r["family"] for r in summary["rows"]][0] == "k_pairwise"  # the planted family
+    assert summary["held_out"]["method"] == "pseudo"
+    k_row = summary["rows"][0]
+    assert k_row["intervals"] == "unadjusted" and k_row["pk_seen"] > 3
+    assert k_row["pk_in_band"] >= summary["rows"][1]["pk_in_band"]
 
 
 def _brute_pseudolikelihood(h, J, V, patterns, counts):
@@ -314,12 +358,16 @@ def test_cli_fit_k_pairwise_pseudo_above_the_enumeration_limit(tmp_path, capsys)
     assert tree.attrs["intervals"] == "unadjusted"
     assert json.loads(tree.attrs["model_check"])["max_abs_error"]["mean"] < 0.05
     assert cli.main(["check", str(out), str(path), "--posterior-draws", "2", "--no-progress",
+                     "--moments-draws", "4",
                      "--out", str(tmp_path / "c.json")]) == 0
     checks_json = json.loads((tmp_path / "c.json").read_text())
     assert checks_json["synchrony"]["method"] == "gibbs" and checks_json["family"] == "k_pairwise"
     sync = checks_json["synchrony"]  # the Gibbs-simulated K-pairwise P(K) follows the data
     np.testing.assert_allclose(sync["predicted"]["median"], sync["observed"], atol=0.05)
-    assert "note" in checks_json["predictive_moments"]
+    moments = checks_json["predictive_moments"]  # N > 20: simulated with V (Gibbs)
+    assert moments["method"] == "gibbs" and moments["family"] == "k_pairwise"
+    assert set(moments["m_model"]) == {"random", "data"}
+    np.testing.assert_allclose(moments["m_model"]["random"], moments["m_data"], atol=0.05)
     assert cli.main(["thermo", str(out), "--posterior-draws", "2", "--num-sweeps", "300",
                      "--temperatures", "0.8:1.6:5", "--no-progress",
                      "--out", str(tmp_path / "t.json")]) == 0

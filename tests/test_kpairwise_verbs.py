@@ -93,8 +93,6 @@ def test_checks_enumerate_the_k_pairwise_model():
     i, j, k = out["third_order"]["triplets"]
     np.testing.assert_allclose(out["third_order"]["predicted"]["median"],
                                np.median(third[:, i, j, k], axis=0), atol=1e-12)
-    with pytest.raises(Exception, match="K-pairwise"):
-        checks.predictive_moments(jax.random.key(0), tree, spins, num_draws=2)
 
 
 def test_gibbs_spins_of_the_k_pairwise_model_match_enumeration():
@@ -142,8 +140,14 @@ def test_cli_check_thermo_and_compare_mle_on_a_k_pairwise_posterior(tmp_path, ca
     np.testing.assert_allclose(checks_json["synchrony"]["predicted"]["median"],
                                np.median(p_k, axis=0), atol=1e-10)
     assert cli.main(["check", str(path), str(data), "--out", str(tmp_path / "c2.json"),
-                     "--moments", "yes"]) == 2
-    assert "would drop" in capsys.readouterr().err
+                     "--moments", "yes", "--moments-draws", "4", "--no-progress"]) == 0
+    assert "predictive moments" in capsys.readouterr().out
+    moments = json.loads((tmp_path / "c2.json").read_text())["predictive_moments"]
+    assert moments["method"] == "exact" and moments["family"] == "k_pairwise"
+    h4, J4, V4 = posterior.posterior_draws(tree, 4, potential=True)
+    np.testing.assert_allclose(moments["m_model"]["exact"], np.mean(
+        [kpairwise.exact_moments(*p)[0] for p in zip(h4, J4, V4, strict=True)], axis=0),
+        atol=1e-10)
 
     temperatures = np.linspace(0.5, 2.0, 7)
     assert cli.main(["thermo", str(path), "--temperatures", "0.5:2:7", "--out",
@@ -170,3 +174,126 @@ def test_cli_check_thermo_and_compare_mle_on_a_k_pairwise_posterior(tmp_path, ca
     err = capsys.readouterr().err
     assert "k_pairwise posterior" in err and "compare-families" in err and len(
         err.strip().splitlines()) == 1
+
+
+def _mixing_tree(ids, stuck_level=3):
+    """4 chains x 1000 independent draws (they mix), except chain 0 of V(``stuck_level``),
+    shifted by +1 (an unmixed level of the potential)."""
+    h, J, V = _draws(num_chains=4, num_draws=1000, seed=5)
+    V[0, :, stuck_level] += 1.0
+    return kpairwise_fit.draws_tree(h, J, V, neuron_ids=ids, attrs=dict(
+        family="k_pairwise", likelihood="exact", bayes_ising_version="test",
+        num_divergent=3)), (h, J, V)
+
+
+def test_diagnose_judges_each_neuron_and_each_level_of_v():
+    from bayes_ising.analysis import diagnostics
+    from bayes_ising.core import convergence
+
+    tree, (h, J, V) = _mixing_tree(None)
+    out = diagnostics.diagnose(tree)
+    # V's rows: the package's R-hat / ESS of each level, computed here from the raw draws
+    rhat_v, bulk_v, _ = convergence.draw_statistics(V[..., 1:])
+    assert [row["k"] for row in out["potential"]] == list(range(1, N + 1))
+    np.testing.assert_allclose([row["rhat"] for row in out["potential"]], rhat_v)
+    np.testing.assert_allclose([row["ess_bulk"] for row in out["potential"]], bulk_v)
+    assert [row["flagged"] for row in out["potential"]] == [k == 3 for k in range(1, N + 1)]
+    assert not out["converged"] and out["summary"]["num_parameters"] == N + 10 + N
+    assert out["sampler"]["num_divergent"] == 3  # from the tree's attribute
+    # per neuron: R-hat over its h_i and J_i. only (V's stuck level touches no neuron)
+    i, j = ising.pair_indices(N)
+    rhat_h, _, _ = convergence.draw_statistics(h)
+    rhat_j, _, _ = convergence.draw_statistics(J[..., i, j])
+    for n, row in enumerate(out["neurons"]):
+        mine = np.concatenate([[rhat_h[n]], rhat_j[(i == n) | (j == n)]])
+        assert row["max_rhat"] == pytest.approx(np.max(mine))
+        assert not row["non_convergence"]
+    # the 0/1 field is the log-odds of firing alone, V(1) included: check by enumeration
+    states = ising.all_states(N)
+    alone = np.flatnonzero((states > 0).sum(axis=1) <= 1)
+    hd, Jd, Vd = h[0, 0], J[0, 0], V[0, 0]
+    logp = np.asarray(kpairwise.log_probability(states[alone], hd, Jd, Vd))
+    silent = alone[(states[alone] > 0).sum(axis=1) == 0][0]
+    a = ising.to_lattice_gas(hd, Jd)[0] + Vd[1]
+    for row, pattern in zip(logp, states[alone], strict=True):
+        if (pattern > 0).any():
+            n = int(np.flatnonzero(pattern > 0)[0])
+            assert row - logp[list(alone).index(silent)] == pytest.approx(float(a[n]))
+    pairwise = kpairwise_fit.draws_tree(h, J, V)
+    del pairwise["posterior"]["V"]
+    assert diagnostics.diagnose(pairwise)["potential"] is None
+
+
+def test_cli_diagnose_and_report_on_a_k_pairwise_posterior(tmp_path, capsys):
+    from bayes_ising import cli
+    from bayes_ising.fit import bayes
+
+    ids = [str(i) for i in range(N)]
+    tree, _ = _mixing_tree(ids)
+    path = tmp_path / "kp.nc"
+    bayes.save_posterior(tree, path)
+    diag = tmp_path / "d.json"
+    assert cli.main(["diagnose", str(path), "--out", str(diag)]) == 0
+    printed = capsys.readouterr().out
+    assert "NOT converged" in printed and "1 of 5 levels of V(K) not converged (V(3))" in printed
+    written = json.loads(diag.read_text())
+    assert [row["flagged"] for row in written["potential"]] == [False, False, True, False, False]
+    assert written["parameters"]["k"] == [1, 2, 3, 4, 5] and len(written["neurons"]) == N
+    assert cli.main(["diagnose", str(path), "--out", str(tmp_path / "e.json"),
+                     "--convention", "01"]) == 2
+    assert "--convention" in capsys.readouterr().err
+    html = tmp_path / "r.html"
+    assert cli.main(["report", str(path), "--diagnostics", str(diag), "--out", str(html)]) == 0
+    text = html.read_text()
+    assert "The potential V(K) (K-pairwise)" in text and "1 of 5 levels of V(K)" in text
+    assert "K-pairwise model E(s)" in text and "V(3)" in text
+
+
+def _brute_moments(h, J, V):
+    """m (N,) and connected C_{i<j} of one K-pairwise model by explicit sums over 2^N states
+    (numpy only: an independent reference for the package's enumeration and sampler)."""
+    states = ising.all_states(N).astype(float)
+    k = (states > 0).sum(axis=1)
+    neg_energy = states @ h + 0.5 * np.einsum("si,ij,sj->s", states, J, states) + V[k]
+    p = np.exp(neg_energy - neg_energy.max())
+    p /= p.sum()
+    m = p @ states
+    i, j = ising.pair_indices(N)
+    return m, (np.einsum("s,si,sj->ij", p, states, states) - np.outer(m, m))[i, j]
+
+
+def test_predictive_moments_of_a_k_pairwise_posterior_exact_and_gibbs():
+    """The K-pairwise draws' predictive m and C: exact (auto, N <= 22) equal to brute-force
+    sums with V, and clearly not the pairwise model's; the Gibbs path (random and data
+    starts, V in the sampler) agrees with them within its Monte Carlo error."""
+    from bayes_ising.analysis import checks
+
+    tree, (h, J, V) = _tree(num_chains=1, num_draws=3)
+    hd, Jd, Vd = (a.reshape((-1,) + a.shape[2:]) for a in (h, J, V))
+    spins = _exact_samples(hd[0], Jd[0], Vd[0], 4000, seed=7)
+    exact = checks.predictive_moments(jax.random.key(0), tree, spins, num_draws=3)
+    summary, moments = exact["summary"], exact["moments"]
+    assert summary["method"] == "exact" and list(moments["start"].values) == ["exact"]
+    brute = [_brute_moments(*p) for p in zip(hd, Jd, Vd, strict=True)]
+    np.testing.assert_allclose(moments["m_model"].sel(start="exact"),
+                               [b[0] for b in brute], atol=1e-10)
+    np.testing.assert_allclose(moments["C_model"].sel(start="exact"),
+                               [b[1] for b in brute], atol=1e-10)
+    dropped = [_brute_moments(a, b, 0 * c) for a, b, c in zip(hd, Jd, Vd, strict=True)]
+    assert np.max(np.abs(np.array([d[0] for d in dropped]) - [b[0] for b in brute])) > 0.05
+    assert summary["passed"], summary["reason"]  # the data come from the first draw
+    assert summary["exact"]["degenerate_draws"] == 0.0
+    json.dumps(summary)
+    gibbs = checks.predictive_moments(jax.random.key(1), tree, spins, num_draws=3,
+                                      method="gibbs", num_chains=128, num_sweeps=300,
+                                      burn_in=100, batch_size=3)
+    assert gibbs["summary"]["method"] == "gibbs"
+    for start in ("random", "data"):
+        sampled = gibbs["moments"].sel(start=start)
+        for name, index in (("m", 0), ("C", 1)):
+            reference = np.array([b[index] for b in brute])
+            z = (sampled[f"{name}_model"].values - reference) / np.maximum(
+                sampled[f"mcse_{name}"].values, 1e-4)
+            assert np.max(np.abs(z)) < 5, (start, name, np.max(np.abs(z)))
+    with pytest.raises(ValueError, match="method"):
+        checks.predictive_moments(jax.random.key(0), tree, spins, method="enumerate")

@@ -736,10 +736,11 @@ def posterior_predictive_checks(rng_key, tree, spins, *, num_draws=DEFAULT_CHECK
 # --------------------------------------------------------------------------------------------
 
 
-def _simulate_draws(rng_key, h_draws, J_draws, spins, batch_size, kwargs):
+def _simulate_draws(rng_key, h_draws, J_draws, spins, batch_size, kwargs, V_draws=None):
     """Gibbs moments of every draw from random and data-row starts, in batches of
     ``batch_size`` draws (the last padded, so one compile serves all): dict start → the
-    :func:`bayes_ising.fit.validity.simulate_moments` arrays with leading axis D."""
+    :func:`bayes_ising.fit.validity.simulate_moments` arrays with leading axis D (with
+    ``V_draws`` (D, N+1) of the K-pairwise models)."""
     import jax
 
     from bayes_ising.fit import validity
@@ -751,18 +752,71 @@ def _simulate_draws(rng_key, h_draws, J_draws, spins, batch_size, kwargs):
         for first in range(0, num_draws, batch_size):
             take = np.minimum(np.arange(first, first + batch_size), num_draws - 1)
             key = jax.random.fold_in(jax.random.fold_in(rng_key, first), int(name == "data"))
-            sim = validity.simulate_moments(key, h_draws[take], J_draws[take],
-                                            initial_spins=start, **kwargs)
+            sim = validity.simulate_moments(
+                key, h_draws[take], J_draws[take], initial_spins=start,
+                V=None if V_draws is None else V_draws[take], **kwargs)
             parts.append({k: v[: min(batch_size, num_draws - first)] for k, v in sim.items()})
         out[name] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return out
 
 
+def _moments_method(method, k_pairwise, num_neurons):
+    """"exact" or "gibbs" for :func:`predictive_moments` (see there for "auto")."""
+    from bayes_ising.core import ising
+    from bayes_ising.errors import DataError
+
+    if method not in ("auto", "exact", "gibbs"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'gibbs', got {method!r}")
+    if method == "exact" and num_neurons > ising.MAX_EXACT_NEURONS:
+        raise DataError(f"method='exact' enumerates 2^N states (N <= "
+                        f"{ising.MAX_EXACT_NEURONS}); this posterior has N = {num_neurons}")
+    if method == "auto":
+        return "exact" if k_pairwise and num_neurons <= ising.MAX_EXACT_NEURONS else "gibbs"
+    return method
+
+
+def _exact_moment_draws(h_draws, J_draws, V_draws):
+    """Exact m (D, N), C (D, P), zero MCSEs, mean activity (D,) and P(K) (D, N+1) of each
+    draw's model by enumeration (:func:`bayes_ising.core.kpairwise.exact_moments`; V = 0 is
+    the pairwise model)."""
+    from bayes_ising.core import ising, kpairwise, stats
+
+    num_neurons = h_draws.shape[1]
+    if V_draws is None:
+        V_draws = np.zeros((h_draws.shape[0], num_neurons + 1))
+    i, j = ising.pair_indices(num_neurons)
+    m, C, p_k = [], [], []
+    for h, J, V in zip(h_draws, J_draws, V_draws, strict=True):
+        mean, second, dist, _ = kpairwise.exact_moments(h, J, V)
+        mean, second = np.asarray(mean), np.asarray(second)
+        m.append(mean)
+        C.append((second - np.outer(mean, mean))[i, j])
+        p_k.append(np.asarray(dist))
+    m, C = np.array(m), np.array(C)
+    return {"m": m, "C": C, "mcse_m": np.zeros_like(m), "mcse_C": np.zeros_like(C),
+            "p_k": np.array(p_k),
+            "mean_activity": stats.probability_from_mean(m).mean(axis=-1)}
+
+
+def _runaway(sim, data):
+    """Degenerate draws (D,) bool: ≥ 5% of the model's mass all active (≥ 90% of neurons) or
+    beyond the data's most active bin — over the chains' final states (Gibbs) or, exactly,
+    over P(K)."""
+    from bayes_ising.fit import validity
+
+    if "p_k" in sim:
+        share = np.arange(sim["p_k"].shape[1]) / (sim["p_k"].shape[1] - 1)  # K / N
+        all_active = sim["p_k"][:, share >= validity.ALL_ACTIVE].sum(axis=1)
+        beyond = sim["p_k"][:, share > np.max(data["activity"])].sum(axis=1)
+        return (all_active >= 0.05) | (beyond >= 0.05)
+    final = sim["final_activity"]  # (D, C)
+    return (np.mean(final >= validity.ALL_ACTIVE, axis=1) >= 0.05) | (
+        np.mean(final > np.max(data["activity"]), axis=1) >= 0.05)
+
+
 def _predictive_summary(sim, data, critical, prob):
     """Summary numbers of one start type: data vs the predictive distribution of the moments
     (model moment of a draw + the data's sampling error)."""
-    from bayes_ising.fit import validity
-
     summary = {}
     for name, se in (("mean", data["se_m"]), ("connected", data["se_C"])):
         key, mcse = ("m", "mcse_m") if name == "mean" else ("C", "mcse_C")
@@ -778,9 +832,7 @@ def _predictive_summary(sim, data, critical, prob):
                          "rms_error": float(np.sqrt(np.mean((centre - data[key]) ** 2))),
                          "max_abs_error": float(np.max(np.abs(centre - data[key])))}
     activity = sim["mean_activity"]
-    final = sim["final_activity"]  # (D, C)
-    runaway = (np.mean(final >= validity.ALL_ACTIVE, axis=1) >= 0.05) | (
-        np.mean(final > np.max(data["activity"]), axis=1) >= 0.05)
+    runaway = _runaway(sim, data)
     summary["mean_activity"] = _scalar_interval(activity, prob)
     summary["degenerate_draws"] = float(np.mean(runaway))
     return summary
@@ -788,21 +840,27 @@ def _predictive_summary(sim, data, critical, prob):
 
 def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, num_sweeps=400,
                        burn_in=300, batch_size=10, num_blocks=50, significance=0.05,
-                       prob=INTERVAL_PROB):
+                       prob=INTERVAL_PROB, method="auto"):
     r"""Posterior predictive means :math:`m_i` and connected correlations :math:`C_{ij}`
-    (i<j), for any N.
+    (i<j), for any N, of a pairwise or a K-pairwise posterior.
 
-    ``num_draws`` draws (h, J) of the posterior (:func:`bayes_ising.fit.posterior.posterior_draws`,
-    evenly thinned) are each simulated by Gibbs sampling (``num_chains`` chains, ``burn_in`` +
-    ``num_sweeps`` sweeps) from uniformly random states and from random data rows, vectorised
-    over ``batch_size`` draws at a time. For each moment k the replicated-data predictive
+    ``num_draws`` draws (h, J) — with V for a K-pairwise posterior — of the posterior
+    (:func:`bayes_ising.fit.posterior.posterior_draws`, evenly thinned) are each simulated by
+    Gibbs sampling (``num_chains`` chains, ``burn_in`` + ``num_sweeps`` sweeps; the
+    K-pairwise sampler with the V step for K-pairwise draws) from uniformly random states and
+    from random data rows, vectorised over ``batch_size`` draws at a time — or, with
+    ``method="exact"`` (N ≤ 22), enumerated (:func:`bayes_ising.core.kpairwise.exact_moments`;
+    one "start", ``exact``, MCSE 0). ``method="auto"``: exact for a K-pairwise posterior of
+    N ≤ 22, Gibbs otherwise (a pairwise posterior keeps its random/data-start simulation).
+    For each moment k the replicated-data predictive
     distribution is the draws' model moments plus the data's sampling error, so
     :math:`z_k = (\text{data}_k - \bar x_k) / \sqrt{\mathrm{Var}_d x_{dk}
     + \overline{\mathrm{MCSE}^2} + \mathrm{SE}_k^2}`, SE the data's batch-means standard
     error over ``num_blocks`` blocks of bins (bins are autocorrelated;
     :func:`bayes_ising.fit.validity.data_standard_errors`).
-    ``passed`` when no draw is degenerate (≥ 5% of its chains all active or beyond the data's
-    most active bin) and every |z| ≤ the Bonferroni critical value (t with 31 d.o.f.).
+    ``passed`` when no draw is degenerate (≥ 5% of its chains — exactly: of its P(K) — all
+    active or beyond the data's most active bin) and every |z| ≤ the Bonferroni critical value
+    (t with 31 d.o.f.).
 
     spins : (T, N) ±1, the posterior's neurons in its order.
 
@@ -811,10 +869,11 @@ def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, nu
     dict: ``moments`` — xarray.Dataset with ``m_model`` (start, draw, neuron), ``C_model``
     (start, draw, pair), their MCSEs, ``m_data``, ``se_m`` (neuron), ``C_data``, ``se_C``
     (pair), ``mean_activity`` (start, draw); ``summary`` (JSON-able) — per start ("random",
-    "data"): for means and connected correlations max |z|, number outside, coverage of the
-    data by the central ``prob`` interval (widened by 2 data SEs), RMS and max error of the
-    predictive mean; mean-activity interval; fraction of degenerate draws; plus ``passed``,
-    ``reason``, ``z_critical``, ``num_draws`` and the data's mean activity.
+    "data"; or "exact"): for means and connected correlations max |z|, number outside,
+    coverage of the data by the central ``prob`` interval (widened by 2 data SEs), RMS and max
+    error of the predictive mean; mean-activity interval; fraction of degenerate draws; plus
+    ``passed``, ``reason``, ``z_critical``, ``method``, ``family``, ``num_draws`` and the
+    data's mean activity.
     """
     import xarray as xr
 
@@ -829,13 +888,15 @@ def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, nu
         raise DataError(f"the data have {spins.shape[1]} neurons but the posterior has "
                         f"{len(ids)}; select the same neurons (population, min-rate)")
     h_draws, J_draws, V_draws = posterior_draws(tree, num_draws, potential=True)
-    if _as_v(V_draws, h_draws) is not None:
-        raise DataError("predictive_moments simulates (h, J) only; this K-pairwise posterior "
-                        "has V(K), which it would drop (use the P(K), pattern and third-order "
-                        "checks, which simulate the K-pairwise model)")
+    method = _moments_method(method, V_draws is not None, len(ids))
+    V_draws = _as_v(V_draws, h_draws)
     data = validity.data_standard_errors(spins, num_blocks)
     kwargs = dict(num_chains=num_chains, num_sweeps=num_sweeps, burn_in=burn_in)
-    sims = _simulate_draws(rng_key, h_draws, J_draws, spins, int(batch_size), kwargs)
+    if method == "exact":
+        sims = {"exact": _exact_moment_draws(h_draws, J_draws, V_draws)}
+    else:
+        sims = _simulate_draws(rng_key, h_draws, J_draws, spins, int(batch_size), kwargs,
+                               V_draws)
     num_moments = data["m"].size + data["C"].size
     critical = validity.z_critical(num_moments, significance)
     summary = {name: _predictive_summary(sims[name], data, critical, prob) for name in sims}
@@ -845,7 +906,8 @@ def predictive_moments(rng_key, tree, spins, *, num_draws=40, num_chains=256, nu
     reason = (f"{100 * degenerate:.0f}% of draws degenerate (run to states the data never show)"
               if degenerate else f"max |z| = {worst:.1f} "
               f"{'<=' if worst <= critical else '>'} {critical:.1f} over {num_moments} moments")
-    summary.update(passed=passed, reason=reason, z_critical=critical,
+    summary.update(passed=passed, reason=reason, z_critical=critical, method=method,
+                   family="pairwise" if V_draws is None else "k_pairwise",
                    num_draws=int(h_draws.shape[0]),
                    data_mean_activity=float(np.mean(data["activity"])),
                    settings=dict(kwargs, batch_size=int(batch_size), num_blocks=num_blocks))

@@ -85,6 +85,7 @@ __all__ = [
     "sampler_diagnostics",
     "divergence_localization",
     "neuron_reliability",
+    "potential_reliability",
     "lattice_gas_fields",
     "lattice_gas_summary",
     "diagnose",
@@ -128,7 +129,7 @@ def _model_spec(tree):
     from bayes_ising.fit.model_spec import ModelSpec, default_model_spec
 
     text = tree.attrs.get("model_spec")
-    if text is None:
+    if text is None or text == "":  # K-pairwise fits without a spec: the default priors
         return default_model_spec()
     if isinstance(text, dict):
         text = json.dumps(text)
@@ -150,30 +151,36 @@ def _horseshoe_variance(global_scale, slab_scale, slab_df, num_samples=200_000, 
 
 
 def prior_variance(tree):
-    """Prior variances of h_i and J_ij from the model spec in ``tree.attrs``.
+    r"""Prior variances of h_i and J_ij (and, for a K-pairwise posterior, of V(k), k = 1..N)
+    from the model spec in ``tree.attrs``.
 
     If the tree has a ``prior`` group with ``h`` and ``J`` draws, their variances are used
-    instead (whatever prior produced them).
+    instead (whatever prior produced them). V has the random-walk prior of
+    :func:`bayes_ising.fit.kpairwise_fit.model`, V(0) = 0, V(k) ~ N(V(k−1), v_scale), so
+    :math:`\mathrm{Var}\,V(k) = k\,v_{scale}^2`.
 
     Returns
     -------
-    dict with ``"h"`` (N,) and ``"J"`` (P,) float arrays.
+    dict with ``"h"`` (N,) and ``"J"`` (P,) float arrays, and ``"V"`` (N,) for k = 1..N when
+    the posterior has ``V``.
     """
     posterior = tree["posterior"]
     num_neurons = posterior.sizes["neuron"]
     num_pairs = posterior.sizes["pair"]
+    spec = _model_spec(tree)
+    extra = ({"V": spec.v_scale**2 * np.arange(1, num_neurons + 1, dtype=float)}
+             if posterior_contract.has_potential(tree) else {})
     if "prior" in tree.children and {"h", "J"} <= set(tree["prior"].data_vars):
         prior = tree["prior"]
         dims = [d for d in _SAMPLE_DIMS if d in prior["h"].dims]
-        return {"h": prior["h"].var(dims).values, "J": prior["J"].var(dims).values}
-    spec = _model_spec(tree)
+        return {"h": prior["h"].var(dims).values, "J": prior["J"].var(dims).values, **extra}
     var_h = spec.h_scale**2
     if spec.j_family in ("normal", "hierarchical"):
         # hierarchical: J ~ N(0, σ_b), σ_b ~ HalfNormal(scale) ⇒ Var J = E[σ_b²] = scale²
         var_j = spec.j_scale**2
     else:
         var_j = _horseshoe_variance(spec.global_scale, spec.slab_scale, spec.slab_df)
-    return {"h": np.full(num_neurons, var_h), "J": np.full(num_pairs, var_j)}
+    return {"h": np.full(num_neurons, var_h), "J": np.full(num_pairs, var_j), **extra}
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,21 +197,27 @@ def _robust_sd(values):
 
 
 def parameter_table(tree, *, min_reference_sd=MIN_REFERENCE_SD, interval_prob=INTERVAL_PROB):
-    """Per-parameter diagnostics and identification of ``h`` and ``J``.
+    """Per-parameter diagnostics and identification of ``h``, ``J`` and, for a K-pairwise
+    posterior, ``V`` (its sampled levels k = 1..N; V(0) = 0 is fixed).
 
     Returns
     -------
-    xarray.Dataset with variables ``<stat>_h`` (neuron) and ``<stat>_J`` (pair) for stat in
-    mean, sd, rhat, ess_bulk, ess_tail, mcse_mean, mcse_sd, lower, upper, width (central
-    ``interval_prob`` interval), prior_var, reference_var, contraction_prior, contraction.
+    xarray.Dataset with variables ``<stat>_h`` (neuron), ``<stat>_J`` (pair) and
+    ``<stat>_V`` (k; K-pairwise only) for stat in mean, sd, rhat, ess_bulk, ess_tail,
+    mcse_mean, mcse_sd, lower, upper, width (central ``interval_prob`` interval), prior_var,
+    reference_var, contraction_prior, contraction.
     """
     import arviz_stats as azs
 
-    posterior = posterior_contract.posterior_group(tree)[["h", "J"]]
+    names = ("h", "J", "V") if posterior_contract.has_potential(tree) else ("h", "J")
+    posterior = posterior_contract.posterior_group(tree)[list(names)]
     prior_var = prior_variance(tree)
     out = {}
-    for name in ("h", "J"):
+    for name in names:
         da = posterior[name]
+        if name == "V":  # the sampled levels only: V(0) = 0 in every draw
+            level = next(d for d in da.dims if d not in _SAMPLE_DIMS)
+            da = da.isel({level: slice(1, None)})
         mean = da.mean(_SAMPLE_DIMS)
         sd = da.std(_SAMPLE_DIMS, ddof=1)
         # the package's one R-hat / bulk / tail ESS (NaN R-hat with one chain)
@@ -269,6 +282,9 @@ def sampler_diagnostics(tree):
     out = dict(num_transitions=num_transitions, num_divergent=0, divergent_fraction=0.0,
                bfmi=None, max_tree_depth=None, tree_depth_saturation=None)
     if "sample_stats" not in tree.children:
+        # trees of bayes_ising.fit.kpairwise_fit keep only the count, as a root attribute
+        num_div = int((getattr(tree, "attrs", None) or {}).get("num_divergent", 0))
+        out.update(num_divergent=num_div, divergent_fraction=num_div / num_transitions)
         return out
     stats = tree["sample_stats"]
     if "diverging" in stats.data_vars:
@@ -343,7 +359,9 @@ def lattice_gas_fields(tree, *, min_reference_sd=MIN_REFERENCE_SD,
                        interval_prob=INTERVAL_PROB):
     r"""Identification of the 0/1-convention fields :math:`a_i = 2h_i - 2\sum_j J_{ij}`
     (:func:`bayes_ising.core.ising.to_lattice_gas`): the log-odds of neuron i firing when the others
-    are silent — what the data constrain about neuron i itself.
+    are silent — what the data constrain about neuron i itself. For a K-pairwise posterior
+    that log-odds also holds the potential's first step, :math:`a_i = 2h_i - 2\sum_j J_{ij}
+    + V(1)` (V(0) = 0), with prior variance :math:`+\mathrm{Var}\,V(1)`.
 
     In the ±1 convention a coupling J_ij to a neuron j that (nearly) never fires is almost a
     shift of h_i, so every h_i inherits that coupling's prior width; a_i does not. Prior
@@ -357,7 +375,8 @@ def lattice_gas_fields(tree, *, min_reference_sd=MIN_REFERENCE_SD,
     """
     from bayes_ising.core import ising
 
-    h, J = posterior_contract.posterior_draws(tree, num_draws=_LATTICE_GAS_DRAWS)
+    h, J, V = posterior_contract.posterior_draws(tree, num_draws=_LATTICE_GAS_DRAWS,
+                                                 potential=True)
     a = np.asarray(ising.to_lattice_gas(h, J)[0])
     first, second = posterior_contract.pair_members(tree)
     prior = prior_variance(tree)
@@ -365,6 +384,9 @@ def lattice_gas_fields(tree, *, min_reference_sd=MIN_REFERENCE_SD,
     np.add.at(incident, first, prior["J"])
     np.add.at(incident, second, prior["J"])
     prior_var = 4.0 * np.asarray(prior["h"]) + 4.0 * incident
+    if V is not None:
+        a = a + V[:, 1:2]
+        prior_var = prior_var + prior["V"][0]
     mean, var = a.mean(axis=0), a.var(axis=0, ddof=1)
     spread = max(_robust_sd(mean), min_reference_sd)
     reference = np.minimum(prior_var, spread**2)
@@ -567,8 +589,10 @@ def diagnose(tree, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS, min_contraction=MIN_CO
     converged), ``valid`` and ``validity_reason`` (:func:`posterior_validity`, also in full
     under ``validity``), ``verdict`` (one line: mixing and validity together),
     ``sampler`` (:func:`sampler_diagnostics`), ``summary`` (max R-hat, min bulk/tail ESS,
-    number of parameters over each cut), ``thresholds``, ``neurons``
-    (:func:`neuron_reliability`), ``num_flagged``, and ``parameters`` (the
+    number of parameters over each cut; V's levels included), ``thresholds``, ``neurons``
+    (:func:`neuron_reliability`: per neuron over h_i and J_i·), ``potential``
+    (:func:`potential_reliability`: per level V(k) of a K-pairwise posterior; None for
+    pairwise ones), ``num_flagged``, and ``parameters`` (the
     :func:`parameter_table` Dataset; drop it before writing JSON).
     """
     cuts = dict(max_rhat=max_rhat, min_ess=min_ess, min_contraction=min_contraction,
@@ -580,9 +604,11 @@ def diagnose(tree, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS, min_contraction=MIN_CO
     localization = divergence_localization(tree)
     neurons = neuron_reliability(tree, params, max_rhat=max_rhat, min_ess=min_ess,
                                  min_contraction=min_contraction, localization=localization)
-    rhat = np.concatenate([params["rhat_h"].values, params["rhat_J"].values])
-    ess_bulk = np.concatenate([params["ess_bulk_h"].values, params["ess_bulk_J"].values])
-    ess_tail = np.concatenate([params["ess_tail_h"].values, params["ess_tail_J"].values])
+    names = [n for n in ("h", "J", "V") if f"rhat_{n}" in params]
+    rhat, ess_bulk, ess_tail = (np.concatenate([params[f"{stat}_{n}"].values for n in names])
+                                for stat in ("rhat", "ess_bulk", "ess_tail"))
+    potential = (potential_reliability(params, max_rhat=max_rhat, min_ess=min_ess)
+                 if "V" in names else None)
     num_chains = tree["posterior"].sizes.get("chain", 1)
     mixing = convergence.verdict(rhat, ess_bulk, ess_tail, sampler["num_divergent"],
                                  num_chains=num_chains,
@@ -626,8 +652,37 @@ def diagnose(tree, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS, min_contraction=MIN_CO
     return dict(converged=converged, reasons=reasons, warnings=warnings, sampler=sampler,
                 valid=validity["valid"], validity_reason=validity["validity_reason"],
                 validity=validity, verdict=verdict, summary=summary,
-                thresholds=thresholds, neurons=neurons,
+                thresholds=thresholds, neurons=neurons, potential=potential,
                 num_flagged=int(sum(row["flagged"] for row in neurons)), parameters=params)
+
+
+def potential_reliability(params, *, max_rhat=MAX_RHAT, min_ess=MIN_ESS):
+    """Convergence of each level V(k), k = 1..N, of a K-pairwise posterior's potential (the
+    ``*_V`` entries of :func:`parameter_table`), judged by the package's one R-hat / ESS rule
+    (:func:`bayes_ising.core.convergence.rule_failures`).
+
+    Returns
+    -------
+    list of dicts, one per k: ``k``, ``mean``, ``sd``, ``lower``, ``upper``, ``rhat``,
+    ``ess_bulk``, ``ess_tail``, ``contraction_prior``, ``flagged`` and ``reasons``.
+    """
+    get = {stat: np.asarray(params[f"{stat}_V"].values, float) for stat in (
+        "mean", "sd", "lower", "upper", "rhat", "ess_bulk", "ess_tail", "contraction_prior")}
+    levels = params["mean_V"][params["mean_V"].dims[0]].values
+    rhat_over, ess_under = convergence.rule_failures(
+        get["rhat"], get["ess_bulk"], get["ess_tail"], max_rhat=max_rhat, min_ess=min_ess)
+    rows = []
+    for index, level in enumerate(levels):
+        reasons = []
+        if rhat_over[index]:
+            reasons.append(f"non-convergence: R-hat {get['rhat'][index]:.3f} > {max_rhat}")
+        if ess_under[index]:
+            reasons.append(f"non-convergence: ESS bulk {get['ess_bulk'][index]:.0f} / tail "
+                           f"{get['ess_tail'][index]:.0f} < {min_ess}")
+        rows.append(dict(k=int(level), **{stat: float(values[index])
+                                          for stat, values in get.items()},
+                         flagged=bool(reasons), reasons=reasons))
+    return rows
 
 
 # --------------------------------------------------------------------------------------------

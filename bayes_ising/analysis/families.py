@@ -22,7 +22,8 @@ from jax.scipy.special import logsumexp
 from bayes_ising.core import ising, kpairwise, stats
 from bayes_ising.fit import kpairwise_fit
 
-__all__ = ["synchrony_draws", "third_order_check", "information_check", "pattern_check",
+__all__ = ["synchrony_draws", "sampled_synchrony_draws", "compare_pseudo_families",
+           "third_order_check", "information_check", "pattern_check",
            "predictive_synchrony_band", "compare_families", "comparison_summary",
            "thermodynamics", "uniform_energy_moments", "posterior_thermodynamics"]
 
@@ -160,6 +161,66 @@ def compare_families(spins, families=kpairwise.FAMILIES, *, rng_key=0, check_dra
     return dict(table=table, loo=loos, pareto_k=pk, synchrony=band, bands=bands,
                 third_order=third, information=info, patterns=patterns, thermo=thermo,
                 seconds=seconds, fits=fits)
+
+
+def sampled_synchrony_draws(rng_key, tree, num_draws=50, *, num_chains=64, num_sweeps=1000,
+                            burn_in=300, seed=0):
+    """Model P(K) of ``num_draws`` random posterior draws by K-pairwise Gibbs sampling
+    (:func:`bayes_ising.core.gibbs.sample_kpairwise`, all draws in one vectorised run; any N),
+    (D, N+1) — :func:`synchrony_draws` for N > 22."""
+    from bayes_ising.core import gibbs
+
+    h, J, V = kpairwise_fit.posterior_arrays(tree, num_draws, seed)
+    run = gibbs.sample_kpairwise(rng_key, h, J, V, num_chains=num_chains,
+                                 num_sweeps=num_sweeps + burn_in, burn_in=burn_in)
+    return np.asarray(run.p_k[:, 0])
+
+
+def compare_pseudo_families(spins, families=kpairwise.FAMILIES, *, rng_key=0, check_draws=50,
+                            num_blocks=10, **fit_kwargs):
+    """The families above the enumeration limit (any N): each family's pseudo-posterior
+    (:func:`~bayes_ising.fit.kpairwise_fit.fit_posterior` with ``likelihood="pseudo"``,
+    unadjusted, as every family is fitted the same way), its predictive P(K) band from Gibbs
+    samples of ``check_draws`` draws (:func:`sampled_synchrony_draws`,
+    :func:`predictive_synchrony_band`), and the blocked cross-validation that scores them
+    (:func:`~bayes_ising.fit.kpairwise_fit.held_out_blocks`, pseudolikelihood fits and
+    held-out log pseudolikelihood: comparable between the families, not with LOO). No
+    PSIS-LOO: the pseudo-posteriors have no per-bin likelihood.
+
+    Returns a JSON-able dict: ``rows`` (per family, best held-out score first: family,
+    held_out_per_bin, held_out_difference, held_out_se, pk_in_band, pk_seen, max_rhat,
+    min_ess_bulk, num_divergent, seconds, intervals), ``held_out`` (the held_out_blocks
+    result), ``synchrony`` (observed P(K), seen, each family's band), ``caveat``.
+    """
+    spins = np.asarray(spins)
+    key = jax.random.key(rng_key) if isinstance(rng_key, int) else rng_key
+    held_out = kpairwise_fit.held_out_blocks(spins, families, num_blocks=num_blocks,
+                                             method="pseudo")
+    rows, bands = [], {}
+    for index, family in enumerate(families):
+        fit = kpairwise_fit.fit_posterior(spins, family, rng_key=key, likelihood="pseudo",
+                                          **fit_kwargs)
+        bands[family] = band = predictive_synchrony_band(sampled_synchrony_draws(
+            jax.random.fold_in(key, index), fit.tree, check_draws), spins)
+        rhat, ess = kpairwise_fit.fit_diagnostics(fit.tree)
+        rows.append(dict(
+            family=family, held_out_per_bin=held_out["per_bin"][family],
+            held_out_difference=held_out["difference"][family],
+            held_out_se=held_out["se"][family],
+            pk_in_band=int(np.sum(band["seen"] & (band["observed"] >= band["lower"])
+                                  & (band["observed"] <= band["upper"]))),
+            pk_seen=int(band["seen"].sum()), max_rhat=rhat, min_ess_bulk=ess,
+            num_divergent=int(fit.tree.attrs["num_divergent"]), seconds=float(fit.seconds),
+            intervals=str(fit.tree.attrs.get("intervals"))))
+    rows.sort(key=lambda r: -r["held_out_per_bin"])
+    first = next(iter(bands.values()))
+    synchrony = dict(observed=first["observed"].tolist(), seen=first["seen"].tolist(),
+                     bands={f: dict(lower=b["lower"].tolist(), upper=b["upper"].tolist())
+                            for f, b in bands.items()})
+    return dict(rows=rows, held_out=held_out, synchrony=synchrony, caveat=(
+        "pseudo-posteriors (unadjusted) compared by held-out log pseudolikelihood over "
+        "blocks of bins: comparable between these families, not with PSIS-LOO or "
+        "likelihoods; the P(K) bands are of the pseudo-posteriors, usually too narrow"))
 
 
 def _peak_summary(tree, num_draws, temperatures=np.linspace(0.5, 3.0, 26)):

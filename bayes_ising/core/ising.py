@@ -73,6 +73,7 @@ __all__ = [
     "log_pseudolikelihood_grad",
     "local_fields",
     "fisher_information",
+    "sufficient_features",
     "exact_energy_moments",
     "check_exact",
 ]
@@ -500,27 +501,47 @@ def _states_from_codes(codes, num_neurons, dtype):
     return (2 * ((codes[:, None] >> shifts[None, :]) & 1) - 1).astype(dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("chunk",))
-def _fisher_kernel(h, J, chunk):
+def sufficient_features(spins, potential=False):
+    r"""Sufficient statistics of each state, (S, P): :math:`(s_i;\ s_i s_j\ [i<j])` in
+    :func:`pack` order and, with ``potential`` (the K-pairwise model,
+    :mod:`bayes_ising.core.kpairwise`), the indicators :math:`[K(s) = k]`, k = 1..N, the
+    statistics of V(1..N) (V(0) = 0 is fixed). Works on numpy and JAX arrays."""
+    xp = jnp if isinstance(spins, jax.Array) else np
+    num_neurons = spins.shape[-1]
+    i, j = pair_indices(num_neurons)
+    parts = [spins, spins[:, i] * spins[:, j]]
+    if potential:
+        k = xp.sum(spins > 0, axis=1)
+        parts.append((k[:, None] == xp.arange(1, num_neurons + 1)[None, :]).astype(spins.dtype))
+    return xp.concatenate(parts, axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("chunk", "potential"))
+def _fisher_kernel(h, J, V, log_z, mean_features, chunk, potential):
+    """Σ_s P(s) (f(s) − f̄)(f(s) − f̄)ᵀ over all 2^N states in chunks; P ∝ exp(−E + V(K))
+    (V = 0: the pairwise model), f = :func:`sufficient_features`."""
     num_neurons = h.shape[0]
     dtype = h.dtype
-    m, Q, log_z = _moments_kernel(h, J)
-    i, j = pair_indices(num_neurons)
-    mean_features = jnp.concatenate([m, Q[i, j]])
     num_params = mean_features.shape[0]
     num_chunks = 2**num_neurons // chunk
 
     def accumulate(total, chunk_index):
         codes = chunk_index * chunk + jnp.arange(chunk)
         s = _states_from_codes(codes, num_neurons, dtype)
-        prob = jnp.exp(-energy(s, h, J) - log_z)
-        features = jnp.concatenate([s, s[:, i] * s[:, j]], axis=1) - mean_features
+        prob = jnp.exp(-energy(s, h, J) + V[jnp.sum(s > 0, axis=1)] - log_z)
+        features = sufficient_features(s, potential) - mean_features
         return total + features.T @ (prob[:, None] * features), None
 
     total, _ = jax.lax.scan(
         accumulate, jnp.zeros((num_params, num_params), dtype), jnp.arange(num_chunks)
     )
     return total
+
+
+def _fisher_chunk(num_neurons, num_params):
+    """States per chunk: one chunk's features near ``_FISHER_CHUNK_BYTES``."""
+    rows = max(1, _FISHER_CHUNK_BYTES // (8 * num_params))
+    return min(2**num_neurons, 2 ** int(math.floor(math.log2(rows))))
 
 
 def fisher_information(h, J):
@@ -531,15 +552,18 @@ def fisher_information(h, J):
     in :func:`pack` order, shape (P, P) with P = N + N(N−1)/2; equal to the Hessian of
     :math:`\log Z` in ``theta``. Computed by weighted enumeration in chunks of states (centred
     features, so no cancellation), keeping one chunk's features near 64 MiB. Cost
-    :math:`2^N P^2`: seconds at N = 15, minutes near N = 20.
+    :math:`2^N P^2`: seconds at N = 15, minutes near N = 20. The K-pairwise model's is
+    :func:`bayes_ising.core.kpairwise.fisher_information` (the same kernel).
     """
     h, J = _as_params(h, J)
     num_neurons = h.shape[0]
     check_exact(num_neurons, "fisher_information")
     num_params = num_neurons + num_pairs(num_neurons)
-    rows = max(1, _FISHER_CHUNK_BYTES // (8 * num_params))
-    chunk = min(2**num_neurons, 2 ** int(math.floor(math.log2(rows))))
-    return _fisher_kernel(h, J, chunk)
+    m, Q, log_z = _moments_kernel(h, J)
+    i, j = pair_indices(num_neurons)
+    return _fisher_kernel(h, J, jnp.zeros(num_neurons + 1, h.dtype), log_z,
+                          jnp.concatenate([m, Q[i, j]]),
+                          _fisher_chunk(num_neurons, num_params), False)
 
 
 @jax.jit

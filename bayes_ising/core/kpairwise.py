@@ -49,6 +49,7 @@ __all__ = [
     "pattern_log_likelihood",
     "pattern_log_likelihood_draws",
     "exact_entropy",
+    "fisher_information",
 ]
 
 
@@ -185,3 +186,23 @@ def pattern_log_likelihood_draws(patterns, h, J, V):
                                   (jnp.asarray(h), jnp.asarray(J), jnp.asarray(V))))
 
 
+
+
+def fisher_information(h, J, V):
+    r"""Exact Fisher information of one bin of the K-pairwise model in the parameters
+    θ = (h, J_{i<j}, V(1..N)) (:func:`bayes_ising.fit.kpairwise_fit.pack` order): the
+    covariance of the sufficient statistics
+    :math:`f(s) = (s_i;\ s_i s_j\ [i<j];\ [K(s) = k]\ k = 1..N)`
+    (:func:`bayes_ising.core.ising.sufficient_features`), = the Hessian of log Z(θ). Singular
+    along V linear or quadratic in K (shifts of h and J: Σ_i s_i = 2K − N); a prior fixes that.
+    Weighted enumeration in chunks (the kernel of
+    :func:`bayes_ising.core.ising.fisher_information`), N ≤ 22. Shape (P, P), P = 2N + N(N−1)/2.
+    """
+    h, J, V = _params(h, J, V)
+    num_neurons = h.shape[0]
+    ising.check_exact(num_neurons, "kpairwise.fisher_information")
+    m, Q, p_k, log_z = _moments_kernel(h, J, V)
+    i, j = ising.pair_indices(num_neurons)
+    mean_features = jnp.concatenate([m, Q[i, j], p_k[1:]])
+    return ising._fisher_kernel(h, J, V, log_z, mean_features,
+                                ising._fisher_chunk(num_neurons, mean_features.shape[0]), True)

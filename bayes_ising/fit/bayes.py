@@ -1145,13 +1145,19 @@ def _prior_precision(spec, params, block_index, num_neurons):
     return np.concatenate([np.full(num_neurons, spec.h_scale**-2.0), j_scale**-2.0])
 
 
-def _fisher_from_samples(rng_key, h, J, num_samples=20_000):
-    """Fisher information of one bin as the covariance of (s_i, s_i s_j) over Gibbs samples."""
+def _fisher_from_samples(rng_key, h, J, num_samples=20_000, V=None):
+    """Fisher information of one bin as the covariance of the sufficient statistics
+    (:func:`bayes_ising.core.ising.sufficient_features`: s_i, s_i s_j and, with the K-pairwise
+    potential ``V`` (N+1,), the indicators [K = k]) over Gibbs samples of the model."""
     from bayes_ising.core import gibbs
 
-    samples = np.asarray(gibbs.sample_spins(rng_key, h, J, num_samples), dtype=np.float64)
-    i, j = ising.pair_indices(h.shape[0])
-    features = np.concatenate([samples, samples[:, i] * samples[:, j]], axis=1)
+    if V is None:
+        samples = gibbs.sample_spins(rng_key, h, J, num_samples)
+    else:
+        samples = gibbs.sample_kpairwise_spins(rng_key, np.asarray(h)[None], np.asarray(J)[None],
+                                               np.asarray(V)[None], num_samples)[0]
+    features = ising.sufficient_features(np.asarray(samples, dtype=np.float64),
+                                         potential=V is not None)
     features -= features.mean(axis=0)
     return features.T @ features / (features.shape[0] - 1)
 
@@ -1169,9 +1175,14 @@ def _model_check(rng_key, theta, data):
 def _curvature_transform(neg_hess_pl, fisher, num_bins, precision_prior):
     r"""W with :math:`W \Sigma_{PL} W^\top = \Sigma_F`: :math:`W = L_F L_{PL}^{-1}`, where
     :math:`\Sigma_{PL} = (H_{PL} + \Lambda)^{-1}` and :math:`\Sigma_F = (T F + \Lambda)^{-1}`
-    (Cholesky factors L). Returns W and the ratio of target to pseudo sds."""
-    cov_pl, chol_pl = _inverse_and_cholesky(neg_hess_pl + np.diag(precision_prior))
-    cov_full, chol_full = _inverse_and_cholesky(num_bins * fisher + np.diag(precision_prior))
+    (Cholesky factors L). ``precision_prior`` Λ: its diagonal (P,) or the full (P, P) matrix
+    (the K-pairwise random-walk prior on V is tridiagonal). Returns W and the ratio of target
+    to pseudo sds."""
+    precision_prior = np.asarray(precision_prior, np.float64)
+    if precision_prior.ndim == 1:
+        precision_prior = np.diag(precision_prior)
+    cov_pl, chol_pl = _inverse_and_cholesky(neg_hess_pl + precision_prior)
+    cov_full, chol_full = _inverse_and_cholesky(num_bins * fisher + precision_prior)
     transform = chol_full @ np.linalg.inv(chol_pl)
     return transform, np.sqrt(np.diag(cov_full) / np.diag(cov_pl))
 

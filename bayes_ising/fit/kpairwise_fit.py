@@ -38,7 +38,7 @@ from bayes_ising.core import pseudolikelihood as pl
 __all__ = ["PSEUDO_INTERVALS_NOTE", "PointFit", "FitResult", "pack", "unpack", "fit_mle",
            "fit_pseudo", "held_out_blocks", "model", "fit_posterior", "draws_tree",
            "posterior_arrays", "weighted_loo", "fit_diagnostics", "format_fit_summary",
-           "MODEL_CHECK_TOLERANCE", "pseudo_model_check"]
+           "MODEL_CHECK_TOLERANCE", "pseudo_model_check", "centre_model_check"]
 
 
 class PointFit(NamedTuple):
@@ -228,20 +228,45 @@ def pseudo_model_check(rng_key, tree, spins, *, num_chains=64, num_sweeps=1500, 
                        min_count=10):
     """Gibbs check of a K-pairwise (pseudo-)posterior: its posterior-mean model (h, J, V),
     simulated by :func:`bayes_ising.core.gibbs.sample_kpairwise` from random starts, against
-    the data's means, connected correlations and P(K) — the K-pairwise counterpart of the
-    sampling check of a large-N pairwise centre. ``passed`` when no error exceeds
-    :data:`MODEL_CHECK_TOLERANCE` and the model does not run beyond the data's most active
-    bin. Returns a JSON-able dict (``verdict`` a sentence)."""
-    from bayes_ising.core import gibbs
+    the data (:func:`centre_model_check` with ``method="gibbs"``) — the K-pairwise
+    counterpart of the sampling check of a large-N pairwise centre. Returns a JSON-able dict
+    (``verdict`` a sentence)."""
     from bayes_ising.fit.posterior import posterior_draws
 
-    spins = np.asarray(spins, np.float64)
     h, J, V = posterior_draws(tree, potential=True)
-    h, J = h.mean(axis=0), J.mean(axis=0)
-    V = np.zeros(h.size + 1) if V is None else V.mean(axis=0)
+    V = np.zeros(h.shape[1] + 1) if V is None else V.mean(axis=0)
+    return centre_model_check(rng_key, h.mean(axis=0), J.mean(axis=0), V, spins,
+                              method="gibbs", num_chains=num_chains, num_sweeps=num_sweeps,
+                              burn_in=burn_in, min_count=min_count,
+                              what="posterior-mean K-pairwise model")
+
+
+def _centre_moments(rng_key, h, J, V, method, num_chains, num_sweeps, burn_in):
+    """(m, ⟨s sᵀ⟩, P(K)) of one K-pairwise model: exact or from Gibbs chains."""
+    from bayes_ising.core import gibbs
+
+    if method == "exact":
+        m, Q, p_k, _ = kpairwise.exact_moments(h, J, V)
+        return np.asarray(m), np.asarray(Q), np.asarray(p_k)
     run = gibbs.sample_kpairwise(rng_key, h, J, V, num_chains=num_chains,
                                  num_sweeps=num_sweeps + burn_in, burn_in=burn_in)
-    m_model, q_model, p_model = run.m[0, 0], run.Q[0, 0], run.p_k[0, 0]
+    return run.m[0, 0], run.Q[0, 0], run.p_k[0, 0]
+
+
+def centre_model_check(rng_key, h, J, V, spins, *, method="auto", num_chains=64,
+                       num_sweeps=1500, burn_in=300, min_count=10, what="centre"):
+    """Does one K-pairwise model (h (N,), J (N, N), V (N+1,)) reproduce the data? Its means,
+    connected correlations and P(K) — exact by enumeration (``method`` "exact"; "auto": N ≤
+    22) or simulated by Gibbs from random starts ("gibbs") — against the data's. ``passed``
+    when no error exceeds :data:`MODEL_CHECK_TOLERANCE` (P(K) over the K seen in ≥
+    ``min_count`` bins) and the model's mean K does not run beyond the data's most active bin.
+    Returns a JSON-able dict (``verdict`` a sentence, ``passed``, ``max_abs_error``, ...)."""
+    spins = np.asarray(spins, np.float64)
+    h = np.asarray(h, np.float64)
+    if method == "auto":
+        method = "exact" if h.size <= ising.MAX_EXACT_NEURONS else "gibbs"
+    m_model, q_model, p_model = _centre_moments(rng_key, h, J, V, method, num_chains,
+                                                num_sweeps, burn_in)
     suff = kpairwise.sufficient_statistics(spins)
     i, j = ising.pair_indices(h.size)
     c_data = (suff.Q - np.outer(suff.m, suff.m))[i, j]
@@ -255,8 +280,9 @@ def pseudo_model_check(rng_key, tree, spins, *, num_chains=64, num_sweeps=1500, 
               "connected": float(np.max(np.abs(c_model - c_data))) if i.size else 0.0,
               "log_p_k": float(np.max(np.abs(log_ratio)))}
     passed = not degenerate and all(errors[key] <= MODEL_CHECK_TOLERANCE[key] for key in errors)
-    verdict = (f"model check (Gibbs, posterior-mean K-pairwise model, {num_chains} chains x "
-               f"{num_sweeps} sweeps): max |dm| {errors['mean']:.3f}, max |dC| "
+    how = ("exact moments" if method == "exact" else
+           f"Gibbs, {num_chains} chains x {num_sweeps} sweeps")
+    verdict = (f"model check ({how}, {what}): max |dm| {errors['mean']:.3f}, max |dC| "
                f"{errors['connected']:.3f}, max |log P(K) ratio| {errors['log_p_k']:.3f} over "
                f"the {int(seen.sum())} K seen in >= {min_count} bins"
                + ("; the model runs beyond the data's most active bin" if degenerate else "")
@@ -264,9 +290,10 @@ def pseudo_model_check(rng_key, tree, spins, *, num_chains=64, num_sweeps=1500, 
                + f" (tolerances {MODEL_CHECK_TOLERANCE['mean']}, "
                f"{MODEL_CHECK_TOLERANCE['connected']}, log 1.5)")
     return dict(passed=bool(passed), degenerate=degenerate, max_abs_error=errors,
-                tolerance=dict(MODEL_CHECK_TOLERANCE), num_chains=int(num_chains),
-                num_sweeps=int(num_sweeps), burn_in=int(burn_in), verdict=verdict,
-                p_k_model=p_model.tolist(), p_k_data=p_data.tolist())
+                tolerance=dict(MODEL_CHECK_TOLERANCE), method=method,
+                num_chains=int(num_chains), num_sweeps=int(num_sweeps), burn_in=int(burn_in),
+                verdict=verdict, p_k_model=np.asarray(p_model).tolist(),
+                p_k_data=p_data.tolist())
 
 
 #: what a K-pairwise pseudo-posterior's intervals are (tree attribute, printed verdict)
@@ -347,16 +374,18 @@ def _draw_arrays(family, num_neurons, samples, num_chains):
 def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_draws=500,
                   num_warmup=500, v_scale=1.0, h_scale=2.0, j_scale=1.0, target_accept=0.8,
                   h_mean=0.0, max_tree_depth=10, spec=None, neuron_ids=None,
-                  likelihood="exact"):
+                  likelihood="exact", adjust="none"):
     """NUTS posterior of one family on (T, N) ±1 spins (float64 on; N ≤ 22 for the exact
     likelihood).
 
     ``likelihood="pseudo"`` (any N; also a spec's ``likelihood``): the pseudo-posterior of
-    :func:`bayes_ising.core.pseudolikelihood.log_pseudolikelihood_kpairwise`. It has no
-    curvature adjustment (the pairwise model's, :mod:`bayes_ising.fit.bayes`, is not derived
-    for V): its intervals are **unadjusted**, usually too narrow, and the tree says so
-    (attributes ``adjust = "none"``, ``intervals = "unadjusted"``); it has no
-    ``log_likelihood`` group (no LOO: its terms are not log predictive densities).
+    :func:`bayes_ising.core.pseudolikelihood.log_pseudolikelihood_kpairwise`; it has no
+    ``log_likelihood`` group (no LOO: its terms are not log predictive densities). With
+    ``adjust="none"`` its intervals are **unadjusted**, usually too narrow, and the tree says
+    so (attributes ``adjust = "none"``, ``intervals = "unadjusted"``); ``"curvature"`` or
+    ``"mode+curvature"`` (N ≤ 22) map the draws through the curvature adjustment and gate the
+    result by a model check of its centre (:mod:`bayes_ising.fit.kpairwise_adjust`; attributes
+    ``adjust``, ``intervals``, ``adjust_info``, ``model_check``).
 
     Dense mass matrix adapted in warmup (V and h, J are correlated, see the module docstring).
     ``spec`` (a :class:`~bayes_ising.fit.model_spec.ModelSpec`, e.g. ``models/k_pairwise.toml``)
@@ -373,6 +402,9 @@ def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_dr
         target_accept, max_tree_depth = spec.target_accept, spec.max_tree_depth
     if likelihood not in ("exact", "pseudo"):
         raise ValueError(f"likelihood must be 'exact' or 'pseudo', got {likelihood!r}")
+    if adjust != "none" and (likelihood != "pseudo" or family != "k_pairwise"):
+        raise ValueError(f"adjust={adjust!r} calibrates a K-pairwise pseudo-posterior; "
+                         f"{family} with the {likelihood} likelihood takes adjust='none'")
     spins = np.asarray(spins)
     if likelihood == "exact":
         ising.check_exact(spins.shape[1], "kpairwise_fit.fit_posterior")
@@ -392,6 +424,13 @@ def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_dr
     mcmc.run(key, suff, family=family, h_mean=h_mean, h_scale=h_scale, j_scale=j_scale,
              v_scale=v_scale, likelihood=likelihood)
     draws = _draw_arrays(family, spins.shape[1], mcmc.get_samples(), num_chains)
+    labels = None
+    if adjust != "none":
+        from bayes_ising.fit.kpairwise_adjust import adjust_draws
+
+        draws, labels = adjust_draws(jax.random.fold_in(key, 1), draws, spins, adjust=adjust,
+                                     h_mean=h_mean, h_scale=h_scale, j_scale=j_scale,
+                                     v_scale=v_scale)
     log_lik = None
     if likelihood == "exact":
         flat = [draws[k].reshape((-1,) + draws[k].shape[2:]) for k in ("h", "J", "V")]
@@ -404,6 +443,9 @@ def fit_posterior(spins, family="k_pairwise", *, rng_key=0, num_chains=2, num_dr
     if likelihood == "pseudo":
         attrs.update(likelihood="pseudo", adjust="none", intervals="unadjusted",
                      intervals_note=PSEUDO_INTERVALS_NOTE)
+    if labels is not None:
+        del attrs["intervals_note"]
+        attrs.update(labels)
     tree = draws_tree(draws["h"], draws["J"], draws["V"], neuron_ids=neuron_ids, attrs=attrs,
                       log_likelihood=log_lik, counts=counts if log_lik is not None else None)
     return FitResult(tree, patterns, counts, seconds)
@@ -483,7 +525,23 @@ def format_fit_summary(fit):
             f"{mixing.min_ess_bulk:.0f}, {a['num_divergent']} divergent transitions; "
             + ("converged" if mixing.converged else f"NOT converged ({rule_text()}): "
                "run longer") + "."
-            + (f" {PSEUDO_INTERVALS_NOTE}." if a.get("intervals") == "unadjusted" else ""))
+            + (f" {PSEUDO_INTERVALS_NOTE}." if a.get("intervals") == "unadjusted" else "")
+            + _adjusted_note(a))
+
+
+def _adjusted_note(attrs):
+    """One sentence on a curvature-adjusted fit: its centre, sd ratio and gate ('' when
+    unadjusted)."""
+    if attrs.get("adjust", "none") == "none" or "adjust_info" not in attrs:
+        return ""
+    import json
+
+    info = json.loads(attrs["adjust_info"])
+    return (f" Intervals {attrs['intervals']} ({attrs['adjust']}: centre the "
+            f"{info['centre']}, Fisher information {info['fisher']}; adjusted/pseudo sd median "
+            f"h {info['sd_ratio']['h']['median']:.2f}, J {info['sd_ratio']['J']['median']:.2f}, "
+            f"V {info['sd_ratio']['V']['median']:.2f}). "
+            + json.loads(attrs["model_check"])["verdict"] + ".")
 
 
 def _tree_attrs(family, spec, divergent, seconds, num_chains, num_draws, num_warmup, seed):

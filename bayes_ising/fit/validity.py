@@ -101,13 +101,37 @@ def _simulate(rng_key, h, J, spins, num_sweeps, burn_in, num_groups):
     return jax.vmap(one_model)(keys, h, J, spins)
 
 
-def simulate_moments(rng_key, h, J, *, num_chains=1024, num_sweeps=1000, burn_in=500,
+def _kpairwise_group_sums(rng_key, h, J, V, num_chains, num_sweeps, burn_in, num_groups,
+                          initial_spins):
+    """K-pairwise chains (:func:`bayes_ising.core.gibbs.sample_kpairwise_spins`, every sweep
+    kept after ``burn_in``): per-group means of s (D, G, N) and s sᵀ (D, G, N, N) and the
+    chains' final spins (D, C, N), as :func:`_simulate` returns them."""
+    samples = gibbs.sample_kpairwise_spins(
+        rng_key, h, J, V, num_chains * num_sweeps, num_chains=num_chains, burn_in=burn_in,
+        thin=1, initial_spins=initial_spins)  # rows sweep by sweep, chains within a sweep
+    num_models, _, num_neurons = samples.shape
+    per_group = num_chains // num_groups
+    group_m = np.zeros((num_models, num_groups, num_neurons))
+    group_Q = np.zeros((num_models, num_groups, num_neurons, num_neurons))
+    for d in range(num_models):
+        x = samples[d].reshape(num_sweeps, num_groups, per_group, num_neurons)
+        x = np.moveaxis(x, 1, 0).reshape(num_groups, -1, num_neurons).astype(np.float32)
+        group_m[d] = x.mean(axis=1)
+        group_Q[d] = np.einsum("gti,gtj->gij", x, x) / x.shape[1]
+    final = samples[:, -num_chains:, :].astype(np.float64)
+    return group_m, group_Q, final
+
+
+def simulate_moments(rng_key, h, J, *, V=None, num_chains=1024, num_sweeps=1000, burn_in=500,
                      initial_spins=None, num_groups=NUM_GROUPS):
     r"""Model moments of D models by Gibbs sampling, vectorised over models (one compile per
     shape).
 
-    h : (D, N) or (N,); J : (D, N, N) or (N, N). ``initial_spins`` None for uniformly random
-    starts, or data rows (R, N) from which each chain draws one row at random. float32 spins.
+    h : (D, N) or (N,); J : (D, N, N) or (N, N); ``V`` (D, N+1) or (N+1,): the K-pairwise
+    potential (E − V(K); sampled by :func:`bayes_ising.core.gibbs.sample_kpairwise_spins`,
+    the same chains, groups and sweeps), or None for the pairwise model. ``initial_spins``
+    None for uniformly random starts, or data rows (R, N) from which each chain draws one row
+    at random. float32 spins.
 
     Returns dict of arrays, each with a leading D axis (dropped for a single (N,) model):
     ``m`` (N,), ``C`` (P,), ``mcse_m``, ``mcse_C`` (spread of ``num_groups`` independent groups
@@ -120,15 +144,21 @@ def simulate_moments(rng_key, h, J, *, num_chains=1024, num_sweeps=1000, burn_in
     num_models, num_neurons = h.shape
     num_chains = num_groups * int(math.ceil(num_chains / num_groups))
     key_start, key_run = jax.random.split(rng_key)
-    if initial_spins is None:
+    if V is not None:
+        V = np.asarray(V, np.float64).reshape(num_models, num_neurons + 1)
+        group_m, group_Q, final = _kpairwise_group_sums(
+            key_run, h, J, V, num_chains, int(num_sweeps), int(burn_in), int(num_groups),
+            initial_spins)
+    elif initial_spins is None:
         start = jax.random.bernoulli(key_start, 0.5, (num_models, num_chains, num_neurons))
         start = jnp.where(start, 1.0, -1.0).astype(jnp.float32)
     else:
         rows = np.asarray(initial_spins)
         pick = jax.random.randint(key_start, (num_models, num_chains), 0, rows.shape[0])
         start = jnp.asarray(rows[np.asarray(pick)], jnp.float32)
-    group_m, group_Q, final = _simulate(key_run, jnp.asarray(h), jnp.asarray(J), start,
-                                        int(num_sweeps), int(burn_in), int(num_groups))
+    if V is None:
+        group_m, group_Q, final = _simulate(key_run, jnp.asarray(h), jnp.asarray(J), start,
+                                            int(num_sweeps), int(burn_in), int(num_groups))
     group_m = np.asarray(group_m, np.float64)
     group_Q = np.asarray(group_Q, np.float64)
     group_C = _connected(group_m, group_Q)  # (D, G, P)

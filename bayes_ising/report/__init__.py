@@ -265,9 +265,14 @@ def posterior_summary(tree, interval=0.9):
     dict with ``h`` (chain, draw, N), ``J`` (chain, draw, P), ``pairs`` (i, j), ``neuron_ids``,
     ``cell_types`` (or None), ``J_mean`` (N, N), ``J_significant`` (N, N) bool (the central
     ``interval`` credible interval excludes 0), ``num_chains``, ``num_draws``, ``num_divergent``
-    (None when not recorded).
+    (None when not recorded), ``V`` (chain, draw, N) — the sampled levels V(1..N) of a
+    K-pairwise posterior, or None — and ``family``.
     """
     h, J = posterior_contract.flat_draws(tree)
+    V = None
+    if posterior_contract.has_potential(tree):
+        V = posterior_contract.posterior_group(tree)["V"]
+        V = np.asarray(V.transpose("chain", "draw", ...).values, float)[..., 1:]
     num_neurons = h.shape[-1]
     ids, types = posterior_contract.neuron_ids(tree), posterior_contract.cell_types(tree)
     first, second = posterior_contract.pair_members(tree)
@@ -284,7 +289,10 @@ def posterior_summary(tree, interval=0.9):
     num_divergent = None  # None: the tree records no divergences (not a NUTS run)
     if "sample_stats" in tree.children and "diverging" in tree["sample_stats"].data_vars:
         num_divergent = convergence.num_divergent(tree)
+    elif "num_divergent" in (getattr(tree, "attrs", None) or {}):
+        num_divergent = int(tree.attrs["num_divergent"])  # K-pairwise trees keep the count
     return {
+        "V": V, "family": posterior_contract.family(tree),
         "h": h, "J": J, "pairs": (np.asarray(first), np.asarray(second)), "neuron_ids": ids,
         "cell_types": types, "J_mean": J_mean, "J_significant": significant,
         "J_lower": lower, "J_upper": upper, "num_chains": h.shape[0], "num_draws": h.shape[1],
@@ -292,18 +300,28 @@ def posterior_summary(tree, interval=0.9):
     }
 
 
+def _all_draws(summary):
+    """h, J and (K-pairwise) V draws side by side, (chain, draw, P_total)."""
+    parts = [summary["h"], summary["J"]] + ([summary["V"]] if summary.get("V") is not None
+                                            else [])
+    return np.concatenate(parts, axis=-1)
+
+
 def convergence_summary(summary):
     """Per-parameter R-hat (rank-normalised) and bulk/tail ESS from ``posterior_summary``.
 
     Returns a dict of (P_total,) arrays ``name``, ``rhat``, ``ess_bulk``, ``ess_tail`` over all
-    h then all J parameters, and the package's mixing verdict
+    h then all J parameters (then V(1..N) of a K-pairwise posterior), and the package's
+    mixing verdict
     (:func:`bayes_ising.core.convergence.verdict`) used when no diagnostics file is given.
     """
     ids = summary["neuron_ids"]
     first, second = summary["pairs"]
-    draws = np.concatenate([summary["h"], summary["J"]], axis=-1)  # (chain, draw, P)
+    draws = _all_draws(summary)  # (chain, draw, P)
     names = [f"h[{i}]" for i in ids] + [f"J[{ids[a]},{ids[b]}]" for a, b in
                                          zip(first, second, strict=True)]
+    if summary.get("V") is not None:
+        names += [f"V({k})" for k in range(1, summary["V"].shape[-1] + 1)]
     rhat, ess_bulk, ess_tail = convergence.draw_statistics(draws)
     mixing = convergence.verdict(rhat, ess_bulk, ess_tail, summary["num_divergent"],
                                  num_chains=summary["num_chains"],
@@ -402,7 +420,8 @@ def _settings_table(ctx):
     attrs = dict(getattr(tree, "attrs", {}) or {}) if tree is not None else {}
     if summary is not None:
         rows.append(("neurons (N)", len(summary["neuron_ids"])))
-        rows.append(("parameters", summary["h"].shape[-1] + summary["J"].shape[-1]))
+        rows.append(("parameters", _all_draws(summary).shape[-1]))
+        rows.append(("family", summary["family"].replace("_", "-")))
         rows.append(("chains × draws", f"{summary['num_chains']} × {summary['num_draws']}"))
         if summary["num_divergent"] is not None:
             rows.append(("divergent transitions", summary["num_divergent"]))
@@ -518,9 +537,28 @@ def _reliability_view(ctx):
         pass
     return {"num_flagged": sum(bool(n.get("flagged")) for n in neurons),
             "num_neurons": len(neurons), "has_old": bool(old),
+            "potential": potential_table(diag.get("potential")),
+            "num_potential_flagged": sum(bool(r.get("flagged"))
+                                         for r in diag.get("potential") or []),
+            "num_potential": len(diag.get("potential") or []),
             "rule": None if not rule else rule if isinstance(rule, str) else json.dumps(rule),
             "table": reliability_table(neurons, old), "figure": figure,
             "agreement": _agreement_table(comparison) if old else None}
+
+
+def potential_table(rows):
+    """The K-pairwise potential's convergence, one row per level V(k) (``potential`` of
+    DIAG.json, :func:`bayes_ising.analysis.diagnostics.potential_reliability`); None when
+    absent (a pairwise posterior)."""
+    if not rows:
+        return None
+    body = [[f"V({r['k']})", format_number(r.get("mean")),
+             f"[{format_number(r.get('lower'))}, {format_number(r.get('upper'))}]",
+             format_number(_nan(r.get("rhat")), 4), format_number(_nan(r.get("ess_bulk")), 0),
+             format_number(_nan(r.get("ess_tail")), 0), format_number(bool(r.get("flagged"))),
+             "; ".join(r.get("reasons") or []) or "–"] for r in rows]
+    return table_view(["level", "mean", "90% interval", "R-hat", "bulk ESS", "tail ESS",
+                       "flagged", "reasons"], body, left=(0, 7))
 
 
 def reliability_table(neurons, old=None):
@@ -597,8 +635,7 @@ def _worst_view(ctx, num_worst=6):
     rhat = np.nan_to_num(conv["rhat"], nan=np.inf)
     ess = np.nan_to_num(conv["ess_bulk"], nan=0.0)
     order = np.lexsort((ess, -rhat))[:num_worst]  # highest R-hat first, then lowest ESS
-    draws = np.moveaxis(np.concatenate([summary["h"], summary["J"]], axis=-1)[..., order],
-                        -1, 0)
+    draws = np.moveaxis(_all_draws(summary)[..., order], -1, 0)
     fig = plots.plot_rank_trace(draws, [conv["name"][k] for k in order],
                                 rhat=conv["rhat"][order], ess_bulk=conv["ess_bulk"][order])
     return {"missing": None, "shown": len(order), "total": len(conv["name"]),
@@ -1063,9 +1100,11 @@ def build_report(posterior=None, data=None, *, diagnostics=None, checks=None, th
     sections = [render_section(sid, section_title, f"report/{sid}.html.j2",
                                _SECTION_BUILDERS[sid], context)
                 for sid, section_title in SECTIONS]
+    k_pairwise = summary is not None and summary["family"] == "k_pairwise"
     meta = (f"Data: {context['data_view'].source or '–'} · bayes_ising {__version__} · "
-            "pairwise model E(s) = −Σ h_i s_i − Σ_(i<j) J_ij s_i s_j, spins ±1, entropies "
-            "in nats")
+            + ("K-pairwise" if k_pairwise else "pairwise") + " model E(s) = −Σ h_i s_i − "
+            "Σ_(i<j) J_ij s_i s_j" + (" − V(K), K = #active" if k_pairwise else "")
+            + ", spins ±1, entropies in nats")
     return str(render_page(title or "Bayesian Ising analysis", meta, sections))
 
 

@@ -13,7 +13,10 @@ predictive band, and writes the digest as JSON
 ``--held-out-blocks B`` adds blocked cross-validation
 (:func:`bayes_ising.fit.kpairwise_fit.held_out_blocks`: exact MLE fits and held-out
 log-likelihood for N <= 22, pseudolikelihood fits and held-out log pseudolikelihood above,
-where it is the only comparison; ``--held-out-only`` skips the posteriors).
+where it is the only score; ``--held-out-only`` skips the posteriors). Above 22 neurons
+(``--held-out-blocks`` required) each family's pseudo-posterior is fitted instead
+(:func:`bayes_ising.analysis.families.compare_pseudo_families`: unadjusted, P(K) bands by
+K-pairwise Gibbs sampling, R-hat, time) beside the held-out scores; no PSIS-LOO.
 """
 
 __all__ = ["register", "run", "format_table"]
@@ -66,6 +69,18 @@ def format_table(summary):
             f"{str(r.get('patterns_in_band')) + '/' + str(r.get('patterns_top')):>8} "
             f"{_number(r.get('peak_temperature')):>5} {r['max_rhat']:>6.3f} "
             f"{r['seconds']:>6.0f}s")
+    return lines
+
+
+def format_pseudo_table(summary):
+    """Lines of :func:`bayes_ising.analysis.families.compare_pseudo_families`: per family the
+    pseudo-posterior's P(K) band, mixing and time (best held-out score first)."""
+    lines = [f"{'family':<12} {'P(K) in band':>13} {'R-hat':>6} {'min ESS':>8} {'time':>7}  "
+             "intervals"]
+    for r in summary["rows"]:
+        lines.append(f"{r['family']:<12} {str(r['pk_in_band']) + '/' + str(r['pk_seen']):>13} "
+                     f"{r['max_rhat']:>6.3f} {r['min_ess_bulk']:>8.0f} {r['seconds']:>6.0f}s  "
+                     f"{r['intervals']}")
     return lines
 
 
@@ -127,17 +142,26 @@ def run(args):
             f"PSIS-LOO needs the exact likelihood (N <= {ising.MAX_EXACT_NEURONS}); the selected "
             f"data have N = {data.num_neurons}: compare by held-out blocks of bins instead "
             "(--held-out-blocks 10; pseudolikelihood fits, docs/models.md)")
-    if large or args.held_out_only:
+    sampler = dict(spec=spec, num_chains=args.num_chains or spec.num_chains,
+                   num_draws=args.num_draws or spec.num_draws,
+                   num_warmup=spec.num_warmup if args.num_warmup is None else args.num_warmup)
+    if large and not args.held_out_only:
+        if args.held_out_blocks < 2:
+            raise BayesIsingError(f"--held-out-blocks must be >= 2, got {args.held_out_blocks}")
+        summary = families.compare_pseudo_families(
+            spins, chosen, rng_key=args.seed, check_draws=min(args.posterior_draws, 50),
+            num_blocks=args.held_out_blocks, **sampler)
+        print("\n".join(format_held_out(summary["held_out"]) + format_pseudo_table(summary)))
+        print(f"note: {summary['caveat']}")
+    elif large or args.held_out_only:
         summary = {"held_out": _held_out(args, spins, chosen)}
+    if large or args.held_out_only:
         if args.out:
             write_json(args.out, summary, force=args.force)
             print(f"comparison: {args.out}")
         return 0
     result = families.compare_families(
-        spins, chosen, rng_key=args.seed, check_draws=args.posterior_draws,
-        spec=spec, num_chains=args.num_chains or spec.num_chains,
-        num_draws=args.num_draws or spec.num_draws,
-        num_warmup=spec.num_warmup if args.num_warmup is None else args.num_warmup)
+        spins, chosen, rng_key=args.seed, check_draws=args.posterior_draws, **sampler)
     summary = families.comparison_summary(result)
     print("\n".join(format_table(summary)))
     print(f"note: {summary['caveat']}")

@@ -9,8 +9,12 @@ words), ``neurons`` (one entry per neuron: ``id``, ``cell_type``, ``firing_proba
 ``flagged``, ``reasons``, ``max_rhat``, ``min_ess_bulk``, ``contraction`` and more; see
 :func:`bayes_ising.analysis.diagnostics.neuron_reliability`) and ``parameters`` (per-parameter
 R-hat,
-ESS, MCSE, interval, contraction). Exit status 0 when written, whether or not the run
-converged (the verdict is in the file and printed); 2 for bad input.
+ESS, MCSE, interval, contraction). A K-pairwise posterior (``fit --model k_pairwise``) is
+diagnosed the same way — per neuron over h_i and J_i· (its 0/1 field includes V(1)) — and its
+potential gets its own rows, ``potential`` (one per level V(k), k = 1..N: R-hat, ESS,
+interval, ``flagged``, ``reasons``); V's levels count in the run verdict. Exit status 0
+when written, whether or not the run converged (the verdict is in the file and printed); 2
+for bad input.
 """
 
 __all__ = ["register", "run", "diagnosis_to_json"]
@@ -63,6 +67,8 @@ def diagnosis_to_json(diagnosis):
         "pair": [[str(a), str(b)] for a, b in zip(params["neuron_i"].values,
                                                     params["neuron_j"].values, strict=True)]
         if "neuron_i" in params.coords else None,
+        **({"k": [int(v) for v in params["mean_V"][params["mean_V"].dims[0]].values]}
+           if "mean_V" in params else {}),
         **{name: params[name].values for name in params.data_vars},
     }
     out["rule"] = RULE.format(**diagnosis["thresholds"])
@@ -74,12 +80,16 @@ def run(args):
     from bayes_ising._io import check_writable, write_json
     from bayes_ising.analysis import diagnostics
     from bayes_ising.errors import BayesIsingError
-    from bayes_ising.fit import bayes
+    from bayes_ising.fit import bayes, posterior
 
     if args.max_rhat <= 1 or args.min_ess <= 0:
         raise BayesIsingError("--max-rhat must be > 1 and --min-ess > 0")
     check_writable(args.out, args.force)
-    tree = bayes.load_posterior(args.posterior)
+    tree = bayes.load_posterior(args.posterior, family=None)
+    k_pairwise = posterior.family(tree) == "k_pairwise"
+    if k_pairwise and args.convention == "01":
+        raise BayesIsingError("--convention 01 is the pairwise model's 0/1 parametrisation; a "
+                              "K-pairwise posterior's V(K) has none: drop --convention")
     diagnosis = diagnostics.diagnose(tree, max_rhat=args.max_rhat, min_ess=args.min_ess,
                                      min_contraction=args.min_contraction)
     out = diagnosis_to_json(diagnosis)
@@ -91,6 +101,12 @@ def run(args):
     if diagnosis.get("warnings"):
         verdict += " (warnings: " + "; ".join(diagnosis["warnings"]) + ")"
     flagged = [row["id"] for row in diagnosis["neurons"] if row["flagged"]]
+    levels = ""
+    if diagnosis["potential"] is not None:
+        bad = [f"V({row['k']})" for row in diagnosis["potential"] if row["flagged"]]
+        levels = (f"; {len(bad)} of {len(diagnosis['potential'])} levels of V(K) not converged"
+                  + (f" ({', '.join(bad)})" if bad else ""))
     print(f"{verdict}. {len(flagged)} of {len(diagnosis['neurons'])} neurons flagged"
-          + (f" ({', '.join(flagged)})" if flagged else "") + f". Written to {args.out}")
+          + (f" ({', '.join(flagged)})" if flagged else "") + levels
+          + f". Written to {args.out}")
     return 0

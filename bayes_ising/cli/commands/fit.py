@@ -6,7 +6,10 @@
 
 Writes an ArviZ netCDF posterior (see :func:`bayes_ising.fit.bayes.fit_posterior`) and prints a
 one-paragraph convergence summary (max R-hat, min ESS, divergences, time). ``--likelihood
-exact`` with more than 22 neurons exits with status 2.
+exact`` with more than 22 neurons exits with status 2. With ``--model k_pairwise
+--likelihood pseudo``, ``--adjust`` is ``none`` (the default: unadjusted intervals),
+``curvature`` or ``mode+curvature`` (N <= 22), the curvature adjustment of
+:mod:`bayes_ising.fit.kpairwise_adjust`, gated by a model check of its centre.
 """
 
 __all__ = ["register", "run", "format_convergence_summary"]
@@ -87,9 +90,11 @@ def run(args):
 
 def _run_k_pairwise(args, spec, data, likelihood):
     """``--model k_pairwise``: the K-pairwise posterior (h, J, V) by NUTS — exact (N <= 22)
-    or, with ``--likelihood pseudo`` (any N), the pseudo-posterior with unadjusted intervals,
+    or, with ``--likelihood pseudo`` (any N), the pseudo-posterior: unadjusted intervals,
     followed by the Gibbs check of its posterior-mean model
-    (:func:`bayes_ising.fit.kpairwise_fit.pseudo_model_check`)."""
+    (:func:`bayes_ising.fit.kpairwise_fit.pseudo_model_check`), or with ``--adjust
+    curvature`` / ``mode+curvature`` the curvature-adjusted one, gated by the model check of
+    its centre (:mod:`bayes_ising.fit.kpairwise_adjust`)."""
     import json
 
     import jax
@@ -98,11 +103,20 @@ def _run_k_pairwise(args, spec, data, likelihood):
     from bayes_ising.core import ising
     from bayes_ising.errors import BayesIsingError, TooManyNeuronsError
     from bayes_ising.fit import bayes, kpairwise_fit
+    from bayes_ising.fit.kpairwise_adjust import K_PAIRWISE_ADJUSTMENTS
 
-    if args.adjust not in (None, "none") or args.convention != "pm1":
-        raise BayesIsingError("--model k_pairwise has no pseudo-posterior adjustment (the "
-                              "curvature adjustment is derived for (h, J) only) and no "
-                              "--convention 01: drop --adjust / --convention")
+    adjust = args.adjust or "none"  # K-pairwise: unadjusted unless asked (docs/models.md)
+    if args.convention != "pm1":
+        raise BayesIsingError("--model k_pairwise has no --convention 01: drop --convention")
+    if adjust not in K_PAIRWISE_ADJUSTMENTS or (adjust != "none" and likelihood != "pseudo"):
+        choices = " | ".join(K_PAIRWISE_ADJUSTMENTS)
+        raise BayesIsingError(f"--model k_pairwise takes --adjust {choices} with --likelihood "
+                              f"pseudo only; got --adjust {adjust} with the {likelihood} "
+                              "likelihood")
+    if adjust == "mode+curvature" and data.num_neurons > ising.MAX_EXACT_NEURONS:
+        raise BayesIsingError(f"--adjust mode+curvature centres on the exact MAP (N <= "
+                              f"{ising.MAX_EXACT_NEURONS}); N = {data.num_neurons}: use "
+                              "--adjust curvature")
     if likelihood == "exact" and data.num_neurons > ising.MAX_EXACT_NEURONS:
         raise TooManyNeuronsError(
             f"the exact K-pairwise posterior enumerates 2^N states (N <= "
@@ -113,10 +127,10 @@ def _run_k_pairwise(args, spec, data, likelihood):
         spins, "k_pairwise", rng_key=args.seed, spec=spec, likelihood=likelihood,
         num_chains=args.num_chains or spec.num_chains, num_draws=args.num_draws or
         spec.num_draws, num_warmup=spec.num_warmup if args.num_warmup is None
-        else args.num_warmup, neuron_ids=data.neuron_ids)
+        else args.num_warmup, neuron_ids=data.neuron_ids, adjust=adjust)
     fit.tree.attrs["data_source"] = str(data.source)
     check = None
-    if likelihood == "pseudo":
+    if likelihood == "pseudo" and adjust == "none":  # adjusted fits carry their centre's check
         check = kpairwise_fit.pseudo_model_check(jax.random.key(args.seed), fit.tree, spins)
         fit.tree.attrs["model_check"] = json.dumps(check)
     bayes.save_posterior(fit.tree, args.out, force=args.force)

@@ -8,7 +8,8 @@
 The second form (re)draws the report of a folder written by ``bayes-ising study`` (its
 study.json and tables; the study writes STUDY_DIR/report.html itself). Figures are embedded
 (PNG, base64), so the file opens offline. A section whose input is not given stays in the
-report and says how to produce it.
+report and says how to produce it. A K-pairwise posterior (``fit --model k_pairwise``) gets
+the same report; its diagnostics section adds the convergence of each level V(k).
 """
 
 import sys
@@ -66,7 +67,7 @@ def run(args):
         return 0
     from bayes_ising.fit.bayes import load_posterior
 
-    tree = load_posterior(args.posterior)
+    tree = load_posterior(args.posterior, family=None)  # pairwise or K-pairwise
     data = None
     if args.data is not None:
         data = posterior.align(tree, load_selected_data(args, tree))
