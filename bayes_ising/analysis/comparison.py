@@ -145,6 +145,11 @@ def interval_agreement(estimate, lower_a, upper_a, lower_b, upper_b, kind):
 def _log_density(spins, method, l2):
     """log L(θ) (exact, from the moments) or log PL(θ) (unique patterns), minus the L2 term.
 
+    The pseudolikelihood's log-cosh sweep runs in float32, accumulated in float64: it differs
+    from float64 by ~1e-3 in a log PL of ~7·10⁵ (N = 40, 20,000 bins; a test bounds it), far
+    below the O(1) log ratios a Metropolis step decides on, and the walks take half the time
+    (4 walks at N = 40: 5.0 ms per step against 10.5 ms).
+
     The L2 term is the one of the MLE fit (``l2/2 · Σ_{i<j} J_ij²`` per bin, times T), so the
     adaptive-Metropolis walk explores the same objective the MLE maximised.
     """
@@ -152,6 +157,7 @@ def _log_density(spins, method, l2):
     import jax.numpy as jnp
 
     from bayes_ising.core import ising, stats
+    from bayes_ising.core import pseudolikelihood as pl
 
     num_bins, num_neurons = spins.shape
     num_h = num_neurons
@@ -162,13 +168,11 @@ def _log_density(spins, method, l2):
             h, J = ising.unpack(theta, num_neurons)
             return ising.exact_log_likelihood(h, J, moments)
     else:
-        patterns, counts = stats.unique_patterns(spins)
-        patterns = jnp.asarray(patterns)
-        counts = jnp.asarray(counts)
+        data = pl.prepare(*stats.unique_patterns(spins))  # once, not at every evaluation
 
         def log_likelihood(theta):
             h, J = ising.unpack(theta, num_neurons)
-            return ising.log_pseudolikelihood(h, J, patterns, counts)
+            return pl.log_pseudolikelihood(h, J, data, float32=True)
 
     def logdensity_fn(theta):
         penalty = 0.5 * l2 * num_bins * jnp.sum(theta[num_h:] ** 2)
