@@ -77,3 +77,45 @@ def test_rule_failures_is_the_verdicts_rule():
     assert under.tolist() == [False, True, False, True]
     mixing = convergence.verdict(rhat, bulk, tail, num_chains=4)
     assert (mixing.num_rhat_over, mixing.num_ess_under) == (1, 2) and not mixing.converged
+
+
+def _ar1(rng, num_chains, num_draws, num_params, phi):
+    x = np.zeros((num_chains, num_draws, num_params))
+    noise = rng.normal(size=x.shape)
+    for t in range(1, num_draws):
+        x[:, t] = phi * x[:, t - 1] + noise[:, t]
+    return x
+
+
+def test_vectorised_rhat_and_ess_equal_arviz_stats():
+    """draw_statistics computes all parameters at once; its numbers are arviz-stats' per-
+    parameter ones (rank-normalised split R-hat, bulk ESS, tail ESS of the 5%/95% quantile
+    indicators) to rounding, for even and odd draw counts, strong autocorrelation (Geyer's
+    truncation and monotone sequence), ties, a constant parameter, chains with shifted means
+    and one chain."""
+    from arviz_stats.base import array_stats
+
+    from bayes_ising.core import convergence
+
+    rng = np.random.default_rng(0)
+    shifted = _ar1(rng, 4, 200, 10, 0.99) + np.arange(4)[:, None, None]
+    constant = _ar1(rng, 4, 500, 6, 0.9)
+    constant[:, :, 3] = 1.0
+    cases = [constant, _ar1(rng, 4, 501, 8, 0.0), _ar1(rng, 2, 37, 8, 0.5), shifted,
+             rng.integers(0, 3, (4, 100, 8)).astype(float), _ar1(rng, 1, 100, 4, 0.3)]
+    for x in cases:
+        rhat, bulk, tail = convergence.draw_statistics(x)
+        ess = {m: np.asarray(array_stats.ess(x, chain_axis=0, draw_axis=1, method=m,
+                                             **({"prob": (0.05, 0.95)} if m == "tail" else {})),
+                             float) for m in ("bulk", "tail")}
+        np.testing.assert_allclose(bulk, ess["bulk"], rtol=1e-10)
+        np.testing.assert_allclose(tail, ess["tail"], rtol=1e-10)
+        if x.shape[0] == 1:
+            assert np.isnan(rhat).all()
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            reference = np.asarray(array_stats.rhat(np.moveaxis(x, (0, 1), (-2, -1)),
+                                                    chain_axis=-2, draw_axis=-1), float)
+        reference = np.where(np.ptp(x, axis=(0, 1)) == 0, 1.0, reference)
+        np.testing.assert_allclose(rhat, reference, rtol=1e-12)
+    assert convergence.draw_statistics(shifted)[0].min() > 1.1  # the rule can fail

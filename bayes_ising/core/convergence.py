@@ -56,39 +56,112 @@ def rule_text(max_rhat=MAX_RHAT, min_ess=MIN_ESS):
     return f"R-hat ≤ {max_rhat:g}, bulk and tail ESS ≥ {min_ess:g}, no divergences"
 
 
+def _split(x):
+    """(P, C, D) → (P, 2C, D//2): the first and last halves of every chain (the middle draw
+    of an odd D dropped), as arviz-stats splits them."""
+    half = x.shape[-1] // 2
+    return np.concatenate([x[..., :half], x[..., x.shape[-1] - half:]], axis=1)
+
+
+def _z_scale(x):
+    """Rank-normalised values per parameter: Φ⁻¹((r − 3/8)/(S + 1/4)), r the average ranks
+    over all S = chains·draws values (Blom 1958; Vehtari et al. 2021)."""
+    from scipy import special, stats
+
+    flat = x.reshape(x.shape[0], -1)
+    ranks = stats.rankdata(flat, method="average", axis=1)
+    return special.ndtri((ranks - 0.375) / (flat.shape[1] + 0.25)).reshape(x.shape)
+
+
+def _rhat(x):
+    """Split-R-hat of already split chains (P, C, D): √((B/W + D − 1)/D)."""
+    num_draws = x.shape[-1]
+    between = num_draws * np.var(x.mean(axis=-1), axis=-1, ddof=1)
+    within = np.mean(np.var(x, axis=-1, ddof=1), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt((between / within + num_draws - 1) / num_draws)
+
+
+def _ess(x):
+    r"""ESS of split chains (P, C, D), all parameters at once: FFT autocovariances, Geyer's
+    initial positive sequence truncated at the first pair sum ρ̂_{2k} + ρ̂_{2k+1} ≤ 0, made
+    monotone (a running minimum of the pair sums), :math:`\hat	au = -1 + 2\sum_{k<K}
+    P_k + \hat
+ho_{2K}^{(+)}`, ESS = CD / max(τ̂, 1/log₁₀ CD) — the arithmetic of arviz-stats'
+    per-parameter loop, vectorised (tests compare the two)."""
+    from scipy import fft
+
+    num_params, num_chains, num_draws = x.shape
+    centred = x - x.mean(axis=-1, keepdims=True)
+    size = fft.next_fast_len(2 * num_draws)
+    spectrum = fft.rfft(centred, n=size, axis=-1)
+    acov = fft.irfft(spectrum * np.conjugate(spectrum), n=size, axis=-1)[..., :num_draws]
+    acov /= num_draws
+    mean_var = acov[..., 0].mean(axis=-1) * num_draws / (num_draws - 1.0)
+    var_plus = mean_var * (num_draws - 1.0) / num_draws
+    if num_chains > 1:
+        var_plus = var_plus + np.var(x.mean(axis=-1), axis=-1, ddof=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (mean_var[:, None] - acov.mean(axis=1)) / var_plus[:, None]
+    rho[:, 0] = 1.0
+    num_pairs = num_draws // 2
+    pairs = rho[:, : 2 * num_pairs].reshape(num_params, num_pairs, 2).sum(axis=-1)  # P_k
+    k_max = max(0, (num_draws - 3) // 2)  # pairs k = 1..k_max are looked at (2k − 1 < D − 3)
+    for_stop = pairs[:, : k_max + 1] <= 0
+    first = np.argmax(for_stop, axis=1)
+    stop = np.where(for_stop.any(axis=1), np.minimum(first, k_max), k_max)
+    monotone = np.minimum.accumulate(pairs, axis=1)
+    kept = np.arange(num_pairs)[None, :] < stop[:, None]
+    even = rho[np.arange(num_params), np.minimum(2 * stop, num_draws - 1)]
+    last_pair = pairs[np.arange(num_params), np.minimum(stop, num_pairs - 1)]
+    tail = np.where((last_pair >= 0) | (even > 0), even, 0.0)
+    tau = -1.0 + 2.0 * np.sum(np.where(kept, monotone, 0.0), axis=1) + tail
+    total = num_chains * num_draws
+    ess = total / np.maximum(tau, 1.0 / np.log10(total))
+    ess = np.where(np.isnan(rho).any(axis=1), np.nan, ess)
+    constant = np.ptp(x.reshape(num_params, -1), axis=1) < np.finfo(float).resolution
+    return np.where(constant, float(total), ess)
+
+
 def split_rhat(series):
-    """Rank-normalised split R-hat (Vehtari et al. 2021; arviz-stats), vectorised over the
-    leading axes of ``series`` (..., chains, draws) -> (...): the larger of the bulk and tail
-    (folded) values. A series that never changes gives 1. The one R-hat of the package."""
-    import warnings
-
-    from arviz_stats.base import array_stats
-
+    """Rank-normalised split R-hat (Vehtari et al. 2021), vectorised over the leading axes of
+    ``series`` (..., chains, draws) -> (...): the larger of the bulk and tail (folded) values.
+    A series that never changes gives 1. The one R-hat of the package."""
     x = np.asarray(series, dtype=np.float64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # constant series: 0/0, set to 1 below
-        rhat = np.asarray(array_stats.rhat(x, chain_axis=-2, draw_axis=-1), dtype=float)
-    return np.where(np.ptp(x, axis=(-2, -1)) == 0, 1.0, rhat)
+    lead = x.shape[:-2]
+    flat = x.reshape((-1,) + x.shape[-2:])
+    split = _split(flat)
+    folded = np.abs(split - np.median(split.reshape(split.shape[0], -1), axis=1)[:, None, None])
+    rhat = np.maximum(_rhat(_z_scale(split)), _rhat(_z_scale(folded)))
+    rhat = np.where(np.ptp(flat.reshape(flat.shape[0], -1), axis=1) == 0, 1.0, rhat)
+    return rhat.reshape(lead)
 
 
 def draw_statistics(draws):
-    """Per-parameter split R-hat, bulk ESS and tail ESS of draws (chain, draw, P), each (P,).
-
-    R-hat is NaN with one chain (split R-hat of one chain cannot see a chain stuck in a mode).
+    """Per-parameter split R-hat, bulk ESS and tail ESS of draws (chain, draw, P), each (P,):
+    rank-normalised (Vehtari et al. 2021), computed for all parameters at once (arviz-stats'
+    functions loop over parameters in Python: 7 s for 820 parameters × 4 × 500 draws; tests
+    check that the numbers are theirs). Tail ESS: the smaller ESS of the 5% and 95% quantile
+    indicators. R-hat is NaN with one chain (split R-hat of one chain cannot see a chain stuck
+    in a mode); everything is NaN with fewer than 4 draws or non-finite draws.
     """
-    from arviz_stats.base import array_stats
-
     draws = np.asarray(draws, dtype=np.float64)
     num_chains, num_draws = draws.shape[:2]
-    nan = np.full(draws.shape[2:], np.nan)
+    shape = draws.shape[2:]
+    nan = np.full(shape, np.nan)
     if num_draws < 4:
         return nan, nan.copy(), nan.copy()
-    rhat = split_rhat(np.moveaxis(draws, (0, 1), (-2, -1))) if num_chains >= 2 else nan
-    ess_bulk = np.asarray(array_stats.ess(draws, chain_axis=0, draw_axis=1, method="bulk"), float)
-    # tail ESS: the smaller ESS of the 5% and 95% quantile indicators (Vehtari et al. 2021)
-    ess_tail = np.asarray(array_stats.ess(draws, chain_axis=0, draw_axis=1, method="tail",
-                                          prob=(0.05, 0.95)), float)
-    return rhat, ess_bulk, ess_tail
+    x = np.moveaxis(draws.reshape(num_chains, num_draws, -1), -1, 0)  # (P, C, D)
+    finite = np.isfinite(x).all(axis=(1, 2))
+    x = np.where(finite[:, None, None], x, 0.0)
+    rhat = split_rhat(x) if num_chains >= 2 else np.full(x.shape[0], np.nan)
+    split = _split(x)
+    ess_bulk = _ess(_z_scale(split))
+    flat = x.reshape(x.shape[0], -1)
+    ess_tail = np.minimum(*(_ess(_split(x <= np.quantile(flat, prob, axis=1)[:, None, None])
+                                 .astype(float)) for prob in (0.05, 0.95)))
+    out = [np.where(finite, v, np.nan).reshape(shape) for v in (rhat, ess_bulk, ess_tail)]
+    return tuple(out)
 
 
 def num_divergent(tree):
