@@ -1075,7 +1075,7 @@ def _progress_bar(progress, total):
 
 
 def fit_boltzmann(rng_key, spins, init=None, *, l2=0.0, num_chains=1024,
-                  sweeps_per_iteration=10, learning_rates=(0.1, 0.033, 0.01),
+                  sweeps_per_iteration=10, learning_rates=(0.033, 0.01),
                   iterations_per_stage=1500, max_stages=5, max_step=0.5,
                   check_sweeps=1000, check_burn_in=500, data_weight=0.5, significance=0.05,
                   num_blocks=50, neuron_ids=None, progress=False):
