@@ -1,5 +1,7 @@
 """K-pairwise model: enumeration against brute force, reduction to pairwise, planted data."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -229,6 +231,93 @@ def test_study_with_family_comparison_writes_table_and_report_section(tmp_path):
     html = report_study.render_study(tmp_path / "study").read_text()
     section = html[html.index('id="families"'):html.index('id="ei"')]
     assert "elpd_loo" in section and "<img" in section and "Not available" not in section
+
+
+def _large_population(num_bins=400, seed=0, planted=False):
+    """SpikeData with 21 E + 3 I neurons (E+I: N = 24 > 22; I: N = 3); ``planted``: spins of a
+    K-pairwise model with a step in V (Gibbs), else independent spins."""
+    from bayes_ising.data import SpikeData
+
+    n = 24
+    rng = np.random.default_rng(seed)
+    if planted:
+        from bayes_ising.core import gibbs
+
+        h = rng.normal(-0.9, 0.2, n)
+        J = np.asarray(ising.couplings_to_matrix(rng.normal(0, 0.05, ising.num_pairs(n)), n))
+        V = np.where(np.arange(n + 1) >= 6, 1.5, 0.0)
+        spins = np.asarray(gibbs.sample_kpairwise_spins(
+            jax.random.key(seed), h[None], J[None], V[None], num_bins, num_chains=50,
+            burn_in=200, thin=3)[0])
+    else:
+        spins = np.where(rng.random((num_bins, n)) < 0.3, 1, -1)
+    return SpikeData(spins=spins, neuron_ids=[f"n{i:02d}" for i in range(n)],
+                     cell_types=["E"] * 21 + ["I"] * 3, source="synthetic")
+
+
+def test_study_plan_compares_families_above_22_neurons_by_held_out_blocks():
+    from bayes_ising.cli import build_parser
+    from bayes_ising.cli.commands.study import settings_from_args
+    from bayes_ising.errors import BayesIsingError, DataError
+    from bayes_ising.pipeline import plan as study_plan
+
+    data = _large_population()
+    settings = study_plan.StudySettings(compare_families=True, populations=("E+I", "I"),
+                                        held_out_blocks=4)
+    plan = study_plan.plan_study(data, settings)
+    tasks = {t.population: t for t in plan.tasks if t.kind == "families"}
+    assert set(tasks) == {"E+I", "I"}
+    big, small = tasks["E+I"], tasks["I"]
+    assert big.params["method"] == "held_out" and big.params["held_out_blocks"] == 4
+    assert len(big.params["neurons"]) == 24 and big.params["check_draws"] == 50
+    assert small.params["method"] == "loo" and "held_out_blocks" not in small.params
+    assert not any("family comparison skipped" in n for n in plan.notes)
+    other = study_plan.plan_study(data, dataclasses.replace(settings, held_out_blocks=5))
+    keys = {t.population: t.key for t in other.tasks if t.kind == "families"}
+    assert keys["E+I"] != big.key and keys["I"] == small.key  # only the task that reads it
+    with pytest.raises(DataError, match="held_out_blocks"):
+        study_plan.plan_study(data, dataclasses.replace(settings, held_out_blocks=1))
+    parser = build_parser()
+    args = parser.parse_args(["study", "d.npz", "--out", "o", "--compare-families",
+                              "--held-out-blocks", "3"])
+    assert settings_from_args(args).held_out_blocks == 3
+    with pytest.raises(BayesIsingError, match="--compare-families"):
+        settings_from_args(parser.parse_args(["study", "d.npz", "--out", "o",
+                                              "--held-out-blocks", "3"]))
+
+
+@pytest.mark.slow
+def test_study_compares_families_above_22_neurons_beside_loo(tmp_path):
+    """A study of E+I (N = 24: held-out pseudolikelihood, 3 blocks) and I (N = 3: PSIS-LOO)
+    with tiny settings: study.json, tables/families.csv and the report show both, labelled."""
+    import json
+
+    from bayes_ising.pipeline import plan as study_plan
+
+    result = study_plan.study(
+        _large_population(num_bins=300, planted=True), tmp_path / "study", progress=False,
+        log=lambda *a: None, settings=study_plan.FAST_SETTINGS, compare_families=True,
+        held_out_blocks=3, populations=("E+I", "I"), compare_populations=("I",),
+        num_draws=30, num_warmup=30, posterior_draws=4, check_samples=1_000,
+        thermo_draws=2, thermo_sweeps=200, walk_draws=100)
+    summary = json.loads((tmp_path / "study" / "study.json").read_text())
+    entries = {e["population"]: e for e in summary["families"]}
+    assert entries["E+I"]["method"] == "held_out" and entries["I"]["method"] == "loo"
+    assert "pseudolikelihood" in entries["E+I"]["criterion"]
+    rows = entries["E+I"]["rows"]
+    assert {r["family"] for r in rows} == set(kpairwise.FAMILIES) and len(rows) == 3
+    assert rows[0]["held_out_difference"] == 0 and all(
+        r["held_out_se"] >= 0 and 0 <= r["pk_in_band"] <= r["pk_seen"] for r in rows)
+    stored = json.loads((tmp_path / "study" / entries["E+I"]["result"]).read_text())["result"]
+    assert stored["method"] == "held_out" and len(stored["held_out"]["block_scores"][0]) == 3
+    assert "PSIS-LOO needs the exact likelihood" in stored["caveat"]
+    table = result.tables["families"]
+    assert set(table["method"]) == {"loo", "held_out"} and len(table) == 6
+    html = result.report.read_text()
+    section = html[html.index('id="families"'):html.index('id="ei"')]
+    assert "elpd_loo" in section and 'id="families-held-out"' in section
+    assert "held-out log PL per bin" in section and "a different criterion" in section
+    assert section.count("<img") == 2 and "Not available" not in section
 
 
 def test_third_order_check_matches_brute_force():

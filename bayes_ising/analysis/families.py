@@ -25,7 +25,15 @@ from bayes_ising.fit import kpairwise_fit
 __all__ = ["synchrony_draws", "sampled_synchrony_draws", "compare_pseudo_families",
            "third_order_check", "information_check", "pattern_check",
            "predictive_synchrony_band", "compare_families", "comparison_summary",
-           "thermodynamics", "uniform_energy_moments", "posterior_thermodynamics"]
+           "thermodynamics", "uniform_energy_moments", "posterior_thermodynamics", "CRITERIA"]
+
+#: what a comparison of the families scores, by method ("loo": :func:`compare_families`, N ≤ 22;
+#: "held_out": :func:`compare_pseudo_families`, any N); the two are not comparable
+CRITERIA = {
+    "loo": "PSIS-LOO: expected log predictive density of a left-out bin (exact likelihood)",
+    "held_out": "held-out log pseudolikelihood of blocks of bins; PSIS-LOO needs the exact "
+                "likelihood",
+}
 
 
 def synchrony_draws(tree, num_draws=None, seed=0):

@@ -9,8 +9,11 @@
         min_ess_bulk, min_ess_tail, num_divergent, posterior, I2_IN, T_peak, C_max_per_neuron,
         T_peak_control, C_max_per_neuron_control, silent_neurons, results: {checks, thermo,
         compare}, errors: {kind: message}}],
-    families: [{state, population, rows: [{family, elpd, se, elpd_diff, dse, pareto_k_max,
-        pk_in_band, pk_seen, seconds, ...}], result}],   # only with compare_families
+    families: [{state, population, method, criterion, num_neurons, rows, result}],
+        # only with compare_families; method "loo" (N <= 22) rows: {family, elpd, se,
+        # elpd_diff, dse, pareto_k_max, pk_in_band, pk_seen, seconds, ...}; "held_out"
+        # (N > 22) rows: {family, held_out_per_bin, held_out_difference, held_out_se,
+        # pk_in_band, pk_seen, max_rhat, min_ess_bulk, num_divergent, seconds, intervals}
     ei: {state: {E|I: {log_ratio_population_only, log_ratio_joint,
         ratio_population_only_to_joint, k_high, observed_tail, population_size, result}}},
     states: {block: {"a>b": {coupling, correlation}}},   # P(mean in a > mean in b)
@@ -44,8 +47,11 @@ TABLES = {
     "state_blocks": "mean coupling / correlation of one cell-type block in one state",
     "state_probabilities": "P(mean of a block in state a > in state b), every ordered pair",
     "comparison": "the study's method vs the posterior for one fit (interval summary)",
-    "families": "one energy family of one fit: PSIS-LOO elpd, difference to the best, Pareto k, "
-                "P(K) in its predictive band (study --compare-families)",
+    "families": "one energy family of one fit, with the comparison's method: PSIS-LOO elpd, "
+                "difference to the best, Pareto k (method loo, N <= 22) or held-out log "
+                "pseudolikelihood per bin, difference and se over blocks of bins (method "
+                "held_out, N > 22; not comparable with LOO), P(K) in its predictive band, "
+                "R-hat, ESS (study --compare-families)",
     "stages": "one task of the study: status, error, seconds",
 }
 
@@ -127,10 +133,21 @@ def _ei_section(tasks, results):
 
 
 def _families_section(tasks, results):
-    """Per fit with a family comparison: its rows (best family first) and the result file."""
-    return [dict(state=t.state, population=t.population, rows=results[t.key]["rows"],
-                 result=t.path)
-            for t in tasks if t.kind == "families" and results.get(t.key) is not None]
+    """Per fit with a family comparison: its method ("loo" or "held_out"), criterion, rows
+    (best family first) and the result file."""
+    from bayes_ising.analysis.families import CRITERIA
+
+    out = []
+    for t in tasks:
+        if t.kind != "families" or results.get(t.key) is None:
+            continue
+        result = results[t.key]
+        method = result.get("method", t.params.get("method", "loo"))
+        out.append(dict(state=t.state, population=t.population, method=method,
+                        criterion=result.get("criterion", CRITERIA[method]),
+                        num_neurons=len(t.params["neurons"]), rows=result["rows"],
+                        result=t.path))
+    return out
 
 
 def build_study(out_dir, plan, settings, outcomes, data, wall_time_s):

@@ -88,8 +88,12 @@ class StudySettings:
     ``min_rate`` None keeps every neuron (judged by the diagnostics); a number applies the
     study's rule per state. ``min_bins``: a state with fewer bins is refused.
     ``compare_families``: also fit the independent, pairwise and K-pairwise posteriors of every
-    state × population with N ≤ 22 and compare them by PSIS-LOO (:mod:`bayes_ising.core.kpairwise`;
-    priors and sampler of ``family_model``, chains/draws/warmup overridden as for the fits).
+    state × population and compare them (:mod:`bayes_ising.analysis.families`; priors and
+    sampler of ``family_model``, chains/draws/warmup overridden as for the fits): by PSIS-LOO
+    for N ≤ 22; above, each family's unadjusted pseudo-posterior (P(K) band from Gibbs samples
+    of min(``posterior_draws``, 50) draws) scored by the held-out log pseudolikelihood of
+    ``held_out_blocks`` contiguous blocks of bins (the CLI's ``--held-out-blocks``; comparable
+    between the families, not with LOO).
     """
 
     populations: tuple | None = None
@@ -119,6 +123,7 @@ class StudySettings:
     seed: int = 0
     compare_families: bool = False
     family_model: str = "k_pairwise"
+    held_out_blocks: int = 10
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -332,7 +337,8 @@ def plan_study(data, settings=None):
     """Validate the inputs and list the study's tasks -> :class:`StudyPlan`.
 
     Raises :class:`~bayes_ising.errors.DataError` (CLI exit 2) for an unknown population or
-    state, a population with < 2 neurons in a state, or a state with < ``min_bins`` bins.
+    state, a population with < 2 neurons in a state, a state with < ``min_bins`` bins, or
+    (with ``compare_families`` and a fit with N > 22) ``held_out_blocks`` outside 2..bins.
     """
     settings = settings or StudySettings()
     identity = data_sha256(data)
@@ -367,30 +373,35 @@ def plan_study(data, settings=None):
                      f"(compare_populations = {', '.join(settings.compare_populations)})")
     if settings.compare_families:
         tasks += _family_tasks(fits, _resolve_spec(settings.family_model), settings, identity,
-                               notes)
+                               info)
     return StudyPlan(tasks=tuple(tasks), data_sha256=identity, states=info,
                      populations=populations, notes=tuple(notes))
 
 
-def _family_tasks(fits, spec, settings, identity, notes):
-    """One PSIS-LOO comparison (independent, pairwise, K-pairwise) per fit with N ≤ 22."""
+def _family_tasks(fits, spec, settings, identity, info):
+    """One comparison of the families (independent, pairwise, K-pairwise) per fit: PSIS-LOO
+    for N ≤ 22 (``method`` "loo"), blocked held-out pseudolikelihood above ("held_out")."""
     from bayes_ising.core.kpairwise import FAMILIES
 
     tasks = []
     for (state, population), fit in fits.items():
         neurons = fit.params["neurons"]
-        if len(neurons) > MAX_EXACT_NEURONS:
-            notes.append(f"family comparison skipped for {population}, {state}: N = "
-                         f"{len(neurons)} > {MAX_EXACT_NEURONS} (PSIS-LOO needs the exact "
-                         "likelihood)")
-            continue
-        tasks.append(_task("families", state, population, dict(
-            neurons=neurons, families=list(FAMILIES), spec=json.loads(spec.to_json()),
-            num_chains=settings.num_chains or spec.num_chains,
+        params = dict(
+            method="loo", neurons=neurons, families=list(FAMILIES),
+            spec=json.loads(spec.to_json()), num_chains=settings.num_chains or spec.num_chains,
             num_draws=settings.num_draws or spec.num_draws,
             num_warmup=spec.num_warmup if settings.num_warmup is None
             else settings.num_warmup, check_draws=settings.posterior_draws,
-            seed=settings.seed, interval=settings.interval), [], identity))
+            seed=settings.seed, interval=settings.interval)
+        if len(neurons) > MAX_EXACT_NEURONS:
+            num_bins = info[state]["num_bins"]
+            if not 2 <= settings.held_out_blocks <= num_bins:
+                raise DataError(f"held_out_blocks (--held-out-blocks) must be between 2 and "
+                                f"the bins of state {state!r} ({num_bins}); got "
+                                f"{settings.held_out_blocks}")
+            params.update(method="held_out", held_out_blocks=settings.held_out_blocks,
+                          check_draws=min(settings.posterior_draws, 50))
+        tasks.append(_task("families", state, population, params, [], identity))
     return tasks
 
 

@@ -184,7 +184,8 @@ def _comparison(summary, plan, results):
 
 
 def _families(summary, plan, results):
-    rows = [dict(state=entry["state"], population=entry["population"], **row)
+    rows = [dict(state=entry["state"], population=entry["population"],
+                 method=entry.get("method", "loo"), criterion=entry.get("criterion"), **row)
             for entry in summary.get("families", []) for row in entry["rows"]]
     return pd.DataFrame(rows)
 

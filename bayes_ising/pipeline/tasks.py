@@ -174,18 +174,33 @@ def run_states(task, out_dir, progress=False):
 
 
 def run_families(task, out_dir, progress=False):
-    """Independent vs pairwise vs K-pairwise posteriors of one fit's data by PSIS-LOO."""
+    """Independent vs pairwise vs K-pairwise on one fit's data: PSIS-LOO of the exact
+    posteriors (``method`` "loo", N ≤ 22) or blocked held-out pseudolikelihood of the
+    pseudo-posteriors ("held_out", :func:`~bayes_ising.analysis.families.compare_pseudo_families`).
+    """
     from bayes_ising.analysis import families
     from bayes_ising.fit.model_spec import ModelSpec
 
     p = task.params
+    method = p.get("method", "loo")
+    if method not in families.CRITERIA:
+        raise ValueError(f"families task: method must be one of {', '.join(families.CRITERIA)}, "
+                         f"got {method!r}")
     data = _task_data(task, out_dir, population=task.population, neurons=p["neurons"])
-    spec = ModelSpec.from_json(json.dumps(p["spec"]))
-    result = families.compare_families(
-        np.asarray(data.spins), tuple(p["families"]), rng_key=int(task.key[:7], 16) + p["seed"],
-        check_draws=p["check_draws"], spec=spec, num_chains=p["num_chains"],
-        num_draws=p["num_draws"], num_warmup=p["num_warmup"])
-    _write_task_result(task, out_dir, families.comparison_summary(result))
+    spins = np.asarray(data.spins)
+    sampler = dict(rng_key=int(task.key[:7], 16) + p["seed"], check_draws=p["check_draws"],
+                   spec=ModelSpec.from_json(json.dumps(p["spec"])), num_chains=p["num_chains"],
+                   num_draws=p["num_draws"], num_warmup=p["num_warmup"])
+    if method == "loo":
+        summary = families.comparison_summary(
+            families.compare_families(spins, tuple(p["families"]), **sampler))
+    else:
+        summary = families.compare_pseudo_families(
+            spins, tuple(p["families"]), num_blocks=p["held_out_blocks"], **sampler)
+        summary["caveat"] = f"{families.CRITERIA[method]}; {summary['caveat']}"
+    summary.update(method=method, criterion=families.CRITERIA[method],
+                   num_neurons=int(spins.shape[1]), num_bins=int(spins.shape[0]))
+    _write_task_result(task, out_dir, summary)
 
 
 RUNNERS = {"fit": run_fit, "checks": run_checks, "thermo": run_thermo, "compare": run_compare,

@@ -11,7 +11,9 @@ only selects, lays out and words them. Sections (ids in :data:`SECTIONS`):
    flagged neurons, failures with their message) and the headline numbers with intervals;
 2. ``synchrony`` — per state P(K) of the E+I model with the independent model (Fig. 4);
    ``families`` — (``--compare-families``) the PSIS-LOO table of the independent, pairwise
-   and K-pairwise posteriors per fit, with each family's P(K) band beside the data;
+   and K-pairwise posteriors per fit with N ≤ 22 and, as a separate criterion, the held-out
+   log pseudolikelihood table (blocks of bins) of the larger fits, with each family's P(K)
+   band beside the data;
 3. ``ei`` — E-only / I-only vs the E+I model's marginal (Fig. 6);
 4. ``states`` — couplings and correlations per cell-type block across states (Fig. 7);
 5. ``thermo`` — C(T)/N per population, every state on one panel, bands and the shuffled
@@ -52,7 +54,8 @@ __all__ = ["SECTIONS", "render_study", "build_study_report", "load_study"]
 SECTIONS = [
     ("verdict", "Verdict of every fit and the headline numbers"),
     ("synchrony", "Synchrony P(K) per state: pairwise vs independent model (Fig. 4)"),
-    ("families", "Beyond pairwise: independent vs pairwise vs K-pairwise by PSIS-LOO"),
+    ("families", "Beyond pairwise: independent vs pairwise vs K-pairwise (PSIS-LOO; held-out "
+                 "pseudolikelihood above 22 neurons)"),
     ("ei", "E-only and I-only models vs the E+I model (Fig. 6)"),
     ("states", "Couplings and correlations per cell-type block across states (Fig. 7)"),
     ("thermo", "Heat capacity C(T)/N per population and state (Fig. 8)"),
@@ -348,50 +351,87 @@ def _interval(study):
 
 
 def _families_view(study):
+    """The PSIS-LOO entries (N ≤ 22) and, as a separate criterion, the held-out entries."""
     entries = study["summary"].get("families") or []
     if not entries:
         asked = (study["summary"].get("settings") or {}).get("compare_families")
         if asked:
-            return _missing("the family comparison", "It is produced by the families task of "
-                            "bayes-ising study --compare-families (fits with N <= "
-                            f"{limits.MAX_EXACT_NEURONS}).", study,
-                            ("families",))
-        return {"missing": None, "not_asked": True, "entries": []}
-    views = []
-    for entry in entries:
-        result = _task_result(study, entry.get("result")) or {}
-        rows = [[r["family"].replace("_", "-"), format_number(r["elpd"], 6),
-                 format_number(r["se"]), format_number(abs(r["elpd_diff"])),
-                 format_number(r["dse"]), format_number(r["p"]),
-                 format_number(r["pareto_k_max"], 2),
-                 f"{r['pk_in_band']}/{r['pk_seen']}",
-                 format_number(r.get("third_order_slope")),
-                 format_number(r.get("information_ratio")),
-                 f"{r['patterns_in_band']}/{r['patterns_top']}" if "patterns_top" in r else "–",
-                 format_number(r.get("peak_temperature")),
-                 format_number(r.get("peak_heat_capacity_per_neuron")),
-                 format_number(r["max_rhat"], 4),
-                 format_number(r["seconds"], 0)] for r in entry["rows"]]
-        figure = None
-        if result.get("synchrony"):
-            figure = figure_view(
-                plots.plot_family_synchrony(result["synchrony"],
-                                            interval=_interval(study)),
-                f"P(K), {entry['population']}, {entry['state']}: data and each family's "
-                "posterior-predictive band (replicated data sets of the recording's size).")
-        best, second = entry["rows"][0], entry["rows"][1] if len(entry["rows"]) > 1 else None
-        sentence = (f"{entry['population']}, {entry['state']}: {best['family'].replace('_', '-')}"
-                    " predicts left-out bins best" + (
-                        f", by {format_number(abs(second['elpd_diff']))} ± "
-                        f"{format_number(second['dse'])} (elpd difference ± se) over "
-                        f"{second['family'].replace('_', '-')}" if second else "") + ".")
-        views.append({"sentence": sentence, "figure": figure, "table": table_view(
-            ["family", "elpd_loo", "se", "elpd difference", "dse", "p_loo", "max Pareto k",
-             "P(K) in band", "third-order slope", "I_f/IN", "top patterns in band", "T*",
-             "C_max/N", "max R-hat", "fit s"], rows)})
-    return {"missing": None, "not_asked": False, "entries": views,
-            "caveat": (entries and (_task_result(study, entries[0]["result"]) or {}).get(
-                "caveat")) or ""}
+            return _missing("the family comparison", "It is produced by the families tasks "
+                            "of bayes-ising study --compare-families.", study, ("families",))
+        return {"missing": None, "not_asked": True, "entries": [], "held_out": []}
+    loo = [e for e in entries if e.get("method", "loo") == "loo"]
+    held = [e for e in entries if e.get("method") == "held_out"]
+
+    def caveat(group):
+        return (group and (_task_result(study, group[0]["result"]) or {}).get("caveat")) or ""
+
+    return {"missing": None, "not_asked": False,
+            "entries": [_loo_family_entry(study, e) for e in loo], "caveat": caveat(loo),
+            "held_out": [_held_out_family_entry(study, e) for e in held],
+            "held_out_caveat": caveat(held), "limit": limits.MAX_EXACT_NEURONS}
+
+
+def _family_figure(study, entry, result, what):
+    if not result.get("synchrony"):
+        return None
+    return figure_view(
+        plots.plot_family_synchrony(result["synchrony"], interval=_interval(study)),
+        f"P(K), {entry['population']}, {entry['state']}: data and each family's {what} "
+        "(replicated data sets of the recording's size).")
+
+
+def _loo_family_entry(study, entry):
+    """One PSIS-LOO comparison: sentence, table, P(K) figure."""
+    result = _task_result(study, entry.get("result")) or {}
+    rows = [[r["family"].replace("_", "-"), format_number(r["elpd"], 6),
+             format_number(r["se"]), format_number(abs(r["elpd_diff"])),
+             format_number(r["dse"]), format_number(r["p"]),
+             format_number(r["pareto_k_max"], 2),
+             f"{r['pk_in_band']}/{r['pk_seen']}",
+             format_number(r.get("third_order_slope")),
+             format_number(r.get("information_ratio")),
+             f"{r['patterns_in_band']}/{r['patterns_top']}" if "patterns_top" in r else "–",
+             format_number(r.get("peak_temperature")),
+             format_number(r.get("peak_heat_capacity_per_neuron")),
+             format_number(r["max_rhat"], 4),
+             format_number(r["seconds"], 0)] for r in entry["rows"]]
+    best, second = entry["rows"][0], entry["rows"][1] if len(entry["rows"]) > 1 else None
+    sentence = (f"{entry['population']}, {entry['state']}: {best['family'].replace('_', '-')}"
+                " predicts left-out bins best" + (
+                    f", by {format_number(abs(second['elpd_diff']))} ± "
+                    f"{format_number(second['dse'])} (elpd difference ± se) over "
+                    f"{second['family'].replace('_', '-')}" if second else "") + ".")
+    return {"sentence": sentence,
+            "figure": _family_figure(study, entry, result, "posterior-predictive band"),
+            "table": table_view(
+                ["family", "elpd_loo", "se", "elpd difference", "dse", "p_loo", "max Pareto k",
+                 "P(K) in band", "third-order slope", "I_f/IN", "top patterns in band", "T*",
+                 "C_max/N", "max R-hat", "fit s"], rows)}
+
+
+def _held_out_family_entry(study, entry):
+    """One held-out (blocked pseudolikelihood) comparison: sentence, table, P(K) figure."""
+    result = _task_result(study, entry.get("result")) or {}
+    blocks = len((result.get("held_out") or {}).get("block_scores", [[]])[0]) or None
+    rows = [[r["family"].replace("_", "-"), format_number(r["held_out_per_bin"], 4),
+             format_number(abs(r["held_out_difference"])), format_number(r["held_out_se"]),
+             f"{r['pk_in_band']}/{r['pk_seen']}", format_number(r["max_rhat"], 4),
+             format_number(r["min_ess_bulk"], 0), str(r.get("num_divergent", "–")),
+             format_number(r["seconds"], 0)] for r in entry["rows"]]
+    best, second = entry["rows"][0], entry["rows"][1] if len(entry["rows"]) > 1 else None
+    sentence = (f"{entry['population']}, {entry['state']} (N = {entry.get('num_neurons')}"
+                + (f", {blocks} blocks of bins" if blocks else "") + "): "
+                f"{best['family'].replace('_', '-')} scores the held-out blocks best" + (
+                    f", by {format_number(abs(second['held_out_difference']))} ± "
+                    f"{format_number(second['held_out_se'])} (difference in held-out log "
+                    f"pseudolikelihood ± se over blocks) over "
+                    f"{second['family'].replace('_', '-')}" if second else "") + ".")
+    return {"sentence": sentence,
+            "figure": _family_figure(study, entry, result,
+                                     "pseudo-posterior predictive band (Gibbs samples)"),
+            "table": table_view(
+                ["family", "held-out log PL per bin", "difference (sum over bins)", "se",
+                 "P(K) in band", "max R-hat", "min ESS", "divergences", "fit s"], rows)}
 
 
 # ------------------------------------------------------------------- E/I (Fig. 6) section
