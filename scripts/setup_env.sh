@@ -4,6 +4,7 @@
 # packages from the package registry.
 set -euo pipefail
 venv=${1:-.venv}
+extras=${2-dev,nwb,dask,notebooks}  # the package's extras to install (the demo: dask only)
 
 works() {  # a candidate must run and be >= 3.12
     "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1
@@ -34,5 +35,5 @@ if [ ! -x "$venv/bin/python" ] || ! works "$venv/bin/python"; then
     "$py" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -e ".[dev,nwb,dask,notebooks]"
-echo "Installed bayes_ising into $venv"
+"$venv/bin/python" -m pip install --quiet -e ".[$extras]"
+echo "Installed bayes_ising [$extras] into $venv"
