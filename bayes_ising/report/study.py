@@ -183,8 +183,9 @@ def _verdict_view(study):
     summary = study["summary"]
     fits = summary.get("fits", [])
     rows, classes = [], []
+    edges = _peak_edges(study)  # T* at an end of the temperature grid is a bound, not a peak
     for fit in fits:
-        rows.append(_verdict_row(fit))
+        rows.append(_verdict_row(fit, edges.get((fit.get("state"), fit.get("population")), "")))
         failed = fit.get("status", "done") not in _DONE or bool(fit.get("error"))
         classes.append("fail" if failed else "" if _trusted(fit) else "flag")
     trusted = sum(_trusted(f) for f in fits)
@@ -198,7 +199,7 @@ def _verdict_view(study):
             "settings": _settings_line(summary), "interval": _interval(study)}
 
 
-def _verdict_row(fit):
+def _verdict_row(fit, peak_note=""):
     flagged = fit.get("flagged") or []
     shown = ", ".join(flagged[:8]) + (f" and {len(flagged) - 8} more" if len(flagged) > 8 else "")
     num_flagged = fit.get("num_flagged")
@@ -212,7 +213,7 @@ def _verdict_row(fit):
             _converged_cell(fit),
             _yes_no(fit.get("valid")) + (f" ({validity})" if validity else ""),
             "–" if num_flagged is None else f"{num_flagged}" + (f": {shown}" if shown else ""),
-            interval_text(fit.get("I2_IN")), interval_text(fit.get("T_peak")),
+            interval_text(fit.get("I2_IN")), interval_text(fit.get("T_peak")) + peak_note,
             interval_text(fit.get("C_max_per_neuron")), "; ".join(errors) or "–"]
 
 
