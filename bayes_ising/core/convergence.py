@@ -85,9 +85,8 @@ def _rhat(x):
 def _ess(x):
     r"""ESS of split chains (P, C, D), all parameters at once: FFT autocovariances, Geyer's
     initial positive sequence truncated at the first pair sum ρ̂_{2k} + ρ̂_{2k+1} ≤ 0, made
-    monotone (a running minimum of the pair sums), :math:`\hat	au = -1 + 2\sum_{k<K}
-    P_k + \hat
-ho_{2K}^{(+)}`, ESS = CD / max(τ̂, 1/log₁₀ CD) — the arithmetic of arviz-stats'
+    monotone (a running minimum of the pair sums), :math:`\hat\tau = -1 + 2\sum_{k<K}
+    P_k + \hat\rho_{2K}^{(+)}`, ESS = CD / max(τ̂, 1/log₁₀ CD) — the arithmetic of arviz-stats'
     per-parameter loop, vectorised (tests compare the two)."""
     from scipy import fft
 
