@@ -191,7 +191,7 @@ def sample_walks(rng_key, logdensity_fn, centre, covariance, *, num_chains=4, wa
     stopped = "fixed length" if target else "budget: max_walk_draws"
     first_check = min(16 * dim, limit)
     keep = max(2, min(int(keep), limit // 2))
-    step_seconds = 0.0  # the last chunk's wall time per step (compilation excluded after it)
+    step_seconds = 0.0  # the last chunk's wall time per step (the first includes compilation)
     while steps < limit:
         key_walk, key = jax.random.split(key_walk)
         step_thin = max(1, min(thin, -(-(limit - steps) // keep)))
