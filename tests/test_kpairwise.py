@@ -1,6 +1,7 @@
 """K-pairwise model: enumeration against brute force, reduction to pairwise, planted data."""
 
 import dataclasses
+import json
 
 import jax
 import numpy as np
@@ -181,7 +182,6 @@ def test_study_plan_adds_one_family_comparison_per_small_fit(tmp_path):
 
 @pytest.mark.slow
 def test_cli_compare_families_and_fit_k_pairwise(tmp_path, capsys):
-    import json
 
     from bayes_ising import cli
     from bayes_ising.fit import bayes
@@ -208,11 +208,10 @@ def test_cli_compare_families_and_fit_k_pairwise(tmp_path, capsys):
                      str(tmp_path / "c.json"), "--no-progress"]) == 0  # V(K) included
     assert "K-pairwise model (V(K) included)" in capsys.readouterr().out
     assert cli.main(["diagnose", str(tmp_path / "kp.nc"), "--out",
-                     str(tmp_path / "d.json")]) == 2  # pairwise-only verbs refuse it
-    assert "a k_pairwise posterior" in capsys.readouterr().err
-    assert cli.main(["fit", str(path), "--model", "k_pairwise", "--likelihood", "pseudo",
-                     "--adjust", "curvature", "--out", str(tmp_path / "x.nc")]) == 2
-    assert "no pseudo-posterior adjustment" in capsys.readouterr().err
+                     str(tmp_path / "d.json")]) == 0  # per neuron, and every level V(k)
+    capsys.readouterr()
+    diagnosis = json.loads((tmp_path / "d.json").read_text())
+    assert [row["k"] for row in diagnosis["potential"]] == list(range(1, 6))
 
 
 @pytest.mark.slow
@@ -290,7 +289,6 @@ def test_study_plan_compares_families_above_22_neurons_by_held_out_blocks():
 def test_study_compares_families_above_22_neurons_beside_loo(tmp_path):
     """A study of E+I (N = 24: held-out pseudolikelihood, 3 blocks) and I (N = 3: PSIS-LOO)
     with tiny settings: study.json, tables/families.csv and the report show both, labelled."""
-    import json
 
     from bayes_ising.pipeline import plan as study_plan
 
