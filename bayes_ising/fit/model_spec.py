@@ -33,8 +33,8 @@ A spec file looks like::
     max_tree_depth = 10
     mass_matrix = "hessian"       # "hessian" (fixed) | "hessian+adapt" | "adapt"
     float32 = false               # likelihood in float32 inside NUTS
-    algorithm = "nuts"            # "nuts" | "hmc" (static trajectory in the whitened space)
-    trajectory_length = 1.5708    # hmc only: pi/2, a quarter period of the unit Gaussian
+    algorithm = "nuts"            # "nuts" | "hmc" | "split_hmc" (static trajectories in the whitened space)
+    trajectory_length = 1.5708    # hmc, split_hmc: pi/2, a quarter period of the unit Gaussian
     max_draws = 0                 # > 0: the stop rule (draws = chunk size, see below)
 
 Every key is optional (defaults below); unknown keys and impossible values raise
@@ -72,7 +72,7 @@ LIKELIHOODS = ("exact", "pseudo")
 ADJUSTMENTS = ("none", "curvature", "mode", "mode+curvature")
 J_FAMILIES = ("normal", "hierarchical", "horseshoe")
 MASS_MATRICES = ("hessian", "hessian+adapt", "adapt")
-ALGORITHMS = ("nuts", "hmc")
+ALGORITHMS = ("nuts", "hmc", "split_hmc")
 #: energy families: pairwise Ising, or K-pairwise (Tkačik et al. 2014; bayes_ising.core.kpairwise)
 MODEL_FAMILIES = ("pairwise", "k_pairwise")
 #: the pseudo-posterior adjustment the calibration study supports (docs/calibration.md)
@@ -97,7 +97,10 @@ class ModelSpec:
         exact quantity stay float64).
     algorithm : "nuts" (default) or "hmc": static HMC with ``trajectory_length`` in the
         Hessian-whitened space, where the posterior is close to N(0, I) and π/2 (a quarter
-        period) decorrelates both z and z² (needs mass_matrix "hessian" or "hessian+adapt").
+        period) decorrelates both z and z² (needs mass_matrix "hessian" or "hessian+adapt"),
+        or "split_hmc": the same trajectory by split HMC (:mod:`bayes_ising.fit.split_hmc`),
+        which integrates the whitened Gaussian exactly and only the rest by kicks, so its
+        steps are far longer (needs mass_matrix "hessian").
     max_draws : 0 (default): exactly ``num_draws`` per chain. Otherwise the stop rule: sample
         in chunks of ``num_draws`` until every parameter has R-hat ≤ 1.01 and bulk and tail
         ESS ≥ 400 with no divergences, or ``max_draws`` per chain (must be ≥ ``num_draws``).
@@ -274,7 +277,13 @@ def _validate(data, source):
             f"{source}: sampler.max_draws ({max_draws}) must be 0 (no stop rule) or at least "
             f"sampler.draws ({fields.get('num_draws', ModelSpec.num_draws)})"
         )
-    if fields.get("algorithm", "nuts") == "hmc":
+    if fields.get("algorithm", "nuts") == "split_hmc":
+        if fields.get("mass_matrix", "hessian") != "hessian":
+            raise ModelSpecError(
+                f"{source}: sampler.algorithm = \"split_hmc\" integrates the Hessian-whitened "
+                "Gaussian exactly, so it needs mass_matrix = \"hessian\""
+            )
+    elif fields.get("algorithm", "nuts") == "hmc":
         if fields.get("mass_matrix", "hessian") == "adapt":
             raise ModelSpecError(
                 f"{source}: sampler.algorithm = \"hmc\" needs the whitening metric "
@@ -282,7 +291,8 @@ def _validate(data, source):
             )
     elif "trajectory_length" in sampler:
         raise ModelSpecError(
-            f"{source}: sampler.trajectory_length applies only to algorithm = \"hmc\""
+            f"{source}: sampler.trajectory_length applies only to algorithm = \"hmc\" or "
+            "\"split_hmc\""
         )
     _validate_family(data, fields, source)
     family = fields.get("j_family", "normal")
@@ -417,8 +427,8 @@ def _spec_to_toml_dict(spec):
             "mass_matrix": spec.mass_matrix,
             "float32": spec.float32,
             "algorithm": spec.algorithm,
-            **({"trajectory_length": spec.trajectory_length} if spec.algorithm == "hmc"
-               else {}),
+            **({"trajectory_length": spec.trajectory_length}
+               if spec.algorithm in ("hmc", "split_hmc") else {}),
             **({"max_draws": spec.max_draws} if spec.max_draws else {}),
         },
     }
