@@ -91,8 +91,11 @@ def _best(fn, *args, repeat=5):
 
 
 def gradient_cost(spins, spec, num_chains=4):
-    """ms per value+grad of the whitened pseudo-posterior potential (num_chains vmapped, as in
-    the sampler, float32 sweep) ÷ ms of its two GEMMs alone (float32, same shapes)."""
+    """ms per gradient of the whitened pseudo-posterior potential as the sampler evaluates
+    it (num_chains vmapped, float32 sweep, the whitening factor in the spec's precision):
+    value+gradient (NumPyro's HMC and NUTS every step, split HMC at a trajectory's end) and
+    gradient alone (split HMC's other steps), each ÷ the ms of its two GEMMs alone (float32,
+    same shapes)."""
     num_neurons = spins.shape[1]
     patterns, counts = stats.unique_patterns(spins)
     data = pl.prepare(patterns, counts)
@@ -101,13 +104,17 @@ def gradient_cost(spins, spec, num_chains=4):
     potential = bayes._functions(config).potential
     block_index = jnp.zeros(size - num_neurons, jnp.int32)
     rng = np.random.default_rng(0)
-    chol = jnp.asarray(np.eye(size) * 0.01)
+    # a dense factor like the sampler's (L Lᵀ = H⁻¹ is dense), rounded as the spec says
+    factor = np.tril(rng.normal(0, 1e-4, (size, size))) + np.eye(size) * 0.01
+    chol = jnp.asarray(factor, jnp.float32 if spec.float32 else jnp.float64)
     centre = jnp.asarray(np.r_[np.zeros(size - num_neurons), -np.ones(num_neurons)])
 
-    @jax.jit
-    def value_and_grad(z, centre, chol, data):
-        return jax.vmap(jax.value_and_grad(
-            lambda zz: potential(centre + chol @ zz, data, block_index)))(z)
+    def whitened(zz, centre, chol, data):
+        return potential(centre + (chol @ zz.astype(chol.dtype)).astype(zz.dtype), data,
+                         block_index)
+
+    value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(whitened), (0, None, None, None)))
+    grad = jax.jit(jax.vmap(jax.grad(whitened), (0, None, None, None)))
 
     s_t = data.patterns_t
     s = data.patterns.reshape(s_t.shape[0], s_t.shape[2], num_neurons)
@@ -122,12 +129,15 @@ def gradient_cost(spins, spec, num_chains=4):
         return jax.lax.scan(block, jnp.zeros(J.shape, J.dtype), (s, s_t))[0]
 
     z = jnp.asarray(rng.normal(size=(num_chains, size)))
-    t_vg, t_gemm = _best(value_and_grad, z, centre, chol, data), _best(gemms, s, s_t, J)
+    t_vg = _best(value_and_grad, z, centre, chol, data)
+    t_g = _best(grad, z, centre, chol, data)
+    t_gemm = _best(gemms, s, s_t, J)
     return {"num_neurons": num_neurons, "num_chains": num_chains,
             "unique_patterns": int(patterns.shape[0]), "padded_rows": int(s_t.shape[0]
                                                                           * s_t.shape[2]),
-            "value_and_grad_ms": 1e3 * t_vg, "two_gemms_ms": 1e3 * t_gemm,
-            "ratio": t_vg / t_gemm,
+            "factor_dtype": str(chol.dtype),
+            "value_and_grad_ms": 1e3 * t_vg, "grad_ms": 1e3 * t_g, "two_gemms_ms": 1e3 * t_gemm,
+            "ratio": t_vg / t_gemm, "grad_ratio": t_g / t_gemm,
             "gemm_gflops": 4 * num_chains * s_t.size * num_neurons / t_gemm / 1e9}
 
 
@@ -261,9 +271,10 @@ def main(argv=None):
         g = out["gradient"]
         out["stages"]["gradient"] = cost
         print(f"gradient (N = {g['num_neurons']}, {g['num_chains']} chains, "
-              f"{g['unique_patterns']} patterns): value+grad {g['value_and_grad_ms']:.1f} ms, "
-              f"two GEMMs {g['two_gemms_ms']:.1f} ms ({g['gemm_gflops']:.0f} GFLOP/s), ratio "
-              f"{g['ratio']:.2f}")
+              f"{g['unique_patterns']} patterns, {g['factor_dtype']} factor): value+grad "
+              f"{g['value_and_grad_ms']:.1f} ms, grad {g['grad_ms']:.1f} ms, two GEMMs "
+              f"{g['two_gemms_ms']:.1f} ms ({g['gemm_gflops']:.0f} GFLOP/s), ratios "
+              f"{g['ratio']:.2f} and {g['grad_ratio']:.2f}")
     trees = {}
     if "fits" in stages:
         if args.via_study:

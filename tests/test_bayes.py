@@ -500,13 +500,15 @@ def test_hierarchical_and_horseshoe_posteriors_sample_and_agree_with_normal(name
     assert np.all(np.abs(mean.values - ref_mean.values) < 3 * ref_sd.values)
 
 
-def test_static_hmc_in_the_whitened_space_matches_nuts(large_t_data):
-    """algorithm = "hmc" (quarter-period trajectory in the Laplace-whitened space) samples the
-    same posterior as NUTS: means within 4 Monte Carlo errors, sds within 15 %, no tree."""
-    spec = bayes.default_model_spec().replace(algorithm="hmc")
+@pytest.mark.parametrize("algorithm", ["hmc", "split_hmc"])
+def test_static_hmc_in_the_whitened_space_matches_nuts(large_t_data, algorithm):
+    """algorithm = "hmc" / "split_hmc" (quarter-period trajectory in the Laplace-whitened
+    space, leapfrog / split integrator) samples the same posterior as NUTS: means within 4
+    Monte Carlo errors, sds within 15 %, no tree."""
+    spec = bayes.default_model_spec().replace(algorithm=algorithm)
     tree = bayes.fit_posterior(0, large_t_data, spec, likelihood="exact", **SETTINGS)
     nuts = bayes.fit_posterior(0, large_t_data, likelihood="exact", **SETTINGS)
-    assert tree.attrs["algorithm"] == "hmc" and "tree_depth" not in tree["sample_stats"]
+    assert tree.attrs["algorithm"] == algorithm and "tree_depth" not in tree["sample_stats"]
     steps = tree["sample_stats"]["n_steps"].values
     step_size = tree["sample_stats"]["step_size"].values
     np.testing.assert_array_equal(steps, np.ceil(spec.trajectory_length / step_size))
@@ -526,6 +528,12 @@ def test_hmc_spec_needs_the_whitening_metric():
     with pytest.raises(ModelSpecError, match="applies only to algorithm"):
         model_spec_from_dict({"sampler": {"trajectory_length": 1.0}}, source="s.toml")
     spec = model_spec_from_dict({"sampler": {"algorithm": "hmc", "trajectory_length": 1.2}})
+    assert bayes.ModelSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(ModelSpecError, match="split_hmc.*needs mass_matrix"):
+        model_spec_from_dict({"sampler": {"algorithm": "split_hmc",
+                                          "mass_matrix": "hessian+adapt"}}, source="s.toml")
+    spec = model_spec_from_dict({"sampler": {"algorithm": "split_hmc",
+                                             "trajectory_length": 1.2}})
     assert bayes.ModelSpec.from_json(spec.to_json()) == spec
 
 
