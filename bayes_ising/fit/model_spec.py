@@ -33,7 +33,7 @@ A spec file looks like::
     max_tree_depth = 10
     mass_matrix = "hessian"       # "hessian" (fixed) | "hessian+adapt" | "adapt"
     float32 = false               # likelihood in float32 inside NUTS
-    algorithm = "nuts"            # "nuts" | "hmc" | "split_hmc" (static trajectories in the whitened space)
+    algorithm = "nuts"            # "nuts" | "hmc" | "split_hmc" (the last two: static, whitened)
     trajectory_length = 1.5708    # hmc, split_hmc: pi/2, a quarter period of the unit Gaussian
     max_draws = 0                 # > 0: the stop rule (draws = chunk size, see below)
 
@@ -95,12 +95,12 @@ class ModelSpec:
         "hessian+adapt" — the same as a start, then adapted; "adapt" — plain NUTS.
     float32 : evaluate the likelihood in float32 inside NUTS (the MAP, Hessian and every
         exact quantity stay float64).
-    algorithm : "nuts" (default) or "hmc": static HMC with ``trajectory_length`` in the
+    algorithm : "nuts" (default), "hmc" (static HMC with ``trajectory_length`` in the
         Hessian-whitened space, where the posterior is close to N(0, I) and π/2 (a quarter
-        period) decorrelates both z and z² (needs mass_matrix "hessian" or "hessian+adapt"),
-        or "split_hmc": the same trajectory by split HMC (:mod:`bayes_ising.fit.split_hmc`),
+        period) decorrelates both z and z²; needs mass_matrix "hessian" or "hessian+adapt")
+        or "split_hmc" (the same trajectory by split HMC, :mod:`bayes_ising.fit.split_hmc`,
         which integrates the whitened Gaussian exactly and only the rest by kicks, so its
-        steps are far longer (needs mass_matrix "hessian").
+        steps are far longer; needs mass_matrix "hessian").
     max_draws : 0 (default): exactly ``num_draws`` per chain. Otherwise the stop rule: sample
         in chunks of ``num_draws`` until every parameter has R-hat ≤ 1.01 and bulk and tail
         ESS ≥ 400 with no divergences, or ``max_draws`` per chain (must be ≥ ``num_draws``).
