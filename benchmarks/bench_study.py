@@ -3,8 +3,9 @@
 1. ``data``: the study-shaped dataset from the package's generator,
    ``synthetic.ei_network(74 E, 18 I)`` (seed 2019), three states (wake, light, deep) of
    50,000 bins each.
-2. ``gradient``: the cost of one pseudolikelihood value+gradient inside the sampler for the
-   deep state's E+I fit (N = 92, 4,278 parameters, 4 chains vmapped, float32 sweep), against
+2. ``gradient``: the cost of one pseudolikelihood value+gradient (and of the gradient alone,
+   split HMC's inner steps) inside the sampler for the deep state's E+I fit (N = 92, 4,278
+   parameters, 4 chains vmapped, float32 sweep and whitening factor), against
    the two-GEMM floor (the forward and backward matrix products alone, float32, same shapes),
    measured in the same run.
 3. ``fits``: every state × population posterior the study needs (E+I, E, I), through
@@ -15,7 +16,7 @@
    count per N (one compiled program for the three states).
 4. ``thermo``: C(T)/N with posterior bands (50 draws, 20 temperatures) per fit.
 
-Per stage and per fit: wall and CPU seconds, gradient evaluations (sampler leapfrog steps of
+Per stage and per fit: wall and CPU seconds, gradient evaluations (sampler integrator steps of
 all chains + MAP search), max R-hat, min bulk and tail ESS, ESS per second, and the verdict.
 Table on stdout, JSON in benchmarks/output/study.json.
 
