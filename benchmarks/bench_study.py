@@ -111,8 +111,7 @@ def gradient_cost(spins, spec, num_chains=4):
     centre = jnp.asarray(np.r_[np.zeros(size - num_neurons), -np.ones(num_neurons)])
 
     def whitened(zz, centre, chol, data):
-        return potential(centre + (chol @ zz.astype(chol.dtype)).astype(zz.dtype), data,
-                         block_index)
+        return bayes._whitened_potential(potential, zz, data, block_index, centre, chol)
 
     value_and_grad = jax.jit(jax.vmap(jax.value_and_grad(whitened), (0, None, None, None)))
     grad = jax.jit(jax.vmap(jax.grad(whitened), (0, None, None, None)))

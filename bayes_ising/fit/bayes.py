@@ -595,6 +595,12 @@ _RECORDED = ("diverging", "num_steps", "accept_prob", "energy", "potential_energ
              "step_size")
 
 
+def _whitened_potential(potential, z, data, block_index, centre, chol):
+    """The sampler's potential in z: ``potential(φ̂ + Lz)``, the product Lz in the dtype of
+    L (float32 with a float32 spec, :func:`_whitening_factor`)."""
+    return potential(centre + (chol @ z.astype(chol.dtype)).astype(z.dtype), data, block_index)
+
+
 @functools.lru_cache(maxsize=16)
 def _nuts_program(config, num_warmup, adapt_mass, target_accept, max_tree_depth, chunk,
                   num_devices, shared_args, algorithm="nuts", trajectory_length=None):
@@ -613,9 +619,8 @@ def _nuts_program(config, num_warmup, adapt_mass, target_accept, max_tree_depth,
 
     potential = _functions(config).potential
 
-    def potential_gen(data, block_index, centre, chol):  # chol float32 with a float32 spec
-        return lambda z: potential(centre + (chol @ z.astype(chol.dtype)).astype(z.dtype),
-                                   data, block_index)
+    def potential_gen(data, block_index, centre, chol):
+        return lambda z: _whitened_potential(potential, z, data, block_index, centre, chol)
 
     if algorithm == "split_hmc":
         init_kernel, sample_kernel = split_hmc.split_hmc(potential_gen)

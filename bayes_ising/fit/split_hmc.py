@@ -64,7 +64,6 @@ class SplitHMCState(NamedTuple):
     energy: object  # H at the accepted state of the last transition
     num_steps: object  # gradient evaluations of the last transition
     accept_prob: object
-    mean_accept_prob: object
     diverging: object
     adapt_state: AdaptState
     rng_key: object
@@ -76,19 +75,22 @@ def _trajectory(potential, z, p, grad, step_size, num_steps):
     alone): the others take the gradient only, which skips a log per pattern and neuron."""
     cos, sin = jnp.cos(step_size), jnp.sin(step_size)
 
-    def drift(z, p, grad):  # half kick by U₁, then the Gaussian's exact rotation
-        p = p - 0.5 * step_size * (grad - z)
+    def kick(z, p, grad):  # half a step of U₁ = U − |z|²/2
+        return p - 0.5 * step_size * (grad - z)
+
+    def drift(z, p, grad):  # a half kick, then the Gaussian's exact rotation
+        p = kick(z, p, grad)
         return z * cos + p * sin, p * cos - z * sin
 
     def step(_, carry):
         z, p = drift(*carry)
         grad = jax.grad(potential)(z)
-        return z, p - 0.5 * step_size * (grad - z), grad
+        return z, kick(z, p, grad), grad
 
     z, p, grad = jax.lax.fori_loop(0, num_steps - 1, step, (z, p, grad))
     z, p = drift(z, p, grad)
     value, grad = jax.value_and_grad(potential)(z)
-    return z, p - 0.5 * step_size * (grad - z), value, grad
+    return z, kick(z, p, grad), value, grad
 
 
 def split_hmc(potential_fn_gen):
@@ -107,10 +109,9 @@ def split_hmc(potential_fn_gen):
         adapt = AdaptState(step, da_init(jnp.log(10.0 * step)),
                            jnp.asarray(num_warmup, jnp.int32),
                            jnp.asarray(target_accept_prob, z.dtype), length)
-        zero = jnp.zeros((), z.dtype)
         return SplitHMCState(jnp.zeros((), jnp.int32), z, grad, value, value,
-                             jnp.zeros((), jnp.int32), zero, zero, jnp.zeros((), bool), adapt,
-                             rng_key)
+                             jnp.zeros((), jnp.int32), jnp.zeros((), z.dtype),
+                             jnp.zeros((), bool), adapt, rng_key)
 
     def sample_kernel(state, model_args=()):
         key, key_p, key_u = jax.random.split(state.rng_key, 3)
@@ -127,10 +128,7 @@ def split_hmc(potential_fn_gen):
         z, grad, value, energy = jax.tree.map(
             lambda new, old: jnp.where(accept, new, old), (z, grad, value, energy),
             (z0, state.z_grad, state.potential_energy, energy0))
-        itr = state.i + 1
-        n = jnp.where(state.i < adapt.num_warmup, itr, itr - adapt.num_warmup)
-        return SplitHMCState(itr, z, grad, value, energy, num_steps, accept_prob,
-                             state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / n,
+        return SplitHMCState(state.i + 1, z, grad, value, energy, num_steps, accept_prob,
                              delta > MAX_DELTA_ENERGY, _adapt(state, accept_prob, da_update), key)
 
     return init_kernel, sample_kernel
