@@ -210,7 +210,8 @@ def test_the_task_engine_resumes_a_killed_study(recording, tmp_path, monkeypatch
     from bayes_ising.data import load
 
     plan = study_plan.plan_study(load(recording), study_plan.StudySettings(**TINY))
-    assert len(plan.tasks) == 9 * 4 + 6 + 1  # fits x (fit, checks, thermo, compare), ei, states
+    # 9 fits x (fit, checks, thermo), the E+I fits' comparisons, 6 ei, 1 states
+    assert len(plan.tasks) == 9 * 3 + 3 + 6 + 1
     out = tmp_path / "out"
     for sub in ("fits", "tasks"):
         (out / sub).mkdir(parents=True)
@@ -332,11 +333,21 @@ def test_compare_populations_limits_the_mle_comparison(recording):
     from bayes_ising.data import load
 
     data = load(recording)
-    settings = study_plan.StudySettings(**{**TINY, "compare_populations": ("E+I",)})
+    default = study_plan.plan_study(data, study_plan.StudySettings(**TINY))
+    assert {t.population for t in default.tasks if t.kind == "compare"} == {"E+I"}
+    assert any("MLE comparison not run for E, I (by default the joint population E+I only"
+               in n for n in default.notes)
+    every = study_plan.plan_study(data, study_plan.StudySettings(
+        **{**TINY, "compare_populations": ("E+I", "E", "I")}))
+    assert sum(t.kind == "compare" for t in every.tasks) == 3 * sum(
+        t.kind == "compare" for t in default.tasks)
+    assert not any("MLE comparison not run" in n for n in every.notes)
+    settings = study_plan.StudySettings(**{**TINY, "compare_populations": ("E",)})
     plan = study_plan.plan_study(data, settings)
     compared = {t.population for t in plan.tasks if t.kind == "compare"}
-    assert compared == {"E+I"}
-    assert any("MLE comparison not run for E, I" in n for n in plan.notes)
+    assert compared == {"E"}
+    assert any("MLE comparison not run for E+I, I (compare_populations = E)" in n
+               for n in plan.notes)
     with pytest.raises(study_plan.DataError, match="compare_populations: 'X'"):
         study_plan.plan_study(data, study_plan.StudySettings(
             **{**TINY, "compare_populations": ("X",)}))

@@ -83,8 +83,10 @@ class StudySettings:
     temperature whose length tunes itself up to ``thermo_sweeps`` sweeps (after
     ``thermo_burn_in``). The study's adaptive-Metropolis walks run until their own R-hat and
     ESS say converged, or ``walk_seconds`` per fit (then their intervals are labelled
-    unconverged); ``walk_draws`` fixes their length instead. ``compare_populations`` (None:
-    every population) limits that comparison to those populations, e.g. ``("E+I",)``.
+    unconverged); ``walk_draws`` fixes their length instead. ``compare_populations``: the
+    populations that comparison is run for (None: the joint population only, e.g. "E+I" —
+    the comparison is of the methods, and at N ≈ 90 each one costs minutes; e.g.
+    ``("E+I", "E", "I")`` for every population).
     ``min_rate`` None keeps every neuron (judged by the diagnostics); a number applies the
     study's rule per state. ``min_bins``: a state with fewer bins is refused.
     ``compare_families``: also fit the independent, pairwise and K-pairwise posteriors of every
@@ -315,7 +317,14 @@ def _fit_params(sub, settings, specs):
                 else settings.num_warmup, seed=settings.seed)
 
 
-def _fit_analysis_tasks(fit, settings, identity):
+def _compared(settings, populations):
+    """The populations the MLE comparison is run for: ``compare_populations`` or the joint
+    one (the first fitted)."""
+    return (settings.compare_populations if settings.compare_populations is not None
+            else populations[:1])
+
+
+def _fit_analysis_tasks(fit, settings, identity, compared):
     s = settings
     common = dict(seed=s.seed, interval=s.interval)
     tasks = [
@@ -326,7 +335,7 @@ def _fit_analysis_tasks(fit, settings, identity):
             common, thermo_draws=s.thermo_draws, temperatures=s.temperatures,
             thermo_chains=s.thermo_chains, thermo_sweeps=s.thermo_sweeps,
             thermo_burn_in=s.thermo_burn_in), [fit.key], identity)]
-    if s.compare_populations is None or fit.population in s.compare_populations:
+    if fit.population in compared:
         tasks.append(_task("compare", fit.state, fit.population, dict(
             common, walk_draws=s.walk_draws, walk_seconds=s.walk_seconds,
             num_restarts=s.num_restarts), [fit.key], identity))
@@ -360,17 +369,21 @@ def plan_study(data, settings=None):
             fit = _task("fit", state, population, _fit_params(sub, settings, specs), [],
                         identity)
             fits[state, population] = fit
-            tasks += [fit, *_fit_analysis_tasks(fit, settings, identity)]
+            tasks += [fit, *_fit_analysis_tasks(fit, settings, identity,
+                                                _compared(settings, populations))]
     tasks += _cross_fit_tasks(fits, states, populations, settings, identity, notes)
     unknown = [p for p in settings.compare_populations or () if p not in populations]
     if unknown:
         raise DataError(f"compare_populations: {unknown[0]!r} is not among the populations "
                         f"fitted ({', '.join(populations)})")
-    skipped = [p for p in populations if settings.compare_populations is not None
-               and p not in settings.compare_populations]
+    compared = _compared(settings, populations)
+    skipped = [p for p in populations if p not in compared]
     if skipped:
-        notes.append(f"MLE comparison not run for {', '.join(skipped)} "
-                     f"(compare_populations = {', '.join(settings.compare_populations)})")
+        why = (f"compare_populations = {', '.join(compared)}"
+               if settings.compare_populations is not None else
+               f"by default the joint population {compared[0]} only; --compare-populations "
+               f"{','.join(populations)} for every one")
+        notes.append(f"MLE comparison not run for {', '.join(skipped)} ({why})")
     if settings.compare_families:
         tasks += _family_tasks(fits, _resolve_spec(settings.family_model), settings, identity,
                                info)

@@ -64,8 +64,8 @@ def register(subparsers, name):
                           help="time budget of the study's walks per fit (default 300; they "
                                "stop earlier when converged)")
     sampling.add_argument("--compare-populations", default=None,
-                          help='run the MLE comparison only for these populations, e.g. "E+I" '
-                               "(default: every one)")
+                          help='run the MLE comparison for these populations, e.g. "E+I,E,I" '
+                               "(default: the joint population only, e.g. E+I)")
     sampling.add_argument("--seed", type=int, default=None)
     parser.add_argument("--compare-families", action="store_true",
                         help="also compare the independent, pairwise and K-pairwise posteriors "
