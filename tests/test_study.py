@@ -358,3 +358,21 @@ def test_compare_populations_limits_the_mle_comparison(recording):
 
     parsed = settings_from_args(args)
     assert parsed.compare_populations == ("E+I",) and parsed.walk_seconds == 12.0
+
+
+def test_the_walks_budget_is_the_posteriors_sampling_time_unless_given():
+    import xarray as xr
+
+    from bayes_ising.pipeline.tasks import walk_budget
+
+    def tree(**attrs):
+        node = xr.DataTree()
+        node.attrs.update(attrs)
+        return node
+
+    assert study_plan.StudySettings().walk_seconds is None
+    fitted = tree(sampling_time_s=142.5, wall_time_s=230.0)
+    assert walk_budget(fitted, None) == 142.5  # equal cost: the sampler's own seconds
+    assert walk_budget(tree(sampling_time_s=3.0), None) == study_plan.MIN_WALK_SECONDS
+    assert walk_budget(tree(), None) == study_plan.MIN_WALK_SECONDS
+    assert walk_budget(fitted, 12) == 12.0

@@ -68,6 +68,9 @@ OUTPUT_NAMES = ("study.json", "study_identity.json", "data.npz", "report.html", 
                 "tasks", "tables")
 
 
+#: the least time budget (s) of the study's walks when it is matched to the posterior's
+MIN_WALK_SECONDS = 30.0
+
 #: the exact likelihood (enumeration of 2^N patterns) up to this many neurons
 __getattr__ = module_aliases(__name__, globals(), {"EXACT_MAX_NEURONS": "MAX_EXACT_NEURONS"})
 
@@ -83,7 +86,9 @@ class StudySettings:
     temperature whose length tunes itself up to ``thermo_sweeps`` sweeps (after
     ``thermo_burn_in``). The study's adaptive-Metropolis walks run until their own R-hat and
     ESS say converged, or ``walk_seconds`` per fit (then their intervals are labelled
-    unconverged); ``walk_draws`` fixes their length instead. ``compare_populations``: the
+    unconverged; None: the posterior's own sampling time, at least
+    :data:`MIN_WALK_SECONDS` — a comparison at equal cost); ``walk_draws`` fixes their length
+    instead. ``compare_populations``: the
     populations that comparison is run for (None: the joint population only, e.g. "E+I" —
     the comparison is of the methods, and at N ≈ 90 each one costs minutes; e.g.
     ``("E+I", "E", "I")`` for every population).
@@ -116,7 +121,7 @@ class StudySettings:
     thermo_sweeps: int = 8000
     thermo_burn_in: int = 200
     walk_draws: int | None = None
-    walk_seconds: float = 300.0
+    walk_seconds: float | None = None
     compare_populations: tuple | None = None
     num_restarts: int = 4
     tail: float = 0.01

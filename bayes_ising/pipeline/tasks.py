@@ -18,7 +18,7 @@ import numpy as np
 from bayes_ising.pipeline.plan import _rng_key, _task_data, _write_task_result, task_path
 
 __all__ = ["RUNNERS", "run_fit", "run_checks", "run_thermo", "run_compare", "run_ei",
-           "run_states", "run_families", "validity"]
+           "run_states", "run_families", "validity", "walk_budget"]
 
 
 def _fit_tree(out_dir, state, population, key):
@@ -139,9 +139,20 @@ def run_compare(task, out_dir, progress=False):
     tree = _fit_tree(out_dir, task.state, task.population, task.deps[0])
     data = _task_data(task, out_dir, tree=tree)
     result = compare_mle(_rng_key(task), tree, data, walk_draws=p["walk_draws"],
-                         max_walk_seconds=p["walk_seconds"], num_restarts=p["num_restarts"],
-                         interval=p["interval"])
+                         max_walk_seconds=walk_budget(tree, p["walk_seconds"]),
+                         num_restarts=p["num_restarts"], interval=p["interval"])
     _write_task_result(task, out_dir, result)
+
+
+def walk_budget(tree, walk_seconds):
+    """The walks' time budget (s): ``walk_seconds``, or (None) the posterior's own sampling
+    time, at least :data:`~bayes_ising.pipeline.plan.MIN_WALK_SECONDS` (equal cost)."""
+    from bayes_ising.analysis.comparison import nuts_time
+    from bayes_ising.pipeline.plan import MIN_WALK_SECONDS
+
+    if walk_seconds is not None:
+        return float(walk_seconds)
+    return max(MIN_WALK_SECONDS, nuts_time(tree) or 0.0)
 
 
 def run_ei(task, out_dir, progress=False):

@@ -29,6 +29,7 @@ def _positive_int(text):
 
 def register(subparsers, name):
     from bayes_ising.core.limits import MAX_EXACT_NEURONS
+    from bayes_ising.pipeline.plan import MIN_WALK_SECONDS
 
     parser = subparsers.add_parser(
         name, help="the study's whole analysis of a recording -> DIR/study.json, tables, fits",
@@ -61,8 +62,9 @@ def register(subparsers, name):
                  "thermo-draws"):
         sampling.add_argument(f"--{flag}", type=int, default=None)
     sampling.add_argument("--walk-seconds", type=float, default=None,
-                          help="time budget of the study's walks per fit (default 300; they "
-                               "stop earlier when converged)")
+                          help="time budget of the study's walks per fit (default: the "
+                               "posterior's own sampling time, at least "
+                               f"{MIN_WALK_SECONDS:g} s; they stop earlier when converged)")
     sampling.add_argument("--compare-populations", default=None,
                           help='run the MLE comparison for these populations, e.g. "E+I,E,I" '
                                "(default: the joint population only, e.g. E+I)")
