@@ -128,8 +128,8 @@ def subset_data(data, settings=DEFAULT_SETTINGS):
 #: the demo's trims of the study's defaults, so that the whole study on the embedded dataset
 #: runs in about ten minutes on 2 cores (the MLE comparison, the costliest analysis, is on
 #: the E+I fits only, the study's default): walks of at most 15 s each (labelled unconverged
-#: when they stop there), C(T) runs of at most 2,000 sweeps (the MC error then enters the bands) and
-#: 10,000 simulated patterns per predictive check; the fits are the study's.
+#: when they stop there), C(T) runs of at most 2,000 sweeps (the MC error then enters the
+#: bands) and 10,000 simulated patterns per predictive check; the fits are the study's.
 DEMO_TRIMS = dict(walk_seconds=15.0, thermo_sweeps=2000, check_samples=10_000)
 
 

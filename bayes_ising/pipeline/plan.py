@@ -88,10 +88,9 @@ class StudySettings:
     ESS say converged, or ``walk_seconds`` per fit (then their intervals are labelled
     unconverged; None: the posterior's own sampling time, at least
     :data:`MIN_WALK_SECONDS` — a comparison at equal cost); ``walk_draws`` fixes their length
-    instead. ``compare_populations``: the
-    populations that comparison is run for (None: the joint population only, e.g. "E+I" —
-    the comparison is of the methods, and at N ≈ 90 each one costs minutes; e.g.
-    ``("E+I", "E", "I")`` for every population).
+    instead. ``compare_populations``: the populations that comparison is run for (None: the
+    joint population only, e.g. "E+I" — it compares the methods, and at N ≈ 90 each one costs
+    minutes; ``("E+I", "E", "I")`` for every population).
     ``min_rate`` None keeps every neuron (judged by the diagnostics); a number applies the
     study's rule per state. ``min_bins``: a state with fewer bins is refused.
     ``compare_families``: also fit the independent, pairwise and K-pairwise posteriors of every
