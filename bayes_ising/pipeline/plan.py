@@ -360,6 +360,7 @@ def plan_study(data, settings=None):
     specs = {"exact": _resolve_spec(settings.model),
              "pseudo": _resolve_spec(settings.pseudo_model)}
     tasks, fits, info, notes = [], {}, {}, []
+    compared = _compared(settings, populations)
     for state in states:
         info[state] = _state_info(data, state)
         for population in populations:
@@ -373,14 +374,12 @@ def plan_study(data, settings=None):
             fit = _task("fit", state, population, _fit_params(sub, settings, specs), [],
                         identity)
             fits[state, population] = fit
-            tasks += [fit, *_fit_analysis_tasks(fit, settings, identity,
-                                                _compared(settings, populations))]
+            tasks += [fit, *_fit_analysis_tasks(fit, settings, identity, compared)]
     tasks += _cross_fit_tasks(fits, states, populations, settings, identity, notes)
     unknown = [p for p in settings.compare_populations or () if p not in populations]
     if unknown:
         raise DataError(f"compare_populations: {unknown[0]!r} is not among the populations "
                         f"fitted ({', '.join(populations)})")
-    compared = _compared(settings, populations)
     skipped = [p for p in populations if p not in compared]
     if skipped:
         why = (f"compare_populations = {', '.join(compared)}"
