@@ -174,6 +174,32 @@ def test_step_contract_and_jit(model10):
     np.testing.assert_allclose(eager_state.energy, ising.energy(spins, h, J), atol=1e-5)
 
 
+def test_sweep_sums_are_the_sweeps_of_step(model10):
+    """gibbs.sweep_sums: the chains of gibbs.step with the same keys and sweep numbers, and
+    per-group sums of s and s sᵀ over the sweeps, by hand."""
+    h, J = model10
+    rows = np.where(np.random.default_rng(1).random((12, 10)) < 0.3, 1.0, -1.0)
+    spins0 = jnp.asarray(rows, jnp.float32)
+    key, first, num_sweeps = jax.random.key(3), 7, 5
+    chains, sum_s, sum_ss = jax.jit(
+        lambda s: gibbs.sweep_sums(key, s, h, J, first, num_sweeps, 3))(spins0)
+    state = gibbs.GibbsState(spins0[:, None, :], (spins0 @ J + h)[:, None, :].astype(jnp.float32),
+                             ising.energy(spins0, h, J)[:, None])
+    by_hand_s, by_hand_ss = np.zeros((3, 10)), np.zeros((3, 10, 10))
+    for index in range(first, first + num_sweeps):
+        state, _ = gibbs.step(jax.random.fold_in(key, index), state, h, J, jnp.ones(1),
+                              sweep_index=index)
+        s = np.asarray(state.spins[:, 0, :], float).reshape(3, 4, 10)
+        by_hand_s += s.sum(axis=1)
+        by_hand_ss += np.einsum("gci,gcj->gij", s, s)
+    np.testing.assert_array_equal(chains, state.spins[:, 0, :])
+    np.testing.assert_array_equal(sum_s, by_hand_s)
+    np.testing.assert_array_equal(sum_ss, by_hand_ss)
+    burned, none_s, none_ss = gibbs.sweep_sums(key, spins0, h, J, first, num_sweeps, 0)
+    np.testing.assert_array_equal(burned, chains)
+    assert none_s is None and none_ss is None
+
+
 def test_init_from_data_rows_and_validation(model10):
     h, J = model10
     rows = np.where(np.random.default_rng(0).random((7, 10)) < 0.3, 1, -1).astype(np.int8)

@@ -78,6 +78,7 @@ __all__ = [
     "sample_models_spins",
     "init",
     "step",
+    "sweep_sums",
     "sample",
     "sample_moments",
     "sample_spins",
@@ -438,6 +439,36 @@ def step(
     )
     info = GibbsInfo(info.num_flips.reshape(num_chains, num_temps), *info[1:])
     return _from_flat(flat, num_chains, num_temps), info
+
+
+def sweep_sums(rng_key, spins, h, J, first_sweep, num_sweeps, num_groups):
+    """Advance chains (C, N) at T = 1 by ``num_sweeps`` sweeps (the sweeps of :func:`step`,
+    numbered from ``first_sweep``, so the same keys give the same chains) and sum over the
+    sweeps, per group of C/G consecutive chains, the spins (G, N) and their products
+    (G, N, N); ``num_groups`` 0: no sums (burn-in), (spins, None, None). Traceable (no jit);
+    the chains stay in the sweep's flat (N, C) layout throughout."""
+    dtype = spins.dtype
+    h_s, J_s = jnp.asarray(h).astype(dtype), jnp.asarray(J).astype(dtype)
+    num_chains, num_neurons = spins.shape
+    betas, temp_betas = _betas(jnp.ones(1, dtype), num_chains, dtype)
+    options = (num_chains, 1, "systematic", False, "hash", None)
+    flat = _FlatState(spins.T, (h_s + spins @ J_s).T, jnp.zeros(num_chains, _energy_dtype()))
+    temp_betas = temp_betas.astype(_energy_dtype())
+
+    def one_sweep(carry, offset):
+        flat, sums = carry
+        index = first_sweep + offset
+        flat, _ = _sweep(jax.random.fold_in(rng_key, index), flat, h_s, J_s, betas,
+                         temp_betas, index, options)
+        if num_groups:
+            s = flat.spins.reshape(num_neurons, num_groups, num_chains // num_groups)
+            sums = (sums[0] + s.sum(axis=2).T, sums[1] + jnp.einsum("igc,jgc->gij", s, s))
+        return (flat, sums), None
+
+    sums = ((jnp.zeros((num_groups, num_neurons), dtype),
+             jnp.zeros((num_groups, num_neurons, num_neurons), dtype)) if num_groups else ())
+    (flat, sums), _ = lax.scan(one_sweep, (flat, sums), jnp.arange(num_sweeps))
+    return (flat.spins.T, *sums) if num_groups else (flat.spins.T, None, None)
 
 
 # --------------------------------------------------------------------------------------------

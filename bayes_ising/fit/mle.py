@@ -541,13 +541,14 @@ def _lattice_gas_scale(m, Q, num_bins):
     return np.sqrt(p * (1.0 - p))
 
 
-def _pseudo_theta_value_and_grad(theta, data, l2, num_neurons):
+def _pseudo_theta_value_and_grad(theta, data, l2, num_neurons, float32=False):
     r"""Per-bin negative log pseudolikelihood (+ L2) and its closed-form gradient in ``theta``
     (:func:`bayes_ising.core.pseudolikelihood.value_and_grad`: one blocked sweep, two GEMMs per
     block), :math:`-\log\mathrm{PL}/T + \tfrac{l_2}{2}\sum_{i<j} J_{ij}^2`; ``data`` a
-    :class:`~bayes_ising.core.pseudolikelihood.Patterns`."""
+    :class:`~bayes_ising.core.pseudolikelihood.Patterns`; ``float32``: the sweep in float32
+    (accumulated in float64)."""
     num_bins = jnp.sum(data.counts)
-    value, grad = pl.value_and_grad(theta, data)
+    value, grad = pl.value_and_grad(theta, data, float32=float32)
     couplings = theta[num_neurons:]
     value = -value / num_bins + 0.5 * l2 * couplings @ couplings
     grad = -grad / num_bins
@@ -840,9 +841,9 @@ def firing_threshold_rule(spins, threshold=0.05):
     return stats.firing_probability(as_fit_data(spins).spins) >= threshold
 
 
-@functools.partial(jax.jit, static_argnames=("num_neurons",))
-def _pseudo_value_and_grad_theta(theta, data, l2, num_neurons):
-    return _pseudo_theta_value_and_grad(theta, data, l2, num_neurons)
+@functools.partial(jax.jit, static_argnames=("num_neurons", "float32"))
+def _pseudo_value_and_grad_theta(theta, data, l2, num_neurons, float32=False):
+    return _pseudo_theta_value_and_grad(theta, data, l2, num_neurons, float32)
 
 
 def _cosine_table(thetas, num_neurons):
@@ -862,7 +863,7 @@ def _cosine_table(thetas, num_neurons):
 
 def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto",
                         max_iterations=300, init_scale=0.5, l2=0.0, threshold=0.05,
-                        neuron_ids=None):
+                        neuron_ids=None, float32=True):
     r"""The study's reliability method: optimiser restarts from random initial conditions.
 
     Each restart draws :math:`\theta_0 \sim \mathcal N(0, \text{init\_scale}^2 I)` and runs
@@ -875,6 +876,10 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
     The firing-threshold verdict (≥ ``threshold`` of bins) is given beside it. The verdict
     depends on the budget, as the study's did: run long enough every convex fit converges and
     all similarities approach 1 (on retina15.mat: ≥ 0.994 at 300 iterations, 1.000 at 1000).
+    ``float32`` (pseudolikelihood only): the per-pattern sweep in float32, accumulated in
+    float64, about twice as fast. Measured at N = 92 (``ei_network(74, 18)`` deep state,
+    44,272 unique patterns, 4 restarts × 300 iterations): 34 s against 69 s in float64, the
+    mean cosines within 0.005 of float64's and the same verdict for every neuron.
 
     Returns
     -------
@@ -902,7 +907,7 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
             raise DataError("restart_reliability(method='pseudo') needs spins, not moments")
         value_and_grad = functools.partial(
             _pseudo_value_and_grad_theta, data=pl.prepare(d.patterns, d.counts), l2=l2,
-            num_neurons=num_neurons)
+            num_neurons=num_neurons, float32=bool(float32))
     num_params = num_neurons + ising.num_pairs(num_neurons)
     starts = init_scale * jax.random.normal(rng_key, (num_restarts, num_params), jnp.float64)
     thetas, objectives = [], []
@@ -929,6 +934,7 @@ def restart_reliability(rng_key, spins, num_restarts=5, cut=0.9, *, method="auto
         "settings": {"num_restarts": int(num_restarts), "cut": float(cut), "method": method,
                      "max_iterations": int(max_iterations), "init_scale": float(init_scale),
                      "l2": float(l2), "threshold": float(threshold),
+                     "float32": bool(float32) and method == "pseudo",
                      "objective": "per-bin negative log-likelihood" if method == "exact"
                      else "per-bin negative log pseudolikelihood"},
     }
@@ -984,7 +990,7 @@ def _learning_chunk(rng_key, chains, phi, target, variance, rate, l2, max_step, 
     def one_step(carry, k):
         chains, phi, phi_sum = carry
         h, J = ising.unpack(_from_lattice_gas(phi, num_neurons), num_neurons)
-        chains, sum_s, sum_ss = validity._sweep_sums(
+        chains, sum_s, sum_ss = gibbs.sweep_sums(
             jax.random.fold_in(rng_key, first + k), chains, h, J, 0, num_sweeps, 1)
         m = sum_s[0] / num_samples
         Q = sum_ss[0] / num_samples

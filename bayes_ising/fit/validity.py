@@ -3,10 +3,10 @@ r"""Does a fitted model reproduce its data? Moment checks by simulation, for any
 A fitted pairwise model is *valid* for the data when, simulated, it reproduces the data's
 means :math:`m_i` and connected correlations :math:`C_{ij} = \langle s_i s_j\rangle - m_i m_j`
 (i<j) — for the maximum-likelihood model exactly, up to Monte Carlo noise. For N too large to
-enumerate the model's moments come from Gibbs chains (:func:`bayes_ising.core.gibbs.step`), started
-from uniformly random states *and* from data rows: a model with a second, degenerate phase
-(e.g. the all-active state of an over-coupled pseudolikelihood fit) looks fine from one start
-type only.
+enumerate the model's moments come from Gibbs chains
+(:func:`bayes_ising.core.gibbs.sweep_sums`), started from uniformly random states *and* from
+data rows: a model with a second, degenerate phase (e.g. the all-active state of an
+over-coupled pseudolikelihood fit) looks fine from one start type only.
 
 Noise on both sides:
 
@@ -61,39 +61,15 @@ def z_critical(num_moments, significance=0.05, num_groups=NUM_GROUPS):
                                    num_groups - 1))
 
 
-def _sweep_sums(rng_key, spins, h, J, first_sweep, num_sweeps, num_groups):
-    """Advance chains (C, N) ``num_sweeps`` Gibbs sweeps under (h, J); per-group sums of the
-    spins (G, N) and of their products (G, N, N) over the sweeps. Traceable (no jit)."""
-    dtype = spins.dtype
-    h_s, J_s = h.astype(dtype), J.astype(dtype)
-    temperatures = jnp.ones(1, dtype)
-    state = gibbs.GibbsState(spins[:, None, :], (h_s + spins @ J_s)[:, None, :],
-                             ising.energy(spins, h, J)[:, None])
-    num_chains, num_neurons = spins.shape
-
-    def one_sweep(carry, offset):
-        state, sum_s, sum_ss = carry
-        index = first_sweep + offset
-        state, _ = gibbs.step(jax.random.fold_in(rng_key, index), state, h_s, J_s,
-                              temperatures, sweep_index=index)
-        s = state.spins[:, 0, :].reshape(num_groups, num_chains // num_groups, num_neurons)
-        return (state, sum_s + s.sum(axis=1), sum_ss + jnp.einsum("gci,gcj->gij", s, s)), None
-
-    zeros = (jnp.zeros((num_groups, num_neurons), dtype),
-             jnp.zeros((num_groups, num_neurons, num_neurons), dtype))
-    (state, sum_s, sum_ss), _ = jax.lax.scan(one_sweep, (state, *zeros),
-                                             jnp.arange(num_sweeps))
-    return state.spins[:, 0, :], sum_s, sum_ss
-
-
 @functools.partial(jax.jit, static_argnames=("num_sweeps", "burn_in", "num_groups"))
 def _simulate(rng_key, h, J, spins, num_sweeps, burn_in, num_groups):
     """vmapped over models: h (D, N), J (D, N, N), spins (D, C, N) → group means of s
     (D, G, N) and s sᵀ (D, G, N, N), final spins (D, C, N)."""
 
     def one_model(key, h, J, spins):
-        spins, _, _ = _sweep_sums(key, spins, h, J, 0, burn_in, num_groups)
-        spins, sum_s, sum_ss = _sweep_sums(key, spins, h, J, burn_in, num_sweeps, num_groups)
+        spins, _, _ = gibbs.sweep_sums(key, spins, h, J, 0, burn_in, 0)
+        spins, sum_s, sum_ss = gibbs.sweep_sums(key, spins, h, J, burn_in, num_sweeps,
+                                                num_groups)
         count = num_sweeps * (spins.shape[0] // num_groups)
         return sum_s / count, sum_ss / count, spins
 
