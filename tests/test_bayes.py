@@ -165,6 +165,32 @@ def test_public_numpyro_models_have_the_stated_log_density():
     assert float(value) == pytest.approx(exact + prior, rel=1e-10)
 
 
+def test_covariance_of_counts_is_the_sample_covariance():
+    """The Fisher estimate's covariance (float32 SYRK of ±1 / 0-1 features, exact integer
+    sums) equals numpy's float64 sample covariance."""
+    rng = np.random.default_rng(4)
+    spins = np.where(rng.random((3000, 12)) < 0.2, 1.0, -1.0).astype(np.float32)
+    features = ising.sufficient_features(spins, potential=True)
+    np.testing.assert_allclose(bayes._covariance_of_counts(features),
+                               np.cov(features.astype(np.float64), rowvar=False),
+                               rtol=0, atol=1e-13)
+
+
+def test_curvature_transform_is_the_cholesky_map():
+    """W = L_F L_PL⁻¹ (lower Cholesky factors of the two covariances), so W Σ_PL Wᵀ = Σ_F,
+    and the sd ratios are √(diag Σ_F / diag Σ_PL)."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(40, 30)), rng.normal(size=(60, 30))
+    neg_hess, fisher, prior = x.T @ x, y.T @ y / 500, np.full(30, 0.25)
+    transform, ratio = bayes._curvature_transform(neg_hess, fisher, 100, prior)
+    cov_pl = np.linalg.inv(neg_hess + np.diag(prior))
+    cov_full = np.linalg.inv(100 * fisher + np.diag(prior))
+    expected = np.linalg.cholesky(cov_full) @ np.linalg.inv(np.linalg.cholesky(cov_pl))
+    np.testing.assert_allclose(transform, expected, atol=1e-10)
+    np.testing.assert_allclose(transform @ cov_pl @ transform.T, cov_full, atol=1e-12)
+    np.testing.assert_allclose(ratio, np.sqrt(np.diag(cov_full) / np.diag(cov_pl)), rtol=1e-10)
+
+
 def test_laplace_hessian_is_fisher_times_t_plus_prior_precision(large_t_data):
     """Normal prior: the mass matrix is exactly (T F(θ̂) + diag(σ⁻²))⁻¹ at the exact MAP."""
     spec = bayes.default_model_spec()

@@ -1179,10 +1179,24 @@ def _fisher_from_samples(rng_key, h, J, num_samples=20_000, V=None):
     else:
         samples = gibbs.sample_kpairwise_spins(rng_key, np.asarray(h)[None], np.asarray(J)[None],
                                                np.asarray(V)[None], num_samples)[0]
-    features = ising.sufficient_features(np.asarray(samples, dtype=np.float64),
-                                         potential=V is not None)
-    features -= features.mean(axis=0)
-    return features.T @ features / (features.shape[0] - 1)
+    return _covariance_of_counts(ising.sufficient_features(np.asarray(samples, np.float32),
+                                                           potential=V is not None))
+
+
+def _covariance_of_counts(features):
+    """Sample covariance (P, P) float64 of features (S, P) valued in {−1, 0, 1}: the Gram
+    matrix FᵀF by a float32 SYRK, exact while S < 2²⁴ (its entries are integer sums), then
+    (FᵀF − S f̄ f̄ᵀ)/(S − 1) in float64 (at S = 20,000, P = 4,278: 3.8 s against 9.1 s for
+    the centred float64 product, equal to 1e-14)."""
+    num_samples = features.shape[0]
+    if num_samples >= 2**24:
+        centred = np.asarray(features, np.float64) - np.mean(features, axis=0, dtype=np.float64)
+        return centred.T @ centred / (num_samples - 1)
+    upper = np.triu(scipy.linalg.blas.ssyrk(1.0, np.asarray(features, np.float32).T, trans=0))
+    gram = upper.astype(np.float64)
+    gram += np.triu(gram, 1).T
+    mean = features.sum(axis=0, dtype=np.float64) / num_samples
+    return (gram - num_samples * np.outer(mean, mean)) / (num_samples - 1)
 
 
 def _model_check(rng_key, theta, data):
@@ -1204,10 +1218,25 @@ def _curvature_transform(neg_hess_pl, fisher, num_bins, precision_prior):
     precision_prior = np.asarray(precision_prior, np.float64)
     if precision_prior.ndim == 1:
         precision_prior = np.diag(precision_prior)
-    cov_pl, chol_pl = _inverse_and_cholesky(neg_hess_pl + precision_prior)
-    cov_full, chol_full = _inverse_and_cholesky(num_bins * fisher + precision_prior)
-    transform = chol_full @ np.linalg.inv(chol_pl)
-    return transform, np.sqrt(np.diag(cov_full) / np.diag(cov_pl))
+    precision_pl = neg_hess_pl + precision_prior
+    precision_full = num_bins * fisher + precision_prior
+    # With E the exchange matrix and M the lower Cholesky factor of E A E, the lower Cholesky
+    # factor of A⁻¹ is E M⁻ᵀ E, so W = L_F L_PL⁻¹ = E M_F⁻ᵀ M_PLᵀ E: two Cholesky factors and
+    # triangular solves (~2.3 P³ flops; forming both covariances and their factors took ~10 P³)
+    m_pl, m_full = _cholesky(precision_pl[::-1, ::-1]), _cholesky(precision_full[::-1, ::-1])
+    if m_pl is None or m_full is None:  # not positive definite: reflected eigenvalues
+        cov_pl, chol_pl = _inverse_and_cholesky(precision_pl)
+        cov_full, chol_full = _inverse_and_cholesky(precision_full)
+        transform = chol_full @ np.linalg.inv(chol_pl)
+        return transform, np.sqrt(np.diag(cov_full) / np.diag(cov_pl))
+    transform = scipy.linalg.solve_triangular(m_full, m_pl.T, lower=True, trans="T",
+                                              check_finite=False)[::-1, ::-1]
+
+    def variances(m):  # diag(A⁻¹) = diag(E M⁻ᵀ M⁻¹ E): column sums of (M⁻¹)², reversed
+        inverse, _ = scipy.linalg.lapack.dtrtri(m, lower=1)
+        return (np.tril(inverse) ** 2).sum(axis=0)[::-1]
+
+    return np.ascontiguousarray(transform), np.sqrt(variances(m_full) / variances(m_pl))
 
 
 #: the curvature adjustment is suspect when it changes the median posterior sd by more than
